@@ -28,7 +28,7 @@ export class PolymurError extends Error {
   }
 
   // instanceof works across duplicated copies of the module (as undici does).
-  static [Symbol.hasInstance](value: unknown): boolean {
+  static override [Symbol.hasInstance](value: unknown): boolean {
     return typeof value === "object" && value !== null && kPolymurError in value;
   }
 }

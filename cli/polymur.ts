@@ -1,0 +1,42 @@
+// polymur: the data-plane (and, later, control-plane) program. `polymur` with
+// no role, or `polymur relay`, runs a relay.
+import { PolymurError } from "../common/errors.ts";
+import { runRelay } from "./relay-command.ts";
+
+const ROLES: Record<string, (argv: string[]) => Promise<void>> = {
+  relay: runRelay,
+};
+
+const USAGE = `usage: polymur [relay] [options]     (polymur relay --help for the options)
+
+Roles:
+  relay    Graphite plaintext in over TCP/UDP, forwarded to destinations (default)`;
+
+async function main(argv: string[]): Promise<void> {
+  const first = argv[0];
+  if (first === "--help" || first === "-h" || first === "help") {
+    console.log(USAGE);
+    return;
+  }
+  if (first !== undefined && !first.startsWith("-")) {
+    const role = ROLES[first];
+    if (role === undefined) {
+      console.error(`polymur: unknown role "${first}"\n${USAGE}`);
+      process.exitCode = 2;
+      return;
+    }
+    await role(argv.slice(1));
+    return;
+  }
+  await runRelay(argv);
+}
+
+main(process.argv.slice(2)).catch((err: unknown) => {
+  if (err instanceof PolymurError) {
+    console.error(`polymur: ${err.message}`);
+    process.exitCode = 2;
+  } else {
+    console.error(err);
+    process.exitCode = 1;
+  }
+});

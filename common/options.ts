@@ -1,0 +1,191 @@
+import { readFileSync } from "node:fs";
+import { ErrorCode, PolymurError } from "./errors.ts";
+
+/**
+ * Declarative command-line options shared by every polymur role: each option
+ * is a flag (`--name value`, `--name=value`, and the Go polymur's single-dash
+ * `-name=value` / `-name value`), a `POLYMUR_NAME` environment variable, and a
+ * `name = value` line in a config file. Precedence: flag > environment >
+ * config file > default. The same table prints `--help` and the docs.
+ */
+export type OptionType = "string" | "int" | "bool" | "bytes" | "seconds";
+
+export interface OptionSpec {
+  readonly name: string;
+  readonly type: OptionType;
+  readonly default: string;
+  readonly help: string;
+  /** Applied by SIGHUP (re-reading the config file) without a restart. */
+  readonly reloadable?: boolean;
+  /** Value names for enumerations; checked. */
+  readonly choices?: readonly string[];
+}
+
+export type RawOptions = Map<string, string>;
+
+export function envName(option: string): string {
+  return `POLYMUR_${option.toUpperCase().replaceAll("-", "_")}`;
+}
+
+const fail = (msg: string): never => {
+  throw new PolymurError(ErrorCode.Config, msg);
+};
+
+/**
+ * Parses argv into raw strings per option plus positional arguments. Unknown
+ * flags are errors that name the flag.
+ */
+export function parseArgv(
+  specs: readonly OptionSpec[],
+  argv: readonly string[],
+): { flags: RawOptions; positional: string[] } {
+  const byName = new Map(specs.map((s) => [s.name, s]));
+  const flags: RawOptions = new Map();
+  const positional: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    if (arg === "--") {
+      positional.push(...argv.slice(i + 1));
+      break;
+    }
+    if (!arg.startsWith("-") || arg === "-") {
+      positional.push(arg);
+      continue;
+    }
+    const body = arg.replace(/^--?/, "");
+    const eq = body.indexOf("=");
+    let name = eq < 0 ? body : body.slice(0, eq);
+    let value: string | undefined = eq < 0 ? undefined : body.slice(eq + 1);
+    let negated = false;
+    if (!byName.has(name) && name.startsWith("no-") && byName.get(name.slice(3))?.type === "bool") {
+      name = name.slice(3);
+      negated = true;
+    }
+    const spec = byName.get(name);
+    if (spec === undefined) fail(`unknown option ${arg.split("=")[0]} (see --help)`);
+    if (spec!.type === "bool") {
+      if (value === undefined) value = negated ? "false" : "true";
+    } else if (value === undefined) {
+      const next = argv[i + 1];
+      if (next === undefined) fail(`option --${name} needs a value`);
+      value = next;
+      i++;
+    }
+    flags.set(name, value!);
+  }
+  return { flags, positional };
+}
+
+/** Reads `name = value` lines; `#` starts a comment; names as the long flags. */
+export function parseConfigFile(specs: readonly OptionSpec[], path: string): RawOptions {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch (err) {
+    return fail(`cannot read config file ${path}: ${(err as Error).message}`);
+  }
+  const known = new Set(specs.map((s) => s.name));
+  const out: RawOptions = new Map();
+  text.split(/\r?\n/).forEach((raw, n) => {
+    const line = raw.replace(/(^|\s)#.*$/, "").trim();
+    if (line === "") return;
+    const eq = line.indexOf("=");
+    if (eq < 0) fail(`${path}:${n + 1}: expected "name = value"`);
+    const name = line.slice(0, eq).trim();
+    if (!known.has(name)) fail(`${path}:${n + 1}: unknown option "${name}"`);
+    out.set(name, line.slice(eq + 1).trim());
+  });
+  return out;
+}
+
+/** Merges the sources: flag > environment > file > default. */
+export function resolveOptions(
+  specs: readonly OptionSpec[],
+  flags: RawOptions,
+  env: NodeJS.ProcessEnv,
+  file: RawOptions,
+): RawOptions {
+  const out: RawOptions = new Map();
+  for (const s of specs) {
+    const v = flags.get(s.name) ?? env[envName(s.name)] ?? file.get(s.name) ?? s.default;
+    if (s.choices !== undefined && v !== "" && !s.choices.includes(v)) {
+      fail(`--${s.name} must be one of ${s.choices.join(", ")}; got "${v}"`);
+    }
+    out.set(s.name, v);
+  }
+  return out;
+}
+
+export function getString(o: RawOptions, name: string): string {
+  return o.get(name) ?? "";
+}
+
+export function getInt(o: RawOptions, name: string): number {
+  const v = getString(o, name);
+  if (!/^-?\d+$/.test(v)) fail(`--${name} must be a whole number; got "${v}"`);
+  return Number(v);
+}
+
+export function getBool(o: RawOptions, name: string): boolean {
+  const v = getString(o, name).toLowerCase();
+  if (["true", "1", "yes", "on"].includes(v)) return true;
+  if (["false", "0", "no", "off", ""].includes(v)) return false;
+  return fail(`--${name} must be true or false; got "${v}"`);
+}
+
+const UNITS: Record<string, number> = {
+  "": 1,
+  b: 1,
+  k: 1024,
+  kb: 1024,
+  kib: 1024,
+  m: 1024 ** 2,
+  mb: 1024 ** 2,
+  mib: 1024 ** 2,
+  g: 1024 ** 3,
+  gb: 1024 ** 3,
+  gib: 1024 ** 3,
+};
+
+/** `65536`, `64KiB`, `128MiB`, `1GiB` (binary units whichever spelling). */
+export function getBytes(o: RawOptions, name: string): number {
+  const v = getString(o, name);
+  const m = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(v);
+  const unit = m === null ? undefined : UNITS[m[2]!.toLowerCase()];
+  if (m === null || unit === undefined) {
+    return fail(`--${name} must be a size such as 65536, 64KiB or 128MiB; got "${v}"`);
+  }
+  return Math.floor(Number(m[1]) * unit);
+}
+
+/** Seconds, possibly fractional (`0.5`), or with a unit: `500ms`, `30s`, `5m`. */
+export function getSeconds(o: RawOptions, name: string): number {
+  const v = getString(o, name);
+  const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v);
+  if (m === null) return fail(`--${name} must be a duration such as 30, 30s, 500ms or 5m; got "${v}"`);
+  const scale = { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] ?? "s"]!;
+  return Number(m[1]) * scale;
+}
+
+/** `host:port` (IPv6 in brackets); an empty string is null (off). */
+export function getAddress(o: RawOptions, name: string): { host: string; port: number } | null {
+  const v = getString(o, name);
+  if (v === "") return null;
+  const m = /^(?:\[([^\]]+)\]|([^:]*)):(\d{1,5})$/.exec(v);
+  if (m === null) return fail(`--${name} must be host:port (or [ipv6]:port); got "${v}"`);
+  const port = Number(m[3]);
+  if (port > 65535) fail(`--${name}: port ${port} is out of range`);
+  const host = m[1] ?? m[2] ?? "";
+  return { host: host === "" ? "0.0.0.0" : host, port };
+}
+
+export function formatHelp(title: string, specs: readonly OptionSpec[]): string {
+  const lines = [title, "", "Options (flag, or POLYMUR_<NAME> env var, or `name = value` in --config):"];
+  for (const s of specs) {
+    const def = s.default === "" ? "" : ` (default ${s.default})`;
+    const reload = s.reloadable ? " [reloadable]" : "";
+    lines.push(`  --${s.name}${s.type === "bool" ? "" : ` <${s.type}>`}`);
+    lines.push(`      ${s.help}${def}${reload}`);
+  }
+  return lines.join("\n");
+}

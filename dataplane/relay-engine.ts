@@ -1,0 +1,342 @@
+import dgram from "node:dgram";
+import net from "node:net";
+import type { Logger } from "../common/logger.ts";
+import { Destination, type DestinationOptions, type DestinationStats } from "./destination.ts";
+import { createHashRouter } from "./hash-router.ts";
+import { LineFramer, type LineSink } from "./line-framer.ts";
+import type { RejectReason } from "./line-validator.ts";
+import { RejectLog, type RejectSample } from "./reject-log.ts";
+import type { RelayConfig } from "./relay-config.ts";
+import { RouteTable } from "./route-table.ts";
+
+export interface EngineStats {
+  /** Valid datapoints received. */
+  received: number;
+  /** Rejected lines, per reason. */
+  rejected: Record<RejectReason, number>;
+  connections: number;
+  connectionsTotal: number;
+  connectionsRefused: number;
+  bytesIn: number;
+  /** Datapoints lost at shutdown or on removal of a destination that could not drain. */
+  undelivered: number;
+  destinations: DestinationStats[];
+  /** True while ingest is paused by a full queue under the block policy. */
+  paused: boolean;
+}
+
+export interface EngineOptions {
+  /** This process's share of the queue bounds (1 / number of worker processes). Default 1. */
+  share?: number;
+  /** Listen with SO_REUSEPORT, so that several worker processes share the port. */
+  reusePort?: boolean;
+  /** Whether this engine opens the UDP listener (only one process does). Default true. */
+  udp?: boolean;
+  /** Called with every run of forwarded lines (--console-out). */
+  tap?: (lines: Buffer) => void;
+}
+
+/**
+ * One process's relay: TCP/UDP ingest → framing and validation → routing →
+ * per-destination queues. Reconfigured in place by `apply`.
+ */
+export class RelayEngine {
+  readonly #log: Logger;
+  readonly #share: number;
+  readonly #reusePort: boolean;
+  readonly #withUdp: boolean;
+  readonly #tap: ((lines: Buffer) => void) | null;
+  #config: RelayConfig;
+  #destinations = new Map<string, Destination>();
+  #table: RouteTable;
+  #server: net.Server | null = null;
+  #udp: dgram.Socket | null = null;
+  #sockets = new Set<net.Socket>();
+  readonly rejects = new RejectLog();
+  #received = 0;
+  #bytesIn = 0;
+  #connectionsTotal = 0;
+  #connectionsRefused = 0;
+  #undelivered = 0;
+  #paused = false;
+  #stopping = false;
+
+  constructor(config: RelayConfig, log: Logger, options: EngineOptions = {}) {
+    this.#config = config;
+    this.#log = log;
+    this.#share = options.share ?? 1;
+    this.#reusePort = options.reusePort ?? false;
+    this.#withUdp = options.udp ?? true;
+    this.#tap = options.tap ?? null;
+    this.#table = this.#buildTable(config, this.#destinations);
+  }
+
+  get config(): RelayConfig {
+    return this.#config;
+  }
+
+  /** Starts listening. Resolves with the bound TCP (and UDP) ports. */
+  async listen(): Promise<{ port: number; udpPort: number | null }> {
+    const { host, port } = this.#config.listen;
+    const server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    if (this.#config.maxConnections > 0) server.maxConnections = this.#config.maxConnections;
+    server.on("drop", () => {
+      this.#connectionsRefused++;
+    });
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host, port, reusePort: this.#reusePort, backlog: 4096 }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.on("error", (err) => this.#log.error({ err }, "listener error"));
+    const bound = (server.address() as net.AddressInfo).port;
+    let udpPort: number | null = null;
+    const u = this.#config.udp;
+    if (u !== null && this.#withUdp) {
+      const sock = dgram.createSocket({ type: net.isIPv6(u.host) ? "udp6" : "udp4" });
+      sock.on("message", (msg, rinfo) => this.#datagram(msg, rinfo));
+      sock.on("error", (err) => this.#log.error({ err }, "udp listener error"));
+      await new Promise<void>((resolve, reject) => {
+        sock.once("error", reject);
+        sock.bind(u.port, u.host, () => {
+          sock.off("error", reject);
+          resolve();
+        });
+      });
+      this.#udp = sock;
+      udpPort = sock.address().port;
+    }
+    return { port: bound, udpPort };
+  }
+
+  #accept(socket: net.Socket): void {
+    if (this.#stopping) {
+      socket.destroy();
+      return;
+    }
+    this.#connectionsTotal++;
+    this.#sockets.add(socket);
+    const source = `${socket.remoteAddress}:${socket.remotePort}`;
+    const framer = new LineFramer(this.#sink(source), {
+      maxLineLength: this.#config.maxLineLength,
+    });
+    if (this.#config.idleTimeoutMs > 0) {
+      socket.setTimeout(this.#config.idleTimeoutMs, () => socket.destroy());
+    }
+    socket.on("data", (chunk: Buffer) => {
+      this.#bytesIn += chunk.length;
+      framer.push(chunk);
+    });
+    socket.on("end", () => {
+      framer.end();
+      socket.end();
+    });
+    socket.on("error", noop);
+    socket.on("close", () => {
+      this.#sockets.delete(socket);
+    });
+    if (this.#paused) socket.pause();
+  }
+
+  #sink(source: string): LineSink {
+    return {
+      segment: (buf, start, end, lines) => {
+        this.#received += lines;
+        this.#table.route(buf, start, end, lines);
+      },
+      reject: (reason, detail, line) => {
+        this.rejects.add(reason, detail, line, source);
+      },
+    };
+  }
+
+  #datagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    this.#bytesIn += msg.length;
+    if (this.#paused) {
+      // A datagram cannot be pushed back; under the block policy it is dropped
+      // and counted like any other overflow.
+      this.#undelivered += countLines(msg);
+      return;
+    }
+    const framer = new LineFramer(this.#sink(`udp:${rinfo.address}:${rinfo.port}`), {
+      maxLineLength: this.#config.maxLineLength,
+    });
+    framer.push(msg);
+    framer.end();
+  }
+
+  /**
+   * Applies a new configuration atomically: destinations that stay keep their
+   * queue and connection, new ones start, removed ones stop receiving at once
+   * and drain in the background (up to `drainMs`).
+   */
+  apply(config: RelayConfig, drainMs = 30_000): void {
+    const old = this.#destinations;
+    const next = new Map<string, Destination>();
+    const options = this.#destOptions(config);
+    // Build the routing first: a configuration the router rejects changes nothing.
+    for (const spec of config.destinations) {
+      const d = old.get(spec.id);
+      if (d !== undefined) next.set(spec.id, d);
+    }
+    const table = this.#buildTable(config, next);
+    for (const d of old.values()) if (next.has(d.spec.id)) d.reconfigure(options);
+    // Lines batched for the old table go out before the switch.
+    this.#table._flush();
+    for (const [id, d] of old) {
+      if (next.has(id)) continue;
+      void d.drain(drainMs).then((left) => {
+        if (left > 0) {
+          this.#undelivered += left;
+          this.#log.warn({ destination: d.spec.spec, undelivered: left }, "removed destination could not deliver everything");
+        } else {
+          this.#log.info({ destination: d.spec.spec }, "removed destination drained");
+        }
+      });
+    }
+    this.#config = config;
+    this.#table = table;
+    this.#destinations = next;
+    this.#updatePause();
+  }
+
+  #destOptions(config: RelayConfig): DestinationOptions {
+    return {
+      queueBytes: Math.max(64 * 1024, Math.floor(config.queueBytes * this.#share)),
+      overflow: config.overflow,
+      resendBytes: config.resendBytes,
+      backoffMinMs: config.backoffMinMs,
+      backoffMaxMs: config.backoffMaxMs,
+    };
+  }
+
+  /** Creates destinations missing from `keep` (all of them at construction). */
+  #buildTable(config: RelayConfig, keep: Map<string, Destination>): RouteTable {
+    const hash =
+      config.distribution === "hash-route"
+        ? createHashRouter(config.destinations, config.hash)
+        : null;
+    const options = this.#destOptions(config);
+    const list: Destination[] = [];
+    for (const spec of config.destinations) {
+      let d = keep.get(spec.id);
+      if (d === undefined) {
+        d = new Destination(spec, options);
+        this.#watch(d);
+        keep.set(spec.id, d);
+        d.start();
+      }
+      list.push(d);
+    }
+    return new RouteTable(list, hash, this.#tap);
+  }
+
+  #watch(d: Destination): void {
+    d.on("state", (state) => {
+      const s = d.stats();
+      const level = state === "backoff" ? "warn" : "info";
+      this.#log[level](
+        { destination: d.spec.spec, state, error: s.lastError, queued: s.queuedLines },
+        `destination ${d.spec.spec} ${state}`,
+      );
+    });
+    d.on("blocked", () => this.#updatePause());
+    d.on("unblocked", () => this.#updatePause());
+  }
+
+  #updatePause(): void {
+    let blocked = false;
+    for (const d of this.#destinations.values()) if (d.blocking) blocked = true;
+    if (blocked === this.#paused) return;
+    this.#paused = blocked;
+    for (const s of this.#sockets) {
+      if (blocked) s.pause();
+      else s.resume();
+    }
+    this.#log.warn({ paused: blocked }, blocked ? "queue full under block policy: ingest paused" : "ingest resumed");
+  }
+
+  /** Routes polymur's own lines (self-metrics); not counted as received. */
+  inject(text: string): void {
+    const b = Buffer.from(text);
+    if (b.length > 0) this.#table.route(b, 0, b.length, countLines(b));
+  }
+
+  stats(): EngineStats {
+    return {
+      received: this.#received,
+      rejected: { ...this.rejects.counts },
+      connections: this.#sockets.size,
+      connectionsTotal: this.#connectionsTotal,
+      connectionsRefused: this.#connectionsRefused,
+      bytesIn: this.#bytesIn,
+      undelivered: this.#undelivered,
+      destinations: [...this.#destinations.values()].map((d) => d.stats()),
+      paused: this.#paused,
+    };
+  }
+
+  recentRejects(): RejectSample[] {
+    return this.rejects.recent();
+  }
+
+  /**
+   * Graceful stop: no new connections; senders get `graceMs` to finish what
+   * they are sending, then their connections close; queues drain until
+   * `deadlineMs` after the call. Resolves with what could not be delivered,
+   * per destination.
+   */
+  async shutdown(deadlineMs: number, graceMs = 1_000): Promise<Record<string, number>> {
+    this.#stopping = true;
+    const t0 = Date.now();
+    this.#server?.close();
+    this.#udp?.close();
+    this.#udp = null;
+    await closeSockets(this.#sockets, Math.min(graceMs, deadlineMs / 4));
+    this.#table._flush();
+    const left = Math.max(0, deadlineMs - (Date.now() - t0));
+    const entries = await Promise.all(
+      [...this.#destinations.values()].map(async (d) => [d.spec.spec, await d.drain(left)] as const),
+    );
+    const result = Object.fromEntries(entries);
+    for (const n of Object.values(result)) this.#undelivered += n;
+    return result;
+  }
+}
+
+/** Ends every ingest connection, waiting up to `ms` for senders to close their side. */
+async function closeSockets(sockets: Set<net.Socket>, ms: number): Promise<void> {
+  if (sockets.size === 0) return;
+  const all = [...sockets].map(
+    (s) =>
+      new Promise<void>((resolve) => {
+        if (s.destroyed) return resolve();
+        s.once("close", () => resolve());
+      }),
+  );
+  // Half-close our side: a sender that reads sees EOF and closes; we keep
+  // reading what it already sent until then.
+  for (const s of sockets) s.end();
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all(all),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  for (const s of sockets) s.destroy();
+}
+
+function countLines(msg: Buffer): number {
+  let n = 0;
+  let i = -1;
+  while ((i = msg.indexOf(0x0a, i + 1)) >= 0) n++;
+  if (msg.length > 0 && msg[msg.length - 1] !== 0x0a) n++;
+  return n;
+}
+
+function noop(): void {}

@@ -1,0 +1,209 @@
+import type http from "node:http";
+import type net from "node:net";
+import { ErrorCode, PolymurError } from "../common/errors.ts";
+import type { Logger } from "../common/logger.ts";
+import { parseDestination } from "./destination-spec.ts";
+import { startLineApi } from "./line-api.ts";
+import type { RejectSample } from "./reject-log.ts";
+import type { RelayConfig } from "./relay-config.ts";
+import { type EngineStats, RelayEngine } from "./relay-engine.ts";
+import type { RelayProcessOptions } from "./relay-options.ts";
+import { mergeStats } from "./relay-stats.ts";
+import { SelfMetrics } from "./self-metrics.ts";
+import { startStatsServer } from "./stats-server.ts";
+import { WorkerPool } from "./worker-pool.ts";
+
+/**
+ * A relay node: the primary process's engine plus its worker processes, the
+ * line API, the stats endpoints, self-metrics, and graceful shutdown.
+ */
+export class RelayNode {
+  readonly #log: Logger;
+  readonly #proc: RelayProcessOptions;
+  #config: RelayConfig;
+  #engine: RelayEngine;
+  #pool: WorkerPool | null = null;
+  #api: net.Server | null = null;
+  #statsServer: http.Server | null = null;
+  #timers: NodeJS.Timeout[] = [];
+  #ready = false;
+  #lastReceived = 0;
+  #selfMetrics: SelfMetrics;
+  /** Bound addresses, known after start(). */
+  ports = { tcp: 0, udp: null as number | null, api: null as number | null, stats: null as number | null };
+
+  constructor(config: RelayConfig, proc: RelayProcessOptions, log: Logger) {
+    this.#config = config;
+    this.#proc = proc;
+    this.#log = log;
+    const workers = proc.consoleOut ? 1 : proc.workers;
+    const tap = proc.consoleOut
+      ? (lines: Buffer) => {
+          process.stdout.write(lines);
+        }
+      : undefined;
+    this.#engine = new RelayEngine(config, log, {
+      share: 1 / workers,
+      reusePort: workers > 1,
+      ...(tap === undefined ? {} : { tap }),
+    });
+    if (workers > 1) this.#pool = new WorkerPool(workers - 1, config, 1 / workers, log);
+    this.#selfMetrics = new SelfMetrics(proc.metricsPrefix);
+  }
+
+  async start(): Promise<void> {
+    const { port, udpPort } = await this.#engine.listen();
+    this.ports.tcp = port;
+    this.ports.udp = udpPort;
+    await this.#pool?.start(port);
+    const p = this.#proc;
+    if (p.apiAddr !== null) {
+      this.#api = await startLineApi(this, { ...p.apiAddr, token: p.apiToken }, this.#log);
+      this.ports.api = (this.#api.address() as net.AddressInfo).port;
+    }
+    if (p.statAddr !== null) {
+      this.#statsServer = await startStatsServer(this, p.statAddr.host, p.statAddr.port);
+      this.ports.stats = (this.#statsServer.address() as net.AddressInfo).port;
+    }
+    this.#ready = true;
+    this.#timers.push(setInterval(() => this.#logRate(), 5_000));
+    this.#scheduleSelfMetrics();
+    this.#logStarted();
+  }
+
+  #logStarted(): void {
+    const c = this.#config;
+    const l = c.listen;
+    this.#log.info(
+      {
+        listener: "tcp",
+        address: l.host,
+        port: this.ports.tcp,
+        udpPort: this.ports.udp,
+        apiPort: this.ports.api,
+        statsPort: this.ports.stats,
+        workers: this.#pool === null ? 1 : this.#proc.workers,
+      },
+      "listening",
+    );
+    if (c.destinations.length === 0) {
+      this.#log.warn(
+        `no destinations: datapoints are validated and counted but not forwarded. Add some with --destinations host:port[,...]` +
+          (this.ports.api === null ? "" : ` or: echo putdest host:port | nc 127.0.0.1 ${this.ports.api}`),
+      );
+    } else {
+      const how = c.distribution === "broadcast" ? "broadcasting to" : `hash-routing (${c.hash.algo}, ${c.hash.compat} compat, replication ${c.hash.replication}) across`;
+      this.#log.info(
+        { destinations: c.destinations.map((d) => d.spec) },
+        `forwarding: ${how} ${c.destinations.map((d) => d.spec).join(", ")}`,
+      );
+    }
+  }
+
+  #scheduleSelfMetrics(): void {
+    const sec = this.#proc.metricsFlushSec;
+    if (sec <= 0) return;
+    this.#timers.push(
+      setInterval(() => {
+        const now = Math.floor(Date.now() / 1000);
+        this.#engine.inject(this.#selfMetrics.lines(this.stats(), now));
+      }, sec * 1000),
+    );
+  }
+
+  #logRate(): void {
+    // The Go polymur's heartbeat line, kept verbatim for people who grep for it.
+    const received = this.stats().received;
+    const n = received - this.#lastReceived;
+    this.#lastReceived = received;
+    this.#log.info({ received: n }, `Last 5s: Received ${n} datapoints | Avg: ${(n / 5).toFixed(2)}/sec`);
+  }
+
+  get config(): RelayConfig {
+    return this.#config;
+  }
+
+  ready(): boolean {
+    return this.#ready;
+  }
+
+  stats(): EngineStats {
+    return mergeStats([this.#engine.stats(), ...(this.#pool?.stats() ?? [])]);
+  }
+
+  rejects(): RejectSample[] {
+    const all = [...this.#engine.recentRejects(), ...(this.#pool?.rejects() ?? [])];
+    return all.sort((a, b) => b.at - a.at).slice(0, 64);
+  }
+
+  /** Applies a configuration to every process; throws (changing nothing) if it is invalid. */
+  apply(config: RelayConfig): void {
+    this.#engine.apply(config);
+    this.#pool?.apply(config);
+    const before = new Set(this.#config.destinations.map((d) => d.id));
+    const after = new Set(config.destinations.map((d) => d.id));
+    this.#log.info(
+      {
+        added: config.destinations.filter((d) => !before.has(d.id)).map((d) => d.spec),
+        removed: this.#config.destinations.filter((d) => !after.has(d.id)).map((d) => d.spec),
+        distribution: config.distribution,
+      },
+      "configuration applied",
+    );
+    this.#config = config;
+  }
+
+  // LineApiTarget
+  destinations(): string[] {
+    return this.#config.destinations.map((d) => d.spec);
+  }
+
+  addDestination(spec: string): string {
+    const d = parseDestination(spec);
+    if (this.#config.destinations.some((x) => x.id === d.id)) {
+      throw new PolymurError(ErrorCode.DestinationSpec, `destination ${d.spec} already exists`);
+    }
+    this.apply({ ...this.#config, destinations: [...this.#config.destinations, d] });
+    return `added ${d.spec}`;
+  }
+
+  removeDestination(spec: string): string {
+    const d = parseDestination(spec);
+    const rest = this.#config.destinations.filter((x) => x.id !== d.id);
+    if (rest.length === this.#config.destinations.length) {
+      throw new PolymurError(ErrorCode.DestinationSpec, `no destination ${d.spec}`);
+    }
+    this.apply({ ...this.#config, destinations: rest });
+    return `removed ${d.spec}`;
+  }
+
+  /**
+   * Stops accepting, drains every queue for up to the shutdown timeout, and
+   * logs exactly what was left undelivered.
+   */
+  async shutdown(): Promise<Record<string, number>> {
+    this.#ready = false;
+    for (const t of this.#timers) clearInterval(t);
+    this.#api?.close();
+    const deadlineMs = this.#proc.shutdownTimeoutSec * 1000;
+    this.#log.info({ deadlineMs }, "shutting down: no new connections, draining queues");
+    const [local, workers] = await Promise.all([
+      this.#engine.shutdown(deadlineMs),
+      this.#pool?.shutdown(deadlineMs) ?? Promise.resolve([]),
+    ]);
+    const undelivered: Record<string, number> = {};
+    for (const r of [local, ...workers]) {
+      for (const [k, v] of Object.entries(r)) undelivered[k] = (undelivered[k] ?? 0) + v;
+    }
+    const total = Object.values(undelivered).reduce((a, b) => a + b, 0);
+    const s = this.stats();
+    if (total === 0) {
+      this.#log.info({ received: s.received }, "shutdown complete: every queued datapoint was written");
+    } else {
+      this.#log.warn({ undelivered, total }, `shutdown complete: ${total} datapoints left undelivered`);
+    }
+    this.#statsServer?.close();
+    this.#statsServer?.closeAllConnections();
+    return undelivered;
+  }
+}
