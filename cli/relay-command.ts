@@ -1,3 +1,4 @@
+import { ErrorCode, PolymurError } from "../common/errors.ts";
 import { createLogger } from "../common/logger.ts";
 import {
   formatHelp,
@@ -6,9 +7,12 @@ import {
   type RawOptions,
   resolveOptions,
 } from "../common/options.ts";
-import { ErrorCode, PolymurError } from "../common/errors.ts";
 import { RelayNode } from "../dataplane/relay-node.ts";
-import { buildProcessOptions, buildRelayConfig, RELAY_OPTIONS } from "../dataplane/relay-options.ts";
+import {
+  buildProcessOptions,
+  buildRelayConfig,
+  RELAY_OPTIONS,
+} from "../dataplane/relay-options.ts";
 
 /** `polymur relay`: runs in the foreground until SIGTERM/SIGINT; SIGHUP reloads. */
 export async function runRelay(argv: string[]): Promise<void> {
@@ -41,13 +45,19 @@ export async function runRelay(argv: string[]): Promise<void> {
       const next = load();
       for (const spec of RELAY_OPTIONS) {
         if (!spec.reloadable && next.get(spec.name) !== raw.get(spec.name)) {
-          log.warn({ option: spec.name }, `SIGHUP: --${spec.name} changed but needs a restart; keeping the running value`);
+          log.warn(
+            { option: spec.name },
+            `SIGHUP: --${spec.name} changed but needs a restart; keeping the running value`,
+          );
         }
       }
       node.apply(buildRelayConfig(next));
       log.info({ config: proc.configPath }, "SIGHUP: configuration reloaded");
     } catch (err) {
-      log.error({ err: (err as Error).message }, "SIGHUP: reload failed; keeping the running configuration");
+      log.error(
+        { err: (err as Error).message },
+        "SIGHUP: reload failed; keeping the running configuration",
+      );
     }
   });
   let stopping = false;

@@ -162,7 +162,8 @@ export function getBytes(o: RawOptions, name: string): number {
 export function getSeconds(o: RawOptions, name: string): number {
   const v = getString(o, name);
   const m = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(v);
-  if (m === null) return fail(`--${name} must be a duration such as 30, 30s, 500ms or 5m; got "${v}"`);
+  if (m === null)
+    return fail(`--${name} must be a duration such as 30, 30s, 500ms or 5m; got "${v}"`);
   const scale = { ms: 0.001, s: 1, m: 60, h: 3600 }[m[2] ?? "s"]!;
   return Number(m[1]) * scale;
 }
@@ -180,7 +181,11 @@ export function getAddress(o: RawOptions, name: string): { host: string; port: n
 }
 
 export function formatHelp(title: string, specs: readonly OptionSpec[]): string {
-  const lines = [title, "", "Options (flag, or POLYMUR_<NAME> env var, or `name = value` in --config):"];
+  const lines = [
+    title,
+    "",
+    "Options (flag, or POLYMUR_<NAME> env var, or `name = value` in --config):",
+  ];
   for (const s of specs) {
     const def = s.default === "" ? "" : ` (default ${s.default})`;
     const reload = s.reloadable ? " [reloadable]" : "";

@@ -7,12 +7,7 @@ import type { DestinationSpec } from "./destination-spec.ts";
 export type OverflowPolicy = "drop-oldest" | "drop-newest" | "block";
 export const OVERFLOW_POLICIES: readonly OverflowPolicy[] = ["drop-oldest", "drop-newest", "block"];
 
-export type DestinationState =
-  | "connecting"
-  | "connected"
-  | "backoff"
-  | "draining"
-  | "closed";
+export type DestinationState = "connecting" | "connected" | "backoff" | "draining" | "closed";
 
 export interface DestinationOptions {
   /** Queue bound in bytes. Default 128 MiB. */
@@ -199,7 +194,10 @@ export class Destination extends EventEmitter {
   }
 
   #checkUnblocked(): void {
-    if (this.#blocked && (this.#overflow !== "block" || this.#queue.bytes <= this.#queueBytes / 2)) {
+    if (
+      this.#blocked &&
+      (this.#overflow !== "block" || this.#queue.bytes <= this.#queueBytes / 2)
+    ) {
       this.#blocked = false;
       this.emit("unblocked");
     }

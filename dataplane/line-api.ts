@@ -68,7 +68,9 @@ export async function startLineApi(
           case "deldest": {
             if (args.length !== 1) return `error: usage: ${cmd} host:port[:instance]\n`;
             const msg =
-              cmd === "putdest" ? target.addDestination(args[0]!) : target.removeDestination(args[0]!);
+              cmd === "putdest"
+                ? target.addDestination(args[0]!)
+                : target.removeDestination(args[0]!);
             log.info({ remote, command: cmd, destination: args[0] }, `line api: ${msg}`);
             return `ok ${msg}\n`;
           }

@@ -47,8 +47,7 @@ export function validateFast(buf: Uint8Array, start: number, end: number): numbe
   let c = buf[i]!;
   if (c !== SP && c !== TAB) return FAST_SLOW;
   // Separator run.
-  do i++;
-  while (i < end && ((c = buf[i]!) === SP || c === TAB));
+  i = skipBlanks(buf, i + 1, end);
   // Value.
   const v = i;
   for (; i < end; i++) {
@@ -56,8 +55,7 @@ export function validateFast(buf: Uint8Array, start: number, end: number): numbe
     if (c === SP || c === TAB) break;
   }
   if (i === end || !isDecimalFloat(buf, v, i)) return FAST_SLOW;
-  do i++;
-  while (i < end && ((c = buf[i]!) === SP || c === TAB));
+  i = skipBlanks(buf, i + 1, end);
   // Timestamp: must run to the end of the line, and not be negative (the slow
   // path handles `-1` = now and reports other problems).
   // Long or exponent forms can overflow to infinity (carbon: int() raises); the
@@ -120,17 +118,28 @@ export function isDecimalFloat(buf: Uint8Array, i: number, end: number): boolean
   return i === end;
 }
 
+function skipBlanks(buf: Uint8Array, i: number, end: number): number {
+  while (i < end) {
+    const c = buf[i]!;
+    if (c !== SP && c !== TAB) break;
+    i++;
+  }
+  return i;
+}
+
 function isDigit(c: number): boolean {
   return c >= 0x30 && c <= 0x39;
 }
 
 // Python's str.isspace() set, which str.split() splits on (graphite-protocol.md §1).
-const PY_SPACE = "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
+const PY_SPACE =
+  "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
 const PY_SPLIT = new RegExp(`[${PY_SPACE}]+`, "u");
 const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, "gu");
 // float() accepts these spellings of the special values, in any case.
 const PY_SPECIAL = /^[+-]?(?:nan|inf|infinity)$/i;
-const PY_DECIMAL = /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?$/;
+const PY_DECIMAL =
+  /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?$/;
 // Control characters that Python does not treat as whitespace: carbon would
 // take them into the name, and then into a whisper path, which breaks on NUL
 // and makes unreadable files otherwise. polymur rejects them.
@@ -172,7 +181,11 @@ export function validateSlow(bytes: Uint8Array, nowSec: number): SlowResult {
   }
   if (!PY_DECIMAL.test(value)) {
     if (!PY_SPECIAL.test(value)) {
-      return { ok: false, reason: RejectReason.BadValue, detail: `value "${value}" is not a number` };
+      return {
+        ok: false,
+        reason: RejectReason.BadValue,
+        detail: `value "${value}" is not a number`,
+      };
     }
     if (/nan/i.test(value)) {
       // carbon drops NaN values silently; polymur says so.

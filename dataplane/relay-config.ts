@@ -1,5 +1,5 @@
-import type { DestinationSpec } from "./destination-spec.ts";
 import type { OverflowPolicy } from "./destination.ts";
+import type { DestinationSpec } from "./destination-spec.ts";
 import type { HashRouterOptions } from "./hash-router.ts";
 
 export type Distribution = "broadcast" | "hash-route";
@@ -20,6 +20,9 @@ export interface RelayConfig {
   /** Queue bound per destination, bytes, for the whole process group (split across workers). */
   queueBytes: number;
   overflow: OverflowPolicy;
+  /** Per-destination overrides, keyed by destination id (DestinationSpec.id). */
+  queueBytesFor: Record<string, number>;
+  overflowFor: Record<string, OverflowPolicy>;
   resendBytes: number;
   backoffMinMs: number;
   backoffMaxMs: number;

@@ -176,14 +176,14 @@ export class RelayEngine {
   apply(config: RelayConfig, drainMs = 30_000): void {
     const old = this.#destinations;
     const next = new Map<string, Destination>();
-    const options = this.#destOptions(config);
     // Build the routing first: a configuration the router rejects changes nothing.
     for (const spec of config.destinations) {
       const d = old.get(spec.id);
       if (d !== undefined) next.set(spec.id, d);
     }
     const table = this.#buildTable(config, next);
-    for (const d of old.values()) if (next.has(d.spec.id)) d.reconfigure(options);
+    for (const d of old.values())
+      if (next.has(d.spec.id)) d.reconfigure(this.#destOptions(config, d.spec.id));
     // Lines batched for the old table go out before the switch.
     this.#table._flush();
     for (const [id, d] of old) {
@@ -191,7 +191,10 @@ export class RelayEngine {
       void d.drain(drainMs).then((left) => {
         if (left > 0) {
           this.#undelivered += left;
-          this.#log.warn({ destination: d.spec.spec, undelivered: left }, "removed destination could not deliver everything");
+          this.#log.warn(
+            { destination: d.spec.spec, undelivered: left },
+            "removed destination could not deliver everything",
+          );
         } else {
           this.#log.info({ destination: d.spec.spec }, "removed destination drained");
         }
@@ -203,10 +206,11 @@ export class RelayEngine {
     this.#updatePause();
   }
 
-  #destOptions(config: RelayConfig): DestinationOptions {
+  #destOptions(config: RelayConfig, id: string): DestinationOptions {
+    const queueBytes = config.queueBytesFor[id] ?? config.queueBytes;
     return {
-      queueBytes: Math.max(64 * 1024, Math.floor(config.queueBytes * this.#share)),
-      overflow: config.overflow,
+      queueBytes: Math.max(64 * 1024, Math.floor(queueBytes * this.#share)),
+      overflow: config.overflowFor[id] ?? config.overflow,
       resendBytes: config.resendBytes,
       backoffMinMs: config.backoffMinMs,
       backoffMaxMs: config.backoffMaxMs,
@@ -219,12 +223,11 @@ export class RelayEngine {
       config.distribution === "hash-route"
         ? createHashRouter(config.destinations, config.hash)
         : null;
-    const options = this.#destOptions(config);
     const list: Destination[] = [];
     for (const spec of config.destinations) {
       let d = keep.get(spec.id);
       if (d === undefined) {
-        d = new Destination(spec, options);
+        d = new Destination(spec, this.#destOptions(config, spec.id));
         this.#watch(d);
         keep.set(spec.id, d);
         d.start();
@@ -256,7 +259,10 @@ export class RelayEngine {
       if (blocked) s.pause();
       else s.resume();
     }
-    this.#log.warn({ paused: blocked }, blocked ? "queue full under block policy: ingest paused" : "ingest resumed");
+    this.#log.warn(
+      { paused: blocked },
+      blocked ? "queue full under block policy: ingest paused" : "ingest resumed",
+    );
   }
 
   /** Routes polymur's own lines (self-metrics); not counted as received. */
@@ -299,7 +305,9 @@ export class RelayEngine {
     this.#table._flush();
     const left = Math.max(0, deadlineMs - (Date.now() - t0));
     const entries = await Promise.all(
-      [...this.#destinations.values()].map(async (d) => [d.spec.spec, await d.drain(left)] as const),
+      [...this.#destinations.values()].map(
+        async (d) => [d.spec.spec, await d.drain(left)] as const,
+      ),
     );
     const result = Object.fromEntries(entries);
     for (const n of Object.values(result)) this.#undelivered += n;
@@ -333,8 +341,7 @@ async function closeSockets(sockets: Set<net.Socket>, ms: number): Promise<void>
 
 function countLines(msg: Buffer): number {
   let n = 0;
-  let i = -1;
-  while ((i = msg.indexOf(0x0a, i + 1)) >= 0) n++;
+  for (let i = msg.indexOf(0x0a); i >= 0; i = msg.indexOf(0x0a, i + 1)) n++;
   if (msg.length > 0 && msg[msg.length - 1] !== 0x0a) n++;
   return n;
 }

@@ -30,7 +30,12 @@ export class RelayNode {
   #lastReceived = 0;
   #selfMetrics: SelfMetrics;
   /** Bound addresses, known after start(). */
-  ports = { tcp: 0, udp: null as number | null, api: null as number | null, stats: null as number | null };
+  ports = {
+    tcp: 0,
+    udp: null as number | null,
+    api: null as number | null,
+    stats: null as number | null,
+  };
 
   constructor(config: RelayConfig, proc: RelayProcessOptions, log: Logger) {
     this.#config = config;
@@ -89,10 +94,15 @@ export class RelayNode {
     if (c.destinations.length === 0) {
       this.#log.warn(
         `no destinations: datapoints are validated and counted but not forwarded. Add some with --destinations host:port[,...]` +
-          (this.ports.api === null ? "" : ` or: echo putdest host:port | nc 127.0.0.1 ${this.ports.api}`),
+          (this.ports.api === null
+            ? ""
+            : ` or: echo putdest host:port | nc 127.0.0.1 ${this.ports.api}`),
       );
     } else {
-      const how = c.distribution === "broadcast" ? "broadcasting to" : `hash-routing (${c.hash.algo}, ${c.hash.compat} compat, replication ${c.hash.replication}) across`;
+      const how =
+        c.distribution === "broadcast"
+          ? "broadcasting to"
+          : `hash-routing (${c.hash.algo}, ${c.hash.compat} compat, replication ${c.hash.replication}) across`;
       this.#log.info(
         { destinations: c.destinations.map((d) => d.spec) },
         `forwarding: ${how} ${c.destinations.map((d) => d.spec).join(", ")}`,
@@ -116,7 +126,10 @@ export class RelayNode {
     const received = this.stats().received;
     const n = received - this.#lastReceived;
     this.#lastReceived = received;
-    this.#log.info({ received: n }, `Last 5s: Received ${n} datapoints | Avg: ${(n / 5).toFixed(2)}/sec`);
+    this.#log.info(
+      { received: n },
+      `Last 5s: Received ${n} datapoints | Avg: ${(n / 5).toFixed(2)}/sec`,
+    );
   }
 
   get config(): RelayConfig {
@@ -198,9 +211,15 @@ export class RelayNode {
     const total = Object.values(undelivered).reduce((a, b) => a + b, 0);
     const s = this.stats();
     if (total === 0) {
-      this.#log.info({ received: s.received }, "shutdown complete: every queued datapoint was written");
+      this.#log.info(
+        { received: s.received },
+        "shutdown complete: every queued datapoint was written",
+      );
     } else {
-      this.#log.warn({ undelivered, total }, `shutdown complete: ${total} datapoints left undelivered`);
+      this.#log.warn(
+        { undelivered, total },
+        `shutdown complete: ${total} datapoints left undelivered`,
+      );
     }
     this.#statsServer?.close();
     this.#statsServer?.closeAllConnections();

@@ -1,4 +1,5 @@
 import { availableParallelism, hostname } from "node:os";
+import { ErrorCode, PolymurError } from "../common/errors.ts";
 import {
   getAddress,
   getBool,
@@ -9,42 +10,203 @@ import {
   type OptionSpec,
   type RawOptions,
 } from "../common/options.ts";
-import { ErrorCode, PolymurError } from "../common/errors.ts";
-import { parseDestinationList } from "./destination-spec.ts";
 import { OVERFLOW_POLICIES, type OverflowPolicy } from "./destination.ts";
+import { parseDestination, parseDestinationList } from "./destination-spec.ts";
 import type { HashAlgo, HashCompat } from "./hash-router.ts";
 import type { Distribution, RelayConfig } from "./relay-config.ts";
 
 /** The relay's options. Names follow the Go polymur where it had them. */
 export const RELAY_OPTIONS: readonly OptionSpec[] = [
-  { name: "config", type: "string", default: "", help: "Config file of `name = value` lines (same names as the flags); SIGHUP re-reads it" },
-  { name: "listen-addr", type: "string", default: "0.0.0.0:2003", help: "TCP plaintext listen address" },
-  { name: "udp-addr", type: "string", default: "", help: "UDP plaintext listen address; empty = no UDP listener" },
-  { name: "destinations", type: "string", default: "", reloadable: true, help: "Comma-separated destinations: host:port, host:port:instance or host:port=instance" },
-  { name: "distribution", type: "string", default: "broadcast", reloadable: true, choices: ["broadcast", "hash-route"], help: "broadcast (every destination gets every datapoint) or hash-route (consistent hashing)" },
-  { name: "hash", type: "string", default: "carbon_ch", reloadable: true, choices: ["carbon_ch", "fnv1a_ch", "mmh3_ch", "jump_fnv1a_ch"], help: "Hash algorithm for hash-route" },
-  { name: "compat", type: "string", default: "carbon", reloadable: true, choices: ["carbon", "carbon-c-relay"], help: "Whose ring to reproduce bit for bit: graphite-carbon 1.1.x or carbon-c-relay" },
-  { name: "replication", type: "int", default: "1", reloadable: true, help: "Destinations per datapoint in hash-route" },
-  { name: "diverse-replicas", type: "bool", default: "true", reloadable: true, help: "carbon's DIVERSE_REPLICAS: replicas on distinct hosts (carbon compat)" },
-  { name: "router", type: "string", default: "consistent-hashing", reloadable: true, choices: ["consistent-hashing", "fast-hashing"], help: "carbon's router for hash-route (carbon compat)" },
-  { name: "hash-normalize", type: "string", default: "none", reloadable: true, choices: ["none", "sorted-tags", "cleanse"], help: "Key normalisation before hashing: carbon's TAG_RELAY_NORMALIZED (sorted-tags) or carbon-c-relay's cleansing" },
-  { name: "queue-size", type: "bytes", default: "128MiB", reloadable: true, help: "Queue bound per destination, in bytes (shared by the worker processes)" },
-  { name: "overflow", type: "string", default: "drop-oldest", reloadable: true, choices: [...OVERFLOW_POLICIES], help: "When a queue is full: drop-oldest, drop-newest, or block (pause reading from senders)" },
-  { name: "resend-window", type: "bytes", default: "4MiB", reloadable: true, help: "Recently written bytes resent to a destination after its connection fails; 0 = off" },
-  { name: "backoff-min", type: "seconds", default: "0.1", reloadable: true, help: "First reconnect delay" },
-  { name: "backoff-max", type: "seconds", default: "10", reloadable: true, help: "Longest reconnect delay" },
-  { name: "max-line-length", type: "int", default: "16384", reloadable: true, help: "Longest accepted line in bytes (carbon's limit); longer lines are rejected, the connection stays" },
-  { name: "max-connections", type: "int", default: "0", help: "Most concurrent sender connections per worker process; 0 = no limit" },
-  { name: "idle-timeout", type: "seconds", default: "0", help: "Close sender connections idle this long; 0 = never" },
-  { name: "api-addr", type: "string", default: "127.0.0.1:2030", help: "Line API (putdest/deldest/getdest) address; empty = off" },
-  { name: "api-token", type: "string", default: "", help: "Token the line API requires (`auth TOKEN` first); required when api-addr is not loopback" },
-  { name: "stat-addr", type: "string", default: "127.0.0.1:2020", help: "HTTP address for /metrics (Prometheus), /healthz, /readyz, /stats, /debug/rejects; empty = off" },
-  { name: "metrics-flush", type: "seconds", default: "60", reloadable: true, help: "Interval for sending polymur's own metrics through the relay to its destinations; 0 = off" },
-  { name: "metrics-prefix", type: "string", default: "", reloadable: true, help: "Prefix of polymur's own metrics (default polymur.<hostname>)" },
-  { name: "console-out", type: "bool", default: "false", help: "Also print every forwarded line to stdout" },
-  { name: "workers", type: "int", default: "0", help: "Processes sharing the listen port (SO_REUSEPORT); 0 = one per available core" },
-  { name: "shutdown-timeout", type: "seconds", default: "30", help: "On SIGTERM, how long to drain queues before giving up" },
-  { name: "log-level", type: "string", default: "info", choices: ["trace", "debug", "info", "warn", "error", "fatal"], help: "Log level" },
+  {
+    name: "config",
+    type: "string",
+    default: "",
+    help: "Config file of `name = value` lines (same names as the flags); SIGHUP re-reads it",
+  },
+  {
+    name: "listen-addr",
+    type: "string",
+    default: "0.0.0.0:2003",
+    help: "TCP plaintext listen address",
+  },
+  {
+    name: "udp-addr",
+    type: "string",
+    default: "",
+    help: "UDP plaintext listen address; empty = no UDP listener",
+  },
+  {
+    name: "destinations",
+    type: "string",
+    default: "",
+    reloadable: true,
+    help: "Comma-separated destinations: host:port, host:port:instance or host:port=instance",
+  },
+  {
+    name: "distribution",
+    type: "string",
+    default: "broadcast",
+    reloadable: true,
+    choices: ["broadcast", "hash-route"],
+    help: "broadcast (every destination gets every datapoint) or hash-route (consistent hashing)",
+  },
+  {
+    name: "hash",
+    type: "string",
+    default: "carbon_ch",
+    reloadable: true,
+    choices: ["carbon_ch", "fnv1a_ch", "mmh3_ch", "jump_fnv1a_ch"],
+    help: "Hash algorithm for hash-route",
+  },
+  {
+    name: "compat",
+    type: "string",
+    default: "carbon",
+    reloadable: true,
+    choices: ["carbon", "carbon-c-relay"],
+    help: "Whose ring to reproduce bit for bit: graphite-carbon 1.1.x or carbon-c-relay",
+  },
+  {
+    name: "replication",
+    type: "int",
+    default: "1",
+    reloadable: true,
+    help: "Destinations per datapoint in hash-route",
+  },
+  {
+    name: "diverse-replicas",
+    type: "bool",
+    default: "true",
+    reloadable: true,
+    help: "carbon's DIVERSE_REPLICAS: replicas on distinct hosts (carbon compat)",
+  },
+  {
+    name: "router",
+    type: "string",
+    default: "consistent-hashing",
+    reloadable: true,
+    choices: ["consistent-hashing", "fast-hashing"],
+    help: "carbon's router for hash-route (carbon compat)",
+  },
+  {
+    name: "hash-normalize",
+    type: "string",
+    default: "none",
+    reloadable: true,
+    choices: ["none", "sorted-tags", "cleanse"],
+    help: "Key normalisation before hashing: carbon's TAG_RELAY_NORMALIZED (sorted-tags) or carbon-c-relay's cleansing",
+  },
+  {
+    name: "queue-size",
+    type: "string",
+    default: "128MiB",
+    reloadable: true,
+    help: "Queue bound per destination in bytes (shared by the worker processes); per destination: 128MiB,10.0.5.30:2003@1GiB",
+  },
+  {
+    name: "overflow",
+    type: "string",
+    default: "drop-oldest",
+    reloadable: true,
+    help: "When a queue is full: drop-oldest, drop-newest, or block (pause reading from senders); per destination: drop-oldest,10.0.5.30:2003@block",
+  },
+  {
+    name: "resend-window",
+    type: "bytes",
+    default: "4MiB",
+    reloadable: true,
+    help: "Recently written bytes resent to a destination after its connection fails; 0 = off",
+  },
+  {
+    name: "backoff-min",
+    type: "seconds",
+    default: "0.1",
+    reloadable: true,
+    help: "First reconnect delay",
+  },
+  {
+    name: "backoff-max",
+    type: "seconds",
+    default: "10",
+    reloadable: true,
+    help: "Longest reconnect delay",
+  },
+  {
+    name: "max-line-length",
+    type: "int",
+    default: "16384",
+    reloadable: true,
+    help: "Longest accepted line in bytes (carbon's limit); longer lines are rejected, the connection stays",
+  },
+  {
+    name: "max-connections",
+    type: "int",
+    default: "0",
+    help: "Most concurrent sender connections per worker process; 0 = no limit",
+  },
+  {
+    name: "idle-timeout",
+    type: "seconds",
+    default: "0",
+    help: "Close sender connections idle this long; 0 = never",
+  },
+  {
+    name: "api-addr",
+    type: "string",
+    default: "127.0.0.1:2030",
+    help: "Line API (putdest/deldest/getdest) address; empty = off",
+  },
+  {
+    name: "api-token",
+    type: "string",
+    default: "",
+    help: "Token the line API requires (`auth TOKEN` first); required when api-addr is not loopback",
+  },
+  {
+    name: "stat-addr",
+    type: "string",
+    default: "127.0.0.1:2020",
+    help: "HTTP address for /metrics (Prometheus), /healthz, /readyz, /stats, /debug/rejects; empty = off",
+  },
+  {
+    name: "metrics-flush",
+    type: "seconds",
+    default: "60",
+    reloadable: true,
+    help: "Interval for sending polymur's own metrics through the relay to its destinations; 0 = off",
+  },
+  {
+    name: "metrics-prefix",
+    type: "string",
+    default: "",
+    reloadable: true,
+    help: "Prefix of polymur's own metrics (default polymur.<hostname>)",
+  },
+  {
+    name: "console-out",
+    type: "bool",
+    default: "false",
+    help: "Also print every forwarded line to stdout",
+  },
+  {
+    name: "workers",
+    type: "int",
+    default: "0",
+    help: "Processes sharing the listen port (SO_REUSEPORT); 0 = one per available core",
+  },
+  {
+    name: "shutdown-timeout",
+    type: "seconds",
+    default: "30",
+    help: "On SIGTERM, how long to drain queues before giving up",
+  },
+  {
+    name: "log-level",
+    type: "string",
+    default: "info",
+    choices: ["trace", "debug", "info", "warn", "error", "fatal"],
+    help: "Log level",
+  },
 ];
 
 /** Process-level settings around the engine. */
@@ -67,7 +229,8 @@ export function buildRelayConfig(o: RawOptions): RelayConfig {
   const replication = getInt(o, "replication");
   if (replication < 1) throw new PolymurError(ErrorCode.Config, "--replication must be at least 1");
   const maxLineLength = getInt(o, "max-line-length");
-  if (maxLineLength < 64) throw new PolymurError(ErrorCode.Config, "--max-line-length must be at least 64");
+  if (maxLineLength < 64)
+    throw new PolymurError(ErrorCode.Config, "--max-line-length must be at least 64");
   const normalize = getString(o, "hash-normalize") as "none" | "sorted-tags" | "cleanse";
   return {
     listen,
@@ -82,8 +245,8 @@ export function buildRelayConfig(o: RawOptions): RelayConfig {
       router: getString(o, "router") as "consistent-hashing" | "fast-hashing",
       normalize,
     },
-    queueBytes: getBytes(o, "queue-size"),
-    overflow: getString(o, "overflow") as OverflowPolicy,
+    ...perDestination(o, "queue-size", "queueBytes", "queueBytesFor", parseBytes),
+    ...perDestination(o, "overflow", "overflow", "overflowFor", parseOverflow),
     resendBytes: getBytes(o, "resend-window"),
     backoffMinMs: Math.max(1, getSeconds(o, "backoff-min") * 1000),
     backoffMaxMs: Math.max(1, getSeconds(o, "backoff-max") * 1000),
@@ -115,6 +278,50 @@ export function buildProcessOptions(o: RawOptions): RelayProcessOptions {
     logLevel: getString(o, "log-level"),
     configPath: getString(o, "config"),
   };
+}
+
+function parseOverflow(v: string, name: string): OverflowPolicy {
+  if (!(OVERFLOW_POLICIES as readonly string[]).includes(v)) {
+    throw new PolymurError(
+      ErrorCode.Config,
+      `--${name} must be one of ${OVERFLOW_POLICIES.join(", ")}; got "${v}"`,
+    );
+  }
+  return v as OverflowPolicy;
+}
+
+function parseBytes(v: string, name: string): number {
+  return getBytes(new Map([[name, v]]), name);
+}
+
+/**
+ * A value with per-destination overrides: `DEFAULT[,SPEC@VALUE...]`, e.g.
+ * `--overflow drop-oldest,10.0.5.30:2003@block`.
+ */
+function perDestination<T, K extends string, KF extends string>(
+  o: RawOptions,
+  name: string,
+  key: K,
+  keyFor: KF,
+  parse: (v: string, name: string) => T,
+): Record<K, T> & Record<KF, Record<string, T>> {
+  let def: T | undefined;
+  const overrides: Record<string, T> = {};
+  for (const item of getString(o, name).split(",")) {
+    const part = item.trim();
+    if (part === "") continue;
+    const at = part.lastIndexOf("@");
+    if (at < 0) {
+      def = parse(part, name);
+    } else {
+      overrides[parseDestination(part.slice(0, at)).id] = parse(part.slice(at + 1), name);
+    }
+  }
+  if (def === undefined) {
+    const spec = RELAY_OPTIONS.find((s) => s.name === name)!;
+    def = parse(spec.default, name);
+  }
+  return { [key]: def, [keyFor]: overrides } as Record<K, T> & Record<KF, Record<string, T>>;
 }
 
 function isLoopback(host: string): boolean {

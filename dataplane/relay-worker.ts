@@ -3,7 +3,9 @@ import { createLogger } from "../common/logger.ts";
 import { RelayEngine } from "./relay-engine.ts";
 import type { FromWorker, ToWorker } from "./worker-pool.ts";
 
-const log = createLogger({ bindings: { role: "relay", worker: Number(process.env["POLYMUR_WORKER_ID"]) } });
+const log = createLogger({
+  bindings: { role: "relay", worker: Number(process.env["POLYMUR_WORKER_ID"]) },
+});
 let engine: RelayEngine | null = null;
 let timer: NodeJS.Timeout | null = null;
 
@@ -33,7 +35,8 @@ async function handle(m: ToWorker): Promise<void> {
       });
       await engine.listen();
       timer = setInterval(() => {
-        if (engine !== null) send({ t: "stats", stats: engine.stats(), rejects: engine.recentRejects().slice(0, 16) });
+        if (engine !== null)
+          send({ t: "stats", stats: engine.stats(), rejects: engine.recentRejects().slice(0, 16) });
       }, 1_000);
       send({ t: "ready" });
       return;

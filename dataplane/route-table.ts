@@ -1,4 +1,4 @@
-import { Destination, type DestinationOptions } from "./destination.ts";
+import type { Destination, DestinationOptions } from "./destination.ts";
 import type { DestinationSpec } from "./destination-spec.ts";
 import type { HashRouter } from "./hash-router.ts";
 

@@ -50,7 +50,11 @@ export async function startStatsServer(
         else send(503, "text/plain", "not ready\n");
         return;
       default:
-        send(404, "text/plain", "not found: try /metrics, /stats, /debug/rejects, /healthz, /readyz\n");
+        send(
+          404,
+          "text/plain",
+          "not found: try /metrics, /stats, /debug/rejects, /healthz, /readyz\n",
+        );
     }
   });
   await new Promise<void>((resolve, reject) => {
@@ -69,7 +73,12 @@ function label(v: string): string {
 
 export function prometheus(s: EngineStats): string {
   const out: string[] = [];
-  const metric = (name: string, type: string, help: string, rows: Array<[string, number]>): void => {
+  const metric = (
+    name: string,
+    type: string,
+    help: string,
+    rows: Array<[string, number]>,
+  ): void => {
     out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
     for (const [labels, v] of rows) out.push(`${name}${labels} ${v}`);
   };
@@ -82,24 +91,70 @@ export function prometheus(s: EngineStats): string {
   );
   metric("polymur_received_bytes_total", "counter", "Bytes read from senders.", [["", s.bytesIn]]);
   metric("polymur_connections", "gauge", "Open sender connections.", [["", s.connections]]);
-  metric("polymur_connections_total", "counter", "Sender connections accepted.", [["", s.connectionsTotal]]);
-  metric("polymur_connections_refused_total", "counter", "Sender connections refused at the limit.", [
-    ["", s.connectionsRefused],
+  metric("polymur_connections_total", "counter", "Sender connections accepted.", [
+    ["", s.connectionsTotal],
   ]);
-  metric("polymur_ingest_paused", "gauge", "1 while ingest is paused by a full queue (block policy).", [
-    ["", s.paused ? 1 : 0],
-  ]);
-  metric("polymur_undelivered_total", "counter", "Datapoints given up at shutdown or destination removal.", [
-    ["", s.undelivered],
-  ]);
+  metric(
+    "polymur_connections_refused_total",
+    "counter",
+    "Sender connections refused at the limit.",
+    [["", s.connectionsRefused]],
+  );
+  metric(
+    "polymur_ingest_paused",
+    "gauge",
+    "1 while ingest is paused by a full queue (block policy).",
+    [["", s.paused ? 1 : 0]],
+  );
+  metric(
+    "polymur_undelivered_total",
+    "counter",
+    "Datapoints given up at shutdown or destination removal.",
+    [["", s.undelivered]],
+  );
   const d = (f: (x: EngineStats["destinations"][number]) => number): Array<[string, number]> =>
     s.destinations.map((x) => [`{destination="${label(x.spec)}"}`, f(x)]);
-  metric("polymur_destination_forwarded_total", "counter", "Datapoints written to the destination.", d((x) => x.forwarded));
-  metric("polymur_destination_resent_total", "counter", "Datapoints written again after a connection failure.", d((x) => x.resent));
-  metric("polymur_destination_dropped_total", "counter", "Datapoints dropped because the queue was full.", d((x) => x.dropped));
-  metric("polymur_destination_queued_datapoints", "gauge", "Datapoints waiting in the queue.", d((x) => x.queuedLines));
-  metric("polymur_destination_queued_bytes", "gauge", "Bytes waiting in the queue.", d((x) => x.queuedBytes));
-  metric("polymur_destination_up", "gauge", "1 when connected.", d((x) => (x.state === "connected" ? 1 : 0)));
-  metric("polymur_destination_connection_failures_total", "counter", "Connections lost or refused.", d((x) => x.failures));
+  metric(
+    "polymur_destination_forwarded_total",
+    "counter",
+    "Datapoints written to the destination.",
+    d((x) => x.forwarded),
+  );
+  metric(
+    "polymur_destination_resent_total",
+    "counter",
+    "Datapoints written again after a connection failure.",
+    d((x) => x.resent),
+  );
+  metric(
+    "polymur_destination_dropped_total",
+    "counter",
+    "Datapoints dropped because the queue was full.",
+    d((x) => x.dropped),
+  );
+  metric(
+    "polymur_destination_queued_datapoints",
+    "gauge",
+    "Datapoints waiting in the queue.",
+    d((x) => x.queuedLines),
+  );
+  metric(
+    "polymur_destination_queued_bytes",
+    "gauge",
+    "Bytes waiting in the queue.",
+    d((x) => x.queuedBytes),
+  );
+  metric(
+    "polymur_destination_up",
+    "gauge",
+    "1 when connected.",
+    d((x) => (x.state === "connected" ? 1 : 0)),
+  );
+  metric(
+    "polymur_destination_connection_failures_total",
+    "counter",
+    "Connections lost or refused.",
+    d((x) => x.failures),
+  );
   return out.join("\n") + "\n";
 }

@@ -70,13 +70,23 @@ export class WorkerPool {
         }
       });
       child.once("exit", (code, signal) => {
-        this.#workers = this.#workers.filter((x) => x !== w);
+        // After a shutdown the last counters stay, for the final report.
         if (this.#stopping) return;
+        this.#workers = this.#workers.filter((x) => x !== w);
         this.#log.error({ worker: id, code, signal }, "relay worker exited; restarting it");
         reject(new Error(`worker ${id} exited with ${code ?? signal}`));
-        setTimeout(() => void this.#spawn(id).catch((err) => this.#log.error({ err }, "worker restart failed")), 500).unref();
+        setTimeout(
+          () =>
+            void this.#spawn(id).catch((err) => this.#log.error({ err }, "worker restart failed")),
+          500,
+        ).unref();
       });
-      const msg: ToWorker = { t: "start", config: this.#config, share: this.#share, port: this.#port };
+      const msg: ToWorker = {
+        t: "start",
+        config: this.#config,
+        share: this.#share,
+        port: this.#port,
+      };
       child.send(msg);
     });
   }

@@ -60,7 +60,11 @@ describe("LineFramer", () => {
         f.push(Buffer.from(bytes.subarray(j)));
         f.end();
         expect(got.out, `split at ${i},${j}`).toBe(EXPECTED_OUT + "\n");
-        expect(got.rejects.map((r) => r.reason)).toEqual(["field_count", "empty_line", "nan_value"]);
+        expect(got.rejects.map((r) => r.reason)).toEqual([
+          "field_count",
+          "empty_line",
+          "nan_value",
+        ]);
       }
     }
   });

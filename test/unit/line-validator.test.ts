@@ -91,7 +91,24 @@ describe("validateFast / validateSlow (graphite-protocol.md §1 and §2)", () =>
 
   it("never passes on the fast path what the slow path would reject or rewrite", () => {
     // Random lines from a small alphabet that hits every branch of both paths.
-    const alphabet = ["a", ".", " ", "\t", "1", "0", "-", "+", "e", "_", "n", "i", "f", "\r", ";", "="];
+    const alphabet = [
+      "a",
+      ".",
+      " ",
+      "\t",
+      "1",
+      "0",
+      "-",
+      "+",
+      "e",
+      "_",
+      "n",
+      "i",
+      "f",
+      "\r",
+      ";",
+      "=",
+    ];
     let seed = 42;
     const rnd = (n: number) => {
       seed = (seed * 1103515245 + 12345) & 0x7fffffff;
