@@ -221,17 +221,15 @@ export class Destination extends EventEmitter {
       const batch: Batch = { chunks: [], lines: [], bytes: 0, count: 0 };
       batch.count = this.#queue.shiftInto(batch.chunks, batch.lines, this.#batchBytes);
       for (const c of batch.chunks) batch.bytes += c.length;
-      this.#inflight.push(batch);
-      let ok = true;
-      const n = batch.chunks.length;
-      if (n === 1) {
-        ok = socket.write(batch.chunks[0]!, (err) => this.#written(batch, err));
-      } else {
-        socket.cork();
-        for (let i = 0; i < n - 1; i++) socket.write(batch.chunks[i]!);
-        ok = socket.write(batch.chunks[n - 1]!, (err) => this.#written(batch, err));
-        socket.uncork();
+      if (batch.chunks.length > 1) {
+        // One copy into one buffer beats a write per chunk: each socket.write
+        // costs a trip through the stream machinery, and the chunks (views of
+        // read buffers, often small) would pin their parents while queued.
+        batch.chunks = [Buffer.concat(batch.chunks, batch.bytes)];
+        batch.lines = [batch.count];
       }
+      this.#inflight.push(batch);
+      const ok = socket.write(batch.chunks[0]!, (err) => this.#written(batch, err));
       if (!ok) {
         this.#waitingDrain = true;
         break;
