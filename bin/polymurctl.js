@@ -1,2 +1,2 @@
 #!/usr/bin/env node
-import "../cli/polymurctl.ts";
+import "../dist/cli/polymurctl.js";

@@ -1,4 +1,5 @@
 import { type ChildProcess, fork } from "node:child_process";
+import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "../common/logger.ts";
 import type { RejectSample } from "./reject-log.ts";
@@ -16,7 +17,10 @@ export type FromWorker =
   | { t: "stats"; stats: EngineStats; rejects: RejectSample[] }
   | { t: "done"; undelivered: Record<string, number> };
 
-const WORKER_ENTRY = fileURLToPath(new URL("./relay-worker.ts", import.meta.url));
+// Same extension as this module: .ts when run from source (tests), .js when compiled.
+const WORKER_ENTRY = fileURLToPath(
+  new URL(`./relay-worker${extname(import.meta.url)}`, import.meta.url),
+);
 
 interface Worker {
   id: number;
