@@ -10,8 +10,6 @@ export const ErrorCode = {
   DestinationSpec: "POLYMUR_ERR_DEST_SPEC",
   /** A hash-routing configuration is one the chosen reference rejects. */
   HashConfig: "POLYMUR_ERR_HASH_CONFIG",
-  /** A command sent to the line API is not understood. */
-  LineApi: "POLYMUR_ERR_LINE_API",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 

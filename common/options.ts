@@ -189,7 +189,8 @@ export function formatHelp(title: string, specs: readonly OptionSpec[]): string 
   for (const s of specs) {
     const def = s.default === "" ? "" : ` (default ${s.default})`;
     const reload = s.reloadable ? " [reloadable]" : "";
-    lines.push(`  --${s.name}${s.type === "bool" ? "" : ` <${s.type}>`}`);
+    const value = s.choices !== undefined ? s.choices.join("|") : s.type;
+    lines.push(`  --${s.name}${s.type === "bool" ? "" : ` <${value}>`}`);
     lines.push(`      ${s.help}${def}${reload}`);
   }
   return lines.join("\n");

@@ -386,6 +386,49 @@ describe("relay: graceful shutdown", () => {
   });
 });
 
+describe("relay: observability", () => {
+  it("sends its own metrics through the relay every --metrics-flush", async () => {
+    const a = await sink();
+    const p = await relay([
+      "--destinations",
+      a.address,
+      "--metrics-flush",
+      "0.3",
+      "--metrics-prefix",
+      "test.relay",
+    ]);
+    await sendLines(p.port, datapoints("self", 10).join("\n") + "\nbroken\n");
+    const t0 = Date.now();
+    const seen = (re: RegExp) => a.lines.some((l) => re.test(l));
+    while (
+      !(
+        seen(/^test\.relay\.received 10 \d+$/) && seen(/^test\.relay\.rejected\.field_count 1 \d+$/)
+      )
+    ) {
+      if (Date.now() - t0 > 10_000)
+        throw new Error(
+          `self-metrics not seen: ${a.lines.filter((l) => l.startsWith("test.")).join("\n")}`,
+        );
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    const dest = a.address.replace(/[.:]/g, "_");
+    expect(seen(new RegExp(`^test\\.relay\\.destinations\\.${dest}\\.up 1 \\d+$`))).toBe(true);
+    // Self-metrics are not counted as received datapoints.
+    expect((await p.stats()).received).toBe(10);
+  });
+
+  it("--console-out prints what it forwards", async () => {
+    const p = await relay(["--console-out"]);
+    await sendLines(p.port, "console.a 1 1700000000\nnot valid\n");
+    const t0 = Date.now();
+    while (!p.stdout.includes("console.a 1 1700000000\n")) {
+      if (Date.now() - t0 > 10_000) throw new Error(p.stdout);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    expect(p.stdout).not.toContain("not valid\n");
+  });
+});
+
 describe("relay: command line", () => {
   it("accepts the Go polymur's single-dash flags", async () => {
     const a = await sink();
