@@ -1,4 +1,5 @@
 import dgram from "node:dgram";
+import { EventEmitter } from "node:events";
 import net from "node:net";
 import type { Logger } from "../common/logger.ts";
 import { Destination, type DestinationOptions, type DestinationStats } from "./destination.ts";
@@ -38,9 +39,13 @@ export interface EngineOptions {
 
 /**
  * One process's relay: TCP/UDP ingest → framing and validation → routing →
- * per-destination queues. Reconfigured in place by `apply`.
+ * per-destination queues. Reconfigured in place by `apply`. `listen()` is
+ * optional: a gateway feeds it through `ingest()` instead.
+ *
+ * Events: "paused" and "resumed" (ingest held by a full queue under the block
+ * policy, or by holdIngest()).
  */
-export class RelayEngine {
+export class RelayEngine extends EventEmitter {
   readonly #log: Logger;
   readonly #share: number;
   readonly #reusePort: boolean;
@@ -59,9 +64,11 @@ export class RelayEngine {
   #connectionsRefused = 0;
   #undelivered = 0;
   #paused = false;
+  #externalHold = false;
   #stopping = false;
 
   constructor(config: RelayConfig, log: Logger, options: EngineOptions = {}) {
+    super();
     this.#config = config;
     this.#log = log;
     this.#share = options.share ?? 1;
@@ -250,11 +257,27 @@ export class RelayEngine {
     d.on("unblocked", () => this.#updatePause());
   }
 
+  /**
+   * Pauses (true) or resumes reading from TCP senders for a reason outside the
+   * destinations, e.g. a proxy whose buffer towards its gateway is full.
+   * Ingest runs only while no destination and no external holder blocks it.
+   */
+  holdIngest(hold: boolean): void {
+    this.#externalHold = hold;
+    this.#updatePause();
+  }
+
+  /** True while ingest is paused (a full queue under the block policy, or holdIngest). */
+  get paused(): boolean {
+    return this.#paused;
+  }
+
   #updatePause(): void {
-    let blocked = false;
+    let blocked = this.#externalHold;
     for (const d of this.#destinations.values()) if (d.blocking) blocked = true;
     if (blocked === this.#paused) return;
     this.#paused = blocked;
+    this.emit(blocked ? "paused" : "resumed");
     for (const s of this.#sockets) {
       if (blocked) s.pause();
       else s.resume();
@@ -263,6 +286,49 @@ export class RelayEngine {
       { paused: blocked },
       blocked ? "queue full under block policy: ingest paused" : "ingest resumed",
     );
+  }
+
+  /**
+   * Frames, validates and routes a whole buffer of lines that arrived some
+   * other way than a TCP connection (a proxy batch at a gateway). A final
+   * line without a newline counts as a line. With `prefix`, every valid line
+   * is forwarded as `<prefix>.<line>` (the gateway's --key-prefix: the name
+   * part, before any `;tags`, gets the prefix since it is at the start).
+   * When this returns, every valid line is in the destination queues.
+   */
+  ingest(buf: Buffer, source: string, prefix = ""): { accepted: number; rejected: number } {
+    const rejectedBefore = this.rejects.total;
+    const receivedBefore = this.#received;
+    this.#bytesIn += buf.length;
+    const sink =
+      prefix === "" ? this.#sink(source) : this.#prefixSink(source, Buffer.from(`${prefix}.`));
+    const framer = new LineFramer(sink, { maxLineLength: this.#config.maxLineLength });
+    framer.push(buf);
+    framer.end();
+    this.#table._flush();
+    return {
+      accepted: this.#received - receivedBefore,
+      rejected: this.rejects.total - rejectedBefore,
+    };
+  }
+
+  #prefixSink(source: string, prefix: Buffer): LineSink {
+    const plain = this.#sink(source);
+    return {
+      segment: (buf, start, end, lines) => {
+        const out = Buffer.allocUnsafe(end - start + lines * prefix.length);
+        let o = 0;
+        let ls = start;
+        while (ls < end) {
+          const nl = buf.indexOf(0x0a, ls);
+          o += prefix.copy(out, o);
+          o += buf.copy(out, o, ls, nl + 1);
+          ls = nl + 1;
+        }
+        plain.segment(out, 0, o, lines);
+      },
+      reject: plain.reject,
+    };
   }
 
   /** Routes polymur's own lines (self-metrics); not counted as received. */
@@ -299,6 +365,7 @@ export class RelayEngine {
     this.#stopping = true;
     const t0 = Date.now();
     this.#server?.close();
+    this.#server = null;
     this.#udp?.close();
     this.#udp = null;
     await closeSockets(this.#sockets, Math.min(graceMs, deadlineMs / 4));
