@@ -1,5 +1,6 @@
+import { readFileSync } from "node:fs";
 import { ErrorCode, PolymurError } from "../common/errors.ts";
-import { createLogger } from "../common/logger.ts";
+import { createLogger, type Logger } from "../common/logger.ts";
 import {
   formatHelp,
   parseArgv,
@@ -7,12 +8,20 @@ import {
   type RawOptions,
   resolveOptions,
 } from "../common/options.ts";
+import { relayConfigFromSnapshot } from "../dataplane/control-config.ts";
+import {
+  type ControlSubscriber,
+  createControlSubscriber,
+} from "../dataplane/control-subscriber.ts";
+import type { RelayConfig } from "../dataplane/relay-config.ts";
 import { RelayNode } from "../dataplane/relay-node.ts";
 import {
   buildProcessOptions,
   buildRelayConfig,
   RELAY_OPTIONS,
+  type RelayProcessOptions,
 } from "../dataplane/relay-options.ts";
+import type { NodeConfig } from "../gen/polymur/control/v1/control_pb.ts";
 
 /** `polymur relay`: runs in the foreground until SIGTERM/SIGINT; SIGHUP reloads. */
 export async function runRelay(argv: string[]): Promise<void> {
@@ -34,6 +43,7 @@ export async function runRelay(argv: string[]): Promise<void> {
   const config = buildRelayConfig(raw);
   const log = createLogger({ level: proc.logLevel, bindings: { role: "relay" } });
   const node = new RelayNode(config, proc, log);
+  const control = proc.controlPlane === "" ? null : await subscribe(node, proc, config, log);
   await node.start();
 
   process.on("SIGHUP", () => {
@@ -51,7 +61,8 @@ export async function runRelay(argv: string[]): Promise<void> {
           );
         }
       }
-      node.apply(buildRelayConfig(next));
+      const base = buildRelayConfig(next);
+      node.apply(control === null ? base : control.overlay(base));
       log.info({ config: proc.configPath }, "SIGHUP: configuration reloaded");
     } catch (err) {
       log.error(
@@ -65,14 +76,91 @@ export async function runRelay(argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "stopping");
-    void node.shutdown().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, "shutdown failed");
-        process.exit(1);
-      },
-    );
+    void (control?.subscriber.stop() ?? Promise.resolve())
+      .then(() => node.shutdown())
+      .then(
+        () => process.exit(0),
+        (err: unknown) => {
+          log.error({ err }, "shutdown failed");
+          process.exit(1);
+        },
+      );
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+}
+
+/**
+ * A managed node: its destinations and routing come from the control plane.
+ * It starts listening only once it has a configuration (saved from an earlier
+ * run, or the first snapshot), so nothing it accepts is lost for want of
+ * destinations; senders wait in the TCP backlog meanwhile.
+ */
+async function subscribe(
+  node: RelayNode,
+  proc: RelayProcessOptions,
+  initial: RelayConfig,
+  log: Logger,
+): Promise<{ subscriber: ControlSubscriber; overlay(base: RelayConfig): RelayConfig }> {
+  let base = initial;
+  let snapshot: NodeConfig | null = null;
+  let first: () => void = () => {};
+  const ready = new Promise<void>((resolve) => {
+    first = resolve;
+  });
+  const subscriber = createControlSubscriber({
+    url: proc.controlPlane,
+    group: proc.group,
+    role: "relay",
+    nodeToken: proc.nodeToken,
+    ...(proc.stateDir === "" ? {} : { stateDir: proc.stateDir }),
+    ...(proc.controlCa === "" ? {} : { ca: readFileSync(proc.controlCa, "utf8") }),
+    log,
+    onConfig(config) {
+      node.apply(relayConfigFromSnapshot(base, config));
+      snapshot = config;
+      first();
+    },
+    status() {
+      const s = node.stats();
+      let forwarded = 0;
+      let dropped = 0;
+      for (const d of s.destinations) {
+        forwarded += d.forwarded;
+        dropped += d.dropped;
+      }
+      const rejected = Object.values(s.rejected).reduce((a, b) => a + b, 0);
+      return {
+        counters: {
+          received: BigInt(s.received),
+          forwarded: BigInt(forwarded),
+          dropped: BigInt(dropped),
+          rejected: BigInt(rejected),
+          connections: BigInt(s.connections),
+        },
+        destinations: s.destinations.map((d) => ({
+          spec: d.spec,
+          state: d.state,
+          forwarded: BigInt(d.forwarded),
+          dropped: BigInt(d.dropped),
+          queued: BigInt(d.queuedLines),
+          queuedBytes: BigInt(d.queuedBytes),
+          resent: BigInt(d.resent),
+        })),
+      };
+    },
+  });
+  log.info(
+    { controlPlane: proc.controlPlane, group: proc.group, nodeId: subscriber.nodeId },
+    "waiting for a configuration from the control plane",
+  );
+  subscriber.start();
+  await ready;
+  return {
+    subscriber,
+    overlay(next: RelayConfig): RelayConfig {
+      base = next;
+      return snapshot === null ? next : relayConfigFromSnapshot(next, snapshot);
+    },
+  };
 }

@@ -91,7 +91,16 @@ export class RelayNode {
       },
       "listening",
     );
-    if (c.destinations.length === 0) {
+    if (this.#proc.controlPlane !== "") {
+      this.#log.info(
+        {
+          controlPlane: this.#proc.controlPlane,
+          group: this.#proc.group,
+          destinations: c.destinations.map((d) => d.spec),
+        },
+        `managed by the control plane at ${this.#proc.controlPlane} (group ${this.#proc.group}): forwarding to ${c.destinations.map((d) => d.spec).join(", ") || "nothing yet"}`,
+      );
+    } else if (c.destinations.length === 0) {
       this.#log.warn(
         `no destinations: datapoints are validated and counted but not forwarded. Add some with --destinations host:port[,...]` +
           (this.ports.api === null
@@ -166,12 +175,22 @@ export class RelayNode {
     this.#config = config;
   }
 
+  #refuseIfManaged(): void {
+    if (this.#proc.controlPlane !== "") {
+      throw new PolymurError(
+        ErrorCode.Config,
+        `destinations are managed by the control plane at ${this.#proc.controlPlane}; use polymurctl dest add|rm`,
+      );
+    }
+  }
+
   // LineApiTarget
   destinations(): string[] {
     return this.#config.destinations.map((d) => d.spec);
   }
 
   addDestination(spec: string): string {
+    this.#refuseIfManaged();
     const d = parseDestination(spec);
     if (this.#config.destinations.some((x) => x.id === d.id)) {
       throw new PolymurError(ErrorCode.DestinationSpec, `destination ${d.spec} already exists`);
@@ -181,6 +200,7 @@ export class RelayNode {
   }
 
   removeDestination(spec: string): string {
+    this.#refuseIfManaged();
     const d = parseDestination(spec);
     const rest = this.#config.destinations.filter((x) => x.id !== d.id);
     if (rest.length === this.#config.destinations.length) {

@@ -195,6 +195,36 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     help: "Processes sharing the listen port (SO_REUSEPORT); 0 = one per available core",
   },
   {
+    name: "control-plane",
+    type: "string",
+    default: "",
+    help: "Control plane URL (http:// or https://): destinations and routing come from it, not from flags",
+  },
+  {
+    name: "group",
+    type: "string",
+    default: "default",
+    help: "This node's group at the control plane",
+  },
+  {
+    name: "node-token",
+    type: "string",
+    default: "",
+    help: "Node credential for the control plane; prefer POLYMUR_NODE_TOKEN: flags show in ps",
+  },
+  {
+    name: "state-dir",
+    type: "string",
+    default: "",
+    help: "Directory keeping the last configuration applied from the control plane, for restarts while it is unreachable",
+  },
+  {
+    name: "control-ca",
+    type: "string",
+    default: "",
+    help: "PEM file of the CA that signed an https control plane's certificate",
+  },
+  {
     name: "shutdown-timeout",
     type: "seconds",
     default: "30",
@@ -221,6 +251,11 @@ export interface RelayProcessOptions {
   shutdownTimeoutSec: number;
   logLevel: string;
   configPath: string;
+  controlPlane: string;
+  group: string;
+  nodeToken: string;
+  stateDir: string;
+  controlCa: string;
 }
 
 export function buildRelayConfig(o: RawOptions): RelayConfig {
@@ -266,6 +301,27 @@ export function buildProcessOptions(o: RawOptions): RelayProcessOptions {
     );
   }
   const workers = getInt(o, "workers");
+  const controlPlane = getString(o, "control-plane");
+  if (controlPlane !== "") {
+    if (!/^https?:\/\//.test(controlPlane)) {
+      throw new PolymurError(
+        ErrorCode.Config,
+        `--control-plane must be an http:// or https:// URL; got "${controlPlane}"`,
+      );
+    }
+    if (getString(o, "destinations") !== "") {
+      throw new PolymurError(
+        ErrorCode.Config,
+        "--destinations and --control-plane cannot both be set: a managed node takes its destinations from the control plane (polymurctl dest add)",
+      );
+    }
+    if (getString(o, "node-token") === "") {
+      throw new PolymurError(
+        ErrorCode.Config,
+        "--control-plane needs the node credential: set POLYMUR_NODE_TOKEN",
+      );
+    }
+  }
   return {
     apiAddr,
     apiToken,
@@ -277,6 +333,11 @@ export function buildProcessOptions(o: RawOptions): RelayProcessOptions {
     shutdownTimeoutSec: getSeconds(o, "shutdown-timeout"),
     logLevel: getString(o, "log-level"),
     configPath: getString(o, "config"),
+    controlPlane: getString(o, "control-plane"),
+    group: getString(o, "group"),
+    nodeToken: getString(o, "node-token"),
+    stateDir: getString(o, "state-dir"),
+    controlCa: getString(o, "control-ca"),
   };
 }
 

@@ -1,0 +1,31 @@
+import { Distribution, type NodeConfig } from "../gen/polymur/control/v1/control_pb.ts";
+import { parseDestinationList } from "./destination-spec.ts";
+import type { HashAlgo, HashCompat } from "./hash-router.ts";
+import type { RelayConfig } from "./relay-config.ts";
+
+/**
+ * The relay configuration a control-plane snapshot asks for: destinations and
+ * routing from the snapshot, everything else (listen address, queues, limits)
+ * from the node's own options. Throws if the snapshot is not usable, so that
+ * the node keeps its previous configuration.
+ */
+export function relayConfigFromSnapshot(base: RelayConfig, snapshot: NodeConfig): RelayConfig {
+  const r = snapshot.routing;
+  const hashRoute = r?.distribution === Distribution.HASH_ROUTE;
+  return {
+    ...base,
+    destinations: parseDestinationList(snapshot.destinations.join(",")),
+    distribution: hashRoute ? "hash-route" : "broadcast",
+    hash:
+      r === undefined || !hashRoute
+        ? base.hash
+        : {
+            algo: (r.hash || "carbon_ch") as HashAlgo,
+            compat: (r.compat || "carbon") as HashCompat,
+            replication: r.replication || 1,
+            diverseReplicas: r.diverseReplicas,
+            router: (r.router || "consistent-hashing") as "consistent-hashing" | "fast-hashing",
+            normalize: (r.normalize || "none") as "none" | "sorted-tags" | "cleanse",
+          },
+  };
+}
