@@ -1,0 +1,507 @@
+/**
+ * Side-by-side benchmark of polymur and carbon-c-relay with relaybench (the shared
+ * Graphite relay harness: C load generator and sink, Python driver). See bench/README.md.
+ *
+ *   npm run bench -- <scenario> [options]        (= node bench/run.ts ...)
+ *
+ * relaybench is not part of this repo: it is copied from <repo>/../shared/bench (or
+ * $RELAYBENCH_DIR) into .cache/relaybench/, where it compiles gen and sink into build/.
+ * Every scenario runs polymur and carbon-c-relay in the same invocation, appends
+ * relaybench's JSON lines to bench/results/<scenario>-<date>.jsonl and ends with
+ * relaybench's side-by-side `report` table of this invocation's runs.
+ */
+import { type ChildProcess, spawn, spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
+import fs from "node:fs";
+import os from "node:os";
+import path from "node:path";
+import { parseArgs } from "node:util";
+
+const REPO = path.resolve(import.meta.dirname, "..");
+const NODE = path.join(REPO, "node_modules/.bin/node");
+const CACHE = path.join(REPO, ".cache/relaybench");
+const RELAYBENCH_FILES = ["relaybench", "gen.c", "sink.c"];
+const PYTHON = process.env["PYTHON"] ?? "python3";
+
+const SCENARIOS = [
+  "broadcast-max",
+  "broadcast-sweep",
+  "hash-sweep",
+  "hash-max",
+  "hash-check",
+  "idle",
+] as const;
+type Scenario = (typeof SCENARIOS)[number];
+type RelayName = "polymur" | "carbon-c-relay";
+
+/** README of relaybench, "Hash-routing compatibility check": carbon_ch for this workload. */
+const REFERENCE_HASH = {
+  perPort: [31444, 33244, 35312],
+  digests: ["a01cea2f2b1826df", "50d20e3b84d0e85c", "1abfc70a4fec1c5e"],
+};
+
+const USAGE = `usage: npm run bench -- <scenario> [options]     (node bench/run.ts ...)
+
+scenarios (each runs polymur and carbon-c-relay):
+  broadcast-max    as fast as possible, 50 conns, broadcast to 2, 5M lines (polymur --warmup 200000)
+  broadcast-sweep  highest lossless rate, broadcast to 2 (bisection; polymur hi 4M, carbon-c-relay hi 1M)
+  hash-sweep       highest lossless rate, carbon_ch hash to 3
+  hash-max         as fast as possible, carbon_ch hash to 3, 5M lines
+  hash-check       100000 lines at 10000/s, --check-hash: do polymur and carbon-c-relay
+                   send every name to the same destination? (exit 1 if not)
+  idle             5000 idle connections, hash to 3: RSS per connection, idle CPU
+  all              all of the above, in this order
+  micro            bench/micro.bench.ts (in-process hot paths; no relaybench)
+
+options:
+  --quick                 small, fast runs (smoke test of the harness; results go to
+                          .cache/relaybench/results/, not bench/results/)
+  --reps N                repetitions (default 3; sweeps 2; hash-check always 1)
+  --lines N               lines per run of the *-max scenarios (default 5000000)
+  --only NAME             polymur or carbon-c-relay
+  --label S               suffix for the result labels (e.g. a branch or an experiment)
+  --workers N             polymur --workers (default: polymur's own, one per core)
+  --polymur-args "..."    extra polymur relay flags (relaybench placeholders allowed)
+  --ccr-workers N         carbon-c-relay -w (default 2)
+  --ccr-args "..."        carbon-c-relay flags (default "-q 1000000")
+  --warmup N              polymur warm-up lines (default 200000 for *-max, 20000 per sweep probe)
+  --probe-seconds S       seconds of traffic per sweep probe (default 8)
+  --wait-quiet S          before each run, wait up to S s for the machine to be quiet
+  --rb-args "..."         more relaybench options, e.g. "--relay-cpus 1 --load-cpus 0"
+  --out DIR               results directory (default bench/results)
+  --no-build              do not run \`npm run build\` when dist/ is older than the sources
+  (micro: --lines N --names K --runs R --quick are passed to micro.bench.ts)`;
+
+// ---------------------------------------------------------------------------
+// options
+
+function die(msg: string, code = 1): never {
+  console.error(`bench: ${msg}`);
+  process.exit(code);
+}
+
+const parsed = (() => {
+  try {
+    return parseArgs({
+      allowPositionals: true,
+      options: {
+        quick: { type: "boolean", default: false },
+        reps: { type: "string" },
+        lines: { type: "string" },
+        names: { type: "string" },
+        runs: { type: "string" },
+        only: { type: "string" },
+        label: { type: "string" },
+        workers: { type: "string" },
+        "polymur-args": { type: "string", default: "" },
+        "ccr-workers": { type: "string", default: "2" },
+        "ccr-args": { type: "string", default: "-q 1000000" },
+        warmup: { type: "string" },
+        "probe-seconds": { type: "string" },
+        "wait-quiet": { type: "string" },
+        "rb-args": { type: "string", default: "" },
+        out: { type: "string" },
+        "no-build": { type: "boolean", default: false },
+        help: { type: "boolean", short: "h", default: false },
+      },
+    });
+  } catch (err) {
+    return die(`${(err as Error).message} (see --help)`, 2);
+  }
+})();
+const opts = parsed.values;
+const [scenarioArg, ...extra] = parsed.positionals;
+if (opts.help || scenarioArg === undefined) {
+  console.log(USAGE);
+  process.exit(opts.help ? 0 : 2);
+}
+if (extra.length > 0) die(`unexpected arguments: ${extra.join(" ")} (see --help)`, 2);
+if (opts.only !== undefined && opts.only !== "polymur" && opts.only !== "carbon-c-relay") {
+  die(`--only must be polymur or carbon-c-relay, got "${opts.only}"`, 2);
+}
+
+function intOpt(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isSafeInteger(n) || n < 0) die(`--${name} must be a whole number, got "${v}"`, 2);
+  return n;
+}
+
+function numOpt(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (!Number.isFinite(n) || n <= 0) die(`--${name} must be a positive number, got "${v}"`, 2);
+  return n;
+}
+
+const quick = opts.quick;
+const reps = intOpt("reps", opts.reps);
+const lines = intOpt("lines", opts.lines);
+const workers = intOpt("workers", opts.workers);
+const ccrWorkers = intOpt("ccr-workers", opts["ccr-workers"]);
+const warmup = intOpt("warmup", opts.warmup);
+const probeSeconds = numOpt("probe-seconds", opts["probe-seconds"]);
+const waitQuiet = numOpt("wait-quiet", opts["wait-quiet"]);
+const relays: RelayName[] = opts.only ? [opts.only as RelayName] : ["polymur", "carbon-c-relay"];
+const labelSuffix = opts.label ? ` ${opts.label}` : "";
+const outDir = path.resolve(
+  opts.out ?? (quick ? path.join(CACHE, "results") : path.join(REPO, "bench/results")),
+);
+
+// ---------------------------------------------------------------------------
+// micro: in-process benchmarks, no relaybench
+
+if (scenarioArg === "micro") {
+  const pass: string[] = quick ? ["--quick"] : [];
+  for (const k of ["lines", "names", "runs"] as const) if (opts[k]) pass.push(`--${k}`, opts[k]);
+  const micro = path.join(import.meta.dirname, "micro.bench.ts");
+  const r = spawnSync(process.execPath, [micro, ...pass], { stdio: "inherit" });
+  process.exit(r.status ?? 1);
+}
+
+const scenarios: readonly Scenario[] =
+  scenarioArg === "all"
+    ? SCENARIOS
+    : (SCENARIOS as readonly string[]).includes(scenarioArg)
+      ? [scenarioArg as Scenario]
+      : die(`unknown scenario "${scenarioArg}" (see --help)`, 2);
+
+// ---------------------------------------------------------------------------
+// scenario -> relaybench arguments
+
+/** Quotes a word for relaybench's shlex.split of the command template. */
+function shq(s: string): string {
+  return /^[\w@%+=:,./{}-]+$/.test(s) ? s : `'${s.replaceAll("'", `'"'"'`)}'`;
+}
+
+function polymurTemplate(mode: "broadcast" | "hash"): string {
+  const words = [
+    NODE,
+    path.join(REPO, "bin/polymur.js"),
+    "relay",
+    "--listen-addr",
+    "{host}:{listen}",
+  ];
+  if (mode === "broadcast") {
+    words.push("--destinations", "{dests}", "--distribution", "broadcast");
+  } else {
+    words.push("--destinations", "{dests_inst}", "--distribution", "hash-route");
+    words.push("--hash", "carbon_ch", "--compat", "carbon", "--replication", "1");
+  }
+  words.push("--api-addr=", "--stat-addr=", "--metrics-flush", "0");
+  if (workers !== undefined) words.push("--workers", String(workers));
+  const cmd = words.map(shq).join(" ");
+  return opts["polymur-args"] ? `${cmd} ${opts["polymur-args"]}` : cmd;
+}
+
+const polymurWorkers = workers || os.availableParallelism();
+
+interface Plan {
+  /** relaybench options shared by both relays. */
+  common: string[];
+  /** relaybench options for one relay. */
+  relay: Record<RelayName, string[]>;
+  checkHash: boolean;
+}
+
+function plan(s: Scenario): Plan {
+  const mode = s.startsWith("broadcast") ? "broadcast" : "hash";
+  const topology = ["--mode", mode, "--dests", mode === "broadcast" ? "2" : "3", "--conns", "50"];
+  const polymur = [
+    `--relay-cmd=${polymurTemplate(mode)}`,
+    `--label=polymur -w${polymurWorkers}${labelSuffix}`,
+  ];
+  const ccr = [
+    "--peer=carbon-c-relay",
+    `--workers=${ccrWorkers}`,
+    `--relay-args=${opts["ccr-args"]}`,
+    `--label=carbon-c-relay${labelSuffix}`,
+  ];
+  const common = [...topology];
+  const r = (dflt: number) => ["--reps", String(reps ?? (quick ? 1 : dflt))];
+  switch (s) {
+    case "broadcast-max":
+    case "hash-max":
+      common.push("--lines", String(lines ?? (quick ? 200_000 : 5_000_000)), ...r(3));
+      polymur.push("--warmup", String(warmup ?? (quick ? 20_000 : 200_000)));
+      break;
+    case "broadcast-sweep":
+    case "hash-sweep":
+      common.push("--sweep", "--sweep-secs", String(probeSeconds ?? (quick ? 1 : 8)), ...r(2));
+      // relaybench sends the warm-up at the probe's rate, before every probe
+      polymur.push("--warmup", String(warmup ?? (quick ? 2_000 : 20_000)));
+      if (quick) {
+        // two or three probes of a second: proves the loop, measures nothing
+        common.push("--sweep-lo", "20000", "--sweep-step", "2.5", "--sink-idle", "2");
+        polymur.push("--sweep-hi", "80000");
+        ccr.push("--sweep-hi", "80000");
+      } else {
+        polymur.push("--sweep-hi", "4000000");
+        ccr.push("--sweep-hi", "1000000");
+      }
+      break;
+    case "hash-check":
+      // the workload of relaybench's README compatibility check; the rate does not change
+      // which names go where, so --quick only sends faster
+      common.push("--lines", "100000", "--names", "100000", "--seed", "1", "--reps", "1");
+      common.push("--rate", quick ? "100000" : "10000", "--check-hash");
+      break;
+    case "idle":
+      common.push("--idle-conns", quick ? "300" : "5000", ...r(3));
+      if (quick) common.push("--idle-hold", "1");
+      break;
+  }
+  if (waitQuiet !== undefined) common.push("--wait-quiet", String(waitQuiet));
+  if (opts["rb-args"]) common.push(...splitWords(opts["rb-args"]));
+  return { common, relay: { polymur, "carbon-c-relay": ccr }, checkHash: s === "hash-check" };
+}
+
+/** Splits "--a 1 --b 'x y'" into words (single and double quotes, no escapes). */
+function splitWords(s: string): string[] {
+  const words: string[] = [];
+  for (const m of s.matchAll(/'([^']*)'|"([^"]*)"|(\S+)/g)) words.push(m[1] ?? m[2] ?? m[3]!);
+  return words;
+}
+
+// ---------------------------------------------------------------------------
+// preparation: relaybench copy, tools, build
+
+function locateRelaybench(): string {
+  const env = process.env["RELAYBENCH_DIR"];
+  const dir = env ? path.resolve(env) : path.resolve(REPO, "../shared/bench");
+  if (RELAYBENCH_FILES.every((f) => fs.existsSync(path.join(dir, f)))) return dir;
+  return die(
+    `relaybench not found: looked for ${RELAYBENCH_FILES.join(", ")} in ${dir}.\n` +
+      "  It lives next to the repo (<repo>/../shared/bench); set RELAYBENCH_DIR=/path/to/bench " +
+      "to use another copy.",
+  );
+}
+
+/** Copies relaybench, gen.c and sink.c into .cache/relaybench when they differ. */
+function installRelaybench(src: string): string {
+  fs.mkdirSync(CACHE, { recursive: true });
+  for (const f of RELAYBENCH_FILES) {
+    const from = path.join(src, f);
+    const to = path.join(CACHE, f);
+    const data = fs.readFileSync(from);
+    if (!fs.existsSync(to) || !fs.readFileSync(to).equals(data)) {
+      fs.rmSync(to, { force: true }); // the previous copy may be read-only
+      fs.writeFileSync(to, data);
+    }
+    // the source is read-only for us; the copy must be writable (and relaybench runnable)
+    fs.chmodSync(to, f === "relaybench" ? 0o755 : 0o644);
+  }
+  return path.join(CACHE, "relaybench");
+}
+
+function requireTool(cmd: string, args: string[], why: string): string {
+  const r = spawnSync(cmd, args, { encoding: "utf8" });
+  if (r.error || r.status !== 0)
+    die(`${cmd} is needed (${why}) but \`${cmd} ${args.join(" ")}\` failed`);
+  return `${r.stdout}${r.stderr}`.trim().split("\n")[0] ?? "";
+}
+
+function newestMtime(dir: string): number {
+  let newest = 0;
+  if (!fs.existsSync(dir)) return 0;
+  for (const e of fs.readdirSync(dir, { withFileTypes: true, recursive: true })) {
+    if (e.isFile() && e.name.endsWith(".ts")) {
+      newest = Math.max(newest, fs.statSync(path.join(e.parentPath, e.name)).mtimeMs);
+    }
+  }
+  return newest;
+}
+
+/** `npm run build` when a source (see tsconfig.build.json) is newer than dist/. */
+function buildIfStale(): void {
+  if (!relays.includes("polymur")) return;
+  const entry = path.join(REPO, "dist/cli/polymur.js");
+  const built = fs.existsSync(entry) ? fs.statSync(entry).mtimeMs : 0;
+  const sources = ["dataplane", "controlplane", "cli", "common", "gen"].map((d) =>
+    path.join(REPO, d),
+  );
+  const newest = Math.max(
+    ...sources.map(newestMtime),
+    ...["tsconfig.json", "tsconfig.build.json"].map((f) => fs.statSync(path.join(REPO, f)).mtimeMs),
+  );
+  if (built >= newest) return;
+  if (opts["no-build"]) {
+    console.error("bench: warning: dist/ is older than the sources (--no-build given)");
+    return;
+  }
+  console.error("bench: dist/ is older than the sources: npm run build");
+  const r = spawnSync("npm", ["run", "build", "--silent"], { cwd: REPO, stdio: "inherit" });
+  if (r.status !== 0)
+    die("npm run build failed; fix the build, or use --no-build to run dist/ as it is");
+}
+
+function gitState(): { commit: string; dirty: boolean } {
+  const git = (...args: string[]) =>
+    spawnSync("git", args, { cwd: REPO, encoding: "utf8" }).stdout?.trim() ?? "";
+  return { commit: git("rev-parse", "HEAD"), dirty: git("status", "--porcelain", "-uno") !== "" };
+}
+
+// ---------------------------------------------------------------------------
+// running relaybench
+
+let interrupted = false;
+let child: ChildProcess | null = null;
+process.on("SIGINT", () => {
+  // the terminal sent SIGINT to relaybench too: let it stop its relay, sink and gen
+  interrupted = true;
+  if (child === null) process.exit(130);
+});
+
+function relaybench(rb: string, args: string[]): Promise<number> {
+  return new Promise((resolve) => {
+    child = spawn(PYTHON, [rb, ...args], { cwd: REPO, stdio: "inherit" });
+    child.on("error", (err) => {
+      console.error(`bench: cannot run ${PYTHON}: ${err.message}`);
+      resolve(127);
+    });
+    child.on("exit", (code, signal) => {
+      child = null;
+      resolve(code ?? (signal === "SIGINT" ? 130 : 1));
+    });
+  });
+}
+
+function readJsonLines(file: string): Record<string, unknown>[] {
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, "utf8")
+    .split("\n")
+    .filter((l) => l.trim() !== "")
+    .map((l) => JSON.parse(l) as Record<string, unknown>);
+}
+
+interface HashRun {
+  label: string;
+  perPort: number[];
+  digests: string[];
+  multiPort: number;
+  lost: number;
+}
+
+/** Compares the relays' per-destination name-set digests; returns true when all agree. */
+function reportHashCheck(runs: Map<RelayName, HashRun>, resultsFile: string): boolean {
+  console.log("\nhash-check (carbon_ch, 3 destinations, 100000 names, seed 1): d1=a d2=b d3=c");
+  const eq = (a: unknown[], b: unknown[]) => JSON.stringify(a) === JSON.stringify(b);
+  for (const [name, r] of runs) {
+    const ref = eq(r.digests, REFERENCE_HASH.digests)
+      ? "= relaybench README"
+      : "!= relaybench README";
+    console.log(
+      `  ${name.padEnd(15)} lines ${JSON.stringify(r.perPort)}  digests ${r.digests.join(",")}` +
+        `  (${ref}; names on >1 port: ${r.multiPort}, lost ${r.lost})`,
+    );
+  }
+  const p = runs.get("polymur");
+  const c = runs.get("carbon-c-relay");
+  let same: boolean | null = null;
+  if (p && c) {
+    same = eq(p.digests, c.digests) && eq(p.perPort, c.perPort) && p.multiPort === 0;
+    console.log(
+      `  polymur per-destination digests ${same ? "EQUAL" : "DIFFER FROM"} carbon-c-relay's` +
+        (same ? "" : " <-- polymur does not route like carbon-c-relay's carbon_ch"),
+    );
+  } else {
+    console.log("  (only one relay ran: compared with relaybench's README only)");
+  }
+  const record = {
+    type: "hash_check",
+    equal: same,
+    reference: REFERENCE_HASH,
+    relays: Object.fromEntries(runs),
+  };
+  fs.appendFileSync(resultsFile, `${JSON.stringify(record)}\n`);
+  const lone = p ?? c;
+  return same ?? (lone !== undefined && eq(lone.digests, REFERENCE_HASH.digests));
+}
+
+async function main(): Promise<number> {
+  const rb = installRelaybench(locateRelaybench());
+  requireTool(PYTHON, ["--version"], "relaybench is a Python 3 script");
+  requireTool(process.env["CC"] ?? "gcc", ["--version"], "relaybench compiles gen.c and sink.c");
+  let ccrVersion = "";
+  if (relays.includes("carbon-c-relay")) {
+    ccrVersion = requireTool("carbon-c-relay", ["-v"], "the reference relay");
+  }
+  if (relays.includes("polymur") && !fs.existsSync(NODE)) {
+    die(`${NODE} not found: run npm ci (polymur needs Node 24 from devDependencies)`);
+  }
+  buildIfStale();
+  if ((await relaybench(rb, ["build"])) !== 0) die("relaybench could not build gen and sink");
+
+  fs.mkdirSync(outDir, { recursive: true });
+  const runDir = path.join(CACHE, "runs");
+  fs.mkdirSync(runDir, { recursive: true });
+  const now = new Date();
+  const date = now.toISOString().slice(0, 10);
+  const stamp = now.toISOString().replace(/[-:]/g, "").replace(/\..*/, "");
+  const rbHash = createHash("sha256").update(fs.readFileSync(rb)).digest("hex").slice(0, 16);
+  const reportFiles: string[] = [];
+  let failures = 0;
+
+  for (const s of scenarios) {
+    const p = plan(s);
+    const resultsFile = path.join(outDir, `${s}-${date}.jsonl`);
+    const meta = {
+      type: "meta",
+      scenario: s,
+      time: now.toISOString(),
+      quick,
+      git: gitState(),
+      node: spawnSync(NODE, ["--version"], { encoding: "utf8" }).stdout?.trim(),
+      carbon_c_relay: ccrVersion || null,
+      relaybench_sha256: rbHash,
+      cpus: os.availableParallelism(),
+      loadavg: os.loadavg(),
+      argv: process.argv.slice(2),
+    };
+    fs.appendFileSync(resultsFile, `${JSON.stringify(meta)}\n`);
+    const hashRuns = new Map<RelayName, HashRun>();
+    for (const relay of relays) {
+      if (interrupted) break;
+      const tmp = path.join(runDir, `${stamp}-${s}-${relay}.jsonl`);
+      const args = [...p.common, ...p.relay[relay], "--json", tmp];
+      console.error(`\n=== ${s}: ${relay}\nbench: relaybench ${args.map(shq).join(" ")}`);
+      const code = await relaybench(rb, args);
+      const records = readJsonLines(tmp);
+      if (records.length > 0) {
+        fs.appendFileSync(resultsFile, fs.readFileSync(tmp));
+        reportFiles.push(tmp);
+      }
+      if (code !== 0) {
+        failures++;
+        console.error(`bench: relaybench failed for ${relay} in ${s} (exit ${code})`);
+        continue;
+      }
+      const run = records.find((r) => r["type"] === "run");
+      if (p.checkHash && run) {
+        hashRuns.set(relay, {
+          label: String(run["label"]),
+          perPort: run["per_port"] as number[],
+          digests: run["digest_per_port"] as string[],
+          multiPort: run["multi_port_names"] as number,
+          lost: run["lost"] as number,
+        });
+      }
+    }
+    if (p.checkHash && hashRuns.size > 0 && !reportHashCheck(hashRuns, resultsFile)) failures++;
+    const shown = resultsFile.startsWith(REPO + path.sep)
+      ? path.relative(REPO, resultsFile)
+      : resultsFile;
+    console.error(`bench: ${s}: results appended to ${shown}`);
+    if (interrupted) break;
+  }
+
+  if (reportFiles.length > 0) {
+    console.log(`\n=== report (${scenarios.join(", ")}${quick ? ", --quick" : ""})`);
+    await relaybench(rb, ["report", ...reportFiles]);
+  }
+  if (interrupted) return 130;
+  return failures > 0 ? 1 : 0;
+}
+
+process.exitCode = await main();
