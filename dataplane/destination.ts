@@ -46,6 +46,8 @@ export interface DestinationStats {
   connects: number;
   failures: number;
   lastError: string | undefined;
+  /** Taken out of the hash ring (--eject-after); set by the engine. */
+  ejected?: boolean;
 }
 
 interface Batch {
@@ -80,6 +82,8 @@ export class Destination extends EventEmitter {
   #waitingDrain = false;
   #pumpScheduled = false;
   #attempt = 0;
+  /** Failed connection attempts since the last successful connect. */
+  #failStreak = 0;
   #timer: NodeJS.Timeout | null = null;
   /** Handed to the socket, write callback pending. */
   #inflight: Batch[] = [];
@@ -277,6 +281,7 @@ export class Destination extends EventEmitter {
     socket.once("connect", () => {
       clearTimeout(timer);
       this.#attempt = 0;
+      this.#failStreak = 0;
       this.#connects++;
       this.#lastError = undefined;
       this.#setState(this.#closing ? "draining" : "connected");
@@ -304,6 +309,7 @@ export class Destination extends EventEmitter {
     this.#pumpScheduled = false;
     if (this.#state === "closed") return;
     this.#failures++;
+    this.#failStreak++;
     // Resend: what was written recently (the peer may not have read it) and what
     // was still in flight, in the original order, ahead of the queue.
     const sent = this.#sent;
@@ -331,6 +337,26 @@ export class Destination extends EventEmitter {
       this.#timer = null;
       this.#connect();
     }, delay);
+  }
+
+  /** Failed connection attempts since the last successful connect. */
+  get failStreak(): number {
+    return this.#failStreak;
+  }
+
+  /**
+   * Removes and returns everything queued (including what a failed connection
+   * gave back), oldest first, for re-routing elsewhere. Only while there is no
+   * connection, so nothing taken is also being written.
+   */
+  takeQueued(): Array<{ chunk: Buffer; lines: number }> {
+    if (this.#socket !== null && this.#state === "connected") return [];
+    const chunks: Buffer[] = [];
+    const lines: number[] = [];
+    this.#queue.shiftInto(chunks, lines, Number.POSITIVE_INFINITY);
+    this.#resendPending = 0;
+    this.#checkUnblocked();
+    return chunks.map((chunk, i) => ({ chunk, lines: lines[i]! }));
   }
 
   #nextDelay(): number {

@@ -17,6 +17,8 @@ export interface RelayConfig {
   destinations: DestinationSpec[];
   distribution: Distribution;
   hash: HashRouterOptions;
+  /** Hash-route: failed connection attempts in a row before a destination leaves the ring; 0 = never. */
+  ejectAfter: number;
   /** Queue bound per destination, bytes, for the whole process group (split across workers). */
   queueBytes: number;
   overflow: OverflowPolicy;

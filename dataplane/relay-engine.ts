@@ -3,7 +3,7 @@ import { EventEmitter } from "node:events";
 import net from "node:net";
 import type { Logger } from "../common/logger.ts";
 import { Destination, type DestinationOptions, type DestinationStats } from "./destination.ts";
-import { createHashRouter } from "./hash-router.ts";
+import { createHashRouter, type HashRouter, withoutMember } from "./hash-router.ts";
 import { LineFramer, type LineSink } from "./line-framer.ts";
 import type { RejectReason } from "./line-validator.ts";
 import { RejectLog, type RejectSample } from "./reject-log.ts";
@@ -65,6 +65,8 @@ export class RelayEngine extends EventEmitter {
   #undelivered = 0;
   #paused = false;
   #externalHold = false;
+  /** Destinations taken out of the hash ring (ids). */
+  #ejected = new Set<string>();
   #stopping = false;
 
   constructor(config: RelayConfig, log: Logger, options: EngineOptions = {}) {
@@ -183,6 +185,8 @@ export class RelayEngine extends EventEmitter {
   apply(config: RelayConfig, drainMs = 30_000): void {
     const old = this.#destinations;
     const next = new Map<string, Destination>();
+    const ids = new Set(config.destinations.map((d) => d.id));
+    for (const id of this.#ejected) if (!ids.has(id)) this.#ejected.delete(id);
     // Build the routing first: a configuration the router rejects changes nothing.
     for (const spec of config.destinations) {
       const d = old.get(spec.id);
@@ -224,12 +228,21 @@ export class RelayEngine extends EventEmitter {
     };
   }
 
-  /** Creates destinations missing from `keep` (all of them at construction). */
+  /**
+   * Creates destinations missing from `keep` (all of them at construction),
+   * and the routing over them; in hash-route, destinations ejected from the
+   * ring are left out of it (carbon's DYNAMIC_ROUTER: the ring without them).
+   */
   #buildTable(config: RelayConfig, keep: Map<string, Destination>): RouteTable {
-    const hash =
-      config.distribution === "hash-route"
-        ? createHashRouter(config.destinations, config.hash)
-        : null;
+    let hash: HashRouter | null = null;
+    if (config.distribution === "hash-route") {
+      hash = createHashRouter(config.destinations, config.hash);
+      for (const spec of config.destinations) {
+        if (this.#ejected.has(spec.id)) hash = withoutMember(hash, spec);
+      }
+    } else {
+      this.#ejected.clear();
+    }
     const list: Destination[] = [];
     for (const spec of config.destinations) {
       let d = keep.get(spec.id);
@@ -239,13 +252,64 @@ export class RelayEngine extends EventEmitter {
         keep.set(spec.id, d);
         d.start();
       }
-      list.push(d);
+      if (!this.#ejected.has(spec.id)) list.push(d);
     }
     return new RouteTable(list, hash, this.#tap);
   }
 
+  /**
+   * Hash-route with --eject-after: a destination that failed that many
+   * connection attempts in a row leaves the ring, and its queue is re-routed
+   * over the remaining ring (so nothing waits on it); it rejoins, with the
+   * ring as configured, once it connects again.
+   */
+  #checkEjection(d: Destination, state: string): void {
+    const config = this.#config;
+    if (config.distribution !== "hash-route" || config.ejectAfter <= 0) return;
+    if (this.#destinations.get(d.spec.id) !== d) return;
+    const id = d.spec.id;
+    if (state === "backoff" && d.failStreak >= config.ejectAfter && !this.#ejected.has(id)) {
+      // The last member stays: with no ring at all, datapoints would have nowhere to go.
+      if (config.destinations.length - this.#ejected.size <= 1) return;
+      this.#ejected.add(id);
+      let table: RouteTable;
+      try {
+        table = this.#buildTable(config, this.#destinations);
+      } catch (err) {
+        this.#ejected.delete(id);
+        this.#log.error(
+          { destination: d.spec.spec, err: (err as Error).message },
+          "cannot take the destination out of the ring; keeping its queue",
+        );
+        return;
+      }
+      this.#table._flush();
+      this.#table = table;
+      let moved = 0;
+      for (const { chunk, lines } of d.takeQueued()) {
+        moved += lines;
+        table.route(chunk, 0, chunk.length, lines);
+      }
+      table._flush();
+      this.#log.warn(
+        { destination: d.spec.spec, failures: d.failStreak, rerouted: moved },
+        `destination ${d.spec.spec} taken out of the ring after ${d.failStreak} failed connection attempts; ${moved} queued datapoints re-routed`,
+      );
+    } else if (state === "connected" && this.#ejected.has(id)) {
+      this.#ejected.delete(id);
+      const table = this.#buildTable(config, this.#destinations);
+      this.#table._flush();
+      this.#table = table;
+      this.#log.info(
+        { destination: d.spec.spec },
+        `destination ${d.spec.spec} is back in the ring`,
+      );
+    }
+  }
+
   #watch(d: Destination): void {
     d.on("state", (state) => {
+      this.#checkEjection(d, state);
       const s = d.stats();
       const level = state === "backoff" ? "warn" : "info";
       this.#log[level](
@@ -346,7 +410,10 @@ export class RelayEngine extends EventEmitter {
       connectionsRefused: this.#connectionsRefused,
       bytesIn: this.#bytesIn,
       undelivered: this.#undelivered,
-      destinations: [...this.#destinations.values()].map((d) => d.stats()),
+      destinations: [...this.#destinations.values()].map((d) => ({
+        ...d.stats(),
+        ejected: this.#ejected.has(d.spec.id),
+      })),
       paused: this.#paused,
     };
   }

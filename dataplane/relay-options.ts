@@ -97,6 +97,13 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     help: "Key normalisation before hashing: carbon's TAG_RELAY_NORMALIZED (sorted-tags) or carbon-c-relay's cleansing",
   },
   {
+    name: "eject-after",
+    type: "int",
+    default: "0",
+    reloadable: true,
+    help: "hash-route: take a destination out of the ring after this many failed connection attempts in a row and re-route its queue (carbon's DYNAMIC_ROUTER); it rejoins when it reconnects. 0 = never: keep queueing for it",
+  },
+  {
     name: "queue-size",
     type: "string",
     default: "128MiB",
@@ -280,6 +287,7 @@ export function buildRelayConfig(o: RawOptions): RelayConfig {
       router: getString(o, "router") as "consistent-hashing" | "fast-hashing",
       normalize,
     },
+    ejectAfter: getInt(o, "eject-after"),
     ...perDestination(o, "queue-size", "queueBytes", "queueBytesFor", parseBytes),
     ...perDestination(o, "overflow", "overflow", "overflowFor", parseOverflow),
     resendBytes: getBytes(o, "resend-window"),

@@ -1,9 +1,18 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../common/logger.ts";
 import { parseDestinationList } from "../../dataplane/destination-spec.ts";
+import { createHashRouter } from "../../dataplane/hash-router.ts";
 import type { RelayConfig } from "../../dataplane/relay-config.ts";
 import { RelayEngine } from "../../dataplane/relay-engine.ts";
-import { LineSink } from "../fixtures/line-sink.ts";
+import { freePort, LineSink } from "../fixtures/line-sink.ts";
+
+async function until(pred: () => boolean, ms = 10_000): Promise<void> {
+  const t0 = Date.now();
+  while (!pred()) {
+    if (Date.now() - t0 > ms) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
 
 const log = createLogger({ level: "silent" });
 const engines: RelayEngine[] = [];
@@ -20,6 +29,7 @@ function config(destinations: string, over: Partial<RelayConfig> = {}): RelayCon
     destinations: parseDestinationList(destinations),
     distribution: "broadcast",
     hash: {},
+    ejectAfter: 0,
     queueBytes: 1 << 20,
     overflow: "drop-oldest",
     queueBytesFor: {},
@@ -33,6 +43,39 @@ function config(destinations: string, over: Partial<RelayConfig> = {}): RelayCon
     ...over,
   };
 }
+
+describe("RelayEngine hash-route with --eject-after", () => {
+  it("takes a dead destination out of the ring, re-routes its queue, and takes it back", async () => {
+    const [a, b] = [await LineSink.start(), await LineSink.start()];
+    sinks.push(a, b);
+    const deadPort = await freePort();
+    const dests = `${a.address}:a,${b.address}:b,127.0.0.1:${deadPort}:c`;
+    const e = new RelayEngine(config(dests, { distribution: "hash-route", ejectAfter: 2 }), log);
+    engines.push(e);
+    const names = Array.from({ length: 300 }, (_, i) => `eject.m${i} 1 1700000000`);
+    e.ingest(Buffer.from(names.join("\n") + "\n"), "test");
+    await until(() => a.lines.length + b.lines.length === names.length);
+    expect([...a.lines, ...b.lines].sort()).toEqual([...names].sort());
+    const s = e.stats();
+    expect(s.destinations.find((d) => d.spec.endsWith(":c"))).toMatchObject({
+      ejected: true,
+      queuedLines: 0,
+    });
+    // The ring without c is carbon's: a and b keep exactly the names they had.
+    const router = createHashRouter(parseDestinationList(dests), {});
+    const home = (n: string) => router.routeName(n.split(" ")[0]!)[0]!;
+    for (const l of a.lines) expect(home(l)).not.toBe(1);
+    for (const l of b.lines) expect(home(l)).not.toBe(0);
+    // c comes back: it rejoins, and its names go to it again.
+    const c = await LineSink.start(deadPort);
+    sinks.push(c);
+    await until(() => e.stats().destinations.find((d) => d.spec.endsWith(":c"))!.ejected === false);
+    e.ingest(Buffer.from(names.join("\n") + "\n"), "test");
+    const forC = names.filter((n) => home(n) === 2);
+    await c.waitForLines(forC.length);
+    expect([...c.lines].sort()).toEqual([...forC].sort());
+  });
+});
 
 describe("RelayEngine.ingest (batches from outside TCP, e.g. a gateway)", () => {
   it("queues every valid line before returning, and counts the rest", async () => {
