@@ -8,11 +8,7 @@ import {
   type RawOptions,
   resolveOptions,
 } from "../common/options.ts";
-import { relayConfigFromSnapshot } from "../dataplane/control-config.ts";
-import {
-  type ControlSubscriber,
-  createControlSubscriber,
-} from "../dataplane/control-subscriber.ts";
+import type { ControlSubscriber } from "../dataplane/control-subscriber.ts";
 import type { RelayConfig } from "../dataplane/relay-config.ts";
 import { RelayNode } from "../dataplane/relay-node.ts";
 import {
@@ -102,6 +98,10 @@ async function subscribe(
   initial: RelayConfig,
   log: Logger,
 ): Promise<{ subscriber: ControlSubscriber; overlay(base: RelayConfig): RelayConfig }> {
+  // Loaded only for managed nodes: the Connect client and generated code cost
+  // a standalone relay process some 25 MB it would never use.
+  const { createControlSubscriber } = await import("../dataplane/control-subscriber.ts");
+  const { relayConfigFromSnapshot } = await import("../dataplane/control-config.ts");
   let base = initial;
   let snapshot: NodeConfig | null = null;
   let first: () => void = () => {};
