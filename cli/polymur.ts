@@ -5,12 +5,14 @@ import { runRelay } from "./relay-command.ts";
 
 const ROLES: Record<string, (argv: string[]) => Promise<void>> = {
   relay: runRelay,
+  control: async (argv) => (await import("./control-command.ts")).runControl(argv),
 };
 
 const USAGE = `usage: polymur [relay] [options]     (polymur relay --help for the options)
 
 Roles:
-  relay    Graphite plaintext in over TCP/UDP, forwarded to destinations (default)`;
+  relay    Graphite plaintext in over TCP/UDP, forwarded to destinations (default)
+  control  the control plane: fleet state for polymurctl and managed nodes`;
 
 async function main(argv: string[]): Promise<void> {
   const first = argv[0];

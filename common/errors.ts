@@ -10,6 +10,20 @@ export const ErrorCode = {
   DestinationSpec: "POLYMUR_ERR_DEST_SPEC",
   /** A hash-routing configuration is one the chosen reference rejects. */
   HashConfig: "POLYMUR_ERR_HASH_CONFIG",
+  /** A control-plane mutation named a state version that is no longer current (compare-and-set). */
+  VersionConflict: "POLYMUR_ERR_VERSION_CONFLICT",
+  /** A control-plane object (destination, API key) already exists. */
+  AlreadyExists: "POLYMUR_ERR_ALREADY_EXISTS",
+  /** A control-plane object (destination, API key) does not exist. */
+  NotFound: "POLYMUR_ERR_NOT_FOUND",
+  /** The control plane cannot reach its state store; reads are served from the last state seen. */
+  StoreUnavailable: "POLYMUR_ERR_STORE_UNAVAILABLE",
+  /** The control plane's state store holds something it cannot read (a damaged state file). */
+  StoreCorrupt: "POLYMUR_ERR_STORE_CORRUPT",
+  /** A control-plane call came without a credential, or with one the server does not know. */
+  Unauthenticated: "POLYMUR_ERR_UNAUTHENTICATED",
+  /** A control-plane call came with a credential of the wrong kind (node credential for an admin call). */
+  PermissionDenied: "POLYMUR_ERR_PERMISSION_DENIED",
 } as const;
 export type ErrorCode = (typeof ErrorCode)[keyof typeof ErrorCode];
 
