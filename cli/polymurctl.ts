@@ -1,0 +1,81 @@
+/**
+ * `polymurctl`: the operator's command-line tool. Each subcommand lives in its own module
+ * under cli/commands/ and is loaded on demand, so a command that talks to the control
+ * plane (dest, route, key, nodes, status) never slows down one that does not (hash).
+ */
+import type { Readable, Writable } from "node:stream";
+
+/** Where a command reads and writes; the process's streams, or a test's. */
+export interface CommandIO {
+  stdin: Readable;
+  stdout: Writable;
+  stderr: Writable;
+}
+
+/** A subcommand module: `run` resolves to the process exit status. */
+export interface Command {
+  readonly usage: string;
+  run(argv: readonly string[], io: CommandIO): Promise<number>;
+}
+
+interface CommandEntry {
+  summary: string;
+  load: () => Promise<Command>;
+}
+
+const commands: Record<string, CommandEntry> = {
+  hash: {
+    summary: "show where metric names (stdin) are routed by carbon/carbon-c-relay hashing",
+    load: async () => (await import("./commands/hash.ts")).hashCommand,
+  },
+};
+
+export function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  const lines = Object.entries(commands).map(
+    ([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`,
+  );
+  return [
+    "usage: polymurctl <command> [options]",
+    "",
+    "commands:",
+    ...lines,
+    "",
+    "Run `polymurctl <command> --help` for a command's options.",
+  ].join("\n");
+}
+
+export async function main(argv: readonly string[], io: CommandIO): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    io.stdout.write(`${usage()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const entry = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (entry === undefined) {
+    io.stderr.write(
+      `polymurctl: unknown command "${name}" (commands: ${Object.keys(commands).join(", ")})\n`,
+    );
+    return 2;
+  }
+  const command = await entry.load();
+  return command.run(rest, io);
+}
+
+// Run when executed (bin/polymurctl.js imports this module), not when imported by a test.
+const entryPoint = process.argv[1] ?? "";
+if (/polymurctl(\.js|\.ts)?$/.test(entryPoint)) {
+  main(process.argv.slice(2), {
+    stdin: process.stdin,
+    stdout: process.stdout,
+    stderr: process.stderr,
+  }).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`polymurctl: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
