@@ -20,7 +20,7 @@ export class RouteTable {
   readonly destinations: readonly Destination[];
   readonly #hash: HashRouter | null;
   readonly #batches: Batcher[];
-  readonly #out = new Uint8Array(16);
+  readonly #out: Uint8Array;
   #flushScheduled = false;
 
   readonly #tap: ((lines: Buffer) => void) | null;
@@ -33,6 +33,7 @@ export class RouteTable {
     this.destinations = destinations;
     this.#hash = hash;
     this.#tap = tap;
+    this.#out = new Uint8Array(Math.max(1, hash?.maxRoutes ?? 1));
     this.#batches = destinations.map((d) => new Batcher(d));
   }
 
