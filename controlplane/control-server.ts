@@ -7,6 +7,7 @@ import { ControlService, NodeService } from "../gen/polymur/control/v1/control_p
 import { type Credentials, createAuthInterceptor } from "./auth.ts";
 import { createControlService } from "./control-service.ts";
 import type { ControlStore } from "./control-store.ts";
+import { withSpecGrpcMessage } from "./grpc-message.ts";
 import { HealthRegistry } from "./health-registry.ts";
 import { createNodeService } from "./node-service.ts";
 
@@ -92,17 +93,19 @@ export class ControlServer {
   private constructor(o: ControlServerOptions) {
     this.#options = o;
     this.health = new HealthRegistry(SERVICE_NAMES);
-    const handler = connectNodeAdapter({
-      routes: controlRoutes({
-        store: o.store,
-        credentials: o.credentials,
-        health: this.health,
-        replica: o.replica,
-        log: o.log,
-        ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}),
+    const handler = withSpecGrpcMessage(
+      connectNodeAdapter({
+        routes: controlRoutes({
+          store: o.store,
+          credentials: o.credentials,
+          health: this.health,
+          replica: o.replica,
+          log: o.log,
+          ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}),
+        }),
+        shutdownSignal: this.#shutdown.signal,
       }),
-      shutdownSignal: this.#shutdown.signal,
-    });
+    );
     this.#server =
       o.tls === undefined
         ? http2.createServer(handler)

@@ -173,7 +173,7 @@ export class FileStore implements ControlStore {
         if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw storeUnavailable(this, err);
       }
       const pid = Number.parseInt(readFileSync(path, "utf8"), 10);
-      if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && isAlive(pid)) {
+      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
         throw new PolymurError(
           ErrorCode.Config,
           `--state-dir ${this.#dir} is in use by another control plane (pid ${pid}); give each its own directory, or share state through --store consul://…`,
