@@ -6,13 +6,17 @@ import { runRelay } from "./relay-command.ts";
 const ROLES: Record<string, (argv: string[]) => Promise<void>> = {
   relay: runRelay,
   control: async (argv) => (await import("./control-command.ts")).runControl(argv),
+  proxy: async (argv) => (await import("./proxy-command.ts")).runProxy(argv),
+  gateway: async (argv) => (await import("./gateway-command.ts")).runGateway(argv),
 };
 
 const USAGE = `usage: polymur [relay] [options]     (polymur relay --help for the options)
 
 Roles:
   relay    Graphite plaintext in over TCP/UDP, forwarded to destinations (default)
-  control  the control plane: fleet state for polymurctl and managed nodes`;
+  control  the control plane: fleet state for polymurctl and managed nodes
+  proxy    Graphite plaintext in, streamed to a gateway over HTTP/2 (batched, compressed, acknowledged)
+  gateway  proxy streams in (API keys, TLS), forwarded to destinations like a relay`;
 
 async function main(argv: string[]): Promise<void> {
   const first = argv[0];

@@ -7,6 +7,11 @@ export interface StatsSource {
   rejects(): RejectSample[];
   /** False while starting or shutting down. */
   ready(): boolean;
+  /**
+   * Role-specific counters (proxy link, gateway streams): Prometheus text
+   * appended to /metrics, and fields merged into /stats.
+   */
+  extra?(): { prometheus: string; json: Record<string, unknown> };
 }
 
 /**
@@ -34,10 +39,18 @@ export async function startStatsServer(
     }
     switch (path) {
       case "/metrics":
-        send(200, "text/plain; version=0.0.4", prometheus(source.stats()));
+        send(
+          200,
+          "text/plain; version=0.0.4",
+          prometheus(source.stats()) + (source.extra?.().prometheus ?? ""),
+        );
         return;
       case "/stats":
-        send(200, "application/json", JSON.stringify(source.stats(), null, 2));
+        send(
+          200,
+          "application/json",
+          JSON.stringify({ ...source.stats(), ...source.extra?.().json }, null, 2),
+        );
         return;
       case "/debug/rejects":
         send(200, "application/json", JSON.stringify(source.rejects(), null, 2));

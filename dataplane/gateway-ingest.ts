@@ -1,0 +1,156 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { Logger } from "../common/logger.ts";
+import {
+  type Batch,
+  Compression,
+  type StreamResponseSchema,
+} from "../gen/polymur/ingest/v1/ingest_pb.ts";
+import type { ApiKey } from "./api-keys.ts";
+import { BatchDecodeError, countNewlines, decompressBatch } from "./batch-codec.ts";
+import type { DedupTable } from "./dedup-table.ts";
+import type { BatchRejectReason, GatewayCounters } from "./gateway-counters.ts";
+import type { RelayEngine } from "./relay-engine.ts";
+
+export type StreamResponseInit = MessageInitShape<typeof StreamResponseSchema>;
+
+export interface GatewayIngestOptions {
+  engine: RelayEngine;
+  dedup: DedupTable;
+  counters: GatewayCounters;
+  log: Logger;
+  /** Prefix every metric name with its key's name (--key-prefix). */
+  keyPrefix: boolean;
+  /** Largest batch, compressed and uncompressed (--max-batch-bytes). */
+  maxBatchBytes: number;
+}
+
+/**
+ * What a gateway does with one batch, whichever protocol brought it: check
+ * it, decompress it (bounded), de-duplicate it, and queue its lines through
+ * the engine. A result is only returned once the lines are in the
+ * destination queues, so an acknowledgement means "queued".
+ */
+export class GatewayIngest {
+  readonly #o: GatewayIngestOptions;
+
+  constructor(options: GatewayIngestOptions) {
+    this.#o = options;
+  }
+
+  /** One Batch from a proxy stream → Ack or Reject. */
+  async batch(key: ApiKey, proxyId: string, client: string, b: Batch): Promise<StreamResponseInit> {
+    const o = this.#o;
+    const seq = b.seq;
+    const reject = (reason: BatchRejectReason, text: string): StreamResponseInit => {
+      o.counters.reject(key.name, client, reason);
+      o.log.warn(
+        { client, key: key.name, proxyId, seq: String(seq), reason, detail: text },
+        `batch rejected: ${text}`,
+      );
+      return { msg: { case: "reject", value: { seq, reason: `${reason}: ${text}` } } };
+    };
+    if (seq < 1n || seq > BigInt(Number.MAX_SAFE_INTEGER)) {
+      return reject("bad_seq", `seq ${seq} is out of range`);
+    }
+    const n = Number(seq);
+    if (n <= o.dedup.highest(key.name, proxyId)) {
+      o.counters.duplicate(key.name);
+      return ack(seq);
+    }
+    const max = o.maxBatchBytes;
+    if (b.payload.byteLength > max) {
+      return reject(
+        "too_large",
+        `payload of ${b.payload.byteLength} bytes exceeds the gateway's --max-batch-bytes ${max}`,
+      );
+    }
+    if (b.rawBytes > max) {
+      return reject(
+        "too_large",
+        `batch of ${b.rawBytes} uncompressed bytes exceeds the gateway's --max-batch-bytes ${max}`,
+      );
+    }
+    if (b.compression === Compression.UNSPECIFIED) {
+      return reject("bad_compression", "compression is not set");
+    }
+    let raw: Buffer;
+    try {
+      raw = await decompressBatch(b.payload, b.compression, max);
+    } catch (err) {
+      if (err instanceof BatchDecodeError) return reject(err.reason, err.message);
+      throw err;
+    }
+    if (raw.length !== b.rawBytes) {
+      return reject(
+        "truncated",
+        `${raw.length} bytes after decompression, the batch says ${b.rawBytes}`,
+      );
+    }
+    if (raw.length > 0 && raw[raw.length - 1] !== 0x0a) {
+      return reject("truncated", "the last line has no newline");
+    }
+    const lines = countNewlines(raw);
+    if (lines !== b.lines) {
+      return reject("truncated", `${lines} lines, the batch says ${b.lines}`);
+    }
+    // Decompression yielded to the event loop: another stream of the same
+    // proxy (a reconnect racing a half-dead stream) may have queued it since.
+    if (n <= o.dedup.highest(key.name, proxyId)) {
+      o.counters.duplicate(key.name);
+      return ack(seq);
+    }
+    const r = o.engine.ingest(raw, client, o.keyPrefix ? key.name : "");
+    o.dedup.record(key.name, proxyId, n);
+    o.counters.queued(key.name, client, r.accepted, r.rejected, b.payload.byteLength, raw.length);
+    return ack(seq);
+  }
+
+  /** A polymur-proxy `POST /ingest` body (gzip) → HTTP status and body. */
+  async legacy(
+    key: ApiKey,
+    client: string,
+    body: Buffer,
+  ): Promise<{ status: number; text: string }> {
+    const o = this.#o;
+    let raw: Buffer;
+    try {
+      raw = await decompressBatch(body, Compression.GZIP, o.maxBatchBytes);
+    } catch (err) {
+      if (!(err instanceof BatchDecodeError)) throw err;
+      o.log.warn({ client, key: key.name, err: err.message }, "polymur-proxy batch malformed");
+      return err.reason === "too_large"
+        ? { status: 413, text: "Batch Too Large\n" }
+        : { status: 400, text: "Batch Malformed\n" };
+    }
+    const r = o.engine.ingest(raw, client, o.keyPrefix ? key.name : "");
+    o.counters.queued(key.name, client, r.accepted, r.rejected, body.length, raw.length);
+    return { status: 200, text: "Batch Received\n" };
+  }
+
+  /**
+   * Resolves true once the engine takes lines again (a queue full under the
+   * block policy pauses it), false if `signal` aborts first. A stream that
+   * waits here stops reading, so HTTP/2 flow control pushes back on the proxy.
+   */
+  ready(signal: AbortSignal): Promise<boolean> {
+    const engine = this.#o.engine;
+    if (!engine.paused) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve(false);
+      const onResume = (): void => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(true);
+      };
+      const onAbort = (): void => {
+        engine.off("resumed", onResume);
+        resolve(false);
+      };
+      engine.once("resumed", onResume);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+}
+
+function ack(seq: bigint): StreamResponseInit {
+  return { msg: { case: "ack", value: { seq } } };
+}

@@ -1,0 +1,429 @@
+import { randomUUID } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import type http from "node:http";
+import type net from "node:net";
+import { hostname } from "node:os";
+import path from "node:path";
+import type { ConnectError } from "@connectrpc/connect";
+import type { Logger } from "../common/logger.ts";
+import { BatchBuffer } from "./batch-buffer.ts";
+import { compressBatch, compressionCode } from "./batch-codec.ts";
+import { BatchSpool } from "./batch-spool.ts";
+import { GatewayLink, type LinkStats } from "./gateway-link.ts";
+import { LineBatcher } from "./line-batcher.ts";
+import { PrometheusText } from "./prometheus-text.ts";
+import type { ProxyOptions } from "./proxy-options.ts";
+import type { RejectSample } from "./reject-log.ts";
+import { type EngineStats, RelayEngine } from "./relay-engine.ts";
+import { startStatsServer } from "./stats-server.ts";
+
+/** Raw bytes waiting for compression before the proxy stops reading. */
+const MAX_COMPRESSING = 8 * 1024 * 1024;
+
+interface CompressJob {
+  raw: Buffer;
+  lines: number;
+  payload: Buffer | null;
+}
+
+export interface ProxyStats {
+  link: LinkStats;
+  batches: number;
+  rawBytes: number;
+  payloadBytes: number;
+  pendingBatches: number;
+  pendingLines: number;
+  memoryBytes: number;
+  spoolBytes: number;
+  held: boolean;
+  proxyId: string;
+}
+
+/**
+ * A proxy: a relay engine without destinations for ingest (same listeners,
+ * framing, validation and per-line rejects as a relay), whose valid lines are
+ * cut into batches, compressed, kept in a bounded buffer (and optional spool)
+ * and streamed to a gateway until acknowledged. When the buffer is full it
+ * stops reading from its TCP senders (they see TCP backpressure) instead of
+ * dropping anything.
+ */
+export class ProxyNode {
+  readonly #o: ProxyOptions;
+  readonly #log: Logger;
+  readonly #engine: RelayEngine;
+  readonly #batcher: LineBatcher;
+  readonly #buffer: BatchBuffer;
+  readonly #spool: BatchSpool | null;
+  readonly #link: GatewayLink;
+  #proxyId: string;
+  #jobs: CompressJob[] = [];
+  #compressing = 0;
+  #held = false;
+  #ready = false;
+  #statsServer: http.Server | null = null;
+  #timers: NodeJS.Timeout[] = [];
+  #lastReceived = 0;
+  #batches = 0;
+  #rawBytes = 0;
+  #payloadBytes = 0;
+  #fatal: ((err: ConnectError, gateway: string) => void) | null = null;
+  ports = { tcp: 0, udp: null as number | null, stats: null as number | null };
+
+  constructor(options: ProxyOptions, log: Logger) {
+    this.#o = options;
+    this.#log = log;
+    this.#batcher = new LineBatcher((raw, lines) => this.#onBatch(raw, lines), {
+      maxBytes: options.batchBytes,
+      maxDelayMs: options.batchDelayMs,
+    });
+    this.#engine = new RelayEngine(options.ingest, log, {
+      tap: (run) => this.#batcher.push(run),
+    });
+    if (options.spoolDir !== null) {
+      const opened = BatchSpool.open(options.spoolDir, {
+        log,
+        segmentBytes: Math.max(1 << 20, Math.min(8 << 20, Math.floor(options.spoolBytes / 16))),
+      });
+      this.#spool = opened.spool;
+      this.#proxyId = opened.proxyId;
+      this.#buffer = new BatchBuffer({
+        memoryBytes: options.bufferBytes,
+        spool: opened.spool,
+        spoolBytes: options.spoolBytes,
+        nextSeq: opened.nextSeq,
+        recovered: opened.recovered,
+        log,
+      });
+      if (opened.recovered.length > 0) {
+        log.info(
+          {
+            spool: options.spoolDir,
+            batches: opened.recovered.length,
+            lines: this.#buffer.pendingLines,
+            firstSeq: opened.recovered[0]!.seq,
+          },
+          "spool: unacknowledged batches from the previous run will be sent first",
+        );
+      }
+    } else {
+      this.#spool = null;
+      this.#proxyId = freshId();
+      this.#buffer = new BatchBuffer({
+        memoryBytes: options.bufferBytes,
+        spool: null,
+        spoolBytes: 0,
+        log,
+      });
+    }
+    this.#buffer.on("full", () => this.#updateHold());
+    this.#buffer.on("space", () => this.#updateHold());
+    this.#link = new GatewayLink({
+      gateways: options.gateways,
+      apiKey: options.apiKey,
+      proxyId: () => this.#proxyId,
+      buffer: this.#buffer,
+      log,
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
+      pingIntervalMs: options.pingIntervalMs,
+      pingTimeoutMs: options.pingTimeoutMs,
+      backoffMinMs: options.backoffMinMs,
+      backoffMaxMs: options.backoffMaxMs,
+      onAuthFailure: (err, gateway) => this.#fatal?.(err, gateway),
+      onIdConflict: () => {
+        this.#proxyId = freshId();
+        if (this.#spool !== null) {
+          writeFileSync(path.join(this.#spool.dir, "proxy-id"), this.#proxyId);
+        }
+      },
+    });
+  }
+
+  /** Called once if a gateway refuses the API key (the link has stopped). */
+  onFatal(f: (err: ConnectError, gateway: string) => void): void {
+    this.#fatal = f;
+  }
+
+  get proxyId(): string {
+    return this.#proxyId;
+  }
+
+  async start(): Promise<void> {
+    const { port, udpPort } = await this.#engine.listen();
+    this.ports.tcp = port;
+    this.ports.udp = udpPort;
+    if (this.#o.statAddr !== null) {
+      this.#statsServer = await startStatsServer(
+        {
+          stats: () => this.#engine.stats(),
+          rejects: () => this.#engine.recentRejects(),
+          ready: () => this.#ready,
+          extra: () => ({ prometheus: this.#prometheus(), json: { proxy: this.stats() } }),
+        },
+        this.#o.statAddr.host,
+        this.#o.statAddr.port,
+      );
+      this.ports.stats = (this.#statsServer.address() as net.AddressInfo).port;
+    }
+    this.#link.start();
+    this.#ready = true;
+    this.#timers.push(setInterval(() => this.#logRate(), 5_000));
+    if (this.#spool !== null) {
+      const spool = this.#spool;
+      this.#timers.push(setInterval(() => spool.saveState(), 1_000));
+    }
+    this.#log.info(
+      {
+        listener: "tcp",
+        address: this.#o.ingest.listen.host,
+        port,
+        udpPort,
+        statsPort: this.ports.stats,
+        gateways: this.#o.gateways,
+        proxyId: this.#proxyId,
+        compression: this.#o.compression,
+        spool: this.#o.spoolDir,
+      },
+      "listening",
+    );
+  }
+
+  #onBatch(raw: Buffer, lines: number): void {
+    const job: CompressJob = { raw, lines, payload: null };
+    this.#jobs.push(job);
+    this.#compressing += raw.length;
+    this.#batches++;
+    this.#rawBytes += raw.length;
+    this.#updateHold();
+    compressBatch(raw, this.#o.compression).then(
+      (payload) => {
+        job.payload = payload;
+        this.#drainJobs();
+      },
+      (err: unknown) => {
+        this.#log.error(
+          { err: (err as Error).message },
+          "compression failed; sending uncompressed",
+        );
+        job.payload = raw;
+        this.#drainJobs();
+      },
+    );
+  }
+
+  /** Batches enter the buffer in the order they were cut, whatever order compression ends in. */
+  #drainJobs(): void {
+    const code = compressionCode(this.#o.compression);
+    while (this.#jobs.length > 0 && this.#jobs[0]!.payload !== null) {
+      const job = this.#jobs.shift()!;
+      const payload = job.payload!;
+      this.#compressing -= job.raw.length;
+      this.#payloadBytes += payload.length;
+      // An uncompressed payload is the batch buffer itself: its own compression code.
+      const c = payload === job.raw ? compressionCode("none") : code;
+      this.#buffer.add(c, payload, job.lines, job.raw.length);
+    }
+    this.#updateHold();
+  }
+
+  #updateHold(): void {
+    const hold = this.#buffer.full || this.#compressing > MAX_COMPRESSING;
+    if (hold === this.#held) return;
+    this.#held = hold;
+    this.#engine.holdIngest(hold);
+    const s = this.#buffer.stats();
+    if (hold) {
+      this.#log.warn(
+        { pendingBatches: s.batches, memoryBytes: s.memoryBytes, spoolBytes: s.spoolBytes },
+        "buffer towards the gateway is full: not reading from senders until it drains",
+      );
+    }
+  }
+
+  #logRate(): void {
+    const received = this.#engine.stats().received;
+    const n = received - this.#lastReceived;
+    this.#lastReceived = received;
+    this.#log.info(
+      { received: n, pending: this.#buffer.size, link: this.#link.state },
+      `Last 5s: Received ${n} datapoints | Avg: ${(n / 5).toFixed(2)}/sec`,
+    );
+  }
+
+  engineStats(): EngineStats {
+    return this.#engine.stats();
+  }
+
+  rejects(): RejectSample[] {
+    return this.#engine.recentRejects();
+  }
+
+  stats(): ProxyStats {
+    const b = this.#buffer.stats();
+    return {
+      link: this.#link.stats(),
+      batches: this.#batches,
+      rawBytes: this.#rawBytes,
+      payloadBytes: this.#payloadBytes,
+      pendingBatches: b.batches,
+      pendingLines: b.lines,
+      memoryBytes: b.memoryBytes,
+      spoolBytes: b.spoolBytes,
+      held: this.#held,
+      proxyId: this.#proxyId,
+    };
+  }
+
+  #prometheus(): string {
+    const s = this.stats();
+    const l = s.link;
+    const one = (v: number): ReadonlyArray<readonly [Record<string, string>, number]> => [[{}, v]];
+    return new PrometheusText()
+      .metric("polymur_proxy_batches_total", "counter", "Batches made.", one(s.batches))
+      .metric(
+        "polymur_proxy_raw_bytes_total",
+        "counter",
+        "Bytes of lines batched, uncompressed.",
+        one(s.rawBytes),
+      )
+      .metric(
+        "polymur_proxy_payload_bytes_total",
+        "counter",
+        "Bytes of batches after compression.",
+        one(s.payloadBytes),
+      )
+      .metric(
+        "polymur_proxy_batches_sent_total",
+        "counter",
+        "Batches sent for the first time.",
+        one(l.batchesSent),
+      )
+      .metric(
+        "polymur_proxy_batches_resent_total",
+        "counter",
+        "Batches sent again on a new stream (not acknowledged on the old one).",
+        one(l.batchesResent),
+      )
+      .metric(
+        "polymur_proxy_batches_acked_total",
+        "counter",
+        "Batches the gateway acknowledged (queued).",
+        one(l.batchesAcked),
+      )
+      .metric(
+        "polymur_proxy_lines_acked_total",
+        "counter",
+        "Datapoints the gateway acknowledged.",
+        one(l.linesAcked),
+      )
+      .metric(
+        "polymur_proxy_batches_rejected_total",
+        "counter",
+        "Batches the gateway rejected (malformed, too large).",
+        one(l.batchesRejected),
+      )
+      .metric(
+        "polymur_proxy_lines_rejected_total",
+        "counter",
+        "Datapoints in batches the gateway rejected.",
+        one(l.linesRejected),
+      )
+      .metric(
+        "polymur_proxy_pending_batches",
+        "gauge",
+        "Batches not yet acknowledged.",
+        one(s.pendingBatches),
+      )
+      .metric(
+        "polymur_proxy_pending_datapoints",
+        "gauge",
+        "Datapoints not yet acknowledged.",
+        one(s.pendingLines),
+      )
+      .metric("polymur_proxy_buffer_bytes", "gauge", "Bytes of unacknowledged batches.", [
+        [{ where: "memory" }, s.memoryBytes],
+        [{ where: "spool" }, s.spoolBytes],
+      ])
+      .metric(
+        "polymur_proxy_ingest_held",
+        "gauge",
+        "1 while the proxy does not read from senders (buffer full).",
+        one(s.held ? 1 : 0),
+      )
+      .metric(
+        "polymur_proxy_link_up",
+        "gauge",
+        "1 while a stream to a gateway is open.",
+        one(l.state === "open" ? 1 : 0),
+      )
+      .metric(
+        "polymur_proxy_link_connects_total",
+        "counter",
+        "Streams opened to gateways.",
+        one(l.connects),
+      )
+      .metric(
+        "polymur_proxy_link_failures_total",
+        "counter",
+        "Streams to gateways that failed.",
+        one(l.failures),
+      )
+      .toString();
+  }
+
+  /**
+   * Graceful stop: stop reading from senders (after a grace period for what
+   * they are sending), send the last batch, wait up to the shutdown timeout
+   * for every batch to be acknowledged, then close. With a spool, whatever is
+   * still unacknowledged stays in it for the next start.
+   */
+  async shutdown(): Promise<{ pendingBatches: number; pendingLines: number }> {
+    const deadline = Date.now() + this.#o.shutdownTimeoutSec * 1000;
+    this.#log.info({ deadlineMs: this.#o.shutdownTimeoutSec * 1000 }, "shutting down");
+    for (const t of this.#timers) clearInterval(t);
+    await this.#engine.shutdown(this.#o.shutdownTimeoutSec * 1000, 1_000);
+    this.#batcher.flush();
+    while (this.#jobs.length > 0 && Date.now() < deadline) await sleep(10);
+    while (this.#buffer.size > 0 && Date.now() < deadline && this.#link.state !== "failed") {
+      await sleep(20);
+    }
+    return this.close();
+  }
+
+  /** Stops at once: closes the link, the stats server and the spool. */
+  async close(): Promise<{ pendingBatches: number; pendingLines: number }> {
+    this.#ready = false;
+    for (const t of this.#timers) clearInterval(t);
+    this.#batcher.close();
+    await this.#link.stop();
+    await this.#engine.shutdown(0, 0);
+    const pending = { pendingBatches: this.#buffer.size, pendingLines: this.#buffer.pendingLines };
+    this.#spool?.close();
+    if (pending.pendingBatches === 0) {
+      this.#log.info(
+        { received: this.#engine.stats().received },
+        "shutdown complete: the gateway acknowledged every datapoint",
+      );
+    } else if (this.#spool !== null) {
+      this.#log.warn(
+        { ...pending, spool: this.#spool.dir },
+        `shutdown complete: ${pending.pendingLines} datapoints not yet acknowledged are kept in the spool for the next start`,
+      );
+    } else {
+      this.#log.warn(
+        pending,
+        `shutdown complete: ${pending.pendingLines} datapoints were not acknowledged by a gateway and are lost (no --spool-dir)`,
+      );
+    }
+    this.#statsServer?.close();
+    this.#statsServer?.closeAllConnections();
+    return pending;
+  }
+}
+
+function freshId(): string {
+  return `${hostname().split(".")[0]}-${randomUUID()}`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
