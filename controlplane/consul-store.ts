@@ -141,7 +141,9 @@ export class ConsulStore implements ControlStore {
       // No document (a fresh prefix, or someone deleted it): start from empty, but never
       // hand out a version a node has already seen.
       const state = { ...EMPTY_STATE, version: this.#current?.state.version ?? 0 };
-      return { state, revision: 0n };
+      const empty = { state, revision: 0n };
+      if (this.#current === undefined) this.#observe(empty); // a fresh prefix: serve the empty state
+      return empty;
     }
     const stored = this.#parse(item as KvItem);
     this.#observe(stored);
@@ -355,7 +357,9 @@ export class ConsulStore implements ControlStore {
         }
         this.#reachable = true;
         backoffMs = 100;
-        if (item !== undefined) {
+        if (item === undefined) {
+          if (this.#current === undefined) this.#observe({ state: EMPTY_STATE, revision: 0n });
+        } else {
           try {
             this.#observe(this.#parse(item));
           } catch (err) {
