@@ -74,48 +74,36 @@ export function validateFast(buf: Uint8Array, start: number, end: number): numbe
  */
 export function isDecimalFloat(buf: Uint8Array, i: number, end: number): boolean {
   if (i < end && (buf[i] === 0x2b || buf[i] === 0x2d)) i++;
-  let digits = 0;
-  let prevDigit = false;
-  for (; i < end; i++) {
-    const c = buf[i]!;
-    if (c >= 0x30 && c <= 0x39) {
-      digits++;
-      prevDigit = true;
-    } else if (c === 0x5f && prevDigit && i + 1 < end && isDigit(buf[i + 1]!)) {
-      prevDigit = false;
-    } else break;
-  }
+  const intEnd = digitsEnd(buf, i, end);
+  let digits = intEnd > i;
+  i = intEnd;
   if (i < end && buf[i] === 0x2e) {
-    i++;
-    prevDigit = false;
-    for (; i < end; i++) {
-      const c = buf[i]!;
-      if (c >= 0x30 && c <= 0x39) {
-        digits++;
-        prevDigit = true;
-      } else if (c === 0x5f && prevDigit && i + 1 < end && isDigit(buf[i + 1]!)) {
-        prevDigit = false;
-      } else break;
-    }
+    const fracEnd = digitsEnd(buf, i + 1, end);
+    digits ||= fracEnd > i + 1;
+    i = fracEnd;
   }
-  if (digits === 0) return false;
+  if (!digits) return false;
   if (i < end && (buf[i] === 0x65 || buf[i] === 0x45)) {
     i++;
     if (i < end && (buf[i] === 0x2b || buf[i] === 0x2d)) i++;
-    let expDigits = 0;
-    prevDigit = false;
-    for (; i < end; i++) {
-      const c = buf[i]!;
-      if (c >= 0x30 && c <= 0x39) {
-        expDigits++;
-        prevDigit = true;
-      } else if (c === 0x5f && prevDigit && i + 1 < end && isDigit(buf[i + 1]!)) {
-        prevDigit = false;
-      } else break;
-    }
-    if (expDigits === 0) return false;
+    const expEnd = digitsEnd(buf, i, end);
+    if (expEnd === i) return false;
+    i = expEnd;
   }
   return i === end;
+}
+
+/** End of a run of digits, with single underscores allowed between digits (PEP 515). */
+function digitsEnd(buf: Uint8Array, i: number, end: number): number {
+  if (i >= end || !isDigit(buf[i]!)) return i;
+  i++;
+  while (i < end) {
+    const c = buf[i]!;
+    if (isDigit(c)) i++;
+    else if (c === 0x5f && i + 1 < end && isDigit(buf[i + 1]!)) i += 2;
+    else break;
+  }
+  return i;
 }
 
 function skipBlanks(buf: Uint8Array, i: number, end: number): number {
