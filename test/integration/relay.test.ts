@@ -72,6 +72,27 @@ describe("relay: broadcast", () => {
     }
   });
 
+  it("holds 2,000 concurrent sender connections open at once and delivers all of them", async () => {
+    const a = await sink();
+    const p = await relay(["--destinations", a.address, "--workers", "2"]);
+    const sockets = await Promise.all(
+      Array.from({ length: 2000 }, async () => {
+        const s = net.connect(p.port, "127.0.0.1");
+        s.on("error", () => {});
+        await new Promise((r) => s.once("connect", r));
+        return s;
+      }),
+    );
+    await waitForStats(p, (x) => x.connections === 2000, 30_000);
+    sockets.forEach((s, i) => {
+      s.write(`conc.c${i} ${i} 1700000000\n`);
+    });
+    await a.waitForLines(2000);
+    expect(new Set(a.lines).size).toBe(2000);
+    await Promise.all(sockets.map((s) => new Promise((r) => s.end(r))));
+    await waitForStats(p, (x) => x.connections === 0);
+  });
+
   it("rejects bad lines one by one, counts them by reason, and keeps the connection", async () => {
     const a = await sink();
     const p = await relay(["--destinations", a.address, "--max-line-length", "100"]);
