@@ -93,6 +93,26 @@ describe("relay: broadcast", () => {
     await waitForStats(p, (x) => x.connections === 0);
   });
 
+  it("--max-connections refuses connections over the limit and counts them", async () => {
+    const a = await sink();
+    const p = await relay(["--destinations", a.address, "--max-connections", "5"]);
+    const open = await Promise.all(
+      Array.from({ length: 5 }, async () => {
+        const s = net.connect(p.port, "127.0.0.1");
+        await new Promise((r) => s.once("connect", r));
+        return s;
+      }),
+    );
+    await waitForStats(p, (x) => x.connections === 5);
+    const extra = net.connect(p.port, "127.0.0.1");
+    extra.on("error", () => {});
+    await new Promise((r) => extra.once("close", r));
+    const s = await p.stats();
+    expect(s.connections).toBe(5);
+    expect(s.connectionsRefused).toBe(1);
+    for (const o of open) o.destroy();
+  });
+
   it("rejects bad lines one by one, counts them by reason, and keeps the connection", async () => {
     const a = await sink();
     const p = await relay(["--destinations", a.address, "--max-line-length", "100"]);
