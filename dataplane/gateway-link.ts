@@ -1,10 +1,11 @@
 import { EventEmitter } from "node:events";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import type { Logger } from "../common/logger.ts";
 import { IngestService, type StreamRequestSchema } from "../gen/polymur/ingest/v1/ingest_pb.ts";
 import type { BatchBuffer, BufferedBatch } from "./batch-buffer.ts";
+import { LinkSession } from "./link-session.ts";
 
 export type LinkState = "connecting" | "open" | "backoff" | "closed" | "failed";
 
@@ -72,8 +73,6 @@ type Request = MessageInitShape<typeof StreamRequestSchema>;
  */
 export class GatewayLink extends EventEmitter {
   readonly #o: GatewayLinkOptions;
-  readonly #sessions: Http2SessionManager[];
-  readonly #clients: Array<ReturnType<typeof createClient<typeof IngestService>>>;
   #index = 0;
   #state: LinkState = "closed";
   #stop = new AbortController();
@@ -94,26 +93,6 @@ export class GatewayLink extends EventEmitter {
   constructor(options: GatewayLinkOptions) {
     super();
     this.#o = options;
-    const nodeOptions = options.ca === undefined ? {} : { ca: options.ca };
-    this.#sessions = options.gateways.map(
-      (url) =>
-        new Http2SessionManager(
-          url,
-          {
-            pingIntervalMs: options.pingIntervalMs ?? 10_000,
-            pingTimeoutMs: options.pingTimeoutMs ?? 5_000,
-            // The stream is long-lived; between reconnects there is none.
-            idleConnectionTimeoutMs: 60_000,
-          },
-          nodeOptions,
-        ),
-    );
-    this.#clients = options.gateways.map((url, i) =>
-      createClient(
-        IngestService,
-        createGrpcTransport({ baseUrl: url, sessionManager: this.#sessions[i]! }),
-      ),
-    );
   }
 
   get state(): LinkState {
@@ -133,7 +112,6 @@ export class GatewayLink extends EventEmitter {
     this.#stop.abort();
     this.#attempt?.abort();
     await this.#running;
-    for (const s of this.#sessions) s.abort();
     this.#setState(this.#state === "failed" ? "failed" : "closed");
   }
 
@@ -167,7 +145,6 @@ export class GatewayLink extends EventEmitter {
       if (result === "restart") continue;
       // Rotate: the next attempt goes to the next gateway in the list (with
       // one URL behind a load balancer, a new connection lands where it may).
-      this.#sessions[this.#index]!.abort();
       this.#index = (this.#index + 1) % this.#o.gateways.length;
       const exp = Math.min(max, min * 2 ** Math.min(failures, 30));
       failures++;
@@ -188,12 +165,23 @@ export class GatewayLink extends EventEmitter {
     let restart = false;
     this.#setState("connecting");
     this.#s.connects++;
+    this.#o.log.debug({ gateway: url, pending: this.#o.buffer.size }, "opening a stream");
     const welcomeTimer = setTimeout(() => {
       if (!welcomed)
         ac.abort(new ConnectError("no Welcome from the gateway", Code.DeadlineExceeded));
     }, this.#o.welcomeTimeoutMs ?? 10_000);
+    // A fresh connection per stream attempt (see LinkSession).
+    const session = new LinkSession(url, {
+      ...(this.#o.ca === undefined ? {} : { ca: this.#o.ca }),
+      pingIntervalMs: this.#o.pingIntervalMs ?? 10_000,
+      pingTimeoutMs: this.#o.pingTimeoutMs ?? 5_000,
+    });
+    const client = createClient(
+      IngestService,
+      createGrpcTransport({ baseUrl: url, sessionManager: session }),
+    );
     try {
-      const responses = this.#clients[this.#index]!.stream(feed, {
+      const responses = client.stream(feed, {
         signal,
         headers: { authorization: `Bearer ${this.#o.apiKey}` },
       });
@@ -268,6 +256,7 @@ export class GatewayLink extends EventEmitter {
     } finally {
       clearTimeout(welcomeTimer);
       ac.abort();
+      session.destroy();
       this.#attempt = null;
     }
   }
