@@ -28,6 +28,26 @@ const commands: Record<string, CommandEntry> = {
     summary: "show where metric names (stdin) are routed by carbon/carbon-c-relay hashing",
     load: async () => (await import("./commands/hash.ts")).hashCommand,
   },
+  dest: {
+    summary: "add, remove and list destinations, fleet-wide (--all) or per group",
+    load: async () => (await import("./commands/dest.ts")).destCommand,
+  },
+  route: {
+    summary: "set and show the routing policy (broadcast or hash-route), fleet-wide or per group",
+    load: async () => (await import("./commands/route.ts")).routeCommand,
+  },
+  key: {
+    summary: "create, list, rotate and remove API keys (the secret is shown once)",
+    load: async () => (await import("./commands/key.ts")).keyCommand,
+  },
+  nodes: {
+    summary: "list data-plane nodes: connected, applied version, counters",
+    load: async () => (await import("./commands/nodes.ts")).nodesCommand,
+  },
+  status: {
+    summary: "control plane health and a summary of the fleet",
+    load: async () => (await import("./commands/status.ts")).statusCommand,
+  },
 };
 
 export function usage(): string {
