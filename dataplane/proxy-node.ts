@@ -383,7 +383,15 @@ export class ProxyNode {
     await this.#engine.shutdown(this.#o.shutdownTimeoutSec * 1000, 1_000);
     this.#batcher.flush();
     while (this.#jobs.length > 0 && Date.now() < deadline) await sleep(10);
-    while (this.#buffer.size > 0 && Date.now() < deadline && this.#link.state !== "failed") {
+    // Without a spool, unacknowledged batches die with the process: keep
+    // trying until the deadline. With one they are safe on disk: wait only
+    // while the link is up and draining.
+    while (
+      this.#buffer.size > 0 &&
+      Date.now() < deadline &&
+      this.#link.state !== "failed" &&
+      (this.#spool === null || this.#link.state === "open")
+    ) {
       await sleep(20);
     }
     return this.close();
