@@ -90,7 +90,9 @@ export class LineBatcher {
       // A small batch (cut by time) is copied out, so that it does not pin a
       // whole batch-sized buffer while it waits for its acknowledgement; the
       // big buffer is reused.
-      raw = Buffer.from(this.#buf.subarray(0, this.#used));
+      // allocUnsafeSlow: its own memory, not a slice of Node's shared pool.
+      raw = Buffer.allocUnsafeSlow(this.#used);
+      this.#buf.copy(raw, 0, 0, this.#used);
     } else {
       raw = this.#buf.subarray(0, this.#used);
       this.#buf = Buffer.allocUnsafe(this.#max);
