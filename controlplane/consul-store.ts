@@ -410,7 +410,8 @@ function describeError(err: unknown): Error {
     return new Error(`Consul answered ${e.statusCode}${body || ` ${e.message}`}`);
   }
   const code = e?.code ?? (e?.cause as { code?: string } | undefined)?.code;
-  return new Error(code !== undefined ? `${code} ${e.message}`.trim() : String(e?.message ?? e));
+  const message = String(e?.message ?? e);
+  return new Error(code !== undefined && !message.includes(code) ? `${code} ${message}` : message);
 }
 
 /**
