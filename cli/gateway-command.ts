@@ -1,8 +1,14 @@
 import { ErrorCode, PolymurError } from "../common/errors.ts";
-import { createLogger } from "../common/logger.ts";
+import { createLogger, type Logger } from "../common/logger.ts";
 import { formatHelp, parseArgv, parseConfigFile, resolveOptions } from "../common/options.ts";
+import { type ApiKey, checkKeyName, parseDigest } from "../dataplane/api-keys.ts";
+import type { ControlSubscriber } from "../dataplane/control-subscriber.ts";
 import { GatewayNode } from "../dataplane/gateway-node.ts";
-import { buildGatewayOptions, GATEWAY_OPTIONS } from "../dataplane/gateway-options.ts";
+import {
+  buildGatewayOptions,
+  GATEWAY_OPTIONS,
+  type GatewayOptions,
+} from "../dataplane/gateway-options.ts";
 
 /**
  * `polymur gateway`: proxy streams in (HTTP/2, TLS or cleartext), API keys
@@ -28,6 +34,7 @@ export async function runGateway(argv: string[]): Promise<void> {
   const options = buildGatewayOptions(resolveOptions(GATEWAY_OPTIONS, flags, process.env, file));
   const log = createLogger({ level: options.logLevel, bindings: { role: "gateway" } });
   const node = new GatewayNode(options, log);
+  const subscriber = options.controlPlane === null ? null : await subscribe(node, options, log);
   await node.start();
 
   process.on("SIGHUP", () => node.reloadKeys());
@@ -36,7 +43,7 @@ export async function runGateway(argv: string[]): Promise<void> {
     if (stopping) return;
     stopping = true;
     log.info({ signal }, "stopping");
-    void node.shutdown().then(
+    void Promise.all([node.shutdown(), subscriber?.stop()]).then(
       () => process.exit(0),
       (err: unknown) => {
         log.error({ err }, "shutdown failed");
@@ -46,4 +53,82 @@ export async function runGateway(argv: string[]): Promise<void> {
   };
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
+}
+
+/**
+ * A managed gateway: destinations, routing and API key digests come from the
+ * control plane. It listens only once it has a configuration (saved from an
+ * earlier run, or the first snapshot): a gateway without its keys would turn
+ * every proxy away, and a refused proxy stops for good.
+ */
+async function subscribe(
+  node: GatewayNode,
+  options: GatewayOptions,
+  log: Logger,
+): Promise<ControlSubscriber> {
+  const cp = options.controlPlane!;
+  const { createControlSubscriber } = await import("../dataplane/control-subscriber.ts");
+  const { relayConfigFromSnapshot } = await import("../dataplane/control-config.ts");
+  let first: () => void = () => {};
+  const ready = new Promise<void>((resolve) => {
+    first = resolve;
+  });
+  const subscriber = createControlSubscriber({
+    url: cp.url,
+    group: cp.group,
+    role: "gateway",
+    nodeToken: cp.nodeToken,
+    ...(cp.stateDir === undefined ? {} : { stateDir: cp.stateDir }),
+    ...(cp.ca === undefined ? {} : { ca: cp.ca }),
+    log,
+    onConfig(config) {
+      // Check everything before changing anything: a bad snapshot is refused whole.
+      const keys: ApiKey[] = config.keys.map((k) => {
+        const where = `control plane key "${k.name}"`;
+        checkKeyName(k.name, where);
+        return { name: k.name, digest: parseDigest(k.digest, where) };
+      });
+      const engine = relayConfigFromSnapshot(options.engine, config);
+      node.apply(engine);
+      // Streams whose key is gone (deleted, or rotated to a new digest) are cut now.
+      node.keys.replace(keys);
+      log.info({ keys: node.keys.names() }, "API keys from the control plane applied");
+      first();
+    },
+    status() {
+      const s = node.stats();
+      let forwarded = 0;
+      let dropped = 0;
+      for (const d of s.destinations) {
+        forwarded += d.forwarded;
+        dropped += d.dropped;
+      }
+      const rejected = Object.values(s.rejected).reduce((a, b) => a + b, 0);
+      return {
+        counters: {
+          received: BigInt(s.received),
+          forwarded: BigInt(forwarded),
+          dropped: BigInt(dropped),
+          rejected: BigInt(rejected),
+          connections: BigInt(node.streams()),
+        },
+        destinations: s.destinations.map((d) => ({
+          spec: d.spec,
+          state: d.state,
+          forwarded: BigInt(d.forwarded),
+          dropped: BigInt(d.dropped),
+          queued: BigInt(d.queuedLines),
+          queuedBytes: BigInt(d.queuedBytes),
+          resent: BigInt(d.resent),
+        })),
+      };
+    },
+  });
+  log.info(
+    { controlPlane: cp.url, group: cp.group, nodeId: subscriber.nodeId },
+    "waiting for a configuration (destinations, API keys) from the control plane",
+  );
+  subscriber.start();
+  await ready;
+  return subscriber;
 }

@@ -82,6 +82,12 @@ export class GatewayCounters {
     return c;
   }
 
+  openStreams(): number {
+    let n = 0;
+    for (const k of this.#keys.values()) n += k.streams;
+    return n;
+  }
+
   streamOpened(key: string): void {
     this.#key(key).streams++;
   }

@@ -216,6 +216,11 @@ export class GatewayNode {
     return this.#counters.json();
   }
 
+  /** Proxy streams open now. */
+  streams(): number {
+    return this.#counters.openStreams();
+  }
+
   /**
    * Graceful stop: no new connections; every proxy stream ends with
    * Unavailable (its proxy reconnects elsewhere and resends what this gateway

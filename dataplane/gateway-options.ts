@@ -54,36 +54,6 @@ export const GATEWAY_OPTIONS: readonly OptionSpec[] = [
     help: "API keys: lines of `name secret` or `name sha256:<hex>`; re-read when it changes and on SIGHUP",
   },
   {
-    name: "control-plane",
-    type: "string",
-    default: "",
-    help: "Control plane URL: destinations, routing and API key digests come from it (instead of --keys-file and --destinations)",
-  },
-  {
-    name: "node-token",
-    type: "string",
-    default: "",
-    help: "Node credential for the control plane; prefer POLYMUR_NODE_TOKEN",
-  },
-  {
-    name: "group",
-    type: "string",
-    default: "default",
-    help: "This node's group at the control plane",
-  },
-  {
-    name: "state-dir",
-    type: "string",
-    default: "",
-    help: "Where the last control-plane configuration is kept across restarts",
-  },
-  {
-    name: "control-plane-ca",
-    type: "string",
-    default: "",
-    help: "PEM CA file for an https control plane (default: the system's CAs)",
-  },
-  {
     name: "key-prefix",
     type: "bool",
     default: "false",
@@ -176,13 +146,13 @@ export function buildGatewayOptions(o: RawOptions): GatewayOptions {
       );
     }
     const stateDir = getString(o, "state-dir");
-    const caPath = getString(o, "control-plane-ca");
+    const caPath = getString(o, "control-ca");
     controlPlane = {
       url: cpUrl,
       nodeToken,
       group: getString(o, "group"),
       ...(stateDir === "" ? {} : { stateDir }),
-      ...(caPath === "" ? {} : { ca: readText(caPath, "control-plane-ca") }),
+      ...(caPath === "" ? {} : { ca: readText(caPath, "control-ca") }),
     };
   }
   const full = new Map(o);

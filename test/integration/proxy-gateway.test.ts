@@ -21,6 +21,12 @@ import {
   type StreamResponse,
 } from "../../gen/polymur/ingest/v1/ingest_pb.ts";
 import { startCarbonCache } from "../fixtures/carbon.ts";
+import {
+  adminClient,
+  ControlPlaneProcess,
+  NODE_TOKEN,
+  retrying,
+} from "../fixtures/control-plane.ts";
 import { freePort, LineSink, sendLines } from "../fixtures/line-sink.ts";
 import type { PolymurProcess } from "../fixtures/polymur.ts";
 import {
@@ -751,5 +757,43 @@ describe("TLS end to end into a real carbon-cache", () => {
       );
     }
     expect((await stats(wrong))["proxy"].link.linesAcked).toBe(0);
+  });
+});
+
+describe("a gateway managed by the control plane", () => {
+  it("takes destinations and key digests from snapshots; a rotated or deleted key cuts its streams within seconds", async () => {
+    const t = tmp();
+    const out = await sink();
+    const cp = await ControlPlaneProcess.start(["--state-dir", t.path("cp")]);
+    cleanups.push(async () => cp.stop());
+    const admin = adminClient(cp.url);
+    const all = { target: { case: "all" as const, value: true } };
+    await retrying(
+      () => admin.addDestination({ destination: { spec: out.address, scope: all } }),
+      10_000,
+    );
+    const created = await admin.createKey({ name: KEY });
+    const gw = await gateway(
+      ["--control-plane", cp.url, "--key-prefix", "--state-dir", t.path("gw")],
+      { POLYMUR_NODE_TOKEN: NODE_TOKEN },
+    );
+    const px = await proxy(`http://127.0.0.1:${gw.port}`, [], created.secret);
+    await sendLines(px.port, numbered("managed", 1000));
+    await waitForDistinct(out, "managed", 1000);
+    expect(out.lines.every((l) => l.startsWith(`${KEY}.managed.`))).toBe(true);
+    // Rotation: the old secret stops working at once, the stream using it is cut.
+    const t0 = Date.now();
+    const rotated = await admin.rotateKey({ name: KEY });
+    expect(await px.exited()).toBe(2);
+    expect(Date.now() - t0).toBeLessThan(5_000);
+    expect(px.stderr).toMatch(/API key revoked/);
+    const px2 = await proxy(`http://127.0.0.1:${gw.port}`, [], rotated.secret);
+    await sendLines(px2.port, numbered("rotated2", 500));
+    await waitForDistinct(out, "rotated2", 500);
+    // Deletion: the same.
+    const t1 = Date.now();
+    await admin.deleteKey({ name: KEY });
+    expect(await px2.exited()).toBe(2);
+    expect(Date.now() - t1).toBeLessThan(5_000);
   });
 });
