@@ -204,6 +204,9 @@ const TLS_CODES = new Set([
   "ERR_TLS_CERT_ALTNAME_INVALID",
 ]);
 
+const TRANSPORT_MESSAGE =
+  /^(http\/2 (stream|connection) closed|connection aborted|PING timed out|received GOAWAY|expected open session)/;
+
 /** The first Node error code (errno, TLS, HTTP/2) in an error's cause chain. */
 function nodeCode(err: unknown): { code: string; message: string } | undefined {
   for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
@@ -254,6 +257,16 @@ export function describeFailure(err: unknown, server: string): Failure {
       exit: EXIT.unreachable,
       message: `cannot reach ${where}: ${words ?? n.message}; is \`polymur control\` running? set --server or POLYMUR_SERVER${tlsHint}`,
       code: "unavailable",
+    };
+  }
+  // connect-node's own transport failures (node-error.ts, http2-session-manager.ts) carry
+  // no Node error: a reset stream, a dead session. The server did not answer them.
+  if (TRANSPORT_MESSAGE.test(ce.rawMessage)) {
+    const tlsHint = server.startsWith("http://") ? "; if it serves TLS, use an https:// URL" : "";
+    return {
+      exit: EXIT.unreachable,
+      message: `cannot talk to ${where}: ${ce.rawMessage}${tlsHint}`,
+      code: codeName(ce.code),
     };
   }
   if (ce.code === Code.DeadlineExceeded) {

@@ -15,6 +15,7 @@ import {
 } from "../fixtures/control-plane.ts";
 import { LineSink, sendLines } from "../fixtures/line-sink.ts";
 import { PolymurProcess } from "../fixtures/polymur.ts";
+import { createTestPki } from "../fixtures/tls.ts";
 
 // polymurctl as operators run it: the real binary against a real control plane,
 // its tables, its --json, its exit codes (0 ok, 1 refused, 2 usage, 3 unreachable)
@@ -298,6 +299,43 @@ describe("polymurctl against a control plane", () => {
     r = await ctl(["dest", "ls"], { POLYMURCTL_CONFIG: join(home, "missing.conf") });
     expect(r.code).toBe(2);
     expect(r.stderr).toMatch(/cannot read config file/);
+  });
+});
+
+describe("polymurctl and a TLS control plane", () => {
+  it("trusts the CA given with --ca (or POLYMUR_CA), and says what to do without it", async () => {
+    home = mkdtempSync(join(tmpdir(), "polymurctl-tls-"));
+    const pki = createTestPki();
+    const cp = await ControlPlaneProcess.start([
+      "--state-dir",
+      join(home, "state"),
+      "--tls-cert",
+      pki.certFile,
+      "--tls-key",
+      pki.keyFile,
+    ]);
+    try {
+      const url = `https://127.0.0.1:${cp.port}`;
+      const env = { POLYMUR_SERVER: url, POLYMUR_ADMIN_TOKEN: ADMIN_TOKEN };
+      let r = await ctl(["dest", "add", "10.0.5.30:2003", "--all", "--ca", pki.caFile], env);
+      expect(r).toMatchObject({ code: 0, stderr: "" });
+      r = await ctl(["dest", "ls", "--json"], { ...env, POLYMUR_CA: pki.caFile });
+      expect(JSON.parse(r.stdout).version).toBe(1);
+      r = await ctl(["dest", "ls"], env);
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(
+        /^polymurctl dest ls: cannot verify the certificate of the control plane at https:\/\/127\.0\.0\.1:\d+: .*; pass the CA that signed it with --ca FILE \(or POLYMUR_CA\)\n$/,
+      );
+      r = await ctl(["dest", "ls", "--ca", pki.otherCaFile], env);
+      expect(r.code).toBe(3);
+      r = await ctl(["status"], { ...env, POLYMUR_SERVER: url.replace("https:", "http:") });
+      expect(r.code).toBe(3);
+      expect(r.stderr).toMatch(/if it serves TLS, use an https:\/\/ URL/);
+    } finally {
+      await cp.stop();
+      pki.close();
+      rmSync(home, { recursive: true, force: true });
+    }
   });
 });
 
