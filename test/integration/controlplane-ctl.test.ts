@@ -373,7 +373,9 @@ describe("fleet-wide reconfiguration with polymurctl", () => {
       await waitFor(
         "both nodes at the new version",
         async () => {
-          const n = JSON.parse((await ctl(["nodes", "ls", "--json"], env)).stdout).nodes;
+          const run = await ctl(["nodes", "ls", "--json"], env);
+          if (run.code !== 0) throw new Error(`nodes ls: exit ${run.code}: ${run.stderr}`);
+          const n = JSON.parse(run.stdout).nodes;
           return n.length === 2 &&
             n.every(
               (x: { appliedVersion: number; connected: boolean }) =>
@@ -382,7 +384,7 @@ describe("fleet-wide reconfiguration with polymurctl", () => {
             ? n
             : undefined;
         },
-        15_000,
+        30_000,
       );
       const status = JSON.parse((await ctl(["status", "--json"], env)).stdout);
       expect(status.nodes).toEqual({ connected: 2, current: 2, behind: 0, disconnected: 0 });
