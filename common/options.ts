@@ -23,6 +23,8 @@ export interface OptionSpec {
 
 export type RawOptions = Map<string, string>;
 
+const BOOL_WORDS = new Set(["true", "false", "yes", "no", "on", "off", "1", "0"]);
+
 export function envName(option: string): string {
   return `POLYMUR_${option.toUpperCase().replaceAll("-", "_")}`;
 }
@@ -64,6 +66,12 @@ export function parseArgv(
     const spec = byName.get(name);
     if (spec === undefined) fail(`unknown option ${arg.split("=")[0]} (see --help)`);
     if (spec!.type === "bool") {
+      // `--flag`, `--flag=false`, and `--flag false` (as polymurctl hash takes it).
+      const next = argv[i + 1]?.toLowerCase();
+      if (value === undefined && !negated && next !== undefined && BOOL_WORDS.has(next)) {
+        value = next;
+        i++;
+      }
       if (value === undefined) value = negated ? "false" : "true";
     } else if (value === undefined) {
       const next = argv[i + 1];

@@ -23,7 +23,8 @@ export function relayConfigFromSnapshot(base: RelayConfig, snapshot: NodeConfig)
             algo: (r.hash || "carbon_ch") as HashAlgo,
             compat: (r.compat || "carbon") as HashCompat,
             replication: r.replication || 1,
-            diverseReplicas: r.diverseReplicas,
+            // carbon-c-relay has no diverse replicas; the control plane sends false there.
+            ...(r.compat === "carbon-c-relay" ? {} : { diverseReplicas: r.diverseReplicas }),
             router: (r.router || "consistent-hashing") as "consistent-hashing" | "fast-hashing",
             normalize: (r.normalize || "none") as "none" | "sorted-tags" | "cleanse",
           },

@@ -98,6 +98,7 @@ export function createControlSubscriber(options: ControlSubscriberOptions): Cont
   const client = createClient(NodeService, transport);
   const stop = new AbortController();
   let applied = 0n;
+  let appliedAny = false;
   let running: Promise<void> | null = null;
   let reportTimer: NodeJS.Timeout | null = null;
   const min = options.backoffMinMs ?? 200;
@@ -114,6 +115,7 @@ export function createControlSubscriber(options: ControlSubscriberOptions): Cont
       return false;
     }
     applied = config.version;
+    appliedAny = true;
     log.info(
       { version: String(config.version), destinations: config.destinations, source },
       `control plane: configuration version ${config.version} applied`,
@@ -147,7 +149,8 @@ export function createControlSubscriber(options: ControlSubscriberOptions): Cont
         for await (const res of stream) {
           attempt = 0;
           const config = res.config;
-          if (config === undefined || config.version === applied) continue;
+          // Version 0 is a real state too (a control plane nobody has changed yet).
+          if (config === undefined || (appliedAny && config.version === applied)) continue;
           if (apply(config, "control plane")) save(config);
           void report();
         }

@@ -76,9 +76,9 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
   {
     name: "diverse-replicas",
     type: "bool",
-    default: "true",
+    default: "",
     reloadable: true,
-    help: "carbon's DIVERSE_REPLICAS: replicas on distinct hosts (carbon compat)",
+    help: "carbon's DIVERSE_REPLICAS: replicas on distinct hosts (default true under carbon compat; carbon-c-relay has no such option)",
   },
   {
     name: "router",
@@ -283,7 +283,10 @@ export function buildRelayConfig(o: RawOptions): RelayConfig {
       algo: getString(o, "hash") as HashAlgo,
       compat: getString(o, "compat") as HashCompat,
       replication,
-      diverseReplicas: getBool(o, "diverse-replicas"),
+      // Unset: the chosen reference's default (true for carbon, absent in carbon-c-relay).
+      ...(getString(o, "diverse-replicas") === ""
+        ? {}
+        : { diverseReplicas: getBool(o, "diverse-replicas") }),
       router: getString(o, "router") as "consistent-hashing" | "fast-hashing",
       normalize,
     },

@@ -89,7 +89,7 @@ describe("relay: broadcast", () => {
     });
     await a.waitForLines(2000);
     expect(new Set(a.lines).size).toBe(2000);
-    await Promise.all(sockets.map((s) => new Promise((r) => s.end(r))));
+    await Promise.all(sockets.map((s) => new Promise<void>((r) => s.end(() => r()))));
     await waitForStats(p, (x) => x.connections === 0);
   });
 

@@ -71,6 +71,13 @@ describe("relay options", () => {
     expect(proc.metricsFlushSec).toBe(60);
   });
 
+  it("leaves diverse-replicas to the chosen reference unless it is given", () => {
+    const ccr = config(["--distribution", "hash-route", "--compat", "carbon-c-relay"]).relay.hash;
+    expect(ccr.diverseReplicas).toBeUndefined();
+    expect(config(["--diverse-replicas", "false"]).relay.hash.diverseReplicas).toBe(false);
+    expect(config(["--no-diverse-replicas"]).relay.hash.diverseReplicas).toBe(false);
+  });
+
   it("takes the Go polymur's single-dash forms", () => {
     const { relay } = config([
       "-listen-addr=127.0.0.1:2103",
