@@ -38,7 +38,7 @@ export class GatewayIngest {
   }
 
   /** One Batch from a proxy stream → Ack or Reject. */
-  async batch(key: ApiKey, proxyId: string, client: string, b: Batch): Promise<StreamResponseInit> {
+  batch(key: ApiKey, proxyId: string, client: string, b: Batch): StreamResponseInit {
     const o = this.#o;
     const seq = b.seq;
     const reject = (reason: BatchRejectReason, text: string): StreamResponseInit => {
@@ -75,7 +75,7 @@ export class GatewayIngest {
     }
     let raw: Buffer;
     try {
-      raw = await decompressBatch(b.payload, b.compression, max);
+      raw = decompressBatch(b.payload, b.compression, max, b.rawBytes);
     } catch (err) {
       if (err instanceof BatchDecodeError) return reject(err.reason, err.message);
       throw err;
@@ -93,12 +93,9 @@ export class GatewayIngest {
     if (lines !== b.lines) {
       return reject("truncated", `${lines} lines, the batch says ${b.lines}`);
     }
-    // Decompression yielded to the event loop: another stream of the same
-    // proxy (a reconnect racing a half-dead stream) may have queued it since.
-    if (n <= o.dedup.highest(key.name, proxyId)) {
-      o.counters.duplicate(key.name);
-      return ack(seq);
-    }
+    // From the dedup check to here nothing yields to the event loop, so a
+    // second stream of the same proxy (a reconnect racing a half-dead
+    // stream) cannot queue the same batch in between.
     const r = o.engine.ingest(raw, client, o.keyPrefix ? key.name : "");
     o.dedup.record(key.name, proxyId, n);
     o.counters.queued(key.name, client, r.accepted, r.rejected, b.payload.byteLength, raw.length);
@@ -106,15 +103,11 @@ export class GatewayIngest {
   }
 
   /** A polymur-proxy `POST /ingest` body (gzip) → HTTP status and body. */
-  async legacy(
-    key: ApiKey,
-    client: string,
-    body: Buffer,
-  ): Promise<{ status: number; text: string }> {
+  legacy(key: ApiKey, client: string, body: Buffer): { status: number; text: string } {
     const o = this.#o;
     let raw: Buffer;
     try {
-      raw = await decompressBatch(body, Compression.GZIP, o.maxBatchBytes);
+      raw = decompressBatch(body, Compression.GZIP, o.maxBatchBytes);
     } catch (err) {
       if (!(err instanceof BatchDecodeError)) throw err;
       o.log.warn({ client, key: key.name, err: err.message }, "polymur-proxy batch malformed");

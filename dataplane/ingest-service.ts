@@ -86,7 +86,7 @@ export function createIngestService(o: IngestServiceOptions): ServiceImpl<typeof
           if (req.msg.case !== "batch") {
             throw new ConnectError("expected a Batch after Hello", Code.InvalidArgument);
           }
-          yield await o.ingest.batch(key, proxyId, client, req.msg.value);
+          yield o.ingest.batch(key, proxyId, client, req.msg.value);
         }
         if (s.cut.signal.aborted) throw s.cut.signal.reason;
         if (o.shutdown.aborted) {

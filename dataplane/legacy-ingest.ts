@@ -92,7 +92,7 @@ export function createLegacyHandler(o: LegacyIngestOptions): (req: Req, res: Res
           reply(res, 503, "Shutting Down\n");
           return;
         }
-        const r = await o.ingest.legacy(key, client, Buffer.concat(chunks, size));
+        const r = o.ingest.legacy(key, client, Buffer.concat(chunks, size));
         o.counters.legacy(r.status);
         reply(res, r.status, r.text);
       })().catch((err: unknown) => {

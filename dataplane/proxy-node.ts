@@ -17,15 +17,6 @@ import type { RejectSample } from "./reject-log.ts";
 import { type EngineStats, RelayEngine } from "./relay-engine.ts";
 import { startStatsServer } from "./stats-server.ts";
 
-/** Raw bytes waiting for compression before the proxy stops reading. */
-const MAX_COMPRESSING = 8 * 1024 * 1024;
-
-interface CompressJob {
-  raw: Buffer;
-  lines: number;
-  payload: Buffer | null;
-}
-
 export interface ProxyStats {
   link: LinkStats;
   batches: number;
@@ -56,8 +47,6 @@ export class ProxyNode {
   readonly #spool: BatchSpool | null;
   readonly #link: GatewayLink;
   #proxyId: string;
-  #jobs: CompressJob[] = [];
-  #compressing = 0;
   #held = false;
   #ready = false;
   #statsServer: http.Server | null = null;
@@ -188,45 +177,23 @@ export class ProxyNode {
   }
 
   #onBatch(raw: Buffer, lines: number): void {
-    const job: CompressJob = { raw, lines, payload: null };
-    this.#jobs.push(job);
-    this.#compressing += raw.length;
+    const code = compressionCode(this.#o.compression);
+    let payload: Buffer;
+    try {
+      payload = compressBatch(raw, this.#o.compression);
+    } catch (err) {
+      this.#log.error({ err: (err as Error).message }, "compression failed; sending uncompressed");
+      payload = raw;
+    }
     this.#batches++;
     this.#rawBytes += raw.length;
-    this.#updateHold();
-    compressBatch(raw, this.#o.compression).then(
-      (payload) => {
-        job.payload = payload;
-        this.#drainJobs();
-      },
-      (err: unknown) => {
-        this.#log.error(
-          { err: (err as Error).message },
-          "compression failed; sending uncompressed",
-        );
-        job.payload = raw;
-        this.#drainJobs();
-      },
-    );
-  }
-
-  /** Batches enter the buffer in the order they were cut, whatever order compression ends in. */
-  #drainJobs(): void {
-    const code = compressionCode(this.#o.compression);
-    while (this.#jobs.length > 0 && this.#jobs[0]!.payload !== null) {
-      const job = this.#jobs.shift()!;
-      const payload = job.payload!;
-      this.#compressing -= job.raw.length;
-      this.#payloadBytes += payload.length;
-      // An uncompressed payload is the batch buffer itself: its own compression code.
-      const c = payload === job.raw ? compressionCode("none") : code;
-      this.#buffer.add(c, payload, job.lines, job.raw.length);
-    }
-    this.#updateHold();
+    this.#payloadBytes += payload.length;
+    // An uncompressed payload is the batch itself: its own compression code.
+    this.#buffer.add(payload === raw ? compressionCode("none") : code, payload, lines, raw.length);
   }
 
   #updateHold(): void {
-    const hold = this.#buffer.full || this.#compressing > MAX_COMPRESSING;
+    const hold = this.#buffer.full;
     if (hold === this.#held) return;
     this.#held = hold;
     this.#engine.holdIngest(hold);
@@ -382,7 +349,6 @@ export class ProxyNode {
     for (const t of this.#timers) clearInterval(t);
     await this.#engine.shutdown(this.#o.shutdownTimeoutSec * 1000, 1_000);
     this.#batcher.flush();
-    while (this.#jobs.length > 0 && Date.now() < deadline) await sleep(10);
     // Without a spool, unacknowledged batches die with the process: keep
     // trying until the deadline. With one they are safe on disk: wait only
     // while the link is up and draining.
