@@ -1,6 +1,12 @@
 import { ErrorCode, PolymurError } from "../common/errors.ts";
 import { createLogger, type Logger } from "../common/logger.ts";
-import { formatHelp, parseArgv, parseConfigFile, resolveOptions } from "../common/options.ts";
+import {
+  formatHelp,
+  parseArgv,
+  parseConfigFile,
+  type RawOptions,
+  resolveOptions,
+} from "../common/options.ts";
 import { type ApiKey, checkKeyName, parseDigest } from "../dataplane/api-keys.ts";
 import type { ControlSubscriber } from "../dataplane/control-subscriber.ts";
 import { GatewayNode } from "../dataplane/gateway-node.ts";
@@ -30,14 +36,41 @@ export async function runGateway(argv: string[]): Promise<void> {
     throw new PolymurError(ErrorCode.Config, `unexpected argument "${positional[0]}" (see --help)`);
   }
   const path = flags.get("config") ?? process.env["POLYMUR_CONFIG"] ?? "";
-  const file = path === "" ? new Map<string, string>() : parseConfigFile(GATEWAY_OPTIONS, path);
-  const options = buildGatewayOptions(resolveOptions(GATEWAY_OPTIONS, flags, process.env, file));
+  const load = (): RawOptions => {
+    const file = path === "" ? new Map<string, string>() : parseConfigFile(GATEWAY_OPTIONS, path);
+    return resolveOptions(GATEWAY_OPTIONS, flags, process.env, file);
+  };
+  const raw = load();
+  const options = buildGatewayOptions(raw);
   const log = createLogger({ level: options.logLevel, bindings: { role: "gateway" } });
   const node = new GatewayNode(options, log);
   const subscriber = options.controlPlane === null ? null : await subscribe(node, options, log);
   await node.start();
 
-  process.on("SIGHUP", () => node.reloadKeys());
+  // SIGHUP: the keys file again, and (standalone) the config file's
+  // reloadable routing and queue options, as a relay does.
+  process.on("SIGHUP", () => {
+    node.reloadKeys();
+    if (path === "" || subscriber !== null) return;
+    try {
+      const next = load();
+      for (const spec of GATEWAY_OPTIONS) {
+        if (!spec.reloadable && next.get(spec.name) !== raw.get(spec.name)) {
+          log.warn(
+            { option: spec.name },
+            `SIGHUP: --${spec.name} changed but needs a restart; keeping the running value`,
+          );
+        }
+      }
+      node.apply(buildGatewayOptions(next).engine);
+      log.info({ config: path }, "SIGHUP: configuration reloaded");
+    } catch (err) {
+      log.error(
+        { err: (err as Error).message },
+        "SIGHUP: reload failed; keeping the running configuration",
+      );
+    }
+  });
   let stopping = false;
   const stop = (signal: string): void => {
     if (stopping) return;

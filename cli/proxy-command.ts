@@ -51,6 +51,10 @@ export async function runProxy(argv: string[]): Promise<void> {
       },
     );
   };
+  // Nothing of a proxy is reloadable; SIGHUP must not kill it (its default action).
+  process.on("SIGHUP", () =>
+    log.warn("SIGHUP: a proxy reloads nothing; restart it to change options"),
+  );
   process.on("SIGTERM", () => stop("SIGTERM"));
   process.on("SIGINT", () => stop("SIGINT"));
 }
