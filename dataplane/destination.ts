@@ -29,6 +29,11 @@ export interface DestinationOptions {
   connectTimeoutMs?: number;
   /** Bytes handed to the socket per write batch. Default 256 KiB. */
   batchBytes?: number;
+  /**
+   * Longest wait for more data before writing less than a quarter batch.
+   * Default 5 ms; 0 writes at the end of every event-loop turn.
+   */
+  flushDelayMs?: number;
 }
 
 export interface DestinationStats {
@@ -76,6 +81,8 @@ export class Destination extends EventEmitter {
   #backoffMax: number;
   #connectTimeout: number;
   #batchBytes: number;
+  #flushDelay: number;
+  #pumpTimer: NodeJS.Timeout | null = null;
 
   #state: DestinationState = "backoff";
   #socket: net.Socket | null = null;
@@ -113,6 +120,7 @@ export class Destination extends EventEmitter {
     this.#backoffMax = options.backoffMaxMs ?? 10_000;
     this.#connectTimeout = options.connectTimeoutMs ?? 5_000;
     this.#batchBytes = options.batchBytes ?? 256 * 1024;
+    this.#flushDelay = options.flushDelayMs ?? 5;
   }
 
   /** Starts connecting. */
@@ -137,6 +145,7 @@ export class Destination extends EventEmitter {
     if (options.backoffMinMs !== undefined) this.#backoffMin = options.backoffMinMs;
     if (options.backoffMaxMs !== undefined) this.#backoffMax = options.backoffMaxMs;
     if (options.batchBytes !== undefined) this.#batchBytes = options.batchBytes;
+    if (options.flushDelayMs !== undefined) this.#flushDelay = options.flushDelayMs;
     this.#checkUnblocked();
     this.#enforceBound();
   }
@@ -208,17 +217,31 @@ export class Destination extends EventEmitter {
   }
 
   #schedulePump(): void {
-    if (this.#pumpScheduled || this.#socket === null || this.#waitingDrain) return;
+    if (this.#socket === null || this.#waitingDrain) return;
     if (this.#state !== "connected" && this.#state !== "draining") return;
+    // Deferred so that everything queued meanwhile goes out in one write. With
+    // a quarter batch waiting, that is the end of this event-loop turn (as
+    // ioredis autoPipelining does); with less, up to flushDelayMs later, so
+    // that a trickle from many senders becomes a few writes instead of one per
+    // read (at 10k datapoints/s from 50 senders, a write per read cost 6x the CPU).
+    const now = this.#queue.bytes >= this.#batchBytes / 4 || this.#closing || this.#flushDelay <= 0;
+    if (this.#pumpTimer !== null) {
+      if (!now) return;
+      clearTimeout(this.#pumpTimer);
+      this.#pumpTimer = null;
+    } else if (this.#pumpScheduled) {
+      return;
+    }
     this.#pumpScheduled = true;
-    // Deferred so that everything queued in this turn of the event loop goes out
-    // in one write (ioredis autoPipelining does the same).
-    setImmediate(pump, this);
+    if (now) setImmediate(pump, this);
+    else this.#pumpTimer = setTimeout(pump, this.#flushDelay, this);
   }
 
   /** @internal called from setImmediate */
   _pump(): void {
     this.#pumpScheduled = false;
+    if (this.#pumpTimer !== null) clearTimeout(this.#pumpTimer);
+    this.#pumpTimer = null;
     const socket = this.#socket;
     if (socket === null || this.#waitingDrain) return;
     while (this.#queue.length > 0) {
@@ -307,6 +330,8 @@ export class Destination extends EventEmitter {
     this.#socket = null;
     this.#waitingDrain = false;
     this.#pumpScheduled = false;
+    if (this.#pumpTimer !== null) clearTimeout(this.#pumpTimer);
+    this.#pumpTimer = null;
     if (this.#state === "closed") return;
     this.#failures++;
     this.#failStreak++;
