@@ -222,8 +222,8 @@ export class Destination extends EventEmitter {
     // Deferred so that everything queued meanwhile goes out in one write. With
     // a quarter batch waiting, that is the end of this event-loop turn (as
     // ioredis autoPipelining does); with less, up to flushDelayMs later, so
-    // that a trickle from many senders becomes a few writes instead of one per
-    // read (at 10k datapoints/s from 50 senders, a write per read cost 6x the CPU).
+    // that a trickle from many senders becomes a few writes rather than one per
+    // read, at the cost of at most that much latency.
     const now = this.#queue.bytes >= this.#batchBytes / 4 || this.#closing || this.#flushDelay <= 0;
     if (this.#pumpTimer !== null) {
       if (!now) return;
