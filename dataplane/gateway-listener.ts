@@ -23,6 +23,9 @@ export interface GatewayListenerOptions {
 /** The magic that opens every HTTP/2 connection (RFC 9113 §3.4). */
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
+/** How long a new cleartext connection may take to send its first bytes. */
+const SNIFF_TIMEOUT_MS = 10_000;
+
 /** Every connection's peer, including connections wrapped for cleartext HTTP/2. */
 const peers = new WeakMap<object, string>();
 
@@ -114,6 +117,8 @@ export class GatewayListener {
   #sniff(socket: net.Socket, h2: http2.Http2Server, h1: http.Server): void {
     this.#track(socket);
     socket.on("error", () => {});
+    // A connection that never says anything must not hold a socket forever.
+    socket.setTimeout(SNIFF_TIMEOUT_MS, () => socket.destroy());
     let head: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
@@ -121,6 +126,7 @@ export class GatewayListener {
       const isH2 = head.subarray(0, n).equals(PREFACE.subarray(0, n));
       if (isH2 && head.length < PREFACE.length) return; // wait for the whole preface
       socket.off("data", onData);
+      socket.setTimeout(0);
       socket.pause();
       if (!isH2) {
         socket.unshift(head);

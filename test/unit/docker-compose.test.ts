@@ -562,7 +562,7 @@ describe("docker-compose.yml", () => {
       ["--stat-addr=0.0.0.0:2020", "--stat-addr=127.0.0.1:2020", /binds 127\.0\.0\.1, unreachable/],
       ['"2020:2020"', '"2003:2020"', /host port 2003\/tcp already published/],
       ["--api-addr=", "--api-addr=0.0.0.0:2030", /not a loopback address: set --api-token/],
-      ["      - relay\n", "      - proxy\n", /polymur has no role "proxy"/],
+      ["      - relay\n", "      - forwarder\n", /polymur has no role "forwarder"/],
       [
         "dockerfile: Dockerfile\n    image: polymur:dev",
         "dockerfile: Nope\n    image: polymur:dev",
