@@ -221,6 +221,31 @@ describe("proxy → gateway over cleartext HTTP/2", () => {
     expect(r.duplicates).toBe(0);
   });
 
+  it("rotates through its list of gateways when one goes away", async () => {
+    const t = tmp();
+    const out = await sink();
+    const keys = keysFile(t);
+    const dead = await freePort(); // nobody listens there
+    const a = await gateway(["--keys-file", keys, "--destinations", out.address]);
+    const b = await gateway(["--keys-file", keys, "--destinations", out.address]);
+    const list = [dead, a.port, b.port].map((p) => `http://127.0.0.1:${p}`).join(",");
+    const px = await proxy(list);
+    const f = await Feeder.start(px.port, "rotate", 300);
+    await sleep(500);
+    const first = (await stats(px))["proxy"].link.gateway;
+    expect(first).toBe(`http://127.0.0.1:${a.port}`);
+    await a.stop(); // the proxy moves on to b (after trying the dead one again)
+    await sleep(800);
+    const n = await f.stop();
+    const r = await waitForDistinct(out, "rotate", n);
+    const s = await stats(px);
+    expect(s["proxy"].link.gateway).toBe(`http://127.0.0.1:${b.port}`);
+    // b cannot know what a queued: batches whose Ack a's shutdown swallowed
+    // are queued again there. At most the batches resent, never a gap.
+    expect(r.duplicates).toBeLessThanOrEqual(s["proxy"].link.batchesResent * 10_000);
+    expect((await stats(b))["gateway"].keys[KEY]?.lines).toBeGreaterThan(0);
+  });
+
   it("loses nothing when the gateway restarts mid-stream", async () => {
     const t = tmp();
     const out = await sink();
