@@ -1,6 +1,7 @@
 # polymur, built from this repository: `docker build -t polymur .`
 # Runs as `docker run polymur relay --destinations carbon:2003 ...`
-# (`docker run polymur relay --help` lists every option).
+# (`docker run polymur <relay|control|gateway|proxy> --help` lists every option);
+# polymurctl is on the PATH: `docker run --entrypoint polymurctl polymur --help`.
 
 # Build: the full dependency tree (TypeScript is a dev dependency); `npm ci`
 # runs the package's "prepare" script, `npm run build` (tsc -> dist/).
@@ -18,8 +19,18 @@ COPY package.json package-lock.json ./
 RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
 COPY --from=build /src/dist ./dist
 COPY bin ./bin
+# `polymur` and `polymurctl` on the PATH. /var/lib/polymur holds what the roles
+# keep on disk (control/: the control plane's --state-dir, node/: a managed
+# node's --state-dir, spool/: a proxy's --spool-dir, keys/: a proxy's API key
+# file), owned by the user they run as: a named volume mounted on one of these
+# directories starts with its owner, so the non-root process can write to it.
+RUN ln -s /app/bin/polymur.js /usr/local/bin/polymur \
+ && ln -s /app/bin/polymurctl.js /usr/local/bin/polymurctl \
+ && mkdir -p /var/lib/polymur/control /var/lib/polymur/node /var/lib/polymur/spool /var/lib/polymur/keys \
+ && chown -R node:node /var/lib/polymur
 USER node
-# 2003 plaintext in (TCP; UDP with --udp-addr), 2020 /stats, /metrics, /healthz.
-EXPOSE 2003 2020
+# 2003 plaintext in (relay, proxy; UDP with --udp-addr), 2020 /stats, /metrics,
+# /healthz (relay, gateway, proxy), 7000 the control plane, 8443 a gateway.
+EXPOSE 2003 2020 7000 8443
 ENTRYPOINT ["node", "/app/bin/polymur.js"]
 CMD ["relay", "--help"]
