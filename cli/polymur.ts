@@ -1,5 +1,5 @@
-// polymur: the data-plane (and, later, control-plane) program. `polymur` with
-// no role, or `polymur relay`, runs a relay.
+// polymur: every role in one program (relay, gateway, proxy, control). `polymur`
+// with no role, or `polymur relay`, runs a relay.
 import { PolymurError } from "../common/errors.ts";
 import { runRelay } from "./relay-command.ts";
 

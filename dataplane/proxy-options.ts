@@ -28,7 +28,12 @@ const SHARED = [
 
 /** `polymur proxy`: the relay's ingest options plus the link to the gateway. */
 export const PROXY_OPTIONS: readonly OptionSpec[] = [
-  ...RELAY_OPTIONS.filter((s) => SHARED.includes(s.name)),
+  // A proxy reloads nothing (SIGHUP is only logged), so none of these is reloadable here.
+  ...RELAY_OPTIONS.filter((s) => SHARED.includes(s.name)).map(({ reloadable: _, ...s }) =>
+    s.name === "config"
+      ? { ...s, help: "Config file of `name = value` lines (same names as the flags)" }
+      : s,
+  ),
   {
     name: "gateway",
     type: "string",
