@@ -10,6 +10,7 @@ import {
 import { ControlServer } from "../controlplane/control-server.ts";
 import type { ControlStore } from "../controlplane/control-store.ts";
 import { FileStore } from "../controlplane/file-store.ts";
+import { stopOnSignals } from "./lifecycle.ts";
 
 /** `polymur control`: the control plane, in the foreground until SIGTERM/SIGINT. */
 export async function runControl(argv: string[]): Promise<void> {
@@ -77,25 +78,12 @@ export async function runControl(argv: string[]): Promise<void> {
     "listening",
   );
 
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, "stopping: health NOT_SERVING, closing streams");
-    void (async () => {
-      try {
-        await server.close();
-        await store.close();
-        log.info("stopped");
-        process.exit(0);
-      } catch (err) {
-        log.error({ err }, "shutdown failed");
-        process.exit(1);
-      }
-    })();
-  };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  // server.close() turns health to NOT_SERVING first, then ends the streams.
+  stopOnSignals(log, async () => {
+    await server.close();
+    await store.close();
+    log.info("stopped");
+  });
 }
 
 function isLoopback(host: string): boolean {

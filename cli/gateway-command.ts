@@ -15,6 +15,7 @@ import {
   GATEWAY_OPTIONS,
   type GatewayOptions,
 } from "../dataplane/gateway-options.ts";
+import { reloadConfig, stopOnSignals } from "./lifecycle.ts";
 
 /**
  * `polymur gateway`: proxy streams in (HTTP/2, TLS or cleartext), API keys
@@ -52,40 +53,16 @@ export async function runGateway(argv: string[]): Promise<void> {
   process.on("SIGHUP", () => {
     node.reloadKeys();
     if (path === "" || subscriber !== null) return;
-    try {
-      const next = load();
-      for (const spec of GATEWAY_OPTIONS) {
-        if (!spec.reloadable && next.get(spec.name) !== raw.get(spec.name)) {
-          log.warn(
-            { option: spec.name },
-            `SIGHUP: --${spec.name} changed but needs a restart; keeping the running value`,
-          );
-        }
-      }
-      node.apply(buildGatewayOptions(next).engine);
-      log.info({ config: path }, "SIGHUP: configuration reloaded");
-    } catch (err) {
-      log.error(
-        { err: (err as Error).message },
-        "SIGHUP: reload failed; keeping the running configuration",
-      );
-    }
-  });
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, "stopping");
-    void Promise.all([node.shutdown(), subscriber?.stop()]).then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, "shutdown failed");
-        process.exit(1);
-      },
+    reloadConfig(
+      GATEWAY_OPTIONS,
+      raw,
+      load,
+      (next) => node.apply(buildGatewayOptions(next).engine),
+      path,
+      log,
     );
-  };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  });
+  stopOnSignals(log, () => Promise.all([node.shutdown(), subscriber?.stop()]));
 }
 
 /**

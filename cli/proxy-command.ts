@@ -4,6 +4,7 @@ import { createLogger } from "../common/logger.ts";
 import { formatHelp, parseArgv, parseConfigFile, resolveOptions } from "../common/options.ts";
 import { ProxyNode } from "../dataplane/proxy-node.ts";
 import { buildProxyOptions, PROXY_OPTIONS } from "../dataplane/proxy-options.ts";
+import { stopOnSignals } from "./lifecycle.ts";
 
 /**
  * `polymur proxy`: Graphite plaintext in (like a relay), one HTTP/2 stream out
@@ -39,22 +40,12 @@ export async function runProxy(argv: string[]): Promise<void> {
   });
   await node.start();
 
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, "stopping");
-    void node.shutdown().then(
-      () => process.exit(0),
-      (err: unknown) => {
-        log.error({ err }, "shutdown failed");
-        process.exit(1);
-      },
-    );
-  };
   // Nothing of a proxy is reloadable; SIGHUP must not kill it (its default action).
   process.on("SIGHUP", () =>
     log.warn("SIGHUP: a proxy reloads nothing; restart it to change options"),
   );
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  stopOnSignals(log, () => {
+    stopping = true;
+    return node.shutdown();
+  });
 }

@@ -18,6 +18,7 @@ import {
   type RelayProcessOptions,
 } from "../dataplane/relay-options.ts";
 import type { NodeConfig } from "../gen/polymur/control/v1/control_pb.ts";
+import { reloadConfig, stopOnSignals } from "./lifecycle.ts";
 
 /** `polymur relay`: runs in the foreground until SIGTERM/SIGINT; SIGHUP reloads. */
 export async function runRelay(argv: string[]): Promise<void> {
@@ -47,43 +48,22 @@ export async function runRelay(argv: string[]): Promise<void> {
       log.warn("SIGHUP: no --config file to reload");
       return;
     }
-    try {
-      const next = load();
-      for (const spec of RELAY_OPTIONS) {
-        if (!spec.reloadable && next.get(spec.name) !== raw.get(spec.name)) {
-          log.warn(
-            { option: spec.name },
-            `SIGHUP: --${spec.name} changed but needs a restart; keeping the running value`,
-          );
-        }
-      }
-      const base = buildRelayConfig(next);
-      node.apply(control === null ? base : control.overlay(base));
-      log.info({ config: proc.configPath }, "SIGHUP: configuration reloaded");
-    } catch (err) {
-      log.error(
-        { err: (err as Error).message },
-        "SIGHUP: reload failed; keeping the running configuration",
-      );
-    }
+    reloadConfig(
+      RELAY_OPTIONS,
+      raw,
+      load,
+      (next) => {
+        const base = buildRelayConfig(next);
+        node.apply(control === null ? base : control.overlay(base));
+      },
+      proc.configPath,
+      log,
+    );
   });
-  let stopping = false;
-  const stop = (signal: string): void => {
-    if (stopping) return;
-    stopping = true;
-    log.info({ signal }, "stopping");
-    void (control?.subscriber.stop() ?? Promise.resolve())
-      .then(() => node.shutdown())
-      .then(
-        () => process.exit(0),
-        (err: unknown) => {
-          log.error({ err }, "shutdown failed");
-          process.exit(1);
-        },
-      );
-  };
-  process.on("SIGTERM", () => stop("SIGTERM"));
-  process.on("SIGINT", () => stop("SIGINT"));
+  stopOnSignals(log, async () => {
+    await control?.subscriber.stop();
+    await node.shutdown();
+  });
 }
 
 /**

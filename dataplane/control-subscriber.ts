@@ -13,6 +13,7 @@ import { dirname, join } from "node:path";
 import { create, fromJsonString, toJsonString } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { backoffDelay, sleep } from "../common/backoff.ts";
 import type { Logger } from "../common/logger.ts";
 import {
   type DestinationStatus,
@@ -170,9 +171,8 @@ export function createControlSubscriber(options: ControlSubscriberOptions): Cont
           );
         }
       }
-      const exp = Math.min(max, min * 2 ** attempt);
+      await sleep(backoffDelay(attempt, min, max), stop.signal);
       attempt = Math.min(attempt + 1, 30);
-      await sleep(exp / 2 + Math.random() * (exp / 2), stop.signal);
     }
   }
 
@@ -260,17 +260,4 @@ export function atomicWrite(path: string, data: string): void {
   } finally {
     closeSync(fd);
   }
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
-  });
 }

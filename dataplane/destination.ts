@@ -1,5 +1,6 @@
 import { EventEmitter } from "node:events";
 import net from "node:net";
+import { backoffDelay } from "../common/backoff.ts";
 import { ByteQueue } from "./byte-queue.ts";
 import type { DestinationSpec } from "./destination-spec.ts";
 
@@ -385,10 +386,9 @@ export class Destination extends EventEmitter {
   }
 
   #nextDelay(): number {
-    const exp = Math.min(this.#backoffMax, this.#backoffMin * 2 ** this.#attempt);
+    const delay = backoffDelay(this.#attempt, this.#backoffMin, this.#backoffMax);
     this.#attempt = Math.min(this.#attempt + 1, 30);
-    // "Equal jitter": half fixed, half random, so a fleet does not reconnect in step.
-    return exp / 2 + Math.random() * (exp / 2);
+    return delay;
   }
 
   #inflightLines(): number {

@@ -2,6 +2,7 @@ import { EventEmitter } from "node:events";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { backoffDelay, sleep } from "../common/backoff.ts";
 import type { Logger } from "../common/logger.ts";
 import { IngestService, type StreamRequestSchema } from "../gen/polymur/ingest/v1/ingest_pb.ts";
 import type { BatchBuffer, BufferedBatch } from "./batch-buffer.ts";
@@ -146,10 +147,10 @@ export class GatewayLink extends EventEmitter {
       // Rotate: the next attempt goes to the next gateway in the list (with
       // one URL behind a load balancer, a new connection lands where it may).
       this.#index = (this.#index + 1) % this.#o.gateways.length;
-      const exp = Math.min(max, min * 2 ** Math.min(failures, 30));
+      const delay = backoffDelay(failures, min, max);
       failures++;
       this.#setState("backoff");
-      await sleep(exp / 2 + Math.random() * (exp / 2), this.#stop.signal);
+      await sleep(delay, this.#stop.signal);
     }
     this.#setState("closed");
   }
@@ -409,18 +410,5 @@ function nextBatch(buffer: BatchBuffer, signal: AbortSignal): Promise<boolean> {
     };
     buffer.once("batch", onBatch);
     signal.addEventListener("abort", onAbort, { once: true });
-  });
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve();
-    const t = setTimeout(done, ms);
-    function done(): void {
-      clearTimeout(t);
-      signal.removeEventListener("abort", done);
-      resolve();
-    }
-    signal.addEventListener("abort", done, { once: true });
   });
 }

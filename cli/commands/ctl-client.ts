@@ -313,6 +313,31 @@ export function parseCommandArgs<O extends NonNullable<ParseArgsConfig["options"
 }
 
 /**
+ * Parses a command's argv and answers --help. Returns the parsed arguments,
+ * or the exit status when the command is already done (a usage error, printed
+ * on stderr, or --help, printed on stdout).
+ */
+export function commandArgs<O extends NonNullable<ParseArgsConfig["options"]>>(
+  name: string,
+  usage: string,
+  argv: readonly string[],
+  options: O,
+  io: CommandIO,
+): ReturnType<typeof parseCommandArgs<O>> | number {
+  let parsed: ReturnType<typeof parseCommandArgs<O>>;
+  try {
+    parsed = parseCommandArgs(argv, options);
+  } catch (err) {
+    return fail(name, io, { exit: EXIT.usage, message: (err as Error).message }, false);
+  }
+  if ((parsed.values as Record<string, unknown>)["help"] === true) {
+    io.stdout.write(`${usage}\n`);
+    return EXIT.ok;
+  }
+  return parsed;
+}
+
+/**
  * Runs a command body with a connection; prints failures (one line on
  * stderr, and with --json an error object on stdout) and returns the exit status.
  */

@@ -3,10 +3,10 @@ import { ControlService } from "../../gen/polymur/control/v1/control_pb.ts";
 import type { Command, CommandIO } from "../polymurctl.ts";
 import {
   COMMON_HELP,
+  commandArgs,
   EXIT,
   expectedVersion,
   fail,
-  parseCommandArgs,
   printJson,
   runWithConnection,
   scopeArg,
@@ -36,17 +36,9 @@ const OPTIONS = {
 export const destCommand: Command = {
   usage,
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
-    let parsed: ReturnType<typeof parseCommandArgs<typeof OPTIONS>>;
-    try {
-      parsed = parseCommandArgs(argv, OPTIONS);
-    } catch (err) {
-      return fail("dest", io, { exit: EXIT.usage, message: (err as Error).message }, false);
-    }
+    const parsed = commandArgs("dest", usage, argv, OPTIONS, io);
+    if (typeof parsed === "number") return parsed;
     const { values, positionals } = parsed;
-    if (values.help === true) {
-      io.stdout.write(`${usage}\n`);
-      return EXIT.ok;
-    }
     const [sub, ...args] = positionals;
     const name = `dest ${sub ?? ""}`.trim();
     return runWithConnection(name, values, io, async (conn) => {

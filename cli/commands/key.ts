@@ -2,11 +2,10 @@ import { type ApiKey, ControlService } from "../../gen/polymur/control/v1/contro
 import type { Command, CommandIO } from "../polymurctl.ts";
 import {
   COMMON_HELP,
+  commandArgs,
   EXIT,
   expectedVersion,
-  fail,
   isoTime,
-  parseCommandArgs,
   printJson,
   runWithConnection,
   table,
@@ -38,17 +37,9 @@ function keyJson(k: ApiKey | undefined) {
 export const keyCommand: Command = {
   usage,
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
-    let parsed: ReturnType<typeof parseCommandArgs<typeof OPTIONS>>;
-    try {
-      parsed = parseCommandArgs(argv, OPTIONS);
-    } catch (err) {
-      return fail("key", io, { exit: EXIT.usage, message: (err as Error).message }, false);
-    }
+    const parsed = commandArgs("key", usage, argv, OPTIONS, io);
+    if (typeof parsed === "number") return parsed;
     const { values, positionals } = parsed;
-    if (values.help === true) {
-      io.stdout.write(`${usage}\n`);
-      return EXIT.ok;
-    }
     const [sub, ...args] = positionals;
     return runWithConnection(`key ${sub ?? ""}`.trim(), values, io, async (conn) => {
       const json = conn.settings.json;

@@ -2,10 +2,9 @@ import { ControlService, type Node } from "../../gen/polymur/control/v1/control_
 import type { Command, CommandIO } from "../polymurctl.ts";
 import {
   COMMON_HELP,
+  commandArgs,
   EXIT,
-  fail,
   isoTime,
-  parseCommandArgs,
   printJson,
   runWithConnection,
   table,
@@ -62,17 +61,9 @@ export function nodeJson(n: Node, version: bigint) {
 export const nodesCommand: Command = {
   usage,
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
-    let parsed: ReturnType<typeof parseCommandArgs<typeof OPTIONS>>;
-    try {
-      parsed = parseCommandArgs(argv, OPTIONS);
-    } catch (err) {
-      return fail("nodes", io, { exit: EXIT.usage, message: (err as Error).message }, false);
-    }
+    const parsed = commandArgs("nodes", usage, argv, OPTIONS, io);
+    if (typeof parsed === "number") return parsed;
     const { values, positionals } = parsed;
-    if (values.help === true) {
-      io.stdout.write(`${usage}\n`);
-      return EXIT.ok;
-    }
     const [sub = "ls", ...args] = positionals;
     return runWithConnection(`nodes ${sub}`, values, io, async (conn) => {
       if (sub !== "ls" && sub !== "list")

@@ -8,10 +8,9 @@ import {
 import type { Command, CommandIO } from "../polymurctl.ts";
 import {
   COMMON_HELP,
+  commandArgs,
   EXIT,
   expectedVersion,
-  fail,
-  parseCommandArgs,
   printJson,
   runWithConnection,
   scopeArg,
@@ -111,17 +110,9 @@ function row(scope: string, r: Routing | undefined): string[] {
 export const routeCommand: Command = {
   usage,
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
-    let parsed: ReturnType<typeof parseCommandArgs<typeof OPTIONS>>;
-    try {
-      parsed = parseCommandArgs(argv, OPTIONS);
-    } catch (err) {
-      return fail("route", io, { exit: EXIT.usage, message: (err as Error).message }, false);
-    }
+    const parsed = commandArgs("route", usage, argv, OPTIONS, io);
+    if (typeof parsed === "number") return parsed;
     const { values, positionals } = parsed;
-    if (values.help === true) {
-      io.stdout.write(`${usage}\n`);
-      return EXIT.ok;
-    }
     const [sub, ...args] = positionals;
     return runWithConnection(`route ${sub ?? ""}`.trim(), values, io, async (conn) => {
       const json = conn.settings.json;

@@ -6,9 +6,8 @@ import { ControlService } from "../../gen/polymur/control/v1/control_pb.ts";
 import type { Command, CommandIO } from "../polymurctl.ts";
 import {
   COMMON_HELP,
+  commandArgs,
   EXIT,
-  fail,
-  parseCommandArgs,
   printJson,
   runWithConnection,
   UsageError,
@@ -28,17 +27,9 @@ const NO_OPTIONS = {} as const;
 export const statusCommand: Command = {
   usage,
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
-    let parsed: ReturnType<typeof parseCommandArgs<typeof NO_OPTIONS>>;
-    try {
-      parsed = parseCommandArgs(argv, NO_OPTIONS);
-    } catch (err) {
-      return fail("status", io, { exit: EXIT.usage, message: (err as Error).message }, false);
-    }
+    const parsed = commandArgs("status", usage, argv, NO_OPTIONS, io);
+    if (typeof parsed === "number") return parsed;
     const { values, positionals } = parsed;
-    if (values.help === true) {
-      io.stdout.write(`${usage}\n`);
-      return EXIT.ok;
-    }
     return runWithConnection("status", values, io, async (conn) => {
       if (positionals.length > 0) throw new UsageError(`unexpected argument "${positionals[0]}"`);
       const { server, json, token } = conn.settings;
