@@ -384,6 +384,15 @@ interface HashRun {
 }
 
 /** Compares the relays' per-destination name-set digests; returns true when all agree. */
+/**
+ * Results are committed: this machine's paths (the checkout, the temporary
+ * work directories) become $REPO and $TMPDIR, as in relaybench's baseline files.
+ */
+function portablePaths(text: string): string {
+  const tmp = os.tmpdir();
+  return text.split(REPO).join("$REPO").split(`${tmp}/`).join("$TMPDIR/");
+}
+
 function reportHashCheck(runs: Map<RelayName, HashRun>, resultsFile: string): boolean {
   console.log("\nhash-check (carbon_ch, 3 destinations, 100000 names, seed 1): d1=a d2=b d3=c");
   const eq = (a: unknown[], b: unknown[]) => JSON.stringify(a) === JSON.stringify(b);
@@ -469,7 +478,7 @@ async function main(): Promise<number> {
       const code = await relaybench(rb, args);
       const records = readJsonLines(tmp);
       if (records.length > 0) {
-        fs.appendFileSync(resultsFile, fs.readFileSync(tmp));
+        fs.appendFileSync(resultsFile, portablePaths(fs.readFileSync(tmp, "utf8")));
         reportFiles.push(tmp);
       }
       if (code !== 0) {
