@@ -78,7 +78,9 @@ async function subscribe(
 ): Promise<ControlSubscriber> {
   const cp = options.controlPlane!;
   const { createControlSubscriber } = await import("../dataplane/control-subscriber.ts");
-  const { relayConfigFromSnapshot } = await import("../dataplane/control-config.ts");
+  const { nodeStatusFromStats, relayConfigFromSnapshot } = await import(
+    "../dataplane/control-config.ts"
+  );
   let first: () => void = () => {};
   const ready = new Promise<void>((resolve) => {
     first = resolve;
@@ -106,32 +108,7 @@ async function subscribe(
       first();
     },
     status() {
-      const s = node.stats();
-      let forwarded = 0;
-      let dropped = 0;
-      for (const d of s.destinations) {
-        forwarded += d.forwarded;
-        dropped += d.dropped;
-      }
-      const rejected = Object.values(s.rejected).reduce((a, b) => a + b, 0);
-      return {
-        counters: {
-          received: BigInt(s.received),
-          forwarded: BigInt(forwarded),
-          dropped: BigInt(dropped),
-          rejected: BigInt(rejected),
-          connections: BigInt(node.streams()),
-        },
-        destinations: s.destinations.map((d) => ({
-          spec: d.spec,
-          state: d.state,
-          forwarded: BigInt(d.forwarded),
-          dropped: BigInt(d.dropped),
-          queued: BigInt(d.queuedLines),
-          queuedBytes: BigInt(d.queuedBytes),
-          resent: BigInt(d.resent),
-        })),
-      };
+      return nodeStatusFromStats(node.stats(), node.streams());
     },
   });
   log.info(

@@ -81,7 +81,9 @@ async function subscribe(
   // Loaded only for managed nodes: the Connect client and generated code cost
   // a standalone relay process some 25 MB it would never use.
   const { createControlSubscriber } = await import("../dataplane/control-subscriber.ts");
-  const { relayConfigFromSnapshot } = await import("../dataplane/control-config.ts");
+  const { nodeStatusFromStats, relayConfigFromSnapshot } = await import(
+    "../dataplane/control-config.ts"
+  );
   let base = initial;
   let snapshot: NodeConfig | null = null;
   let first: () => void = () => {};
@@ -102,32 +104,7 @@ async function subscribe(
       first();
     },
     status() {
-      const s = node.stats();
-      let forwarded = 0;
-      let dropped = 0;
-      for (const d of s.destinations) {
-        forwarded += d.forwarded;
-        dropped += d.dropped;
-      }
-      const rejected = Object.values(s.rejected).reduce((a, b) => a + b, 0);
-      return {
-        counters: {
-          received: BigInt(s.received),
-          forwarded: BigInt(forwarded),
-          dropped: BigInt(dropped),
-          rejected: BigInt(rejected),
-          connections: BigInt(s.connections),
-        },
-        destinations: s.destinations.map((d) => ({
-          spec: d.spec,
-          state: d.state,
-          forwarded: BigInt(d.forwarded),
-          dropped: BigInt(d.dropped),
-          queued: BigInt(d.queuedLines),
-          queuedBytes: BigInt(d.queuedBytes),
-          resent: BigInt(d.resent),
-        })),
-      };
+      return nodeStatusFromStats(node.stats());
     },
   });
   log.info(

@@ -1,7 +1,9 @@
 import { Distribution, type NodeConfig } from "../gen/polymur/control/v1/control_pb.ts";
+import type { NodeStatus } from "./control-subscriber.ts";
 import { parseDestinationList } from "./destination-spec.ts";
 import type { HashAlgo, HashCompat } from "./hash-router.ts";
 import type { RelayConfig } from "./relay-config.ts";
+import type { EngineStats } from "./relay-engine.ts";
 
 /**
  * The relay configuration a control-plane snapshot asks for: destinations and
@@ -28,5 +30,34 @@ export function relayConfigFromSnapshot(base: RelayConfig, snapshot: NodeConfig)
             router: (r.router || "consistent-hashing") as "consistent-hashing" | "fast-hashing",
             normalize: (r.normalize || "none") as "none" | "sorted-tags" | "cleanse",
           },
+  };
+}
+
+/** What a node reports to the control plane, from its engine counters. */
+export function nodeStatusFromStats(s: EngineStats, connections = s.connections): NodeStatus {
+  let forwarded = 0;
+  let dropped = 0;
+  for (const d of s.destinations) {
+    forwarded += d.forwarded;
+    dropped += d.dropped;
+  }
+  const rejected = Object.values(s.rejected).reduce((a, b) => a + b, 0);
+  return {
+    counters: {
+      received: BigInt(s.received),
+      forwarded: BigInt(forwarded),
+      dropped: BigInt(dropped),
+      rejected: BigInt(rejected),
+      connections: BigInt(connections),
+    },
+    destinations: s.destinations.map((d) => ({
+      spec: d.spec,
+      state: d.state,
+      forwarded: BigInt(d.forwarded),
+      dropped: BigInt(d.dropped),
+      queued: BigInt(d.queuedLines),
+      queuedBytes: BigInt(d.queuedBytes),
+      resent: BigInt(d.resent),
+    })),
   };
 }
