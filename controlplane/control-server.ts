@@ -8,7 +8,7 @@ import { type Credentials, createAuthInterceptor } from "./auth.ts";
 import { createControlService } from "./control-service.ts";
 import type { ControlStore } from "./control-store.ts";
 import { withSpecGrpcMessage } from "./grpc-message.ts";
-import { HealthRegistry } from "./health-registry.ts";
+import { HealthRegistry } from "../common/health-registry.ts";
 import { createNodeService } from "./node-service.ts";
 
 export interface ControlRoutesOptions {

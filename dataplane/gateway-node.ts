@@ -3,6 +3,7 @@ import type http from "node:http";
 import type net from "node:net";
 import { createContextKey, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { HealthRegistry } from "../common/health-registry.ts";
 import type { Logger } from "../common/logger.ts";
 import { IngestService } from "../gen/polymur/ingest/v1/ingest_pb.ts";
 import { type ApiKey, ApiKeyRing, parseKeysFile } from "./api-keys.ts";
@@ -37,6 +38,8 @@ export class GatewayNode {
   readonly #counters = new GatewayCounters();
   readonly #listener: GatewayListener;
   readonly #shutdown = new AbortController();
+  /** gRPC health checking on the proxy listener: "" and the ingest service. */
+  readonly #health = new HealthRegistry([IngestService.typeName]);
   readonly #selfMetrics: SelfMetrics;
   #statsServer: http.Server | null = null;
   #timers: NodeJS.Timeout[] = [];
@@ -81,6 +84,7 @@ export class GatewayNode {
     const handler = connectNodeAdapter({
       routes: (r) => {
         r.service(IngestService, service);
+        this.#health.register(r);
       },
       fallback: legacy,
       // A batch up to twice the limit still gets a clean Reject; beyond that
@@ -229,6 +233,8 @@ export class GatewayNode {
    */
   async shutdown(): Promise<Record<string, number>> {
     this.#ready = false;
+    // Load balancers and proxies probing health stop sending here first.
+    this.#health.shutdown();
     for (const t of this.#timers) clearInterval(t);
     if (this.#o.keysFile !== null) unwatchFile(this.#o.keysFile);
     const deadlineMs = this.#o.shutdownTimeoutSec * 1000;

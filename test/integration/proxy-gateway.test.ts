@@ -15,6 +15,10 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
 import type { ProxyStats } from "../../dataplane/proxy-node.ts";
 import {
+  Health,
+  HealthCheckResponse_ServingStatus as ServingStatus,
+} from "../../gen/grpc/health/v1/health_pb.ts";
+import {
   Compression,
   IngestService,
   type StreamRequestSchema,
@@ -138,6 +142,37 @@ async function until<T>(f: () => Promise<T>, pred: (v: T) => boolean, ms = 20_00
 }
 
 // ---------------------------------------------------------------------------
+
+describe("gateway health", () => {
+  it("answers the gRPC health checking protocol on the proxy listener, NOT_SERVING once stopping", async () => {
+    const t = tmp();
+    const out = await sink();
+    const gw = await gateway(["--keys-file", keysFile(t), "--destinations", out.address]);
+    const health = createClient(
+      Health,
+      createGrpcTransport({ baseUrl: `http://127.0.0.1:${gw.port}` }),
+    );
+    expect((await health.check({ service: "" })).status).toBe(ServingStatus.SERVING);
+    expect((await health.check({ service: "polymur.ingest.v1.IngestService" })).status).toBe(
+      ServingStatus.SERVING,
+    );
+    await expect(health.check({ service: "nope" })).rejects.toThrow(/not_found|NotFound/i);
+    const watch = health.watch({ service: "" });
+    const seen: number[] = [];
+    const done = (async () => {
+      try {
+        for await (const r of watch) seen.push(r.status);
+      } catch {}
+    })();
+    await until(
+      async () => seen.length,
+      (n) => n >= 1,
+    );
+    gw.kill("SIGTERM");
+    await done;
+    expect(seen).toEqual([ServingStatus.SERVING, ServingStatus.NOT_SERVING]);
+  });
+});
 
 describe("proxy → gateway over cleartext HTTP/2", () => {
   it("delivers every datapoint, prefixed with the key's name", async () => {
