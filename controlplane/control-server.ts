@@ -2,13 +2,13 @@ import http2 from "node:http2";
 import type { Socket } from "node:net";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { HealthRegistry } from "../common/health-registry.ts";
 import type { Logger } from "../common/logger.ts";
 import { ControlService, NodeService } from "../gen/polymur/control/v1/control_pb.ts";
 import { type Credentials, createAuthInterceptor } from "./auth.ts";
 import { createControlService } from "./control-service.ts";
 import type { ControlStore } from "./control-store.ts";
 import { withSpecGrpcMessage } from "./grpc-message.ts";
-import { HealthRegistry } from "../common/health-registry.ts";
 import { createNodeService } from "./node-service.ts";
 
 export interface ControlRoutesOptions {

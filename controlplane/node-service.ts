@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
+import { ChangeSignal } from "../common/change-signal.ts";
 import type { Logger } from "../common/logger.ts";
 import type { NodeService, SubscribeRequest } from "../gen/polymur/control/v1/control_pb.ts";
-import { ChangeSignal } from "../common/change-signal.ts";
 import type { ControlStore, NodeSubscription } from "./control-store.ts";
 import { toConnectError } from "./rpc-errors.ts";
 import { nodeConfigFor } from "./state-proto.ts";

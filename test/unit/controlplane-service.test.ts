@@ -13,9 +13,9 @@ import {
 } from "@connectrpc/connect";
 import pino from "pino";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { HealthRegistry, ServingStatus } from "../../common/health-registry.ts";
 import { controlRoutes } from "../../controlplane/control-server.ts";
 import { FileStore } from "../../controlplane/file-store.ts";
-import { HealthRegistry, ServingStatus } from "../../common/health-registry.ts";
 import { Health } from "../../gen/grpc/health/v1/health_pb.ts";
 import {
   ControlService,
