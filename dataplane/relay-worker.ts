@@ -36,7 +36,7 @@ async function handle(m: ToWorker): Promise<void> {
       await engine.listen();
       timer = setInterval(() => {
         if (engine !== null)
-          send({ t: "stats", stats: engine.stats(), rejects: engine.recentRejects().slice(0, 16) });
+          send({ t: "stats", stats: engine.stats(), rejects: engine.recentRejects() });
       }, 1_000);
       send({ t: "ready" });
       return;
