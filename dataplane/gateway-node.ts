@@ -18,7 +18,12 @@ import type { RejectSample } from "./reject-log.ts";
 import type { RelayConfig } from "./relay-config.ts";
 import { type EngineStats, RelayEngine } from "./relay-engine.ts";
 import { SelfMetrics } from "./self-metrics.ts";
-import { startStatsServer } from "./stats-server.ts";
+import {
+  DEFAULT_STAT_ADDR,
+  isDefaultAddress,
+  startAuxiliary,
+  startStatsServer,
+} from "./stats-server.ts";
 
 const kClient = createContextKey<string>("unknown", { description: "client address" });
 
@@ -119,21 +124,31 @@ export class GatewayNode {
       });
     }
     this.ports.listen = await this.#listener.listen();
-    if (this.#o.statAddr !== null) {
-      this.#statsServer = await startStatsServer(
-        {
-          stats: () => this.#engine.stats(),
-          rejects: () => this.#engine.recentRejects(),
-          ready: () => this.#ready,
-          extra: () => ({
-            prometheus: this.#counters.prometheus(),
-            json: { gateway: { ...this.#counters.json(), dedupProxies: this.#dedup.size } },
-          }),
-        },
-        this.#o.statAddr.host,
-        this.#o.statAddr.port,
+    const stat = this.#o.statAddr;
+    if (stat !== null) {
+      this.#statsServer = await startAuxiliary(
+        () =>
+          startStatsServer(
+            {
+              stats: () => this.#engine.stats(),
+              rejects: () => this.#engine.recentRejects(),
+              ready: () => this.#ready,
+              extra: () => ({
+                prometheus: this.#counters.prometheus(),
+                json: { gateway: { ...this.#counters.json(), dedupProxies: this.#dedup.size } },
+              }),
+            },
+            stat.host,
+            stat.port,
+          ),
+        isDefaultAddress(stat, DEFAULT_STAT_ADDR),
+        "stats endpoint",
+        "stat-addr",
+        this.#log,
       );
-      this.ports.stats = (this.#statsServer.address() as net.AddressInfo).port;
+      if (this.#statsServer !== null) {
+        this.ports.stats = (this.#statsServer.address() as net.AddressInfo).port;
+      }
     }
     this.#ready = true;
     this.#timers.push(setInterval(() => this.#logRate(), 5_000));

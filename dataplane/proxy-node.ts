@@ -15,7 +15,12 @@ import { PrometheusText } from "./prometheus-text.ts";
 import type { ProxyOptions } from "./proxy-options.ts";
 import type { RejectSample } from "./reject-log.ts";
 import { type EngineStats, RelayEngine } from "./relay-engine.ts";
-import { startStatsServer } from "./stats-server.ts";
+import {
+  DEFAULT_STAT_ADDR,
+  isDefaultAddress,
+  startAuxiliary,
+  startStatsServer,
+} from "./stats-server.ts";
 
 export interface ProxyStats {
   link: LinkStats;
@@ -140,18 +145,28 @@ export class ProxyNode {
     const { port, udpPort } = await this.#engine.listen();
     this.ports.tcp = port;
     this.ports.udp = udpPort;
-    if (this.#o.statAddr !== null) {
-      this.#statsServer = await startStatsServer(
-        {
-          stats: () => this.#engine.stats(),
-          rejects: () => this.#engine.recentRejects(),
-          ready: () => this.#ready,
-          extra: () => ({ prometheus: this.#prometheus(), json: { proxy: this.stats() } }),
-        },
-        this.#o.statAddr.host,
-        this.#o.statAddr.port,
+    const stat = this.#o.statAddr;
+    if (stat !== null) {
+      this.#statsServer = await startAuxiliary(
+        () =>
+          startStatsServer(
+            {
+              stats: () => this.#engine.stats(),
+              rejects: () => this.#engine.recentRejects(),
+              ready: () => this.#ready,
+              extra: () => ({ prometheus: this.#prometheus(), json: { proxy: this.stats() } }),
+            },
+            stat.host,
+            stat.port,
+          ),
+        isDefaultAddress(stat, DEFAULT_STAT_ADDR),
+        "stats endpoint",
+        "stat-addr",
+        this.#log,
       );
-      this.ports.stats = (this.#statsServer.address() as net.AddressInfo).port;
+      if (this.#statsServer !== null) {
+        this.ports.stats = (this.#statsServer.address() as net.AddressInfo).port;
+      }
     }
     this.#link.start();
     this.#ready = true;

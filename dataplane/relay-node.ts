@@ -10,7 +10,15 @@ import { type EngineStats, RelayEngine } from "./relay-engine.ts";
 import type { RelayProcessOptions } from "./relay-options.ts";
 import { mergeStats } from "./relay-stats.ts";
 import { SelfMetrics } from "./self-metrics.ts";
-import { startStatsServer } from "./stats-server.ts";
+import {
+  DEFAULT_STAT_ADDR,
+  isDefaultAddress,
+  startAuxiliary,
+  startStatsServer,
+} from "./stats-server.ts";
+
+const DEFAULT_API_ADDR = { host: "127.0.0.1", port: 2030 } as const;
+
 import { WorkerPool } from "./worker-pool.ts";
 
 /**
@@ -62,13 +70,29 @@ export class RelayNode {
     this.ports.udp = udpPort;
     await this.#pool?.start(port);
     const p = this.#proc;
-    if (p.apiAddr !== null) {
-      this.#api = await startLineApi(this, { ...p.apiAddr, token: p.apiToken }, this.#log);
-      this.ports.api = (this.#api.address() as net.AddressInfo).port;
+    const api = p.apiAddr;
+    if (api !== null) {
+      this.#api = await startAuxiliary(
+        () => startLineApi(this, { ...api, token: p.apiToken }, this.#log),
+        isDefaultAddress(api, DEFAULT_API_ADDR),
+        "line API",
+        "api-addr",
+        this.#log,
+      );
+      if (this.#api !== null) this.ports.api = (this.#api.address() as net.AddressInfo).port;
     }
-    if (p.statAddr !== null) {
-      this.#statsServer = await startStatsServer(this, p.statAddr.host, p.statAddr.port);
-      this.ports.stats = (this.#statsServer.address() as net.AddressInfo).port;
+    const stat = p.statAddr;
+    if (stat !== null) {
+      this.#statsServer = await startAuxiliary(
+        () => startStatsServer(this, stat.host, stat.port),
+        isDefaultAddress(stat, DEFAULT_STAT_ADDR),
+        "stats endpoint",
+        "stat-addr",
+        this.#log,
+      );
+      if (this.#statsServer !== null) {
+        this.ports.stats = (this.#statsServer.address() as net.AddressInfo).port;
+      }
     }
     this.#ready = true;
     this.#timers.push(setInterval(() => this.#logRate(), 5_000));

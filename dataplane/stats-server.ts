@@ -1,4 +1,5 @@
 import http from "node:http";
+import type { Logger } from "../common/logger.ts";
 import type { RejectSample } from "./reject-log.ts";
 import type { EngineStats } from "./relay-engine.ts";
 
@@ -170,4 +171,39 @@ export function prometheus(s: EngineStats): string {
     d((x) => x.failures),
   );
   return out.join("\n") + "\n";
+}
+
+/** Where the stats endpoints listen unless told otherwise (every role). */
+export const DEFAULT_STAT_ADDR = { host: "127.0.0.1", port: 2020 } as const;
+
+export function isDefaultAddress(
+  a: { host: string; port: number },
+  d: { host: string; port: number },
+): boolean {
+  return a.host === d.host && a.port === d.port;
+}
+
+/**
+ * Starts an auxiliary listener (stats, line API). One that was asked for
+ * explicitly must bind, or the node does not start. One on its default
+ * address is optional: when that port is taken (another polymur on this
+ * host), the node runs without it and says so, instead of refusing to relay.
+ */
+export async function startAuxiliary<T>(
+  start: () => Promise<T>,
+  onDefault: boolean,
+  what: string,
+  option: string,
+  log: Logger,
+): Promise<T | null> {
+  try {
+    return await start();
+  } catch (err) {
+    if (!onDefault || (err as NodeJS.ErrnoException).code !== "EADDRINUSE") throw err;
+    log.warn(
+      { option },
+      `${what} not started: its default address is in use (another polymur on this host?); set --${option} to run it elsewhere`,
+    );
+    return null;
+  }
 }

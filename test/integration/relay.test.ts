@@ -478,6 +478,56 @@ describe("relay: command line", () => {
     await a.waitForLines(1);
   });
 
+  it("runs without its stats and line API when their default ports are taken; an explicit taken address is fatal", async () => {
+    // Hold the default ports (if something else on this host already holds
+    // them, they are just as taken).
+    const held: net.Server[] = [];
+    for (const port of [2020, 2030]) {
+      const s = net.createServer();
+      await new Promise<void>((resolve) => {
+        s.once("error", () => resolve());
+        s.listen(port, "127.0.0.1", () => {
+          held.push(s);
+          resolve();
+        });
+      });
+    }
+    cleanups.push(async () => {
+      for (const s of held) await new Promise((r) => s.close(r));
+    });
+    const a = await sink();
+    const p = await PolymurProcess.role("relay", [
+      "--listen-addr",
+      "127.0.0.1:0",
+      "--destinations",
+      a.address,
+      "--metrics-flush",
+      "0",
+      "--workers",
+      "1",
+    ]);
+    relays.push(p);
+    expect(
+      p.logs.some((l) => l.msg.startsWith("line API not started: its default address is in use")),
+    ).toBe(true);
+    expect(
+      p.logs.some((l) =>
+        l.msg.startsWith("stats endpoint not started: its default address is in use"),
+      ),
+    ).toBe(true);
+    await sendLines(p.port, "still.relays 1 1700000000\n");
+    await a.waitForLines(1);
+    // 2030 is held, and is not the stats endpoint's default: asked for, so fatal.
+    await expect(
+      PolymurProcess.role("relay", [
+        "--listen-addr",
+        "127.0.0.1:0",
+        "--stat-addr",
+        "127.0.0.1:2030",
+      ]),
+    ).rejects.toThrow(/EADDRINUSE/);
+  });
+
   it("refuses an unknown flag with a one-line reason", async () => {
     await expect(relay(["--frobnicate", "1"])).rejects.toThrow(/unknown option --frobnicate/);
   });
