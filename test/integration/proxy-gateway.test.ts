@@ -266,19 +266,31 @@ describe("proxy → gateway over cleartext HTTP/2", () => {
     const list = [dead, a.port, b.port].map((p) => `http://127.0.0.1:${p}`).join(",");
     const px = await proxy(list);
     const f = await Feeder.start(px.port, "rotate", 300);
-    await sleep(500);
-    const first = (await stats(px))["proxy"].link.gateway;
-    expect(first).toBe(`http://127.0.0.1:${a.port}`);
-    await a.stop(); // the proxy moves on to b (after trying the dead one again)
-    await sleep(800);
+    const urlA = `http://127.0.0.1:${a.port}`;
+    const urlB = `http://127.0.0.1:${b.port}`;
+    // The dead one first, then a (or, on a loaded machine where a was slow to
+    // answer, already b): wait for a live link rather than guess a time.
+    const on = await until(
+      () => stats(px),
+      (s) => s["proxy"].link.state === "open" && [urlA, urlB].includes(s["proxy"].link.gateway),
+    );
+    const [current, other] = on["proxy"].link.gateway === urlA ? [a, b] : [b, a];
+    await current.stop(); // the proxy moves on to the other (after trying the dead one again)
+    const otherUrl = `http://127.0.0.1:${other.port}`;
+    await until(
+      () => stats(px),
+      (s) => s["proxy"].link.state === "open" && s["proxy"].link.gateway === otherUrl,
+    );
+    await sleep(300);
     const n = await f.stop();
     const r = await waitForDistinct(out, "rotate", n);
     const s = await stats(px);
-    expect(s["proxy"].link.gateway).toBe(`http://127.0.0.1:${b.port}`);
-    // b cannot know what a queued: batches whose Ack a's shutdown swallowed
-    // are queued again there. At most the batches resent, never a gap.
+    expect(s["proxy"].link.gateway).toBe(otherUrl);
+    // The other gateway cannot know what the stopped one queued: batches whose
+    // Ack its shutdown swallowed are queued again. At most the batches resent,
+    // never a gap.
     expect(r.duplicates).toBeLessThanOrEqual(s["proxy"].link.batchesResent * 10_000);
-    expect((await stats(b))["gateway"].keys[KEY]?.lines).toBeGreaterThan(0);
+    expect((await stats(other))["gateway"].keys[KEY]?.lines).toBeGreaterThan(0);
   });
 
   it("loses nothing when the gateway restarts mid-stream", async () => {
