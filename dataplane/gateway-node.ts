@@ -1,6 +1,5 @@
 import { readFileSync, unwatchFile, watchFile } from "node:fs";
 import type http from "node:http";
-import type net from "node:net";
 import { createContextKey, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { HealthRegistry } from "../common/health-registry.ts";
@@ -18,12 +17,7 @@ import type { RejectSample } from "./reject-log.ts";
 import type { RelayConfig } from "./relay-config.ts";
 import { type EngineStats, RelayEngine } from "./relay-engine.ts";
 import { SelfMetrics } from "./self-metrics.ts";
-import {
-  DEFAULT_STAT_ADDR,
-  isDefaultAddress,
-  startAuxiliary,
-  startStatsServer,
-} from "./stats-server.ts";
+import { startStatsEndpoint } from "./stats-server.ts";
 
 const kClient = createContextKey<string>("unknown", { description: "client address" });
 
@@ -124,32 +118,21 @@ export class GatewayNode {
       });
     }
     this.ports.listen = await this.#listener.listen();
-    const stat = this.#o.statAddr;
-    if (stat !== null) {
-      this.#statsServer = await startAuxiliary(
-        () =>
-          startStatsServer(
-            {
-              stats: () => this.#engine.stats(),
-              rejects: () => this.#engine.recentRejects(),
-              ready: () => this.#ready,
-              extra: () => ({
-                prometheus: this.#counters.prometheus(),
-                json: { gateway: { ...this.#counters.json(), dedupProxies: this.#dedup.size } },
-              }),
-            },
-            stat.host,
-            stat.port,
-          ),
-        isDefaultAddress(stat, DEFAULT_STAT_ADDR),
-        "stats endpoint",
-        "stat-addr",
-        this.#log,
-      );
-      if (this.#statsServer !== null) {
-        this.ports.stats = (this.#statsServer.address() as net.AddressInfo).port;
-      }
-    }
+    const stats = await startStatsEndpoint(
+      {
+        stats: () => this.#engine.stats(),
+        rejects: () => this.#engine.recentRejects(),
+        ready: () => this.#ready,
+        extra: () => ({
+          prometheus: this.#counters.prometheus(),
+          json: { gateway: { ...this.#counters.json(), dedupProxies: this.#dedup.size } },
+        }),
+      },
+      this.#o.statAddr,
+      this.#log,
+    );
+    this.#statsServer = stats?.server ?? null;
+    this.ports.stats = stats?.port ?? null;
     this.#ready = true;
     this.#timers.push(setInterval(() => this.#logRate(), 5_000));
     const sec = this.#o.metricsFlushSec;

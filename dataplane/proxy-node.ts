@@ -1,7 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { writeFileSync } from "node:fs";
 import type http from "node:http";
-import type net from "node:net";
 import { hostname } from "node:os";
 import path from "node:path";
 import type { ConnectError } from "@connectrpc/connect";
@@ -15,12 +14,7 @@ import { PrometheusText } from "./prometheus-text.ts";
 import type { ProxyOptions } from "./proxy-options.ts";
 import type { RejectSample } from "./reject-log.ts";
 import { type EngineStats, RelayEngine } from "./relay-engine.ts";
-import {
-  DEFAULT_STAT_ADDR,
-  isDefaultAddress,
-  startAuxiliary,
-  startStatsServer,
-} from "./stats-server.ts";
+import { startStatsEndpoint } from "./stats-server.ts";
 
 export interface ProxyStats {
   link: LinkStats;
@@ -145,29 +139,18 @@ export class ProxyNode {
     const { port, udpPort } = await this.#engine.listen();
     this.ports.tcp = port;
     this.ports.udp = udpPort;
-    const stat = this.#o.statAddr;
-    if (stat !== null) {
-      this.#statsServer = await startAuxiliary(
-        () =>
-          startStatsServer(
-            {
-              stats: () => this.#engine.stats(),
-              rejects: () => this.#engine.recentRejects(),
-              ready: () => this.#ready,
-              extra: () => ({ prometheus: this.#prometheus(), json: { proxy: this.stats() } }),
-            },
-            stat.host,
-            stat.port,
-          ),
-        isDefaultAddress(stat, DEFAULT_STAT_ADDR),
-        "stats endpoint",
-        "stat-addr",
-        this.#log,
-      );
-      if (this.#statsServer !== null) {
-        this.ports.stats = (this.#statsServer.address() as net.AddressInfo).port;
-      }
-    }
+    const stats = await startStatsEndpoint(
+      {
+        stats: () => this.#engine.stats(),
+        rejects: () => this.#engine.recentRejects(),
+        ready: () => this.#ready,
+        extra: () => ({ prometheus: this.#prometheus(), json: { proxy: this.stats() } }),
+      },
+      this.#o.statAddr,
+      this.#log,
+    );
+    this.#statsServer = stats?.server ?? null;
+    this.ports.stats = stats?.port ?? null;
     this.#link.start();
     this.#ready = true;
     this.#timers.push(setInterval(() => this.#logRate(), 5_000));

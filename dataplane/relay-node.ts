@@ -10,12 +10,7 @@ import { type EngineStats, RelayEngine } from "./relay-engine.ts";
 import type { RelayProcessOptions } from "./relay-options.ts";
 import { mergeStats } from "./relay-stats.ts";
 import { SelfMetrics } from "./self-metrics.ts";
-import {
-  DEFAULT_STAT_ADDR,
-  isDefaultAddress,
-  startAuxiliary,
-  startStatsServer,
-} from "./stats-server.ts";
+import { isDefaultAddress, startAuxiliary, startStatsEndpoint } from "./stats-server.ts";
 
 const DEFAULT_API_ADDR = { host: "127.0.0.1", port: 2030 } as const;
 
@@ -81,19 +76,9 @@ export class RelayNode {
       );
       if (this.#api !== null) this.ports.api = (this.#api.address() as net.AddressInfo).port;
     }
-    const stat = p.statAddr;
-    if (stat !== null) {
-      this.#statsServer = await startAuxiliary(
-        () => startStatsServer(this, stat.host, stat.port),
-        isDefaultAddress(stat, DEFAULT_STAT_ADDR),
-        "stats endpoint",
-        "stat-addr",
-        this.#log,
-      );
-      if (this.#statsServer !== null) {
-        this.ports.stats = (this.#statsServer.address() as net.AddressInfo).port;
-      }
-    }
+    const stats = await startStatsEndpoint(this, p.statAddr, this.#log);
+    this.#statsServer = stats?.server ?? null;
+    this.ports.stats = stats?.port ?? null;
     this.#ready = true;
     this.#timers.push(setInterval(() => this.#logRate(), 5_000));
     this.#scheduleSelfMetrics();

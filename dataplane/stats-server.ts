@@ -1,4 +1,5 @@
 import http from "node:http";
+import type { AddressInfo } from "node:net";
 import type { Logger } from "../common/logger.ts";
 import type { RejectSample } from "./reject-log.ts";
 import type { EngineStats } from "./relay-engine.ts";
@@ -206,4 +207,25 @@ export async function startAuxiliary<T>(
     );
     return null;
   }
+}
+
+/**
+ * The stats endpoint of any role on `--stat-addr` (null = off), started as an
+ * auxiliary listener (see startAuxiliary). Resolves with the server and its
+ * bound port, or null when it is off or its default port was taken.
+ */
+export async function startStatsEndpoint(
+  source: StatsSource,
+  addr: { host: string; port: number } | null,
+  log: Logger,
+): Promise<{ server: http.Server; port: number } | null> {
+  if (addr === null) return null;
+  const server = await startAuxiliary(
+    () => startStatsServer(source, addr.host, addr.port),
+    isDefaultAddress(addr, DEFAULT_STAT_ADDR),
+    "stats endpoint",
+    "stat-addr",
+    log,
+  );
+  return server === null ? null : { server, port: (server.address() as AddressInfo).port };
 }
