@@ -37,12 +37,13 @@ async function main(argv: string[]): Promise<void> {
   await runRelay(argv);
 }
 
+// A role that fails while starting may already hold listeners, connections or
+// worker processes that would keep it alive without doing its job: exit.
 main(process.argv.slice(2)).catch((err: unknown) => {
   if (err instanceof PolymurError) {
     console.error(`polymur: ${err.message}`);
-    process.exitCode = 2;
-  } else {
-    console.error(err);
-    process.exitCode = 1;
+    process.exit(2);
   }
+  console.error(err);
+  process.exit(1);
 });

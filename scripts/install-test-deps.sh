@@ -180,7 +180,10 @@ else
   mv -f "$consul_bin.tmp" "$consul_bin"
   rm -rf "$work"
   trap - EXIT
-  "$consul_bin" version | head -n 1 >&2
+  # Not `| head -n 1`: with pipefail, consul writing on after head exits
+  # (SIGPIPE) would fail the whole script, now and then.
+  version="$("$consul_bin" version)"
+  echo "${version%%$'\n'*}" >&2
 fi
 
 log "done"
