@@ -8,7 +8,7 @@
 FROM node:24-slim AS build
 WORKDIR /src
 COPY . .
-RUN npm ci && test -f dist/cli/polymur.js
+RUN npm ci && test -f dist/cli/polymur/main.js
 
 # Run: production dependencies only, the compiled dist/ and the launcher.
 FROM node:24-slim

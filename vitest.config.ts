@@ -1,11 +1,19 @@
 import { defineConfig } from "vitest/config";
 
-// Two projects: fast unit tests, and integration tests that start real processes
-// (polymur itself, carbon-cache, Consul) on 127.0.0.1. Both run in `npm test`.
+// Three projects: static checks of the repository itself (import rules, docs,
+// the compose file), fast unit tests that mirror the source tree, and
+// integration tests that start real processes (polymur itself, carbon-cache,
+// Consul) on 127.0.0.1. All run in `npm test`.
 export default defineConfig({
   test: {
     pool: "forks",
     projects: [
+      {
+        test: {
+          name: "static",
+          include: ["test/static/**/*.test.ts"],
+        },
+      },
       {
         test: {
           name: "unit",

@@ -395,7 +395,7 @@ function median(xs: number[]): number {
 }
 
 async function main(): Promise<void> {
-  if (!fs.existsSync(path.join(REPO, "dist/cli/polymur.js"))) {
+  if (!fs.existsSync(path.join(REPO, "dist/cli/polymur/main.js"))) {
     throw new Error("dist/ is missing: npm run build first");
   }
   console.error(

@@ -7,12 +7,12 @@
  *   node bench/hash.bench.ts [names=1000000]
  */
 import { spawnSync } from "node:child_process";
-import { parseDestinationList } from "../dataplane/destination-spec.ts";
+import { parseDestinationList } from "../dataplane/forward/destination-spec.ts";
 import {
   createHashRouter,
   type HashRouter,
   type HashRouterOptions,
-} from "../dataplane/hash-router.ts";
+} from "../dataplane/route/hash/hash-router.ts";
 
 const count = Number(process.argv[2] ?? 1_000_000);
 const only = process.argv[3];

@@ -12,7 +12,7 @@
  * The lines are those relaybench's gen sends (its name and value generators ported
  * below, same seed: depth 4-9, ~48-character names, ~68 bytes a line), cut into 64 KiB
  * chunks at arbitrary offsets like a socket read. The route/table cases run only when
- * dataplane/hash-router.ts exports createHashRouter. Each case runs in a child process
+ * dataplane/route/hash/hash-router.ts exports createHashRouter. Each case runs in a child process
  * of its own so the JIT sees one kind of sink per call site; one untimed pass, then
  * --runs timed passes, median and best reported.
  *
@@ -22,8 +22,8 @@
  */
 import { spawnSync } from "node:child_process";
 import { parseArgs } from "node:util";
-import { LineFramer, type LineSink } from "../dataplane/line-framer.ts";
-import { RouteTable } from "../dataplane/route-table.ts";
+import { type FrameHandler, LineFramer } from "../dataplane/ingest/line-framer.ts";
+import { RouteTable } from "../dataplane/route/route-table.ts";
 
 const CHUNK = 64 * 1024;
 const CASES = [
@@ -290,7 +290,7 @@ function render(pool: readonly string[], lines: number, badEvery100: boolean): W
 }
 
 // ---------------------------------------------------------------------------
-// hash router (optional: only when dataplane/hash-router.ts exports createHashRouter)
+// hash router (optional: only when dataplane/route/hash/hash-router.ts exports createHashRouter)
 
 interface RouterLike {
   route(key: Uint8Array, start: number, end: number, out: Uint8Array): number;
@@ -303,13 +303,13 @@ async function loadHashRouter(): Promise<{ create: CreateRouter; members: unknow
   let router: Record<string, unknown>;
   let specs: Record<string, unknown>;
   try {
-    router = await import(new URL("hash-router.ts", dir).href);
-    specs = await import(new URL("destination-spec.ts", dir).href);
+    router = await import(new URL("route/hash/hash-router.ts", dir).href);
+    specs = await import(new URL("forward/destination-spec.ts", dir).href);
   } catch (err) {
-    return `dataplane/hash-router.ts not loadable (${(err as Error).message.split("\n")[0]})`;
+    return `dataplane/route/hash/hash-router.ts not loadable (${(err as Error).message.split("\n")[0]})`;
   }
   if (typeof router["createHashRouter"] !== "function") {
-    return "dataplane/hash-router.ts has no createHashRouter export";
+    return "dataplane/route/hash/hash-router.ts has no createHashRouter export";
   }
   const parse = specs["parseDestinationList"] as (list: string) => unknown[];
   // the destinations relaybench gives polymur in hash mode ({dests_inst}): instances a, b, c
@@ -333,7 +333,7 @@ interface CaseResult {
   skipped?: string;
 }
 
-class CountingSink implements LineSink {
+class CountingSink implements FrameHandler {
   lines = 0;
   rejects = 0;
   segment(_buf: Buffer, _start: number, _end: number, lines: number): void {
@@ -410,7 +410,7 @@ async function runCase(name: CaseName): Promise<CaseResult> {
       type Dests = ConstructorParameters<typeof RouteTable>[0];
       type Hash = ConstructorParameters<typeof RouteTable>[1];
       const table = new RouteTable(dests as unknown as Dests, router as unknown as Hash);
-      const sink: LineSink = {
+      const sink: FrameHandler = {
         segment: (buf, start, end, lines) => table.route(buf, start, end, lines),
         reject: () => {},
       };

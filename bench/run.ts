@@ -315,7 +315,7 @@ function newestMtime(dir: string): number {
 /** `npm run build` when a source (see tsconfig.build.json) is newer than dist/. */
 function buildIfStale(): void {
   if (!relays.includes("polymur")) return;
-  const entry = path.join(REPO, "dist/cli/polymur.js");
+  const entry = path.join(REPO, "dist/cli/polymur/main.js");
   const built = fs.existsSync(entry) ? fs.statSync(entry).mtimeMs : 0;
   const sources = ["dataplane", "controlplane", "cli", "common", "gen"].map((d) =>
     path.join(REPO, d),

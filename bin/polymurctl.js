@@ -1,2 +1,2 @@
 #!/usr/bin/env node
-import "../dist/cli/polymurctl.js";
+import "../dist/cli/polymurctl/main.js";

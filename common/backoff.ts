@@ -1,4 +1,16 @@
 /**
+ * Reconnect delays shared by every reconnecting peer of the data plane
+ * (destinations, the proxy's gateway link): the first delay and the cap. The
+ * `--backoff-min`/`--backoff-max` flag defaults are built from these.
+ */
+export const BACKOFF_DEFAULTS = {
+  /** First reconnect delay: 100 ms. */
+  minMs: 100,
+  /** Reconnect delay cap: 10 s. */
+  maxMs: 10_000,
+} as const;
+
+/**
  * Capped exponential backoff with "equal jitter" (half fixed, half random),
  * so a fleet that lost the same peer does not reconnect in step. `attempt`
  * counts from 0.

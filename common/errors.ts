@@ -48,3 +48,16 @@ export class PolymurError extends Error {
     return typeof value === "object" && value !== null && kPolymurError in value;
   }
 }
+
+/**
+ * A command-line usage or configuration problem (an unknown flag, a missing
+ * argument, a bad value, an unreadable config file): the command prints its
+ * message on one line and exits 2. It has no POLYMUR_ERR_* code: it never
+ * leaves the process that threw it.
+ */
+export class UsageError extends Error {
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = "UsageError";
+  }
+}

@@ -1,5 +1,5 @@
 import { ErrorCode, PolymurError } from "../common/errors.ts";
-import { parseDestination } from "../dataplane/destination-spec.ts";
+import { parseDestination } from "../dataplane/forward/destination-spec.ts";
 import {
   Distribution as ProtoDistribution,
   type Scope as ProtoScope,

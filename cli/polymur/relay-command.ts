@@ -1,0 +1,126 @@
+import { readFileSync } from "node:fs";
+import { ErrorCode, PolymurError } from "../../common/errors.ts";
+import { createLogger, type Logger } from "../../common/logger.ts";
+import {
+  formatHelp,
+  parseArgv,
+  parseConfigFile,
+  type RawOptions,
+  resolveOptions,
+} from "../../common/options.ts";
+import type { ControlSubscriber } from "../../dataplane/control/control-subscriber.ts";
+import type { RelayConfig } from "../../dataplane/nodes/relay-config.ts";
+import { RelayNode } from "../../dataplane/nodes/relay-node.ts";
+import {
+  buildNodeOptions,
+  buildRelayConfig,
+  RELAY_OPTIONS,
+  type RelayNodeOptions,
+} from "../../dataplane/nodes/relay-options.ts";
+import type { NodeConfig } from "../../gen/polymur/control/v1/control_pb.ts";
+import { reloadConfig } from "./reload-config.ts";
+import { handleSignals } from "./signals.ts";
+
+/** `polymur relay`: runs in the foreground until SIGTERM/SIGINT; SIGHUP reloads. */
+export async function runRelay(argv: string[]): Promise<void> {
+  if (argv.includes("--help") || argv.includes("-h")) {
+    console.log(formatHelp("usage: polymur relay [options]", RELAY_OPTIONS));
+    return;
+  }
+  const { flags, positional } = parseArgv(RELAY_OPTIONS, argv);
+  if (positional.length > 0) {
+    throw new PolymurError(ErrorCode.Config, `unexpected argument "${positional[0]}" (see --help)`);
+  }
+  const load = (): RawOptions => {
+    const path = flags.get("config") ?? process.env["POLYMUR_CONFIG"] ?? "";
+    const file = path === "" ? new Map<string, string>() : parseConfigFile(RELAY_OPTIONS, path);
+    return resolveOptions(RELAY_OPTIONS, flags, process.env, file);
+  };
+  const raw = load();
+  const proc = buildNodeOptions(raw);
+  const config = buildRelayConfig(raw);
+  const log = createLogger({ level: proc.logLevel, bindings: { role: "relay" } });
+  const node = new RelayNode(config, proc, log);
+  const control = proc.controlPlane === "" ? null : await subscribe(node, proc, config, log);
+  await node.start();
+
+  handleSignals("relay", log, {
+    async stop() {
+      await control?.subscriber.stop();
+      await node.shutdown();
+    },
+    reload() {
+      if (proc.configPath === "") {
+        log.warn("SIGHUP: no --config file to reload");
+        return;
+      }
+      reloadConfig(
+        RELAY_OPTIONS,
+        raw,
+        load,
+        (next) => {
+          const base = buildRelayConfig(next);
+          node.apply(control === null ? base : control.overlay(base));
+        },
+        proc.configPath,
+        log,
+      );
+    },
+  });
+}
+
+/**
+ * A managed node: its destinations and routing come from the control plane.
+ * It starts listening only once it has a configuration (saved from an earlier
+ * run, or the first snapshot), so nothing it accepts is lost for want of
+ * destinations; senders wait in the TCP backlog meanwhile.
+ */
+async function subscribe(
+  node: RelayNode,
+  proc: RelayNodeOptions,
+  initial: RelayConfig,
+  log: Logger,
+): Promise<{ subscriber: ControlSubscriber; overlay(base: RelayConfig): RelayConfig }> {
+  // Loaded only for managed nodes: the Connect client and generated code cost
+  // a standalone relay process some 25 MB it would never use.
+  const { createControlSubscriber } = await import("../../dataplane/control/control-subscriber.ts");
+  const { nodeStatusFromStats, configFromSnapshot } = await import(
+    "../../dataplane/control/control-config.ts"
+  );
+  let base = initial;
+  let snapshot: NodeConfig | null = null;
+  let first: () => void = () => {};
+  const ready = new Promise<void>((resolve) => {
+    first = resolve;
+  });
+  const subscriber = createControlSubscriber({
+    url: proc.controlPlane,
+    group: proc.group,
+    role: "relay",
+    nodeToken: proc.nodeToken,
+    ...(proc.stateDir === "" ? {} : { stateDir: proc.stateDir }),
+    ...(proc.controlCa === "" ? {} : { ca: readFileSync(proc.controlCa, "utf8") }),
+    log,
+    onConfig(config) {
+      node.apply(configFromSnapshot(base, config));
+      snapshot = config;
+      first();
+    },
+    status() {
+      return nodeStatusFromStats(node.stats());
+    },
+  });
+  log.info(
+    { controlPlane: proc.controlPlane, group: proc.group, nodeId: subscriber.nodeId },
+    "waiting for a configuration from the control plane",
+  );
+  subscriber.start();
+  await ready;
+  return {
+    subscriber,
+    overlay(next: RelayConfig): RelayConfig {
+      base = next;
+      return snapshot === null ? next : configFromSnapshot(next, snapshot);
+    },
+  };
+}

@@ -1,0 +1,36 @@
+import type { Logger } from "../../common/logger.ts";
+
+export interface SignalHandlers {
+  /** SIGTERM and SIGINT: runs once, then the process exits 0 (1 if it failed). */
+  stop(): Promise<unknown>;
+  /**
+   * SIGHUP. Without one, SIGHUP is logged as reloading nothing (instead of
+   * killing the process, its default action).
+   */
+  reload?(): void;
+}
+
+/** How every role (relay, proxy, gateway, control) answers signals. */
+export function handleSignals(role: string, log: Logger, handlers: SignalHandlers): void {
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info({ signal }, "stopping");
+    void handlers.stop().then(
+      () => process.exit(0),
+      (err: unknown) => {
+        log.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", () => stop("SIGTERM"));
+  process.on("SIGINT", () => stop("SIGINT"));
+  const reload =
+    handlers.reload ??
+    (() => log.warn(`SIGHUP: a ${role} reloads nothing; restart it to change options`));
+  process.on("SIGHUP", () => {
+    if (!stopping) reload();
+  });
+}

@@ -1,0 +1,236 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import { UsageError } from "../../../common/errors.ts";
+import {
+  ControlService,
+  Distribution,
+  type Routing,
+  type RoutingSchema,
+} from "../../../gen/polymur/control/v1/control_pb.ts";
+import {
+  COMMON_HELP,
+  commandArgs,
+  EXIT,
+  expectedVersion,
+  printJson,
+  runWithConnection,
+  scopeArg,
+  scopeJson,
+  scopeText,
+  table,
+} from "../client/index.ts";
+import type { Command, CommandIO } from "../command.ts";
+
+const usage = `usage: polymurctl route set (--all | --group NAME) broadcast
+       polymurctl route set (--all | --group NAME) hash-route [--hash ALGO] [--compat C]
+                 [--replication N] [--diverse-replicas true|false] [--router R] [--normalize N]
+       polymurctl route set --group NAME inherit
+       polymurctl route show [--group NAME]
+
+How nodes spread datapoints over their destinations: broadcast (every destination gets
+every datapoint) or hash-route (consistent hashing, bit-exact with carbon or
+carbon-c-relay). A group's policy overrides the fleet's (--all); "inherit" drops the
+group's own policy. Nodes of a group without either use broadcast.
+"show --group NAME" prints the policy that group's nodes apply.
+
+hash-route options (as \`polymur relay\` and \`polymurctl hash\`):
+  --hash carbon_ch|fnv1a_ch|mmh3_ch|jump_fnv1a_ch   default carbon_ch (mmh3_ch for fast-hashing)
+  --compat carbon|carbon-c-relay                    default carbon
+  --replication N                                   default 1
+  --diverse-replicas true|false                     default true with carbon, false otherwise
+  --router consistent-hashing|fast-hashing          default consistent-hashing
+  --normalize none|sorted-tags|cleanse              default none
+  --expected-version N                              change only if the state is at version N
+
+${COMMON_HELP}`;
+
+const OPTIONS = {
+  all: { type: "boolean" },
+  group: { type: "string" },
+  hash: { type: "string" },
+  compat: { type: "string" },
+  replication: { type: "string" },
+  "diverse-replicas": { type: "string" },
+  router: { type: "string" },
+  normalize: { type: "string" },
+  "expected-version": { type: "string" },
+} as const;
+
+function distributionName(d: Distribution | undefined): string {
+  return d === Distribution.HASH_ROUTE
+    ? "hash-route"
+    : d === Distribution.BROADCAST
+      ? "broadcast"
+      : "unset";
+}
+
+function routingJson(r: Routing | undefined) {
+  const hash = r?.distribution === Distribution.HASH_ROUTE;
+  return {
+    distribution: distributionName(r?.distribution),
+    ...(hash
+      ? {
+          hash: r?.hash,
+          compat: r?.compat,
+          replication: r?.replication,
+          diverseReplicas: r?.diverseReplicas,
+          router: r?.router,
+          normalize: r?.normalize,
+        }
+      : {}),
+  };
+}
+
+const HEADER = [
+  "SCOPE",
+  "DISTRIBUTION",
+  "HASH",
+  "COMPAT",
+  "REPLICATION",
+  "DIVERSE",
+  "ROUTER",
+  "NORMALIZE",
+];
+
+function row(scope: string, r: Routing | undefined): string[] {
+  if (r?.distribution !== Distribution.HASH_ROUTE) {
+    return [scope, distributionName(r?.distribution), "-", "-", "-", "-", "-", "-"];
+  }
+  return [
+    scope,
+    "hash-route",
+    r.hash,
+    r.compat,
+    String(r.replication),
+    String(r.diverseReplicas),
+    r.router,
+    r.normalize,
+  ];
+}
+
+export const routeCommand: Command = {
+  usage,
+  async run(argv: readonly string[], io: CommandIO): Promise<number> {
+    const parsed = commandArgs("route", usage, argv, OPTIONS, io);
+    if (typeof parsed === "number") return parsed;
+    const { values, positionals } = parsed;
+    const [sub, ...args] = positionals;
+    return runWithConnection(`route ${sub ?? ""}`.trim(), values, io, async (conn) => {
+      const json = conn.settings.json;
+      if (sub === "set") {
+        const scope = scopeArg(values, true)!;
+        const [mode, extra] = args;
+        if (extra !== undefined) throw new UsageError(`unexpected argument "${extra}"`);
+        const hashFlags = [
+          "hash",
+          "compat",
+          "replication",
+          "diverse-replicas",
+          "router",
+          "normalize",
+        ] as const;
+        const given = hashFlags.filter((f) => values[f] !== undefined);
+        let routing: MessageInitShape<typeof RoutingSchema>;
+        if (mode === "broadcast" || mode === "inherit") {
+          if (given.length > 0) throw new UsageError(`--${given[0]} applies to hash-route only`);
+          if (mode === "inherit" && scope.case === "all") {
+            throw new UsageError("only a group can inherit: route set --group NAME inherit");
+          }
+          routing = {
+            distribution: mode === "broadcast" ? Distribution.BROADCAST : Distribution.UNSPECIFIED,
+          };
+        } else if (mode === "hash-route") {
+          const compat = values.compat ?? "carbon";
+          const rep = values.replication ?? "1";
+          if (!/^\d+$/.test(rep))
+            throw new UsageError(`--replication must be a whole number; got "${rep}"`);
+          const diverse = values["diverse-replicas"] ?? (compat === "carbon" ? "true" : "false");
+          if (diverse !== "true" && diverse !== "false") {
+            throw new UsageError(`--diverse-replicas must be true or false; got "${diverse}"`);
+          }
+          routing = {
+            distribution: Distribution.HASH_ROUTE,
+            hash: values.hash ?? "",
+            compat,
+            replication: Number(rep),
+            diverseReplicas: diverse === "true",
+            router: values.router ?? "",
+            normalize: values.normalize ?? "",
+          };
+        } else {
+          throw new UsageError(
+            mode === undefined
+              ? "route set needs broadcast, hash-route or inherit"
+              : `unknown distribution "${mode}" (broadcast, hash-route, inherit)`,
+          );
+        }
+        const e = expectedVersion(values["expected-version"]);
+        const r = await conn.client(ControlService).setRouting({
+          scope: { target: scope },
+          routing,
+          ...(e === undefined ? {} : { expectedVersion: e }),
+        });
+        const where = scope.case === "all" ? "all nodes" : `group ${scope.value}`;
+        if (json)
+          printJson(io, { version: r.version, scope: scopeJson({ target: scope }), routing: mode });
+        else {
+          io.stdout.write(
+            mode === "inherit"
+              ? `${where} now follows the fleet-wide routing (state version ${r.version})\n`
+              : `${where}: ${mode} (state version ${r.version})\n`,
+          );
+        }
+        return EXIT.ok;
+      }
+      if (sub === "show" || sub === "ls") {
+        if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}"`);
+        if (values.all === true)
+          throw new UsageError("route show shows every scope; --group NAME for one group");
+        const r = await conn.client(ControlService).getRouting({});
+        if (values.group !== undefined) {
+          const g = values.group;
+          const own = r.routing.find(
+            (x) => x.scope?.target.case === "group" && x.scope.target.value === g,
+          );
+          const fleet = r.routing.find((x) => x.scope?.target.case === "all");
+          const [from, routing] = own
+            ? [`group ${g}`, own.routing]
+            : fleet
+              ? ["all (inherited)", fleet.routing]
+              : ["default", { distribution: Distribution.BROADCAST } as Routing];
+          if (json)
+            printJson(io, { version: r.version, group: g, from, routing: routingJson(routing) });
+          else
+            io.stdout.write(table(HEADER, [row(from, routing)]) + `(state version ${r.version})\n`);
+          return EXIT.ok;
+        }
+        if (json) {
+          printJson(io, {
+            version: r.version,
+            routing: r.routing.map((x) => ({
+              scope: scopeJson(x.scope),
+              ...routingJson(x.routing),
+            })),
+          });
+        } else if (r.routing.length === 0) {
+          io.stdout.write(
+            `no routing policy: every node broadcasts (state version ${r.version})\n`,
+          );
+        } else {
+          io.stdout.write(
+            table(
+              HEADER,
+              r.routing.map((x) => row(scopeText(x.scope), x.routing)),
+            ),
+          );
+          io.stdout.write(`(state version ${r.version})\n`);
+        }
+        return EXIT.ok;
+      }
+      throw new UsageError(
+        sub === undefined
+          ? "route needs set or show (see --help)"
+          : `unknown route command "${sub}" (set, show)`,
+      );
+    });
+  },
+};

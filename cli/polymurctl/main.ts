@@ -1,0 +1,88 @@
+/**
+ * `polymurctl`: the operator's command-line tool. Each subcommand lives in its own module
+ * under commands/ and is loaded on demand, so a command that talks to the control
+ * plane (dest, route, key, nodes, status) never slows down one that does not (hash).
+ */
+import type { Command, CommandIO } from "./command.ts";
+
+interface CommandEntry {
+  summary: string;
+  load: () => Promise<Command>;
+}
+
+const commands: Record<string, CommandEntry> = {
+  hash: {
+    summary: "show where metric names (stdin) are routed by carbon/carbon-c-relay hashing",
+    load: async () => (await import("./commands/hash.ts")).hashCommand,
+  },
+  dest: {
+    summary: "add, remove and list destinations, fleet-wide (--all) or per group",
+    load: async () => (await import("./commands/dest.ts")).destCommand,
+  },
+  route: {
+    summary: "set and show the routing policy (broadcast or hash-route), fleet-wide or per group",
+    load: async () => (await import("./commands/route.ts")).routeCommand,
+  },
+  key: {
+    summary: "create, list, rotate and remove API keys (the secret is shown once)",
+    load: async () => (await import("./commands/key.ts")).keyCommand,
+  },
+  nodes: {
+    summary: "list data-plane nodes: connected, applied version, counters",
+    load: async () => (await import("./commands/nodes.ts")).nodesCommand,
+  },
+  status: {
+    summary: "control plane health and a summary of the fleet",
+    load: async () => (await import("./commands/status.ts")).statusCommand,
+  },
+};
+
+export function usage(): string {
+  const width = Math.max(...Object.keys(commands).map((c) => c.length));
+  const lines = Object.entries(commands).map(
+    ([name, c]) => `  ${name.padEnd(width)}  ${c.summary}`,
+  );
+  return [
+    "usage: polymurctl <command> [options]",
+    "",
+    "commands:",
+    ...lines,
+    "",
+    "Run `polymurctl <command> --help` for a command's options.",
+  ].join("\n");
+}
+
+export async function main(argv: readonly string[], io: CommandIO): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    io.stdout.write(`${usage()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const entry = Object.hasOwn(commands, name) ? commands[name] : undefined;
+  if (entry === undefined) {
+    io.stderr.write(
+      `polymurctl: unknown command "${name}" (commands: ${Object.keys(commands).join(", ")})\n`,
+    );
+    return 2;
+  }
+  const command = await entry.load();
+  return command.run(rest, io);
+}
+
+// Run when executed (bin/polymurctl.js imports this module), not when imported by a test.
+const entryPoint = process.argv[1] ?? "";
+if (/polymurctl(\.js|\.ts)?$/.test(entryPoint)) {
+  main(process.argv.slice(2), {
+    stdin: process.stdin,
+    stdout: process.stdout,
+    stderr: process.stderr,
+  }).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (err: unknown) => {
+      process.stderr.write(`polymurctl: ${err instanceof Error ? err.message : String(err)}\n`);
+      process.exitCode = 1;
+    },
+  );
+}

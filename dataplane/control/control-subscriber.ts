@@ -1,0 +1,263 @@
+import { randomBytes } from "node:crypto";
+import {
+  closeSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readFileSync,
+  renameSync,
+  writeFileSync,
+} from "node:fs";
+import { hostname } from "node:os";
+import { dirname, join } from "node:path";
+import { create, fromJsonString, toJsonString } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { backoffDelay, sleep } from "../../common/backoff.ts";
+import type { Logger } from "../../common/logger.ts";
+import {
+  type DestinationStatus,
+  DestinationStatusSchema,
+  type NodeConfig,
+  NodeConfigSchema,
+  type NodeCounters,
+  NodeCountersSchema,
+  NodeService,
+} from "../../gen/polymur/control/v1/control_pb.ts";
+
+export type NodeRole = "relay" | "gateway" | "proxy";
+
+/** What a node reports about itself every few seconds. */
+export interface NodeStatus {
+  counters: Partial<Omit<NodeCounters, "$typeName">>;
+  destinations: Array<Partial<Omit<DestinationStatus, "$typeName">>>;
+}
+
+export interface ControlSubscriberOptions {
+  /** Control plane URL, http:// (cleartext HTTP/2) or https://. */
+  url: string;
+  /** This node's group. */
+  group: string;
+  role: NodeRole;
+  /** The node credential (POLYMUR_NODE_TOKEN). */
+  nodeToken: string;
+  /**
+   * Where the last applied configuration (and this node's id) is kept, so a
+   * node restarted while the control plane is unreachable forwards with it.
+   * Default: none (an unreachable control plane at start means no config).
+   */
+  stateDir?: string;
+  /** PEM CA certificate(s) to trust for an https control plane. Default: the system's. */
+  ca?: string;
+  log: Logger;
+  /**
+   * Applies a snapshot; throws to refuse it (it is then logged and the
+   * previous configuration stays).
+   */
+  onConfig(config: NodeConfig): void;
+  status(): NodeStatus;
+  /** Interval of status reports. Default 5 s. */
+  reportIntervalMs?: number;
+  /** Reconnect delays. Default 200 ms doubling to 10 s, with jitter. */
+  backoffMinMs?: number;
+  backoffMaxMs?: number;
+}
+
+export interface ControlSubscriber {
+  readonly nodeId: string;
+  /** Version of the configuration applied last (0 = none). */
+  readonly appliedVersion: bigint;
+  /** Applies the saved configuration, if any, and starts subscribing. */
+  start(): void;
+  stop(): Promise<void>;
+}
+
+const STATE_FILE = "control-config.json";
+const ID_FILE = "node-id";
+
+/**
+ * The data-plane side of the control plane: one Subscribe stream (a full,
+ * versioned snapshot at once and after every change), applied in order;
+ * periodic status reports; reconnect with capped, jittered backoff; and the
+ * last applied snapshot saved (atomically) so the node keeps forwarding on it
+ * across its own restart while the control plane is gone.
+ */
+export function createControlSubscriber(options: ControlSubscriberOptions): ControlSubscriber {
+  const log = options.log;
+  const nodeId = loadNodeId(options.stateDir);
+  const auth: Interceptor = (next) => async (req) => {
+    req.header.set("authorization", `Bearer ${options.nodeToken}`);
+    return next(req);
+  };
+  const transport = createGrpcTransport({
+    baseUrl: options.url,
+    interceptors: [auth],
+    pingIntervalMs: 10_000,
+    pingTimeoutMs: 5_000,
+    ...(options.ca === undefined ? {} : { nodeOptions: { ca: options.ca } }),
+  });
+  const client = createClient(NodeService, transport);
+  const stop = new AbortController();
+  let applied = 0n;
+  let appliedAny = false;
+  let running: Promise<void> | null = null;
+  let reportTimer: NodeJS.Timeout | null = null;
+  const min = options.backoffMinMs ?? 200;
+  const max = options.backoffMaxMs ?? 10_000;
+
+  const apply = (config: NodeConfig, source: string): boolean => {
+    try {
+      options.onConfig(config);
+    } catch (err) {
+      log.error(
+        { version: String(config.version), err: (err as Error).message, source },
+        "control plane: configuration refused; keeping the previous one",
+      );
+      return false;
+    }
+    applied = config.version;
+    appliedAny = true;
+    log.info(
+      { version: String(config.version), destinations: config.destinations, source },
+      `control plane: configuration version ${config.version} applied`,
+    );
+    return true;
+  };
+
+  const save = (config: NodeConfig): void => {
+    if (options.stateDir === undefined) return;
+    try {
+      atomicWrite(join(options.stateDir, STATE_FILE), toJsonString(NodeConfigSchema, config));
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, "control plane: could not save the configuration");
+    }
+  };
+
+  async function loop(): Promise<void> {
+    let attempt = 0;
+    while (!stop.signal.aborted) {
+      try {
+        const stream = client.subscribe(
+          {
+            nodeId,
+            group: options.group,
+            role: options.role,
+            hostname: hostname(),
+            appliedVersion: applied,
+          },
+          { signal: stop.signal },
+        );
+        for await (const res of stream) {
+          attempt = 0;
+          const config = res.config;
+          // Version 0 is a real state too (a control plane nobody has changed yet).
+          if (config === undefined || (appliedAny && config.version === applied)) continue;
+          if (apply(config, "control plane")) save(config);
+          void report();
+        }
+        if (!stop.signal.aborted) log.warn("control plane: subscription ended; reconnecting");
+      } catch (err) {
+        if (stop.signal.aborted) break;
+        const ce = ConnectError.from(err);
+        if (ce.code === Code.Unauthenticated || ce.code === Code.PermissionDenied) {
+          log.error(
+            { code: Code[ce.code] },
+            `control plane refused the node credential: ${ce.rawMessage}; check POLYMUR_NODE_TOKEN (retrying)`,
+          );
+        } else {
+          log.warn(
+            { code: Code[ce.code], url: options.url, applied: String(applied) },
+            `control plane unreachable (${ce.rawMessage}); forwarding on configuration version ${applied}`,
+          );
+        }
+      }
+      await sleep(backoffDelay(attempt, min, max), stop.signal);
+      attempt = Math.min(attempt + 1, 30);
+    }
+  }
+
+  async function report(): Promise<void> {
+    if (stop.signal.aborted) return;
+    const s = options.status();
+    try {
+      await client.reportStatus(
+        {
+          nodeId,
+          group: options.group,
+          role: options.role,
+          hostname: hostname(),
+          appliedVersion: applied,
+          counters: create(NodeCountersSchema, s.counters),
+          destinations: s.destinations.map((d) => create(DestinationStatusSchema, d)),
+        },
+        { signal: stop.signal, timeoutMs: 5_000 },
+      );
+    } catch (err) {
+      log.debug({ err: ConnectError.from(err).rawMessage }, "control plane: status report failed");
+    }
+  }
+
+  return {
+    nodeId,
+    get appliedVersion() {
+      return applied;
+    },
+    start() {
+      const saved = loadSaved(options.stateDir, log);
+      if (saved !== null) apply(saved, `saved in ${options.stateDir}`);
+      running = loop();
+      reportTimer = setInterval(() => void report(), options.reportIntervalMs ?? 5_000);
+    },
+    async stop() {
+      stop.abort();
+      if (reportTimer !== null) clearInterval(reportTimer);
+      await running;
+    },
+  };
+}
+
+function loadSaved(dir: string | undefined, log: Logger): NodeConfig | null {
+  if (dir === undefined) return null;
+  let text: string;
+  try {
+    text = readFileSync(join(dir, STATE_FILE), "utf8");
+  } catch {
+    return null;
+  }
+  try {
+    return fromJsonString(NodeConfigSchema, text);
+  } catch (err) {
+    log.error(
+      { err: (err as Error).message },
+      "control plane: saved configuration unreadable; ignoring it",
+    );
+    return null;
+  }
+}
+
+function loadNodeId(dir: string | undefined): string {
+  const fresh = `${hostname()}-${randomBytes(6).toString("hex")}`;
+  if (dir === undefined) return fresh;
+  mkdirSync(dir, { recursive: true });
+  const path = join(dir, ID_FILE);
+  try {
+    const id = readFileSync(path, "utf8").trim();
+    if (id !== "") return id;
+  } catch {}
+  atomicWrite(path, fresh);
+  return fresh;
+}
+
+/** Write to a temporary file, fsync, rename over the target: readers see the old or the new file, never half. */
+export function atomicWrite(path: string, data: string): void {
+  const tmp = `${path}.tmp-${process.pid}`;
+  writeFileSync(tmp, data, { flush: true });
+  renameSync(tmp, path);
+  // The rename itself is durable only once the directory is synced.
+  const fd = openSync(dirname(path), "r");
+  try {
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+}

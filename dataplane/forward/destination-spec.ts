@@ -1,0 +1,93 @@
+import { isIP } from "node:net";
+import { ErrorCode, PolymurError } from "../../common/errors.ts";
+
+/**
+ * A downstream destination as the operator wrote it.
+ *
+ * Accepted forms (carbon, the Go polymur and carbon-c-relay between them):
+ *   host:port            10.0.5.30:2003
+ *   host:port:instance   10.0.5.30:2003:a        (carbon DESTINATIONS, Go polymur)
+ *   host:port=instance   10.0.5.30:2003=a        (carbon-c-relay)
+ *   [v6]:port[:inst]     [::1]:2003:a, [::1]:2003=a
+ */
+export interface DestinationSpec {
+  /** Host name or IP address (IPv6 without brackets). */
+  readonly host: string;
+  readonly port: number;
+  /** Instance name, or undefined when none was given. */
+  readonly instance: string | undefined;
+  /** The spec exactly as written (trimmed); used for display and `polymurctl hash` output. */
+  readonly spec: string;
+  /**
+   * Canonical identity `host:port` (IPv6 bracketed), plus `:instance` when present.
+   * Two specs naming the same destination have the same id, whichever form they used.
+   */
+  readonly id: string;
+}
+
+export function parseDestination(input: string): DestinationSpec {
+  const spec = input.trim();
+  const fail = (why: string): never => {
+    throw new PolymurError(
+      ErrorCode.DestinationSpec,
+      `invalid destination "${input}": ${why} (expected host:port, host:port:instance or host:port=instance)`,
+    );
+  };
+  if (spec === "") fail("empty");
+  let host: string;
+  let rest: string;
+  if (spec.startsWith("[")) {
+    const close = spec.indexOf("]");
+    if (close < 0) fail("unclosed [ in IPv6 address");
+    host = spec.slice(1, close);
+    if (isIP(host) !== 6) fail(`"${host}" is not an IPv6 address`);
+    rest = spec.slice(close + 1);
+    if (!rest.startsWith(":")) fail("missing :port after ]");
+    rest = rest.slice(1);
+  } else {
+    const colon = spec.indexOf(":");
+    if (colon < 0) fail("missing :port");
+    host = spec.slice(0, colon);
+    rest = spec.slice(colon + 1);
+  }
+  if (host === "") fail("empty host");
+  if (/\s/.test(host)) fail("whitespace in host");
+
+  let portText = rest;
+  let instance: string | undefined;
+  const eq = rest.indexOf("=");
+  const colon = rest.indexOf(":");
+  if (eq >= 0 && (colon < 0 || eq < colon)) {
+    portText = rest.slice(0, eq);
+    instance = rest.slice(eq + 1);
+  } else if (colon >= 0) {
+    portText = rest.slice(0, colon);
+    instance = rest.slice(colon + 1);
+  }
+  if (!/^[0-9]{1,5}$/.test(portText)) fail(`port "${portText}" is not a number`);
+  const port = Number(portText);
+  if (port < 1 || port > 65535) fail(`port ${port} is out of range 1-65535`);
+  if (instance !== undefined) {
+    if (instance === "") fail("empty instance name");
+    if (/[\s,]/.test(instance)) fail(`instance "${instance}" contains whitespace or a comma`);
+  }
+  const hostPart = host.includes(":") ? `[${host}]` : host;
+  const id = instance === undefined ? `${hostPart}:${port}` : `${hostPart}:${port}:${instance}`;
+  return { host, port, instance, spec, id };
+}
+
+/** Parses a comma- or whitespace-separated list, rejecting duplicates (same id). */
+export function parseDestinationList(list: string): DestinationSpec[] {
+  const out: DestinationSpec[] = [];
+  const seen = new Set<string>();
+  for (const part of list.split(/[\s,]+/)) {
+    if (part === "") continue;
+    const d = parseDestination(part);
+    if (seen.has(d.id)) {
+      throw new PolymurError(ErrorCode.DestinationSpec, `duplicate destination "${d.spec}"`);
+    }
+    seen.add(d.id);
+    out.push(d);
+  }
+  return out;
+}

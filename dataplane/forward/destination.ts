@@ -1,0 +1,543 @@
+import { EventEmitter } from "node:events";
+import net from "node:net";
+import { BACKOFF_DEFAULTS, backoffDelay } from "../../common/backoff.ts";
+import { ByteQueue } from "./byte-queue.ts";
+import type { DestinationSpec } from "./destination-spec.ts";
+
+/** What to do with new datapoints when a destination's queue is full. */
+export type OverflowPolicy = "drop-oldest" | "drop-newest" | "block";
+export const OVERFLOW_POLICIES: readonly OverflowPolicy[] = ["drop-oldest", "drop-newest", "block"];
+
+/** The state names shown in /stats and logs. */
+export type DestinationState = "connecting" | "connected" | "backoff" | "draining" | "closed";
+
+export interface DestinationOptions {
+  /** Queue bound in bytes. Default 128 MiB. */
+  queueBytes?: number;
+  /** Overflow policy. Default "drop-oldest" (see docs/queues.md for why). */
+  overflow?: OverflowPolicy;
+  /**
+   * Bytes of the most recently written data kept after the write, and written
+   * again when the connection fails, because a TCP peer that dies loses what
+   * sat in the two socket buffers. 0 disables. Default 4 MiB. Resent lines are
+   * duplicates, which Graphite stores idempotently (same name, timestamp, value).
+   */
+  resendBytes?: number;
+  /** First reconnect delay. Default 100 ms (BACKOFF_DEFAULTS.minMs). */
+  backoffMinMs?: number;
+  /** Reconnect delay cap. Default 10 s (BACKOFF_DEFAULTS.maxMs). */
+  backoffMaxMs?: number;
+  /** Connect attempt timeout. Default 5 s. */
+  connectTimeoutMs?: number;
+  /** Most bytes handed to the socket in one write. Default 256 KiB. */
+  writeBytes?: number;
+  /**
+   * Longest wait for more data before writing less than a quarter of
+   * `writeBytes`. Default 5 ms; 0 writes at the end of every event-loop turn.
+   */
+  flushDelayMs?: number;
+}
+
+/**
+ * Every DestinationOptions default, in one place: the constructor falls back
+ * to these, and the relay's flag defaults (`--queue-size`, `--resend-window`,
+ * `--overflow`, `--backoff-min`, `--backoff-max`) are built from them.
+ */
+export const DESTINATION_DEFAULTS = {
+  queueBytes: 128 * 1024 * 1024,
+  overflow: "drop-oldest",
+  resendBytes: 4 * 1024 * 1024,
+  backoffMinMs: BACKOFF_DEFAULTS.minMs,
+  backoffMaxMs: BACKOFF_DEFAULTS.maxMs,
+  connectTimeoutMs: 5_000,
+  writeBytes: 256 * 1024,
+  flushDelayMs: 5,
+} as const satisfies Required<DestinationOptions>;
+
+/** What a Destination emits (listeners are typed by it). */
+export interface DestinationEvents {
+  /** The state changed; the argument is the new one. */
+  state: [state: DestinationState];
+  /** The queue went over its bound under the block policy: ingest should pause. */
+  blocked: [];
+  /** The queue fell to half its bound after "blocked" (or the policy changed). */
+  unblocked: [];
+}
+
+export interface DestinationStats {
+  id: string;
+  spec: string;
+  state: DestinationState;
+  /** Datapoints written to the socket for the first time. */
+  forwarded: number;
+  /** Datapoints written again after a failed connection. */
+  resent: number;
+  /** Datapoints dropped because the queue was full. */
+  dropped: number;
+  queuedLines: number;
+  queuedBytes: number;
+  connects: number;
+  failures: number;
+  lastError: string | undefined;
+  /** Taken out of the hash ring (--eject-after); set by the engine. */
+  ejected?: boolean;
+}
+
+/** One socket write: queued chunks (joined into one buffer), kept until written, then for resending. */
+interface Write {
+  chunks: Buffer[];
+  lines: number[];
+  bytes: number;
+  count: number;
+}
+
+/**
+ * The connection to the peer. Each state holds what exists only in it, so a
+ * socket, a reconnect timer and the state name cannot disagree.
+ */
+type Link =
+  /** A socket is connecting (writes wait: nothing is written before "connect"). */
+  | { readonly kind: "connecting"; readonly socket: net.Socket }
+  | { readonly kind: "connected"; readonly socket: net.Socket }
+  /** Waiting to reconnect after `timer`; null before start(). */
+  | { readonly kind: "backoff"; readonly timer: NodeJS.Timeout | null };
+
+/**
+ * The destination's state: a link, or draining over a link (drain() was
+ * called: what is queued is delivered, writing at once, and the destination
+ * closes when nothing is left or at the deadline), or closed (no link, no
+ * queue; everything offered is dropped). Its `kind` is the public state name.
+ */
+type State =
+  | Link
+  | { readonly kind: "draining"; readonly link: Link }
+  | { readonly kind: "closed" };
+
+const CLOSED: State = { kind: "closed" };
+
+/**
+ * One downstream TCP destination: a bounded queue, a connection state
+ * machine (connect → connected → backoff → connect …, DNS re-resolved on
+ * every connect), writes that wait for 'drain', and a resend window.
+ *
+ * Events (DestinationEvents): "state", "blocked" and "unblocked" (the block
+ * policy's hold on ingest). "error" is never emitted: failures are counted
+ * and retried.
+ */
+export class Destination extends EventEmitter<DestinationEvents> {
+  readonly spec: DestinationSpec;
+  #queue = new ByteQueue();
+  #queueBytes: number;
+  #overflow: OverflowPolicy;
+  #resendBytes: number;
+  #backoffMin: number;
+  #backoffMax: number;
+  #connectTimeout: number;
+  #writeBytes: number;
+  #flushDelay: number;
+  #pumpTimer: NodeJS.Timeout | null = null;
+
+  #state: State = { kind: "backoff", timer: null };
+  #waitingDrain = false;
+  #pumpScheduled = false;
+  #attempt = 0;
+  /** Failed connection attempts since the last successful connect. */
+  #failStreak = 0;
+  /** Handed to the socket, write callback pending. */
+  #inflight: Write[] = [];
+  /** Written, kept for resending. */
+  #sent: Write[] = [];
+  #sentBytes = 0;
+  /** Lines of the queue front that are resends (so they are counted as such). */
+  #resendPending = 0;
+  /**
+   * The block policy's hold on ingest: set when the queue goes over its bound,
+   * cleared at half of it. A property of the queue, not of the connection, so
+   * it is kept apart from #state; close() (which empties the queue) clears it.
+   */
+  #blocked = false;
+  #drainWaiters: Array<() => void> = [];
+
+  #forwarded = 0;
+  #resent = 0;
+  #dropped = 0;
+  #connects = 0;
+  #failures = 0;
+  #lastError: string | undefined;
+
+  /**
+   * The write pump and the reconnect, as functions made once per destination
+   * and handed to setImmediate/setTimeout, so scheduling them allocates no
+   * closure and exposes no method.
+   */
+  readonly #pump = (): void => this.#writeQueued();
+  readonly #reconnect = (): void => this.#connect();
+
+  constructor(spec: DestinationSpec, options: DestinationOptions = {}) {
+    super();
+    this.spec = spec;
+    this.#queueBytes = options.queueBytes ?? DESTINATION_DEFAULTS.queueBytes;
+    this.#overflow = options.overflow ?? DESTINATION_DEFAULTS.overflow;
+    this.#resendBytes = options.resendBytes ?? DESTINATION_DEFAULTS.resendBytes;
+    this.#backoffMin = options.backoffMinMs ?? DESTINATION_DEFAULTS.backoffMinMs;
+    this.#backoffMax = options.backoffMaxMs ?? DESTINATION_DEFAULTS.backoffMaxMs;
+    this.#connectTimeout = options.connectTimeoutMs ?? DESTINATION_DEFAULTS.connectTimeoutMs;
+    this.#writeBytes = options.writeBytes ?? DESTINATION_DEFAULTS.writeBytes;
+    this.#flushDelay = options.flushDelayMs ?? DESTINATION_DEFAULTS.flushDelayMs;
+  }
+
+  /** Starts connecting. */
+  start(): void {
+    this.#connect();
+  }
+
+  get state(): DestinationState {
+    return this.#state.kind;
+  }
+
+  /** True while the queue is over its bound under the block policy: ingest should pause. */
+  get blocking(): boolean {
+    return this.#blocked;
+  }
+
+  /** Changes queue bound and policy in place (a reload that keeps this destination). */
+  reconfigure(options: DestinationOptions): void {
+    if (options.queueBytes !== undefined) this.#queueBytes = options.queueBytes;
+    if (options.overflow !== undefined) this.#overflow = options.overflow;
+    if (options.resendBytes !== undefined) this.#resendBytes = options.resendBytes;
+    if (options.backoffMinMs !== undefined) this.#backoffMin = options.backoffMinMs;
+    if (options.backoffMaxMs !== undefined) this.#backoffMax = options.backoffMaxMs;
+    if (options.writeBytes !== undefined) this.#writeBytes = options.writeBytes;
+    if (options.flushDelayMs !== undefined) this.#flushDelay = options.flushDelayMs;
+    this.#checkUnblocked();
+    this.#enforceBound();
+  }
+
+  stats(): DestinationStats {
+    const inflight = this.#inflightLines();
+    return {
+      id: this.spec.id,
+      spec: this.spec.spec,
+      state: this.#state.kind,
+      forwarded: this.#forwarded,
+      resent: this.#resent,
+      dropped: this.#dropped,
+      queuedLines: this.#queue.lines + inflight,
+      queuedBytes: this.#queue.bytes,
+      connects: this.#connects,
+      failures: this.#failures,
+      lastError: this.#lastError,
+    };
+  }
+
+  /**
+   * Queues whole lines. `chunk` must not be modified afterwards (it may be
+   * shared with other destinations).
+   */
+  enqueue(chunk: Buffer, lines: number): void {
+    if (this.#state.kind === "closed") {
+      this.#dropped += lines;
+      return;
+    }
+    if (this.#overflow === "drop-newest" && this.#queue.bytes + chunk.length > this.#queueBytes) {
+      this.#dropped += lines;
+      return;
+    }
+    this.#queue.push(chunk, lines);
+    this.#enforceBound();
+    this.#schedulePump();
+  }
+
+  #enforceBound(): void {
+    if (this.#queue.bytes <= this.#queueBytes) return;
+    if (this.#overflow === "block") {
+      if (!this.#blocked) {
+        this.#blocked = true;
+        this.emit("blocked");
+      }
+      return;
+    }
+    if (this.#overflow === "drop-oldest") {
+      while (this.#queue.bytes > this.#queueBytes && this.#queue.length > 1) {
+        const n = this.#queue.dropOldest();
+        if (this.#resendPending > 0) {
+          const r = Math.min(n, this.#resendPending);
+          this.#resendPending -= r;
+        }
+        this.#dropped += n;
+      }
+    }
+  }
+
+  #checkUnblocked(): void {
+    if (
+      this.#blocked &&
+      (this.#overflow !== "block" || this.#queue.bytes <= this.#queueBytes / 2)
+    ) {
+      this.#blocked = false;
+      this.emit("unblocked");
+    }
+  }
+
+  /** The socket of the current link, connecting or connected; null in backoff and once closed. */
+  #socket(): net.Socket | null {
+    const s = this.#state;
+    const link = s.kind === "draining" ? s.link : s;
+    return link.kind === "connecting" || link.kind === "connected" ? link.socket : null;
+  }
+
+  #schedulePump(): void {
+    // Connected, or draining over a socket (connected or not: a connecting
+    // socket buffers the write until it connects).
+    const kind = this.#state.kind;
+    if (kind !== "connected" && kind !== "draining") return;
+    if (this.#waitingDrain || this.#socket() === null) return;
+    // Deferred so that everything queued meanwhile goes out in one write. With
+    // a quarter of writeBytes waiting, that is the end of this event-loop turn
+    // (as ioredis autoPipelining does); with less, up to flushDelayMs later, so
+    // that a trickle from many senders becomes a few writes rather than one per
+    // read, at the cost of at most that much latency.
+    const now =
+      this.#queue.bytes >= this.#writeBytes / 4 || kind === "draining" || this.#flushDelay <= 0;
+    if (this.#pumpTimer !== null) {
+      if (!now) return;
+      clearTimeout(this.#pumpTimer);
+      this.#pumpTimer = null;
+    } else if (this.#pumpScheduled) {
+      return;
+    }
+    this.#pumpScheduled = true;
+    if (now) setImmediate(this.#pump);
+    else this.#pumpTimer = setTimeout(this.#pump, this.#flushDelay);
+  }
+
+  /** Hands queued data to the socket in writes of about writeBytes, until it pushes back. */
+  #writeQueued(): void {
+    this.#pumpScheduled = false;
+    if (this.#pumpTimer !== null) clearTimeout(this.#pumpTimer);
+    this.#pumpTimer = null;
+    const socket = this.#socket();
+    if (socket === null || this.#waitingDrain) return;
+    while (this.#queue.length > 0) {
+      const write: Write = { chunks: [], lines: [], bytes: 0, count: 0 };
+      write.count = this.#queue.shiftInto(write.chunks, write.lines, this.#writeBytes);
+      for (const c of write.chunks) write.bytes += c.length;
+      if (write.chunks.length > 1) {
+        // One copy into one buffer beats a write per chunk: each socket.write
+        // costs a trip through the stream machinery, and the chunks (views of
+        // read buffers, often small) would pin their parents while queued.
+        write.chunks = [Buffer.concat(write.chunks, write.bytes)];
+        write.lines = [write.count];
+      }
+      this.#inflight.push(write);
+      const ok = socket.write(write.chunks[0]!, (err) => this.#written(write, err));
+      if (!ok) {
+        this.#waitingDrain = true;
+        break;
+      }
+    }
+    this.#checkUnblocked();
+  }
+
+  #written(write: Write, err: Error | null | undefined): void {
+    if (err) return; // the socket's 'close' handler requeues everything in flight
+    const i = this.#inflight.indexOf(write);
+    if (i < 0) return;
+    this.#inflight.splice(i, 1);
+    const resent = Math.min(this.#resendPending, write.count);
+    this.#resendPending -= resent;
+    this.#resent += resent;
+    this.#forwarded += write.count - resent;
+    if (this.#resendBytes > 0) {
+      this.#sent.push(write);
+      this.#sentBytes += write.bytes;
+      while (this.#sentBytes > this.#resendBytes && this.#sent.length > 1) {
+        this.#sentBytes -= this.#sent.shift()!.bytes;
+      }
+    }
+    if (this.#inflight.length === 0 && this.#queue.length === 0) this.#notifyDrained();
+  }
+
+  /** From backoff (start() or the reconnect timer): opens a new socket. */
+  #connect(): void {
+    const s = this.#state;
+    const link = s.kind === "draining" ? s.link : s;
+    if (link.kind !== "backoff") return;
+    if (s.kind === "draining" && this.#queue.length === 0 && this.#inflight.length === 0) {
+      this.#setState(CLOSED);
+      return;
+    }
+    const socket = net.connect({
+      host: this.spec.host,
+      port: this.spec.port,
+      noDelay: true,
+      keepAlive: true,
+      keepAliveInitialDelay: 30_000,
+    });
+    this.#enter({ kind: "connecting", socket });
+    const timer = setTimeout(() => {
+      socket.destroy(new Error(`connect timeout after ${this.#connectTimeout} ms`));
+    }, this.#connectTimeout);
+    socket.once("connect", () => {
+      clearTimeout(timer);
+      // Closed (or replaced) while connecting: close() is ending this socket.
+      if (this.#socket() !== socket) return;
+      this.#attempt = 0;
+      this.#failStreak = 0;
+      this.#connects++;
+      this.#lastError = undefined;
+      this.#enter({ kind: "connected", socket });
+      this.#schedulePump();
+    });
+    socket.on("drain", () => {
+      this.#waitingDrain = false;
+      this.#schedulePump();
+    });
+    // Graphite receivers send nothing; read and discard so nothing accumulates.
+    socket.on("data", noop);
+    socket.on("error", (err) => {
+      this.#lastError = err.message;
+    });
+    socket.once("close", () => {
+      clearTimeout(timer);
+      this.#onClose(socket);
+    });
+  }
+
+  #onClose(socket: net.Socket): void {
+    // Not the current link's socket: close() already let go of it.
+    if (this.#socket() !== socket) return;
+    this.#waitingDrain = false;
+    this.#pumpScheduled = false;
+    if (this.#pumpTimer !== null) clearTimeout(this.#pumpTimer);
+    this.#pumpTimer = null;
+    this.#failures++;
+    this.#failStreak++;
+    // Resend: what was written recently (the peer may not have read it) and what
+    // was still in flight, in the original order, ahead of the queue.
+    const sent = this.#sent;
+    const back = [...sent, ...this.#inflight];
+    this.#sent = [];
+    this.#sentBytes = 0;
+    this.#inflight = [];
+    if (back.length > 0) {
+      const chunks: Buffer[] = [];
+      const lines: number[] = [];
+      for (const w of back) {
+        chunks.push(...w.chunks);
+        lines.push(...w.lines);
+      }
+      this.#queue.unshiftAll(chunks, lines);
+      // The queue now starts with the sent writes (counted as forwarded once
+      // already, so their next write counts as a resend), then the in-flight
+      // ones, then what was queued; #resendPending counted resend lines at the
+      // front of (in flight, queue), which now follow the sent writes.
+      for (const w of sent) this.#resendPending += w.count;
+    }
+    const delay = this.#nextDelay();
+    this.#enter({ kind: "backoff", timer: setTimeout(this.#reconnect, delay) });
+  }
+
+  /** Failed connection attempts since the last successful connect. */
+  get failStreak(): number {
+    return this.#failStreak;
+  }
+
+  /**
+   * Removes and returns everything queued (including what a failed connection
+   * gave back), oldest first, for re-routing elsewhere. Only while not
+   * connected, so nothing taken is also being written.
+   */
+  takeQueued(): Array<{ chunk: Buffer; lines: number }> {
+    if (this.#state.kind === "connected") return [];
+    const chunks: Buffer[] = [];
+    const lines: number[] = [];
+    this.#queue.shiftInto(chunks, lines, Number.POSITIVE_INFINITY);
+    this.#resendPending = 0;
+    this.#checkUnblocked();
+    return chunks.map((chunk, i) => ({ chunk, lines: lines[i]! }));
+  }
+
+  #nextDelay(): number {
+    const delay = backoffDelay(this.#attempt, this.#backoffMin, this.#backoffMax);
+    this.#attempt = Math.min(this.#attempt + 1, 30);
+    return delay;
+  }
+
+  #inflightLines(): number {
+    let n = 0;
+    for (const w of this.#inflight) n += w.count;
+    return n;
+  }
+
+  /** Moves the link on; a draining destination stays draining, over the new link. */
+  #enter(link: Link): void {
+    const s = this.#state;
+    if (s.kind === "closed") return;
+    this.#setState(s.kind === "draining" ? { kind: "draining", link } : link);
+  }
+
+  #setState(next: State): void {
+    const was = this.#state.kind;
+    this.#state = next;
+    if (next.kind !== was) this.emit("state", next.kind);
+  }
+
+  #notifyDrained(): void {
+    const w = this.#drainWaiters;
+    this.#drainWaiters = [];
+    for (const f of w) f();
+  }
+
+  /**
+   * Stops taking new data and delivers what is queued, for up to `deadlineMs`.
+   * Resolves with the number of datapoints that could not be delivered (0 when
+   * everything was written to the socket).
+   */
+  async drain(deadlineMs: number): Promise<number> {
+    const s = this.#state;
+    if (s.kind !== "draining" && s.kind !== "closed") this.#setState({ kind: "draining", link: s });
+    const done = new Promise<void>((resolve) => {
+      if (this.#queue.length === 0 && this.#inflight.length === 0) resolve();
+      else this.#drainWaiters.push(resolve);
+    });
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, deadlineMs);
+    });
+    await Promise.race([done, timeout]);
+    clearTimeout(timer);
+    const left = this.#queue.lines + this.#inflightLines();
+    await this.close();
+    return left;
+  }
+
+  /** Closes at once; queued data is discarded (counted as dropped by the caller's choice). */
+  async close(): Promise<void> {
+    const s = this.#state;
+    const link = s.kind === "draining" ? s.link : s;
+    if (link.kind === "backoff" && link.timer !== null) clearTimeout(link.timer);
+    const socket = link.kind === "connecting" || link.kind === "connected" ? link.socket : null;
+    this.#setState(CLOSED);
+    if (socket !== null) {
+      await new Promise<void>((resolve) => {
+        if (socket.destroyed) return resolve();
+        socket.once("close", () => resolve());
+        // end() sends what the kernel still has after our last write; destroy
+        // if the peer does not close in time.
+        socket.end();
+        setTimeout(() => socket.destroy(), 2_000).unref();
+      });
+    }
+    this.#queue.clear();
+    this.#inflight = [];
+    this.#sent = [];
+    // No queue, no hold on ingest. Cleared without "unblocked": a closed
+    // destination is out of its owner's set, and ingest must not resume for it
+    // (at shutdown, the senders are gone).
+    this.#blocked = false;
+    this.#notifyDrained();
+  }
+}
+
+function noop(): void {}

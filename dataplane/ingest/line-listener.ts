@@ -1,0 +1,205 @@
+import dgram from "node:dgram";
+import net from "node:net";
+import type { Logger } from "../../common/logger.ts";
+import { IngestCounters, type IngestStats } from "./ingest-counters.ts";
+import { countLines, LineFramer } from "./line-framer.ts";
+import type { LineSink } from "./line-sink.ts";
+import type { RejectSample } from "./reject-log.ts";
+
+/** Where and how a listener takes lines from senders. */
+export interface ListenerConfig {
+  /** TCP listen address. */
+  listen: { host: string; port: number };
+  /** UDP listen address, or null for none. */
+  udp: { host: string; port: number } | null;
+  /** Longest accepted line in bytes, newline excluded. */
+  maxLineLength: number;
+  /** Open sender connections per process; 0 = unlimited. */
+  maxConnections: number;
+  /** Close sender connections idle this long; 0 = never. */
+  idleTimeoutMs: number;
+}
+
+export interface LineListenerOptions {
+  /** Listen with SO_REUSEPORT, so that several worker processes share the port. Default false. */
+  reusePort?: boolean;
+  /** Whether this listener opens the UDP socket (only one process of a group does). Default true. */
+  udp?: boolean;
+}
+
+/**
+ * The ingest stage of one process: Graphite plaintext over TCP (and UDP),
+ * framed and validated per connection, every valid run of lines written to
+ * one sink. Bad lines are counted and sampled, never fatal to a connection.
+ * `pause(true)` stops reading from every TCP sender (they see TCP
+ * backpressure); datagrams that arrive meanwhile are dropped and counted.
+ */
+export class LineListener {
+  readonly #config: ListenerConfig;
+  readonly #sink: LineSink;
+  readonly #log: Logger;
+  readonly #reusePort: boolean;
+  readonly #withUdp: boolean;
+  readonly counters = new IngestCounters();
+  #server: net.Server | null = null;
+  #udp: dgram.Socket | null = null;
+  #sockets = new Set<net.Socket>();
+  #paused = false;
+  #closing = false;
+
+  constructor(
+    config: ListenerConfig,
+    sink: LineSink,
+    log: Logger,
+    options: LineListenerOptions = {},
+  ) {
+    this.#config = config;
+    this.#sink = sink;
+    this.#log = log;
+    this.#reusePort = options.reusePort ?? false;
+    this.#withUdp = options.udp ?? true;
+  }
+
+  /** Starts listening. Resolves with the bound TCP (and UDP) ports. */
+  async listen(): Promise<{ port: number; udpPort: number | null }> {
+    const { host, port } = this.#config.listen;
+    const server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
+    if (this.#config.maxConnections > 0) server.maxConnections = this.#config.maxConnections;
+    server.on("drop", () => {
+      this.counters.connectionsRefused++;
+    });
+    this.#server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host, port, reusePort: this.#reusePort, backlog: 4096 }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.on("error", (err) => this.#log.error({ err }, "listener error"));
+    const bound = (server.address() as net.AddressInfo).port;
+    let udpPort: number | null = null;
+    const u = this.#config.udp;
+    if (u !== null && this.#withUdp) {
+      const sock = dgram.createSocket({ type: net.isIPv6(u.host) ? "udp6" : "udp4" });
+      sock.on("message", (msg, rinfo) => this.#datagram(msg, rinfo));
+      sock.on("error", (err) => this.#log.error({ err }, "udp listener error"));
+      await new Promise<void>((resolve, reject) => {
+        sock.once("error", reject);
+        sock.bind(u.port, u.host, () => {
+          sock.off("error", reject);
+          resolve();
+        });
+      });
+      this.#udp = sock;
+      udpPort = sock.address().port;
+    }
+    return { port: bound, udpPort };
+  }
+
+  #accept(socket: net.Socket): void {
+    if (this.#closing) {
+      socket.destroy();
+      return;
+    }
+    const counters = this.counters;
+    counters.connectionsTotal++;
+    this.#sockets.add(socket);
+    const source = `${socket.remoteAddress}:${socket.remotePort}`;
+    const framer = new LineFramer(counters.handler(this.#sink, source), {
+      maxLineLength: this.#config.maxLineLength,
+    });
+    if (this.#config.idleTimeoutMs > 0) {
+      socket.setTimeout(this.#config.idleTimeoutMs, () => socket.destroy());
+    }
+    socket.on("data", (chunk: Buffer) => {
+      counters.bytesIn += chunk.length;
+      framer.push(chunk);
+    });
+    socket.on("end", () => {
+      framer.end();
+      socket.end();
+    });
+    socket.on("error", noop);
+    socket.on("close", () => {
+      this.#sockets.delete(socket);
+    });
+    if (this.#paused) socket.pause();
+  }
+
+  #datagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+    this.counters.bytesIn += msg.length;
+    if (this.#paused) {
+      this.counters.droppedPaused += countLines(msg);
+      return;
+    }
+    const source = `udp:${rinfo.address}:${rinfo.port}`;
+    const framer = new LineFramer(this.counters.handler(this.#sink, source), {
+      maxLineLength: this.#config.maxLineLength,
+    });
+    framer.push(msg);
+    framer.end();
+  }
+
+  /** Stops (true) or resumes (false) reading from senders. */
+  pause(paused: boolean): void {
+    if (paused === this.#paused) return;
+    this.#paused = paused;
+    for (const s of this.#sockets) {
+      if (paused) s.pause();
+      else s.resume();
+    }
+  }
+
+  get paused(): boolean {
+    return this.#paused;
+  }
+
+  stats(): IngestStats {
+    return this.counters.stats(this.#sockets.size, this.#paused);
+  }
+
+  recentRejects(): RejectSample[] {
+    return this.counters.recentRejects();
+  }
+
+  /**
+   * Stops listening, then gives senders up to `graceMs` to finish what they
+   * are sending (our side is half-closed; what they already sent is still
+   * read and passed on) before their connections are closed.
+   */
+  async close(graceMs: number): Promise<void> {
+    this.#closing = true;
+    this.#server?.close();
+    this.#server = null;
+    this.#udp?.close();
+    this.#udp = null;
+    await closeSockets(this.#sockets, graceMs);
+  }
+}
+
+/** Ends every sender connection, waiting up to `ms` for senders to close their side. */
+async function closeSockets(sockets: Set<net.Socket>, ms: number): Promise<void> {
+  if (sockets.size === 0) return;
+  const all = [...sockets].map(
+    (s) =>
+      new Promise<void>((resolve) => {
+        if (s.destroyed) return resolve();
+        s.once("close", () => resolve());
+      }),
+  );
+  // Half-close our side: a sender that reads sees EOF and closes; we keep
+  // reading what it already sent until then.
+  for (const s of sockets) s.end();
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all(all),
+    new Promise<void>((resolve) => {
+      timer = setTimeout(resolve, ms);
+    }),
+  ]);
+  clearTimeout(timer);
+  for (const s of sockets) s.destroy();
+}
+
+function noop(): void {}

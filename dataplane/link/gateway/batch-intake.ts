@@ -1,0 +1,182 @@
+import type { MessageInitShape } from "@bufbuild/protobuf";
+import type { Logger } from "../../../common/logger.ts";
+import {
+  type Batch,
+  Compression,
+  type StreamResponseSchema,
+} from "../../../gen/polymur/ingest/v1/ingest_pb.ts";
+import type { IngestCounters } from "../../ingest/ingest-counters.ts";
+import { LineFramer } from "../../ingest/line-framer.ts";
+import type { Router } from "../../route/router.ts";
+import { BatchDecodeError, countNewlines, decompressBatch } from "../batch-codec.ts";
+import type { ApiKey } from "./api-keys.ts";
+import type { DedupTable } from "./dedup-table.ts";
+import type { BatchRejectReason, GatewayCounters } from "./gateway-counters.ts";
+import { KeyPrefixSink } from "./key-prefix.ts";
+
+export type StreamResponseInit = MessageInitShape<typeof StreamResponseSchema>;
+
+export interface BatchIntakeOptions {
+  /** Where the batch's lines go. */
+  router: Router;
+  /** The gateway's ingest counters: lines of batches are framed, validated and counted like a relay's. */
+  ingestCounters: IngestCounters;
+  /** Longest line, newline excluded. */
+  maxLineLength: number;
+  dedup: DedupTable;
+  counters: GatewayCounters;
+  log: Logger;
+  /** Prefix every metric name with its key's name (--key-prefix). */
+  keyPrefix: boolean;
+  /** Largest batch, compressed and uncompressed (--max-batch-bytes). */
+  maxBatchBytes: number;
+}
+
+/**
+ * What a gateway does with one batch, whichever protocol brought it: check
+ * it, decompress it (bounded), de-duplicate it, frame and validate its
+ * lines as a relay's listener does (with the key prefix, if asked), and
+ * route them. A result is only returned once the lines are in the
+ * destination queues, so an acknowledgement means "queued".
+ */
+export class BatchIntake {
+  readonly #o: BatchIntakeOptions;
+
+  constructor(options: BatchIntakeOptions) {
+    this.#o = options;
+  }
+
+  /** One Batch from a proxy stream → Ack or Reject. */
+  batch(key: ApiKey, proxyId: string, client: string, b: Batch): StreamResponseInit {
+    const o = this.#o;
+    const seq = b.seq;
+    const reject = (reason: BatchRejectReason, text: string): StreamResponseInit => {
+      o.counters.reject(key.name, client, reason);
+      o.log.warn(
+        { client, key: key.name, proxyId, seq: String(seq), reason, detail: text },
+        `batch rejected: ${text}`,
+      );
+      return { msg: { case: "reject", value: { seq, reason: `${reason}: ${text}` } } };
+    };
+    if (seq < 1n || seq > BigInt(Number.MAX_SAFE_INTEGER)) {
+      return reject("bad_seq", `seq ${seq} is out of range`);
+    }
+    const n = Number(seq);
+    if (n <= o.dedup.highest(key.name, proxyId)) {
+      o.counters.duplicate(key.name);
+      return ack(seq);
+    }
+    const max = o.maxBatchBytes;
+    if (b.payload.byteLength > max) {
+      return reject(
+        "too_large",
+        `payload of ${b.payload.byteLength} bytes exceeds the gateway's --max-batch-bytes ${max}`,
+      );
+    }
+    if (b.rawBytes > max) {
+      return reject(
+        "too_large",
+        `batch of ${b.rawBytes} uncompressed bytes exceeds the gateway's --max-batch-bytes ${max}`,
+      );
+    }
+    if (b.compression === Compression.UNSPECIFIED) {
+      return reject("bad_compression", "compression is not set");
+    }
+    let raw: Buffer;
+    try {
+      raw = decompressBatch(b.payload, b.compression, max, b.rawBytes);
+    } catch (err) {
+      if (err instanceof BatchDecodeError) return reject(err.reason, err.message);
+      throw err;
+    }
+    if (raw.length !== b.rawBytes) {
+      return reject(
+        "truncated",
+        `${raw.length} bytes after decompression, the batch says ${b.rawBytes}`,
+      );
+    }
+    if (raw.length > 0 && raw[raw.length - 1] !== 0x0a) {
+      return reject("truncated", "the last line has no newline");
+    }
+    const lines = countNewlines(raw);
+    if (lines !== b.lines) {
+      return reject("truncated", `${lines} lines, the batch says ${b.lines}`);
+    }
+    // From the dedup check to here nothing yields to the event loop, so a
+    // second stream of the same proxy (a reconnect racing a half-dead
+    // stream) cannot queue the same batch in between.
+    const r = this.#route(raw, client, key);
+    o.dedup.record(key.name, proxyId, n);
+    o.counters.queued(key.name, client, r.accepted, r.rejected, b.payload.byteLength, raw.length);
+    return ack(seq);
+  }
+
+  /** A polymur-proxy `POST /ingest` body (gzip) → HTTP status and body. */
+  legacy(key: ApiKey, client: string, body: Buffer): { status: number; text: string } {
+    const o = this.#o;
+    let raw: Buffer;
+    try {
+      raw = decompressBatch(body, Compression.GZIP, o.maxBatchBytes);
+    } catch (err) {
+      if (!(err instanceof BatchDecodeError)) throw err;
+      o.log.warn({ client, key: key.name, err: err.message }, "polymur-proxy batch malformed");
+      return err.reason === "too_large"
+        ? { status: 413, text: "Batch Too Large\n" }
+        : { status: 400, text: "Batch Malformed\n" };
+    }
+    const r = this.#route(raw, client, key);
+    o.counters.queued(key.name, client, r.accepted, r.rejected, body.length, raw.length);
+    return { status: 200, text: "Batch Received\n" };
+  }
+
+  /**
+   * Frames, validates and routes the lines of a whole batch; a final line
+   * without a newline counts as a line. When this returns, every valid line
+   * is in the destination queues.
+   */
+  #route(raw: Buffer, client: string, key: ApiKey): { accepted: number; rejected: number } {
+    const o = this.#o;
+    const counters = o.ingestCounters;
+    const receivedBefore = counters.received;
+    const rejectedBefore = counters.rejects.total;
+    counters.bytesIn += raw.length;
+    const sink = o.keyPrefix ? new KeyPrefixSink(o.router, key.name) : o.router;
+    const framer = new LineFramer(counters.handler(sink, client), {
+      maxLineLength: o.maxLineLength,
+    });
+    framer.push(raw);
+    framer.end();
+    o.router.flush();
+    return {
+      accepted: counters.received - receivedBefore,
+      rejected: counters.rejects.total - rejectedBefore,
+    };
+  }
+
+  /**
+   * Resolves true once the router takes lines again (a queue full under the
+   * block policy holds it), false if `signal` aborts first. A stream that
+   * waits here stops reading, so HTTP/2 flow control pushes back on the proxy.
+   */
+  ready(signal: AbortSignal): Promise<boolean> {
+    const router = this.#o.router;
+    if (!router.blocking) return Promise.resolve(true);
+    return new Promise((resolve) => {
+      if (signal.aborted) return resolve(false);
+      const onResume = (): void => {
+        signal.removeEventListener("abort", onAbort);
+        resolve(true);
+      };
+      const onAbort = (): void => {
+        router.off("unblocked", onResume);
+        resolve(false);
+      };
+      router.once("unblocked", onResume);
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+  }
+}
+
+function ack(seq: bigint): StreamResponseInit {
+  return { msg: { case: "ack", value: { seq } } };
+}

@@ -1,0 +1,195 @@
+import { readFileSync } from "node:fs";
+import { hostname } from "node:os";
+import { ErrorCode, PolymurError } from "../../common/errors.ts";
+import {
+  getAddress,
+  getBool,
+  getBytes,
+  getInt,
+  getSeconds,
+  getString,
+  type OptionSpec,
+  type RawOptions,
+} from "../../common/options.ts";
+import { TrustedProxies } from "../link/gateway/client-address.ts";
+import type { RouterConfig } from "../route/router.ts";
+import { buildRelayConfig, RELAY_OPTIONS } from "./relay-options.ts";
+
+/** Relay options a gateway does not have: it has no plaintext listener, line API or workers. */
+const NOT_FOR_GATEWAY = new Set([
+  "listen-addr",
+  "udp-addr",
+  "max-connections",
+  "idle-timeout",
+  "api-addr",
+  "api-token",
+  "console-out",
+  "workers",
+]);
+
+/** `polymur gateway`: the relay's routing and queue options plus the proxy-facing listener. */
+export const GATEWAY_OPTIONS: readonly OptionSpec[] = [
+  {
+    name: "listen-addr",
+    type: "string",
+    default: "0.0.0.0:8443",
+    help: "Listen address for proxy streams (HTTP/2) and polymur-proxy requests (HTTP/1.1)",
+  },
+  {
+    name: "tls-cert",
+    type: "string",
+    default: "",
+    help: "PEM certificate (chain) file: serve HTTPS; without it the listener is cleartext (TLS terminated in front)",
+  },
+  {
+    name: "tls-key",
+    type: "string",
+    default: "",
+    help: "PEM private key file for --tls-cert",
+  },
+  {
+    name: "keys-file",
+    type: "string",
+    default: "",
+    help: "API keys: lines of `name secret` or `name sha256:<hex>`; re-read when it changes and on SIGHUP",
+  },
+  {
+    name: "key-prefix",
+    type: "bool",
+    default: "false",
+    help: "Prefix every metric name with its API key's name (`product-A.web01.cpu`)",
+  },
+  {
+    name: "max-batch-bytes",
+    type: "bytes",
+    default: "4MiB",
+    help: "Largest batch accepted, compressed or not; larger ones are rejected",
+  },
+  {
+    name: "trusted-proxies",
+    type: "string",
+    default: "",
+    help: "Addresses/CIDRs of load balancers whose X-Forwarded-For names the client (logs, per-client counters)",
+  },
+  {
+    name: "dedup-proxies",
+    type: "int",
+    default: "10000",
+    help: "Proxies remembered for de-duplicating resent batches (least recently seen forgotten first)",
+  },
+  ...RELAY_OPTIONS.filter((s) => !NOT_FOR_GATEWAY.has(s.name)),
+];
+
+export interface GatewayOptions {
+  /** Where lines go: destinations, routing and queues (the relay's options). */
+  routing: RouterConfig;
+  /** Longest line in a proxy's batch, newline excluded (--max-line-length). */
+  maxLineLength: number;
+  listen: { host: string; port: number };
+  tls: { cert: string; key: string } | null;
+  keysFile: string | null;
+  controlPlane: {
+    url: string;
+    nodeToken: string;
+    group: string;
+    stateDir?: string;
+    ca?: string;
+  } | null;
+  keyPrefix: boolean;
+  maxBatchBytes: number;
+  trustedProxies: TrustedProxies;
+  dedupProxies: number;
+  statAddr: { host: string; port: number } | null;
+  metricsFlushSec: number;
+  metricsPrefix: string;
+  shutdownTimeoutSec: number;
+  logLevel: string;
+  configPath: string;
+}
+
+export function buildGatewayOptions(o: RawOptions): GatewayOptions {
+  const listen = getAddress(o, "listen-addr");
+  if (listen === null) throw new PolymurError(ErrorCode.Config, "--listen-addr is required");
+  const certPath = getString(o, "tls-cert");
+  const keyPath = getString(o, "tls-key");
+  if ((certPath === "") !== (keyPath === "")) {
+    throw new PolymurError(ErrorCode.Config, "--tls-cert and --tls-key go together");
+  }
+  const tls =
+    certPath === ""
+      ? null
+      : { cert: readText(certPath, "tls-cert"), key: readText(keyPath, "tls-key") };
+  const keysFile = getString(o, "keys-file");
+  const cpUrl = getString(o, "control-plane");
+  if (keysFile !== "" && cpUrl !== "") {
+    throw new PolymurError(
+      ErrorCode.Config,
+      "--keys-file and --control-plane are exclusive: with a control plane, keys come from it",
+    );
+  }
+  if (keysFile === "" && cpUrl === "") {
+    throw new PolymurError(
+      ErrorCode.Config,
+      "a gateway needs API keys: --keys-file FILE (lines of `name secret`) or --control-plane URL",
+    );
+  }
+  let controlPlane: GatewayOptions["controlPlane"] = null;
+  if (cpUrl !== "") {
+    if (getString(o, "destinations") !== "") {
+      throw new PolymurError(
+        ErrorCode.Config,
+        "--destinations and --control-plane are exclusive: with a control plane, destinations come from it",
+      );
+    }
+    const nodeToken = getString(o, "node-token");
+    if (nodeToken === "") {
+      throw new PolymurError(
+        ErrorCode.Config,
+        "--control-plane needs a node credential: set POLYMUR_NODE_TOKEN",
+      );
+    }
+    const stateDir = getString(o, "state-dir");
+    const caPath = getString(o, "control-ca");
+    controlPlane = {
+      url: cpUrl,
+      nodeToken,
+      group: getString(o, "group"),
+      ...(stateDir === "" ? {} : { stateDir }),
+      ...(caPath === "" ? {} : { ca: readText(caPath, "control-ca") }),
+    };
+  }
+  const full = new Map(o);
+  for (const s of RELAY_OPTIONS) if (NOT_FOR_GATEWAY.has(s.name)) full.set(s.name, s.default);
+  full.set("udp-addr", "");
+  const maxBatchBytes = getBytes(o, "max-batch-bytes");
+  if (maxBatchBytes < 64 * 1024) {
+    throw new PolymurError(ErrorCode.Config, "--max-batch-bytes must be at least 64KiB");
+  }
+  const relay = buildRelayConfig(full);
+  return {
+    routing: relay,
+    maxLineLength: relay.maxLineLength,
+    listen,
+    tls,
+    keysFile: keysFile === "" ? null : keysFile,
+    controlPlane,
+    keyPrefix: getBool(o, "key-prefix"),
+    maxBatchBytes,
+    trustedProxies: new TrustedProxies(getString(o, "trusted-proxies")),
+    dedupProxies: getInt(o, "dedup-proxies"),
+    statAddr: getAddress(o, "stat-addr"),
+    metricsFlushSec: getSeconds(o, "metrics-flush"),
+    metricsPrefix: getString(o, "metrics-prefix") || `polymur.${hostname().split(".")[0]}`,
+    shutdownTimeoutSec: getSeconds(o, "shutdown-timeout"),
+    logLevel: getString(o, "log-level"),
+    configPath: getString(o, "config"),
+  };
+}
+
+function readText(path: string, option: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    throw new PolymurError(ErrorCode.Config, `--${option} ${path}: ${(err as Error).message}`);
+  }
+}

@@ -1,0 +1,132 @@
+import type http from "node:http";
+import type { Logger } from "../../common/logger.ts";
+import type { RejectSample } from "../ingest/reject-log.ts";
+import type { PipelineStats } from "../observe/pipeline-stats.ts";
+import { SelfMetrics } from "../observe/self-metrics.ts";
+import { startStatsEndpoint } from "../observe/stats-server.ts";
+
+/** How often a node logs what it received. */
+export const HEARTBEAT_MS = 5_000;
+
+export interface NodeRuntimeOptions {
+  log: Logger;
+  /** The stats endpoint's address (--stat-addr); null = off. */
+  statAddr: { host: string; port: number } | null;
+  /** The node's pipeline counters (summed over its processes). */
+  stats(): PipelineStats;
+  /** The most recent rejected lines. */
+  rejects(): RejectSample[];
+  /** Role-specific counters for the stats endpoint: Prometheus text, and fields merged into /stats. */
+  extra?(): { prometheus: string; json: Record<string, unknown> };
+  /** Fields added to the heartbeat log line. */
+  heartbeat?(): Record<string, unknown>;
+  /**
+   * polymur's own metrics, sent as Graphite lines every `flushSec` seconds
+   * (0 = off) under `prefix`, through `inject` (the node's router).
+   */
+  selfMetrics?: { flushSec: number; prefix: string; inject(text: string): void };
+}
+
+/**
+ * What every node role (relay, proxy, gateway) runs beside its pipeline: the
+ * stats endpoint and its readiness, the heartbeat log line, self-metrics,
+ * periodic chores, and the shutdown summary.
+ */
+export class NodeRuntime {
+  readonly #o: NodeRuntimeOptions;
+  #server: http.Server | null = null;
+  #timers: NodeJS.Timeout[] = [];
+  #ready = false;
+  #lastReceived = 0;
+  /** The stats endpoint's bound port; null when off (or its default port was taken). */
+  statsPort: number | null = null;
+
+  constructor(options: NodeRuntimeOptions) {
+    this.#o = options;
+  }
+
+  /** Starts the stats endpoint (not yet ready: see `ready()`). */
+  async start(): Promise<void> {
+    const o = this.#o;
+    const stats = await startStatsEndpoint(
+      {
+        stats: () => o.stats(),
+        rejects: () => o.rejects(),
+        ready: () => this.#ready,
+        ...(o.extra === undefined ? {} : { extra: () => o.extra!() }),
+      },
+      o.statAddr,
+      o.log,
+    );
+    this.#server = stats?.server ?? null;
+    this.statsPort = stats?.port ?? null;
+  }
+
+  /** The node takes traffic: /readyz answers 200; the heartbeat and self-metrics start. */
+  ready(): void {
+    this.#ready = true;
+    this.every(HEARTBEAT_MS, () => this.#heartbeat());
+    const m = this.#o.selfMetrics;
+    if (m !== undefined && m.flushSec > 0) {
+      const metrics = new SelfMetrics(m.prefix);
+      this.every(m.flushSec * 1000, () => {
+        m.inject(metrics.lines(this.#o.stats(), Math.floor(Date.now() / 1000)));
+      });
+    }
+  }
+
+  get isReady(): boolean {
+    return this.#ready;
+  }
+
+  /** Runs `f` every `ms` until stop(). */
+  every(ms: number, f: () => void): void {
+    this.#timers.push(setInterval(f, ms));
+  }
+
+  #heartbeat(): void {
+    // The Go polymur's heartbeat line, kept verbatim for people who grep for it.
+    const received = this.#o.stats().received;
+    const n = received - this.#lastReceived;
+    this.#lastReceived = received;
+    this.#o.log.info(
+      { received: n, ...this.#o.heartbeat?.() },
+      `Last 5s: Received ${n} datapoints | Avg: ${(n / (HEARTBEAT_MS / 1000)).toFixed(2)}/sec`,
+    );
+  }
+
+  /** The node is draining: /readyz answers 503; timers stop. */
+  stop(): void {
+    this.#ready = false;
+    for (const t of this.#timers) clearInterval(t);
+    this.#timers = [];
+  }
+
+  /**
+   * Logs what a relay or gateway could not deliver at shutdown (datapoints
+   * per destination) and returns the total.
+   */
+  logUndelivered(undelivered: Record<string, number>): number {
+    const total = Object.values(undelivered).reduce((a, b) => a + b, 0);
+    if (total === 0) {
+      this.#o.log.info(
+        { received: this.#o.stats().received },
+        "shutdown complete: every queued datapoint was written",
+      );
+    } else {
+      this.#o.log.warn(
+        { undelivered, total },
+        `shutdown complete: ${total} datapoints left undelivered`,
+      );
+    }
+    return total;
+  }
+
+  /** Closes the stats endpoint (last: it answers while the node drains). */
+  close(): void {
+    this.stop();
+    this.#server?.close();
+    this.#server?.closeAllConnections();
+    this.#server = null;
+  }
+}

@@ -1,0 +1,382 @@
+import { randomUUID } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { hostname } from "node:os";
+import path from "node:path";
+import type { ConnectError } from "@connectrpc/connect";
+import type { Logger } from "../../common/logger.ts";
+import { LineListener } from "../ingest/line-listener.ts";
+import type { RejectSample } from "../ingest/reject-log.ts";
+import { compressBatch, compressionCode } from "../link/batch-codec.ts";
+import { BatchBuffer } from "../link/proxy/batch-buffer.ts";
+import { BatchSpool } from "../link/proxy/batch-spool.ts";
+import { GatewayLink, type LinkStats } from "../link/proxy/gateway-link.ts";
+import { LineBatcher } from "../link/proxy/line-batcher.ts";
+import { type PipelineStats, pipelineStats } from "../observe/pipeline-stats.ts";
+import { PrometheusText } from "../observe/prometheus-text.ts";
+import { NodeRuntime } from "./node-runtime.ts";
+import type { ProxyOptions } from "./proxy-options.ts";
+
+export interface ProxyStats {
+  link: LinkStats;
+  batches: number;
+  rawBytes: number;
+  payloadBytes: number;
+  pendingBatches: number;
+  pendingLines: number;
+  memoryBytes: number;
+  spoolBytes: number;
+  held: boolean;
+  proxyId: string;
+}
+
+/**
+ * A proxy: a relay's listener (same framing, validation and per-line
+ * rejects), whose valid lines are cut into batches, compressed, kept in a bounded buffer (and optional spool)
+ * and streamed to a gateway until acknowledged. When the buffer is full it
+ * stops reading from its TCP senders (they see TCP backpressure) instead of
+ * dropping anything.
+ */
+export class ProxyNode {
+  readonly #o: ProxyOptions;
+  readonly #log: Logger;
+  readonly #listener: LineListener;
+  readonly #runtime: NodeRuntime;
+  readonly #batcher: LineBatcher;
+  readonly #buffer: BatchBuffer;
+  readonly #spool: BatchSpool | null;
+  readonly #link: GatewayLink;
+  #proxyId: string;
+  #batches = 0;
+  #rawBytes = 0;
+  #payloadBytes = 0;
+  #fatal: ((err: ConnectError, gateway: string) => void) | null = null;
+  ports = { tcp: 0, udp: null as number | null, stats: null as number | null };
+
+  constructor(options: ProxyOptions, log: Logger) {
+    this.#o = options;
+    this.#log = log;
+    this.#batcher = new LineBatcher((raw, lines) => this.#onBatch(raw, lines), {
+      maxBytes: options.batchBytes,
+      maxDelayMs: options.batchDelayMs,
+    });
+    this.#listener = new LineListener(options.listener, this.#batcher, log);
+    this.#runtime = new NodeRuntime({
+      log,
+      statAddr: options.statAddr,
+      stats: () => this.pipelineStats(),
+      rejects: () => this.rejects(),
+      extra: () => ({ prometheus: this.#prometheus(), json: { proxy: this.stats() } }),
+      heartbeat: () => ({ pending: this.#buffer.size, link: this.#link.state }),
+    });
+    if (options.spoolDir !== null) {
+      const opened = BatchSpool.open(options.spoolDir, {
+        log,
+        segmentBytes: Math.max(1 << 20, Math.min(8 << 20, Math.floor(options.spoolBytes / 16))),
+      });
+      this.#spool = opened.spool;
+      this.#proxyId = opened.proxyId;
+      this.#buffer = new BatchBuffer({
+        memoryBytes: options.bufferBytes,
+        spool: opened.spool,
+        spoolBytes: options.spoolBytes,
+        nextSeq: opened.nextSeq,
+        recovered: opened.recovered,
+        log,
+      });
+      if (opened.recovered.length > 0) {
+        log.info(
+          {
+            spool: options.spoolDir,
+            batches: opened.recovered.length,
+            lines: this.#buffer.pendingLines,
+            firstSeq: opened.recovered[0]!.seq,
+          },
+          "spool: unacknowledged batches from the previous run will be sent first",
+        );
+      }
+    } else {
+      this.#spool = null;
+      this.#proxyId = freshId();
+      this.#buffer = new BatchBuffer({
+        memoryBytes: options.bufferBytes,
+        spool: null,
+        spoolBytes: 0,
+        log,
+      });
+    }
+    this.#buffer.on("full", () => this.#updateHold());
+    this.#buffer.on("space", () => this.#updateHold());
+    this.#link = new GatewayLink({
+      gateways: options.gateways,
+      apiKey: options.apiKey,
+      proxyId: () => this.#proxyId,
+      buffer: this.#buffer,
+      log,
+      ...(options.ca === undefined ? {} : { ca: options.ca }),
+      pingIntervalMs: options.pingIntervalMs,
+      pingTimeoutMs: options.pingTimeoutMs,
+      backoffMinMs: options.backoffMinMs,
+      backoffMaxMs: options.backoffMaxMs,
+      onAuthFailure: (err, gateway) => this.#fatal?.(err, gateway),
+      onIdConflict: () => {
+        this.#proxyId = freshId();
+        if (this.#spool !== null) {
+          writeFileSync(path.join(this.#spool.dir, "proxy-id"), this.#proxyId);
+        }
+      },
+    });
+  }
+
+  /** Called once if a gateway refuses the API key (the link has stopped). */
+  onFatal(f: (err: ConnectError, gateway: string) => void): void {
+    this.#fatal = f;
+  }
+
+  get proxyId(): string {
+    return this.#proxyId;
+  }
+
+  async start(): Promise<void> {
+    const { port, udpPort } = await this.#listener.listen();
+    this.ports.tcp = port;
+    this.ports.udp = udpPort;
+    await this.#runtime.start();
+    this.ports.stats = this.#runtime.statsPort;
+    this.#link.start();
+    this.#runtime.ready();
+    if (this.#spool !== null) {
+      const spool = this.#spool;
+      this.#runtime.every(1_000, () => spool.saveState());
+    }
+    this.#log.info(
+      {
+        listener: "tcp",
+        address: this.#o.listener.listen.host,
+        port,
+        udpPort,
+        statsPort: this.ports.stats,
+        gateways: this.#o.gateways,
+        proxyId: this.#proxyId,
+        compression: this.#o.compression,
+        spool: this.#o.spoolDir,
+      },
+      "listening",
+    );
+  }
+
+  #onBatch(raw: Buffer, lines: number): void {
+    const code = compressionCode(this.#o.compression);
+    let payload: Buffer;
+    try {
+      payload = compressBatch(raw, this.#o.compression);
+    } catch (err) {
+      this.#log.error({ err: (err as Error).message }, "compression failed; sending uncompressed");
+      payload = raw;
+    }
+    this.#batches++;
+    this.#rawBytes += raw.length;
+    this.#payloadBytes += payload.length;
+    // An uncompressed payload is the batch itself: its own compression code.
+    this.#buffer.add(payload === raw ? compressionCode("none") : code, payload, lines, raw.length);
+  }
+
+  #updateHold(): void {
+    const hold = this.#buffer.full;
+    if (hold === this.#listener.paused) return;
+    this.#listener.pause(hold);
+    const s = this.#buffer.stats();
+    if (hold) {
+      this.#log.warn(
+        { pendingBatches: s.batches, memoryBytes: s.memoryBytes, spoolBytes: s.spoolBytes },
+        "buffer towards the gateway is full: not reading from senders until it drains",
+      );
+    } else {
+      this.#log.warn({ paused: false }, "ingest resumed");
+    }
+  }
+
+  /** The ingest counters, as a relay's /stats shows them (no destinations: a proxy forwards to a gateway). */
+  pipelineStats(): PipelineStats {
+    return pipelineStats(this.#listener.stats(), null);
+  }
+
+  rejects(): RejectSample[] {
+    return this.#listener.recentRejects();
+  }
+
+  stats(): ProxyStats {
+    const b = this.#buffer.stats();
+    return {
+      link: this.#link.stats(),
+      batches: this.#batches,
+      rawBytes: this.#rawBytes,
+      payloadBytes: this.#payloadBytes,
+      pendingBatches: b.batches,
+      pendingLines: b.lines,
+      memoryBytes: b.memoryBytes,
+      spoolBytes: b.spoolBytes,
+      held: this.#listener.paused,
+      proxyId: this.#proxyId,
+    };
+  }
+
+  #prometheus(): string {
+    const s = this.stats();
+    const l = s.link;
+    const one = (v: number): ReadonlyArray<readonly [Record<string, string>, number]> => [[{}, v]];
+    return new PrometheusText()
+      .metric("polymur_proxy_batches_total", "counter", "Batches made.", one(s.batches))
+      .metric(
+        "polymur_proxy_raw_bytes_total",
+        "counter",
+        "Bytes of lines batched, uncompressed.",
+        one(s.rawBytes),
+      )
+      .metric(
+        "polymur_proxy_payload_bytes_total",
+        "counter",
+        "Bytes of batches after compression.",
+        one(s.payloadBytes),
+      )
+      .metric(
+        "polymur_proxy_batches_sent_total",
+        "counter",
+        "Batches sent for the first time.",
+        one(l.batchesSent),
+      )
+      .metric(
+        "polymur_proxy_batches_resent_total",
+        "counter",
+        "Batches sent again on a new stream (not acknowledged on the old one).",
+        one(l.batchesResent),
+      )
+      .metric(
+        "polymur_proxy_batches_acked_total",
+        "counter",
+        "Batches the gateway acknowledged (queued).",
+        one(l.batchesAcked),
+      )
+      .metric(
+        "polymur_proxy_lines_acked_total",
+        "counter",
+        "Datapoints the gateway acknowledged.",
+        one(l.linesAcked),
+      )
+      .metric(
+        "polymur_proxy_batches_rejected_total",
+        "counter",
+        "Batches the gateway rejected (malformed, too large).",
+        one(l.batchesRejected),
+      )
+      .metric(
+        "polymur_proxy_lines_rejected_total",
+        "counter",
+        "Datapoints in batches the gateway rejected.",
+        one(l.linesRejected),
+      )
+      .metric(
+        "polymur_proxy_pending_batches",
+        "gauge",
+        "Batches not yet acknowledged.",
+        one(s.pendingBatches),
+      )
+      .metric(
+        "polymur_proxy_pending_datapoints",
+        "gauge",
+        "Datapoints not yet acknowledged.",
+        one(s.pendingLines),
+      )
+      .metric("polymur_proxy_buffer_bytes", "gauge", "Bytes of unacknowledged batches.", [
+        [{ where: "memory" }, s.memoryBytes],
+        [{ where: "spool" }, s.spoolBytes],
+      ])
+      .metric(
+        "polymur_proxy_ingest_held",
+        "gauge",
+        "1 while the proxy does not read from senders (buffer full).",
+        one(s.held ? 1 : 0),
+      )
+      .metric(
+        "polymur_proxy_link_up",
+        "gauge",
+        "1 while a stream to a gateway is open.",
+        one(l.state === "open" ? 1 : 0),
+      )
+      .metric(
+        "polymur_proxy_link_connects_total",
+        "counter",
+        "Streams opened to gateways.",
+        one(l.connects),
+      )
+      .metric(
+        "polymur_proxy_link_failures_total",
+        "counter",
+        "Streams to gateways that failed.",
+        one(l.failures),
+      )
+      .toString();
+  }
+
+  /**
+   * Graceful stop: stop reading from senders (after a grace period for what
+   * they are sending), send the last batch, wait up to the shutdown timeout
+   * for every batch to be acknowledged, then close. With a spool, whatever is
+   * still unacknowledged stays in it for the next start.
+   */
+  async shutdown(): Promise<{ pendingBatches: number; pendingLines: number }> {
+    const deadlineMs = this.#o.shutdownTimeoutSec * 1000;
+    const deadline = Date.now() + deadlineMs;
+    this.#log.info({ deadlineMs }, "shutting down");
+    this.#runtime.stop();
+    await this.#listener.close(Math.min(1_000, deadlineMs / 4));
+    this.#batcher.flush();
+    // Without a spool, unacknowledged batches die with the process: keep
+    // trying until the deadline. With one they are safe on disk: wait only
+    // while the link is up and draining.
+    while (
+      this.#buffer.size > 0 &&
+      Date.now() < deadline &&
+      this.#link.state !== "failed" &&
+      (this.#spool === null || this.#link.state === "open")
+    ) {
+      await sleep(20);
+    }
+    return this.close();
+  }
+
+  /** Stops at once: closes the link, the stats server and the spool. */
+  async close(): Promise<{ pendingBatches: number; pendingLines: number }> {
+    this.#runtime.stop();
+    this.#batcher.close();
+    await this.#link.stop();
+    await this.#listener.close(0);
+    const pending = { pendingBatches: this.#buffer.size, pendingLines: this.#buffer.pendingLines };
+    this.#spool?.close();
+    if (pending.pendingBatches === 0) {
+      this.#log.info(
+        { received: this.#listener.stats().received },
+        "shutdown complete: the gateway acknowledged every datapoint",
+      );
+    } else if (this.#spool !== null) {
+      this.#log.warn(
+        { ...pending, spool: this.#spool.dir },
+        `shutdown complete: ${pending.pendingLines} datapoints not yet acknowledged are kept in the spool for the next start`,
+      );
+    } else {
+      this.#log.warn(
+        pending,
+        `shutdown complete: ${pending.pendingLines} datapoints were not acknowledged by a gateway and are lost (no --spool-dir)`,
+      );
+    }
+    this.#runtime.close();
+    return pending;
+  }
+}
+
+function freshId(): string {
+  return `${hostname().split(".")[0]}-${randomUUID()}`;
+}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}

@@ -1,0 +1,218 @@
+import type net from "node:net";
+import { ErrorCode, PolymurError } from "../../common/errors.ts";
+import type { Logger } from "../../common/logger.ts";
+import { startLineApi } from "../control/line-api.ts";
+import { parseDestination } from "../forward/destination-spec.ts";
+import type { RejectSample } from "../ingest/reject-log.ts";
+import { mergeStats, type PipelineStats } from "../observe/pipeline-stats.ts";
+import { isDefaultAddress, startAuxiliary } from "../observe/stats-server.ts";
+import { NodeRuntime } from "./node-runtime.ts";
+import type { RelayConfig } from "./relay-config.ts";
+import type { RelayNodeOptions } from "./relay-options.ts";
+import { RelayProcess } from "./relay-process.ts";
+import { WorkerPool } from "./worker-pool.ts";
+
+const DEFAULT_API_ADDR = { host: "127.0.0.1", port: 2030 } as const;
+
+/**
+ * A relay node: the primary process's pipeline plus its worker processes,
+ * the line API, the node runtime (stats endpoint, heartbeat, self-metrics),
+ * and graceful shutdown.
+ */
+export class RelayNode {
+  readonly #log: Logger;
+  readonly #proc: RelayNodeOptions;
+  #config: RelayConfig;
+  readonly #primary: RelayProcess;
+  readonly #runtime: NodeRuntime;
+  #pool: WorkerPool | null = null;
+  #api: net.Server | null = null;
+  /** Bound addresses, known after start(). */
+  ports = {
+    tcp: 0,
+    udp: null as number | null,
+    api: null as number | null,
+    stats: null as number | null,
+  };
+
+  constructor(config: RelayConfig, proc: RelayNodeOptions, log: Logger) {
+    this.#config = config;
+    this.#proc = proc;
+    this.#log = log;
+    // --console-out: one process, and every forwarded line also goes to stdout.
+    const workers = proc.consoleOut ? 1 : proc.workers;
+    this.#primary = new RelayProcess(config, log, {
+      share: 1 / workers,
+      reusePort: workers > 1,
+      ...(proc.consoleOut ? { console: process.stdout } : {}),
+    });
+    if (workers > 1) this.#pool = new WorkerPool(workers - 1, config, 1 / workers, log);
+    this.#runtime = new NodeRuntime({
+      log,
+      statAddr: proc.statAddr,
+      stats: () => this.stats(),
+      rejects: () => this.rejects(),
+      selfMetrics: {
+        flushSec: proc.metricsFlushSec,
+        prefix: proc.metricsPrefix,
+        inject: (text) => this.#primary.inject(text),
+      },
+    });
+  }
+
+  async start(): Promise<void> {
+    const { port, udpPort } = await this.#primary.listen();
+    this.ports.tcp = port;
+    this.ports.udp = udpPort;
+    await this.#pool?.start(port);
+    const p = this.#proc;
+    const api = p.apiAddr;
+    if (api !== null) {
+      this.#api = await startAuxiliary(
+        () => startLineApi(this, { ...api, token: p.apiToken }, this.#log),
+        isDefaultAddress(api, DEFAULT_API_ADDR),
+        "line API",
+        "api-addr",
+        this.#log,
+      );
+      if (this.#api !== null) this.ports.api = (this.#api.address() as net.AddressInfo).port;
+    }
+    await this.#runtime.start();
+    this.ports.stats = this.#runtime.statsPort;
+    this.#runtime.ready();
+    this.#logStarted();
+  }
+  #logStarted(): void {
+    const c = this.#config;
+    const l = c.listen;
+    this.#log.info(
+      {
+        listener: "tcp",
+        address: l.host,
+        port: this.ports.tcp,
+        udpPort: this.ports.udp,
+        apiPort: this.ports.api,
+        statsPort: this.ports.stats,
+        workers: this.#pool === null ? 1 : this.#proc.workers,
+      },
+      "listening",
+    );
+    if (this.#proc.controlPlane !== "") {
+      this.#log.info(
+        {
+          controlPlane: this.#proc.controlPlane,
+          group: this.#proc.group,
+          destinations: c.destinations.map((d) => d.spec),
+        },
+        `managed by the control plane at ${this.#proc.controlPlane} (group ${this.#proc.group}): forwarding to ${c.destinations.map((d) => d.spec).join(", ") || "nothing yet"}`,
+      );
+    } else if (c.destinations.length === 0) {
+      this.#log.warn(
+        `no destinations: datapoints are validated and counted but not forwarded. Add some with --destinations host:port[,...]` +
+          (this.ports.api === null
+            ? ""
+            : ` or: echo putdest host:port | nc 127.0.0.1 ${this.ports.api}`),
+      );
+    } else {
+      const how =
+        c.distribution === "broadcast"
+          ? "broadcasting to"
+          : `hash-routing (${c.hash.algo}, ${c.hash.compat} compat, replication ${c.hash.replication}) across`;
+      this.#log.info(
+        { destinations: c.destinations.map((d) => d.spec) },
+        `forwarding: ${how} ${c.destinations.map((d) => d.spec).join(", ")}`,
+      );
+    }
+  }
+
+  get config(): RelayConfig {
+    return this.#config;
+  }
+
+  ready(): boolean {
+    return this.#runtime.isReady;
+  }
+
+  stats(): PipelineStats {
+    return mergeStats([this.#primary.stats(), ...(this.#pool?.stats() ?? [])]);
+  }
+
+  rejects(): RejectSample[] {
+    const all = [...this.#primary.recentRejects(), ...(this.#pool?.rejects() ?? [])];
+    return all.sort((a, b) => b.at - a.at).slice(0, 64);
+  }
+
+  /** Applies a configuration to every process; throws (changing nothing) if it is invalid. */
+  apply(config: RelayConfig): void {
+    this.#primary.apply(config);
+    this.#pool?.apply(config);
+    const before = new Set(this.#config.destinations.map((d) => d.id));
+    const after = new Set(config.destinations.map((d) => d.id));
+    this.#log.info(
+      {
+        added: config.destinations.filter((d) => !before.has(d.id)).map((d) => d.spec),
+        removed: this.#config.destinations.filter((d) => !after.has(d.id)).map((d) => d.spec),
+        distribution: config.distribution,
+      },
+      "configuration applied",
+    );
+    this.#config = config;
+  }
+
+  #refuseIfManaged(): void {
+    if (this.#proc.controlPlane !== "") {
+      throw new PolymurError(
+        ErrorCode.Config,
+        `destinations are managed by the control plane at ${this.#proc.controlPlane}; use polymurctl dest add|rm`,
+      );
+    }
+  }
+
+  // LineApiTarget
+  destinations(): string[] {
+    return this.#config.destinations.map((d) => d.spec);
+  }
+
+  addDestination(spec: string): string {
+    this.#refuseIfManaged();
+    const d = parseDestination(spec);
+    if (this.#config.destinations.some((x) => x.id === d.id)) {
+      throw new PolymurError(ErrorCode.DestinationSpec, `destination ${d.spec} already exists`);
+    }
+    this.apply({ ...this.#config, destinations: [...this.#config.destinations, d] });
+    return `added ${d.spec}`;
+  }
+
+  removeDestination(spec: string): string {
+    this.#refuseIfManaged();
+    const d = parseDestination(spec);
+    const rest = this.#config.destinations.filter((x) => x.id !== d.id);
+    if (rest.length === this.#config.destinations.length) {
+      throw new PolymurError(ErrorCode.DestinationSpec, `no destination ${d.spec}`);
+    }
+    this.apply({ ...this.#config, destinations: rest });
+    return `removed ${d.spec}`;
+  }
+
+  /**
+   * Stops accepting, drains every queue for up to the shutdown timeout, and
+   * logs exactly what was left undelivered.
+   */
+  async shutdown(): Promise<Record<string, number>> {
+    this.#runtime.stop();
+    this.#api?.close();
+    const deadlineMs = this.#proc.shutdownTimeoutSec * 1000;
+    this.#log.info({ deadlineMs }, "shutting down: no new connections, draining queues");
+    const [local, workers] = await Promise.all([
+      this.#primary.shutdown(deadlineMs),
+      this.#pool?.shutdown(deadlineMs) ?? Promise.resolve([]),
+    ]);
+    const undelivered: Record<string, number> = {};
+    for (const r of [local, ...workers]) {
+      for (const [k, v] of Object.entries(r)) undelivered[k] = (undelivered[k] ?? 0) + v;
+    }
+    this.#runtime.logUndelivered(undelivered);
+    this.#runtime.close();
+    return undelivered;
+  }
+}

@@ -1,0 +1,423 @@
+import { availableParallelism, hostname } from "node:os";
+import { ErrorCode, PolymurError } from "../../common/errors.ts";
+import {
+  getAddress,
+  getBool,
+  getBytes,
+  getInt,
+  getSeconds,
+  getString,
+  type OptionSpec,
+  type RawOptions,
+} from "../../common/options.ts";
+import {
+  DESTINATION_DEFAULTS,
+  OVERFLOW_POLICIES,
+  type OverflowPolicy,
+} from "../forward/destination.ts";
+import { parseDestination, parseDestinationList } from "../forward/destination-spec.ts";
+import { DEFAULT_MAX_LINE_LENGTH } from "../ingest/line-framer.ts";
+import type { HashAlgo, HashCompat } from "../route/hash/hash-router.ts";
+import type { Distribution } from "../route/router.ts";
+import type { RelayConfig } from "./relay-config.ts";
+
+/** The relay's options. Names follow the Go polymur where it had them. */
+export const RELAY_OPTIONS: readonly OptionSpec[] = [
+  {
+    name: "config",
+    type: "string",
+    default: "",
+    help: "Config file of `name = value` lines (same names as the flags); SIGHUP re-reads it",
+  },
+  {
+    name: "listen-addr",
+    type: "string",
+    default: "0.0.0.0:2003",
+    help: "TCP plaintext listen address",
+  },
+  {
+    name: "udp-addr",
+    type: "string",
+    default: "",
+    help: "UDP plaintext listen address; empty = no UDP listener",
+  },
+  {
+    name: "destinations",
+    type: "string",
+    default: "",
+    reloadable: true,
+    help: "Comma-separated destinations: host:port, host:port:instance or host:port=instance",
+  },
+  {
+    name: "distribution",
+    type: "string",
+    default: "broadcast",
+    reloadable: true,
+    choices: ["broadcast", "hash-route"],
+    help: "broadcast (every destination gets every datapoint) or hash-route (consistent hashing)",
+  },
+  {
+    name: "hash",
+    type: "string",
+    default: "carbon_ch",
+    reloadable: true,
+    choices: ["carbon_ch", "fnv1a_ch", "mmh3_ch", "jump_fnv1a_ch"],
+    help: "Hash algorithm for hash-route",
+  },
+  {
+    name: "compat",
+    type: "string",
+    default: "carbon",
+    reloadable: true,
+    choices: ["carbon", "carbon-c-relay"],
+    help: "Whose ring to reproduce bit for bit: graphite-carbon 1.1.x or carbon-c-relay",
+  },
+  {
+    name: "replication",
+    type: "int",
+    default: "1",
+    reloadable: true,
+    help: "Destinations per datapoint in hash-route",
+  },
+  {
+    name: "diverse-replicas",
+    type: "bool",
+    default: "",
+    reloadable: true,
+    help: "carbon's DIVERSE_REPLICAS: replicas on distinct hosts (default true under carbon compat; carbon-c-relay has no such option)",
+  },
+  {
+    name: "router",
+    type: "string",
+    default: "consistent-hashing",
+    reloadable: true,
+    choices: ["consistent-hashing", "fast-hashing"],
+    help: "carbon's router for hash-route (carbon compat)",
+  },
+  {
+    name: "hash-normalize",
+    type: "string",
+    default: "none",
+    reloadable: true,
+    choices: ["none", "sorted-tags", "cleanse"],
+    help: "Key normalisation before hashing: carbon's TAG_RELAY_NORMALIZED (sorted-tags) or carbon-c-relay's cleansing",
+  },
+  {
+    name: "eject-after",
+    type: "int",
+    default: "0",
+    reloadable: true,
+    help: "hash-route: take a destination out of the ring after this many failed connection attempts in a row and re-route its queue (carbon's DYNAMIC_ROUTER); it rejoins when it reconnects. 0 = never: keep queueing for it",
+  },
+  {
+    name: "queue-size",
+    type: "string",
+    default: bytesText(DESTINATION_DEFAULTS.queueBytes),
+    reloadable: true,
+    help: "Queue bound per destination in bytes (shared by the worker processes); per destination: 128MiB,10.0.5.30:2003@1GiB",
+  },
+  {
+    name: "overflow",
+    type: "string",
+    default: DESTINATION_DEFAULTS.overflow,
+    reloadable: true,
+    help: "When a queue is full: drop-oldest, drop-newest, or block (pause reading from senders); per destination: drop-oldest,10.0.5.30:2003@block",
+  },
+  {
+    name: "resend-window",
+    type: "bytes",
+    default: bytesText(DESTINATION_DEFAULTS.resendBytes),
+    reloadable: true,
+    help: "Recently written bytes resent to a destination after its connection fails; 0 = off",
+  },
+  {
+    name: "backoff-min",
+    type: "seconds",
+    default: String(DESTINATION_DEFAULTS.backoffMinMs / 1000),
+    reloadable: true,
+    help: "First reconnect delay",
+  },
+  {
+    name: "backoff-max",
+    type: "seconds",
+    default: String(DESTINATION_DEFAULTS.backoffMaxMs / 1000),
+    reloadable: true,
+    help: "Longest reconnect delay",
+  },
+  {
+    name: "max-line-length",
+    type: "int",
+    default: String(DEFAULT_MAX_LINE_LENGTH),
+    reloadable: true,
+    help: "Longest accepted line in bytes (carbon's limit); longer lines are rejected, the connection stays",
+  },
+  {
+    name: "max-connections",
+    type: "int",
+    default: "0",
+    help: "Most concurrent sender connections per worker process; 0 = no limit",
+  },
+  {
+    name: "idle-timeout",
+    type: "seconds",
+    default: "0",
+    help: "Close sender connections idle this long; 0 = never",
+  },
+  {
+    name: "api-addr",
+    type: "string",
+    default: "127.0.0.1:2030",
+    help: "Line API (putdest/deldest/getdest) address; empty = off",
+  },
+  {
+    name: "api-token",
+    type: "string",
+    default: "",
+    help: "Token the line API requires (`auth TOKEN` first); required when api-addr is not loopback",
+  },
+  {
+    name: "stat-addr",
+    type: "string",
+    default: "127.0.0.1:2020",
+    help: "HTTP address for /metrics (Prometheus), /healthz, /readyz, /stats, /debug/rejects; empty = off",
+  },
+  {
+    name: "metrics-flush",
+    type: "seconds",
+    default: "60",
+    reloadable: true,
+    help: "Interval for sending polymur's own metrics through the relay to its destinations; 0 = off",
+  },
+  {
+    name: "metrics-prefix",
+    type: "string",
+    default: "",
+    reloadable: true,
+    help: "Prefix of polymur's own metrics (default polymur.<hostname>)",
+  },
+  {
+    name: "console-out",
+    type: "bool",
+    default: "false",
+    help: "Also print every forwarded line to stdout",
+  },
+  {
+    name: "workers",
+    type: "int",
+    default: "0",
+    help: "Processes sharing the listen port (SO_REUSEPORT); 0 = one per available core",
+  },
+  {
+    name: "control-plane",
+    type: "string",
+    default: "",
+    help: "Control plane URL (http:// or https://): destinations and routing come from it, not from flags",
+  },
+  {
+    name: "group",
+    type: "string",
+    default: "default",
+    help: "This node's group at the control plane",
+  },
+  {
+    name: "node-token",
+    type: "string",
+    default: "",
+    help: "Node credential for the control plane; prefer POLYMUR_NODE_TOKEN: flags show in ps",
+  },
+  {
+    name: "state-dir",
+    type: "string",
+    default: "",
+    help: "Directory keeping the last configuration applied from the control plane, for restarts while it is unreachable",
+  },
+  {
+    name: "control-ca",
+    type: "string",
+    default: "",
+    help: "PEM file of the CA that signed an https control plane's certificate",
+  },
+  {
+    name: "shutdown-timeout",
+    type: "seconds",
+    default: "30",
+    help: "On SIGTERM, how long to drain queues before giving up",
+  },
+  {
+    name: "log-level",
+    type: "string",
+    default: "info",
+    choices: ["trace", "debug", "info", "warn", "error", "fatal"],
+    help: "Log level",
+  },
+];
+
+/** Process-level settings around the engine. */
+export interface RelayNodeOptions {
+  apiAddr: { host: string; port: number } | null;
+  apiToken: string;
+  statAddr: { host: string; port: number } | null;
+  metricsFlushSec: number;
+  metricsPrefix: string;
+  consoleOut: boolean;
+  workers: number;
+  shutdownTimeoutSec: number;
+  logLevel: string;
+  configPath: string;
+  controlPlane: string;
+  group: string;
+  nodeToken: string;
+  stateDir: string;
+  controlCa: string;
+}
+
+export function buildRelayConfig(o: RawOptions): RelayConfig {
+  const listen = getAddress(o, "listen-addr");
+  if (listen === null) throw new PolymurError(ErrorCode.Config, "--listen-addr is required");
+  const replication = getInt(o, "replication");
+  if (replication < 1) throw new PolymurError(ErrorCode.Config, "--replication must be at least 1");
+  const maxLineLength = getInt(o, "max-line-length");
+  if (maxLineLength < 64)
+    throw new PolymurError(ErrorCode.Config, "--max-line-length must be at least 64");
+  const normalize = getString(o, "hash-normalize") as "none" | "sorted-tags" | "cleanse";
+  return {
+    listen,
+    udp: getAddress(o, "udp-addr"),
+    destinations: parseDestinationList(getString(o, "destinations")),
+    distribution: getString(o, "distribution") as Distribution,
+    hash: {
+      algo: getString(o, "hash") as HashAlgo,
+      compat: getString(o, "compat") as HashCompat,
+      replication,
+      // Unset: the chosen reference's default (true for carbon, absent in carbon-c-relay).
+      ...(getString(o, "diverse-replicas") === ""
+        ? {}
+        : { diverseReplicas: getBool(o, "diverse-replicas") }),
+      router: getString(o, "router") as "consistent-hashing" | "fast-hashing",
+      normalize,
+    },
+    ejectAfter: getInt(o, "eject-after"),
+    ...perDestination(o, "queue-size", "queueBytes", "queueBytesFor", parseBytes),
+    ...perDestination(o, "overflow", "overflow", "overflowFor", parseOverflow),
+    resendBytes: getBytes(o, "resend-window"),
+    backoffMinMs: Math.max(1, getSeconds(o, "backoff-min") * 1000),
+    backoffMaxMs: Math.max(1, getSeconds(o, "backoff-max") * 1000),
+    maxLineLength,
+    maxConnections: getInt(o, "max-connections"),
+    idleTimeoutMs: getSeconds(o, "idle-timeout") * 1000,
+  };
+}
+
+export function buildNodeOptions(o: RawOptions): RelayNodeOptions {
+  const apiAddr = getAddress(o, "api-addr");
+  const apiToken = getString(o, "api-token");
+  if (apiAddr !== null && apiToken === "" && !isLoopback(apiAddr.host)) {
+    throw new PolymurError(
+      ErrorCode.Config,
+      `--api-addr ${apiAddr.host} is not a loopback address: set --api-token, since the line API changes destinations`,
+    );
+  }
+  const workers = getInt(o, "workers");
+  const controlPlane = getString(o, "control-plane");
+  if (controlPlane !== "") {
+    if (!/^https?:\/\//.test(controlPlane)) {
+      throw new PolymurError(
+        ErrorCode.Config,
+        `--control-plane must be an http:// or https:// URL; got "${controlPlane}"`,
+      );
+    }
+    if (getString(o, "destinations") !== "") {
+      throw new PolymurError(
+        ErrorCode.Config,
+        "--destinations and --control-plane cannot both be set: a managed node takes its destinations from the control plane (polymurctl dest add)",
+      );
+    }
+    if (getString(o, "node-token") === "") {
+      throw new PolymurError(
+        ErrorCode.Config,
+        "--control-plane needs the node credential: set POLYMUR_NODE_TOKEN",
+      );
+    }
+  }
+  return {
+    apiAddr,
+    apiToken,
+    statAddr: getAddress(o, "stat-addr"),
+    metricsFlushSec: getSeconds(o, "metrics-flush"),
+    metricsPrefix: getString(o, "metrics-prefix") || `polymur.${hostname().split(".")[0]}`,
+    consoleOut: getBool(o, "console-out"),
+    workers: workers > 0 ? workers : availableParallelism(),
+    shutdownTimeoutSec: getSeconds(o, "shutdown-timeout"),
+    logLevel: getString(o, "log-level"),
+    configPath: getString(o, "config"),
+    controlPlane: getString(o, "control-plane"),
+    group: getString(o, "group"),
+    nodeToken: getString(o, "node-token"),
+    stateDir: getString(o, "state-dir"),
+    controlCa: getString(o, "control-ca"),
+  };
+}
+
+function parseOverflow(v: string, name: string): OverflowPolicy {
+  if (!(OVERFLOW_POLICIES as readonly string[]).includes(v)) {
+    throw new PolymurError(
+      ErrorCode.Config,
+      `--${name} must be one of ${OVERFLOW_POLICIES.join(", ")}; got "${v}"`,
+    );
+  }
+  return v as OverflowPolicy;
+}
+
+function parseBytes(v: string, name: string): number {
+  return getBytes(new Map([[name, v]]), name);
+}
+
+/**
+ * A value with per-destination overrides: `DEFAULT[,SPEC@VALUE...]`, e.g.
+ * `--overflow drop-oldest,10.0.5.30:2003@block`.
+ */
+function perDestination<T, K extends string, KF extends string>(
+  o: RawOptions,
+  name: string,
+  key: K,
+  keyFor: KF,
+  parse: (v: string, name: string) => T,
+): Record<K, T> & Record<KF, Record<string, T>> {
+  let def: T | undefined;
+  const overrides: Record<string, T> = {};
+  for (const item of getString(o, name).split(",")) {
+    const part = item.trim();
+    if (part === "") continue;
+    const at = part.lastIndexOf("@");
+    if (at < 0) {
+      def = parse(part, name);
+    } else {
+      overrides[parseDestination(part.slice(0, at)).id] = parse(part.slice(at + 1), name);
+    }
+  }
+  if (def === undefined) {
+    const spec = RELAY_OPTIONS.find((s) => s.name === name)!;
+    def = parse(spec.default, name);
+  }
+  return { [key]: def, [keyFor]: overrides } as Record<K, T> & Record<KF, Record<string, T>>;
+}
+
+function isLoopback(host: string): boolean {
+  return host === "localhost" || host === "::1" || host.startsWith("127.");
+}
+
+/**
+ * A byte count as a flag default, in the largest binary unit that divides it
+ * (134217728 → "128MiB"), as --help shows it and getBytes reads it back.
+ */
+function bytesText(bytes: number): string {
+  const units = [
+    ["GiB", 1024 ** 3],
+    ["MiB", 1024 ** 2],
+    ["KiB", 1024],
+  ] as const;
+  for (const [unit, size] of units) {
+    if (bytes > 0 && bytes % size === 0) return `${bytes / size}${unit}`;
+  }
+  return String(bytes);
+}

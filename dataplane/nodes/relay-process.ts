@@ -1,0 +1,102 @@
+import type { Logger } from "../../common/logger.ts";
+import { LineListener } from "../ingest/line-listener.ts";
+import { type LineSink, writeText } from "../ingest/line-sink.ts";
+import type { RejectSample } from "../ingest/reject-log.ts";
+import { type PipelineStats, pipelineStats } from "../observe/pipeline-stats.ts";
+import { Router } from "../route/router.ts";
+import type { RelayConfig } from "./relay-config.ts";
+
+export interface RelayProcessOptions {
+  /** This process's share of the queue bounds (1 / number of worker processes). Default 1. */
+  share?: number;
+  /** Listen with SO_REUSEPORT, so that several worker processes share the port. Default false. */
+  reusePort?: boolean;
+  /** Whether this process opens the UDP listener (only one process does). Default true. */
+  udp?: boolean;
+  /** --console-out: every line routed is also written here. Default none. */
+  console?: NodeJS.WritableStream;
+}
+
+/**
+ * The relay pipeline of one process (the primary, or one worker): a
+ * listener that feeds a router. While a destination's queue is full under
+ * the block policy, the listener stops reading from senders.
+ */
+export class RelayProcess {
+  readonly #log: Logger;
+  readonly listener: LineListener;
+  readonly router: Router;
+  /** Where lines go: the router, or the console and then the router. */
+  readonly #sink: LineSink;
+
+  constructor(config: RelayConfig, log: Logger, options: RelayProcessOptions = {}) {
+    this.#log = log;
+    this.router = new Router(config, log, { share: options.share ?? 1 });
+    const out = options.console;
+    this.#sink = out === undefined ? this.router : new ConsoleSink(out, this.router);
+    this.listener = new LineListener(config, this.#sink, log, {
+      reusePort: options.reusePort ?? false,
+      udp: options.udp ?? true,
+    });
+    this.router.on("blocked", () => this.#hold(true));
+    this.router.on("unblocked", () => this.#hold(false));
+  }
+
+  #hold(blocked: boolean): void {
+    this.listener.pause(blocked);
+    this.#log.warn(
+      { paused: blocked },
+      blocked ? "queue full under block policy: ingest paused" : "ingest resumed",
+    );
+  }
+
+  listen(): Promise<{ port: number; udpPort: number | null }> {
+    return this.listener.listen();
+  }
+
+  /** Applies a new configuration's routing; throws, changing nothing, if it is invalid. */
+  apply(config: RelayConfig): void {
+    this.router.apply(config);
+  }
+
+  /** Routes polymur's own lines (self-metrics); not counted as received. */
+  inject(text: string): void {
+    writeText(this.#sink, text);
+  }
+
+  stats(): PipelineStats {
+    return pipelineStats(this.listener.stats(), this.router.stats());
+  }
+
+  recentRejects(): RejectSample[] {
+    return this.listener.recentRejects();
+  }
+
+  /**
+   * Graceful stop: no new connections; senders get `graceMs` (at most a
+   * quarter of the deadline) to finish what they are sending, then their
+   * connections close; queues drain until `deadlineMs` after the call.
+   * Resolves with what could not be delivered, per destination.
+   */
+  async shutdown(deadlineMs: number, graceMs = 1_000): Promise<Record<string, number>> {
+    const t0 = Date.now();
+    await this.listener.close(Math.min(graceMs, deadlineMs / 4));
+    return this.router.drain(Math.max(0, deadlineMs - (Date.now() - t0)));
+  }
+}
+
+/** --console-out: each run of lines is written to the console, then routed. */
+class ConsoleSink implements LineSink {
+  readonly #out: NodeJS.WritableStream;
+  readonly #next: LineSink;
+
+  constructor(out: NodeJS.WritableStream, next: LineSink) {
+    this.#out = out;
+    this.#next = next;
+  }
+
+  write(buf: Buffer, start: number, end: number, lines: number): void {
+    this.#out.write(buf.subarray(start, end));
+    this.#next.write(buf, start, end, lines);
+  }
+}

@@ -1,0 +1,54 @@
+// Entry point of a relay worker process (see worker-pool.ts): one RelayProcess.
+import { createLogger } from "../../common/logger.ts";
+import { RelayProcess } from "./relay-process.ts";
+import type { FromWorker, ToWorker } from "./worker-pool.ts";
+
+const log = createLogger({
+  bindings: { role: "relay", worker: Number(process.env["POLYMUR_WORKER_ID"]) },
+});
+let relay: RelayProcess | null = null;
+let timer: NodeJS.Timeout | null = null;
+
+const send = (m: FromWorker): void => {
+  process.send?.(m);
+};
+
+// The primary handles signals for the group; a worker only obeys its messages.
+process.on("SIGINT", () => {});
+process.on("SIGTERM", () => {});
+process.on("SIGHUP", () => {});
+process.on("disconnect", () => process.exit(1));
+
+process.on("message", (m: ToWorker) => {
+  void handle(m).catch((err: unknown) => {
+    send({ t: "error", message: (err as Error).message });
+  });
+});
+
+async function handle(m: ToWorker): Promise<void> {
+  switch (m.t) {
+    case "start": {
+      relay = new RelayProcess({ ...m.config, listen: { ...m.config.listen, port: m.port } }, log, {
+        share: m.share,
+        reusePort: true,
+        udp: false,
+      });
+      await relay.listen();
+      timer = setInterval(() => {
+        if (relay !== null)
+          send({ t: "stats", stats: relay.stats(), rejects: relay.recentRejects() });
+      }, 1_000);
+      send({ t: "ready" });
+      return;
+    }
+    case "apply":
+      relay?.apply(m.config);
+      return;
+    case "shutdown": {
+      if (timer !== null) clearInterval(timer);
+      const undelivered = relay === null ? {} : await relay.shutdown(m.deadlineMs);
+      if (relay !== null) send({ t: "stats", stats: relay.stats(), rejects: [] });
+      process.send?.({ t: "done", undelivered } satisfies FromWorker, () => process.exit(0));
+    }
+  }
+}

@@ -1,0 +1,45 @@
+import type { PipelineStats } from "./pipeline-stats.ts";
+
+/** Graphite-safe path element: dots, spaces and other separators become `_`. */
+export function pathElement(s: string): string {
+  return s.replace(/[^A-Za-z0-9_-]/g, "_");
+}
+
+/**
+ * polymur's own metrics as Graphite plaintext lines, as carbon-c-relay and
+ * carbon do for themselves: counters are the increase since the previous
+ * flush, gauges the current value.
+ */
+export class SelfMetrics {
+  readonly #prefix: string;
+  #prev = new Map<string, number>();
+
+  constructor(prefix: string) {
+    this.#prefix = prefix;
+  }
+
+  lines(s: PipelineStats, nowSec: number): string {
+    const out: string[] = [];
+    const counter = (name: string, v: number): void => {
+      const before = this.#prev.get(name) ?? 0;
+      this.#prev.set(name, v);
+      out.push(`${this.#prefix}.${name} ${Math.max(0, v - before)} ${nowSec}`);
+    };
+    const gauge = (name: string, v: number): void => {
+      out.push(`${this.#prefix}.${name} ${v} ${nowSec}`);
+    };
+    counter("received", s.received);
+    for (const [r, n] of Object.entries(s.rejected)) counter(`rejected.${r}`, n);
+    gauge("connections", s.connections);
+    counter("undelivered", s.undelivered);
+    for (const d of s.destinations) {
+      const p = `destinations.${pathElement(d.spec)}`;
+      counter(`${p}.forwarded`, d.forwarded);
+      counter(`${p}.resent`, d.resent);
+      counter(`${p}.dropped`, d.dropped);
+      gauge(`${p}.queued`, d.queuedLines);
+      gauge(`${p}.up`, d.state === "connected" ? 1 : 0);
+    }
+    return out.join("\n") + "\n";
+  }
+}

@@ -1,0 +1,136 @@
+import { mkdtempSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { describe, expect, it } from "vitest";
+import { parseArgv, parseConfigFile, resolveOptions } from "../../../../common/options.ts";
+import { parseDestination, parseDestinationList } from "../../../../dataplane/forward/destination-spec.ts";
+import {
+  buildNodeOptions,
+  buildRelayConfig,
+  RELAY_OPTIONS,
+} from "../../../../dataplane/nodes/relay-options.ts";
+
+function config(argv: string[], env: NodeJS.ProcessEnv = {}, file = "") {
+  const { flags } = parseArgv(RELAY_OPTIONS, argv);
+  let fileOpts = new Map<string, string>();
+  if (file !== "") {
+    const path = join(mkdtempSync(join(tmpdir(), "polymur-opt-")), "relay.conf");
+    writeFileSync(path, file);
+    fileOpts = parseConfigFile(RELAY_OPTIONS, path);
+  }
+  const raw = resolveOptions(RELAY_OPTIONS, flags, env, fileOpts);
+  return { relay: buildRelayConfig(raw), proc: buildNodeOptions(raw) };
+}
+
+describe("destination specs", () => {
+  it.each([
+    [
+      "10.0.5.30:2003",
+      { host: "10.0.5.30", port: 2003, instance: undefined, id: "10.0.5.30:2003" },
+    ],
+    ["10.0.5.30:2003:a", { host: "10.0.5.30", port: 2003, instance: "a", id: "10.0.5.30:2003:a" }],
+    ["10.0.5.30:2003=a", { host: "10.0.5.30", port: 2003, instance: "a", id: "10.0.5.30:2003:a" }],
+    ["[::1]:2003", { host: "::1", port: 2003, instance: undefined, id: "[::1]:2003" }],
+    ["[::1]:2003=b", { host: "::1", port: 2003, instance: "b", id: "[::1]:2003:b" }],
+    ["cache-1.example:2004:x:y", { host: "cache-1.example", port: 2004, instance: "x:y" }],
+  ])("%s", (spec, expected) => {
+    expect(parseDestination(spec)).toMatchObject({ ...expected, spec });
+  });
+
+  it.each([
+    ["", "empty"],
+    ["host", "missing :port"],
+    ["host:", 'port "" is not a number'],
+    ["host:99999", "out of range"],
+    ["host:0", "out of range"],
+    ["[::1:2003", "unclosed ["],
+    ["[nothost]:2003", "not an IPv6 address"],
+    ["host:2003:", "empty instance"],
+  ])("rejects %j (%s)", (spec, why) => {
+    expect(() => parseDestination(spec)).toThrow(why);
+  });
+
+  it("rejects the same destination written twice, whichever form", () => {
+    expect(() => parseDestinationList("h:1:a, h:1=a")).toThrow('duplicate destination "h:1=a"');
+  });
+});
+
+describe("relay options", () => {
+  it("has carbon-compatible defaults", () => {
+    const { relay, proc } = config([]);
+    expect(relay).toMatchObject({
+      listen: { host: "0.0.0.0", port: 2003 },
+      udp: null,
+      destinations: [],
+      distribution: "broadcast",
+      maxLineLength: 16384,
+      overflow: "drop-oldest",
+      queueBytes: 128 * 1024 * 1024,
+    });
+    expect(proc.apiAddr).toEqual({ host: "127.0.0.1", port: 2030 });
+    expect(proc.metricsFlushSec).toBe(60);
+  });
+
+  it("leaves diverse-replicas to the chosen reference unless it is given", () => {
+    const ccr = config(["--distribution", "hash-route", "--compat", "carbon-c-relay"]).relay.hash;
+    expect(ccr.diverseReplicas).toBeUndefined();
+    expect(config(["--diverse-replicas", "false"]).relay.hash.diverseReplicas).toBe(false);
+    expect(config(["--no-diverse-replicas"]).relay.hash.diverseReplicas).toBe(false);
+  });
+
+  it("takes the Go polymur's single-dash forms", () => {
+    const { relay } = config([
+      "-listen-addr=127.0.0.1:2103",
+      "-destinations",
+      "a:1,b:2",
+      "-distribution=hash-route",
+    ]);
+    expect(relay.listen).toEqual({ host: "127.0.0.1", port: 2103 });
+    expect(relay.destinations.map((d) => d.spec)).toEqual(["a:1", "b:2"]);
+    expect(relay.distribution).toBe("hash-route");
+  });
+
+  it("flag > environment > file > default", () => {
+    const file = "queue-size = 1MiB\nmax-line-length = 100 # comment\n";
+    const env = { POLYMUR_QUEUE_SIZE: "2MiB" };
+    expect(config([], {}, file).relay.queueBytes).toBe(1 << 20);
+    expect(config([], env, file).relay.queueBytes).toBe(2 << 20);
+    expect(config(["--queue-size", "3MiB"], env, file).relay.queueBytes).toBe(3 << 20);
+    expect(config([], env, file).relay.maxLineLength).toBe(100);
+  });
+
+  it("per-destination overflow policy and queue size", () => {
+    const { relay } = config([
+      "--destinations",
+      "a:1,b:2=x",
+      "--overflow",
+      "drop-newest,b:2=x@block",
+      "--queue-size",
+      "1GiB,a:1@64KiB",
+    ]);
+    expect(relay.overflow).toBe("drop-newest");
+    expect(relay.overflowFor).toEqual({ "b:2:x": "block" });
+    expect(relay.queueBytes).toBe(1 << 30);
+    expect(relay.queueBytesFor).toEqual({ "a:1": 64 * 1024 });
+  });
+
+  it.each([
+    [["--frobnicate"], "unknown option --frobnicate"],
+    [["--distribution", "random"], "--distribution must be one of broadcast, hash-route"],
+    [["--overflow", "sometimes"], "--overflow must be one of drop-oldest, drop-newest, block"],
+    [["--queue-size", "lots"], "--queue-size must be a size"],
+    [["--listen-addr", "2003"], "--listen-addr must be host:port"],
+    [["--replication", "0"], "--replication must be at least 1"],
+    [["--api-addr", "0.0.0.0:2030"], "set --api-token"],
+    [["--destinations", "a:1,a:1"], 'duplicate destination "a:1"'],
+    [["--listen-addr"], "option --listen-addr needs a value"],
+  ])("refuses %j with a clear reason", (argv, why) => {
+    expect(() => config(argv)).toThrow(why);
+  });
+
+  it("a config file with an unknown key names the line", () => {
+    expect(() => config([], {}, "listen-addr = 127.0.0.1:1\nfrobnicate = 1\n")).toThrow(
+      /relay.conf:2: unknown option "frobnicate"/,
+    );
+  });
+});
