@@ -80,45 +80,36 @@ async function subscribe(
   log: Logger,
 ): Promise<ControlSubscriber> {
   const cp = options.controlPlane!;
-  const { createControlSubscriber } = await import("../../dataplane/control/control-subscriber.ts");
+  const { subscribeUntilConfigured } = await import("../../dataplane/control/first-config.ts");
   const { nodeStatusFromStats, configFromSnapshot } = await import(
     "../../dataplane/control/control-config.ts"
   );
-  let first: () => void = () => {};
-  const ready = new Promise<void>((resolve) => {
-    first = resolve;
-  });
-  const subscriber = createControlSubscriber({
-    url: cp.url,
-    group: cp.group,
-    role: "gateway",
-    nodeToken: cp.nodeToken,
-    ...(cp.stateDir === undefined ? {} : { stateDir: cp.stateDir }),
-    ...(cp.ca === undefined ? {} : { ca: cp.ca }),
-    log,
-    onConfig(config) {
-      // Check everything before changing anything: a bad snapshot is refused whole.
-      const keys: ApiKey[] = config.keys.map((k) => {
-        const where = `control plane key "${k.name}"`;
-        checkKeyName(k.name, where);
-        return { name: k.name, digest: parseDigest(k.digest, where) };
-      });
-      const routing = configFromSnapshot(options.routing, config);
-      node.apply(routing);
-      // Streams whose key is gone (deleted, or rotated to a new digest) are cut now.
-      node.keys.replace(keys);
-      log.info({ keys: node.keys.names() }, "API keys from the control plane applied");
-      first();
+  return subscribeUntilConfigured(
+    {
+      url: cp.url,
+      group: cp.group,
+      role: "gateway",
+      nodeToken: cp.nodeToken,
+      ...(cp.stateDir === undefined ? {} : { stateDir: cp.stateDir }),
+      ...(cp.ca === undefined ? {} : { ca: cp.ca }),
+      log,
+      onConfig(config) {
+        // Check everything before changing anything: a bad snapshot is refused whole.
+        const keys: ApiKey[] = config.keys.map((k) => {
+          const where = `control plane key "${k.name}"`;
+          checkKeyName(k.name, where);
+          return { name: k.name, digest: parseDigest(k.digest, where) };
+        });
+        const routing = configFromSnapshot(options.routing, config);
+        node.apply(routing);
+        // Streams whose key is gone (deleted, or rotated to a new digest) are cut now.
+        node.keys.replace(keys);
+        log.info({ keys: node.keys.names() }, "API keys from the control plane applied");
+      },
+      status() {
+        return nodeStatusFromStats(node.stats(), node.streams());
+      },
     },
-    status() {
-      return nodeStatusFromStats(node.stats(), node.streams());
-    },
-  });
-  log.info(
-    { controlPlane: cp.url, group: cp.group, nodeId: subscriber.nodeId },
     "waiting for a configuration (destinations, API keys) from the control plane",
   );
-  subscriber.start();
-  await ready;
-  return subscriber;
 }

@@ -83,39 +83,31 @@ async function subscribe(
 ): Promise<{ subscriber: ControlSubscriber; overlay(base: RelayConfig): RelayConfig }> {
   // Loaded only for managed nodes: the Connect client and generated code cost
   // a standalone relay process some 25 MB it would never use.
-  const { createControlSubscriber } = await import("../../dataplane/control/control-subscriber.ts");
+  const { subscribeUntilConfigured } = await import("../../dataplane/control/first-config.ts");
   const { nodeStatusFromStats, configFromSnapshot } = await import(
     "../../dataplane/control/control-config.ts"
   );
   let base = initial;
   let snapshot: NodeConfig | null = null;
-  let first: () => void = () => {};
-  const ready = new Promise<void>((resolve) => {
-    first = resolve;
-  });
-  const subscriber = createControlSubscriber({
-    url: proc.controlPlane,
-    group: proc.group,
-    role: "relay",
-    nodeToken: proc.nodeToken,
-    ...(proc.stateDir === "" ? {} : { stateDir: proc.stateDir }),
-    ...(proc.controlCa === "" ? {} : { ca: readFileSync(proc.controlCa, "utf8") }),
-    log,
-    onConfig(config) {
-      node.apply(configFromSnapshot(base, config));
-      snapshot = config;
-      first();
+  const subscriber = await subscribeUntilConfigured(
+    {
+      url: proc.controlPlane,
+      group: proc.group,
+      role: "relay",
+      nodeToken: proc.nodeToken,
+      ...(proc.stateDir === "" ? {} : { stateDir: proc.stateDir }),
+      ...(proc.controlCa === "" ? {} : { ca: readFileSync(proc.controlCa, "utf8") }),
+      log,
+      onConfig(config) {
+        node.apply(configFromSnapshot(base, config));
+        snapshot = config;
+      },
+      status() {
+        return nodeStatusFromStats(node.stats());
+      },
     },
-    status() {
-      return nodeStatusFromStats(node.stats());
-    },
-  });
-  log.info(
-    { controlPlane: proc.controlPlane, group: proc.group, nodeId: subscriber.nodeId },
     "waiting for a configuration from the control plane",
   );
-  subscriber.start();
-  await ready;
   return {
     subscriber,
     overlay(next: RelayConfig): RelayConfig {

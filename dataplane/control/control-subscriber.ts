@@ -13,7 +13,7 @@ import { dirname, join } from "node:path";
 import { create, fromJsonString, toJsonString } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { backoffDelay, sleep } from "../../common/backoff.ts";
+import { BACKOFF_DEFAULTS, backoffDelay, sleep } from "../../common/backoff.ts";
 import type { Logger } from "../../common/logger.ts";
 import {
   type DestinationStatus,
@@ -32,6 +32,17 @@ export interface NodeStatus {
   counters: Partial<Omit<NodeCounters, "$typeName">>;
   destinations: Array<Partial<Omit<DestinationStatus, "$typeName">>>;
 }
+
+/**
+ * Every ControlSubscriberOptions default, in one place: the subscriber falls
+ * back to these. The reconnect delay starts at 200 ms (not the data plane's
+ * 100 ms) and is capped like every other reconnect (BACKOFF_DEFAULTS.maxMs).
+ */
+export const CONTROL_SUBSCRIBER_DEFAULTS = {
+  reportIntervalMs: 5_000,
+  backoffMinMs: 200,
+  backoffMaxMs: BACKOFF_DEFAULTS.maxMs,
+} as const satisfies Partial<ControlSubscriberOptions>;
 
 export interface ControlSubscriberOptions {
   /** Control plane URL, http:// (cleartext HTTP/2) or https://. */
@@ -102,8 +113,8 @@ export function createControlSubscriber(options: ControlSubscriberOptions): Cont
   let appliedAny = false;
   let running: Promise<void> | null = null;
   let reportTimer: NodeJS.Timeout | null = null;
-  const min = options.backoffMinMs ?? 200;
-  const max = options.backoffMaxMs ?? 10_000;
+  const min = options.backoffMinMs ?? CONTROL_SUBSCRIBER_DEFAULTS.backoffMinMs;
+  const max = options.backoffMaxMs ?? CONTROL_SUBSCRIBER_DEFAULTS.backoffMaxMs;
 
   const apply = (config: NodeConfig, source: string): boolean => {
     try {
@@ -206,7 +217,10 @@ export function createControlSubscriber(options: ControlSubscriberOptions): Cont
       const saved = loadSaved(options.stateDir, log);
       if (saved !== null) apply(saved, `saved in ${options.stateDir}`);
       running = loop();
-      reportTimer = setInterval(() => void report(), options.reportIntervalMs ?? 5_000);
+      reportTimer = setInterval(
+        () => void report(),
+        options.reportIntervalMs ?? CONTROL_SUBSCRIBER_DEFAULTS.reportIntervalMs,
+      );
     },
     async stop() {
       stop.abort();

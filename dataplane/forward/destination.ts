@@ -79,7 +79,7 @@ export interface DestinationStats {
   connects: number;
   failures: number;
   lastError: string | undefined;
-  /** Taken out of the hash ring (--eject-after); set by the engine. */
+  /** Taken out of the hash ring (--eject-after); set by the router. */
   ejected?: boolean;
 }
 

@@ -39,7 +39,7 @@ export class GatewayNode {
   readonly #counters = new GatewayCounters();
   readonly #listener: GatewayListener;
   readonly #shutdown = new AbortController();
-  /** gRPC health checking on the proxy listener: "" and the ingest service. */
+  /** gRPC health checking on the proxy listener: "" and the link service (IngestService on the wire). */
   readonly #health = new HealthRegistry([IngestService.typeName]);
   ports = { listen: 0, stats: null as number | null };
 

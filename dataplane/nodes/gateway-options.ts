@@ -12,6 +12,7 @@ import {
   type RawOptions,
 } from "../../common/options.ts";
 import { TrustedProxies } from "../link/gateway/client-address.ts";
+import { DEDUP_TABLE_DEFAULTS } from "../link/gateway/dedup-table.ts";
 import type { RouterConfig } from "../route/router.ts";
 import { buildRelayConfig, RELAY_OPTIONS } from "./relay-options.ts";
 
@@ -74,7 +75,7 @@ export const GATEWAY_OPTIONS: readonly OptionSpec[] = [
   {
     name: "dedup-proxies",
     type: "int",
-    default: "10000",
+    default: String(DEDUP_TABLE_DEFAULTS.maxProxies),
     help: "Proxies remembered for de-duplicating resent batches (least recently seen forgotten first)",
   },
   ...RELAY_OPTIONS.filter((s) => !NOT_FOR_GATEWAY.has(s.name)),

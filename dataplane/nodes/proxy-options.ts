@@ -1,6 +1,7 @@
 import { readFileSync } from "node:fs";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import {
+  bytesText,
   getAddress,
   getBytes,
   getInt,
@@ -12,6 +13,7 @@ import {
 import type { ListenerConfig } from "../ingest/line-listener.ts";
 import type { CompressionName } from "../link/batch-codec.ts";
 import { GATEWAY_LINK_DEFAULTS } from "../link/proxy/gateway-link.ts";
+import { LINE_BATCHER_DEFAULTS } from "../link/proxy/line-batcher.ts";
 import { buildRelayConfig, RELAY_OPTIONS } from "./relay-options.ts";
 
 /** Ingest options the proxy shares with the relay (same names, same meaning). */
@@ -63,13 +65,13 @@ export const PROXY_OPTIONS: readonly OptionSpec[] = [
   {
     name: "batch-size",
     type: "bytes",
-    default: "256KiB",
+    default: bytesText(LINE_BATCHER_DEFAULTS.maxBytes),
     help: "Largest batch, uncompressed",
   },
   {
     name: "batch-delay",
     type: "seconds",
-    default: "200ms",
+    default: `${LINE_BATCHER_DEFAULTS.maxDelayMs}ms`,
     help: "Longest a datapoint waits for its batch to fill",
   },
   {

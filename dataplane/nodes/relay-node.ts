@@ -8,11 +8,9 @@ import { mergeStats, type PipelineStats } from "../observe/pipeline-stats.ts";
 import { isDefaultAddress, startAuxiliary } from "../observe/stats-server.ts";
 import { NodeRuntime } from "./node-runtime.ts";
 import type { RelayConfig } from "./relay-config.ts";
-import type { RelayNodeOptions } from "./relay-options.ts";
+import { DEFAULT_API_ADDR, type RelayNodeOptions } from "./relay-options.ts";
 import { RelayProcess } from "./relay-process.ts";
 import { WorkerPool } from "./worker-pool.ts";
-
-const DEFAULT_API_ADDR = { host: "127.0.0.1", port: 2030 } as const;
 
 /**
  * A relay node: the primary process's pipeline plus its worker processes,

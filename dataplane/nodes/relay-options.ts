@@ -1,6 +1,8 @@
 import { availableParallelism, hostname } from "node:os";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import {
+  addressText,
+  bytesText,
   getAddress,
   getBool,
   getBytes,
@@ -17,9 +19,17 @@ import {
 } from "../forward/destination.ts";
 import { parseDestination, parseDestinationList } from "../forward/destination-spec.ts";
 import { DEFAULT_MAX_LINE_LENGTH } from "../ingest/line-framer.ts";
+import { DEFAULT_STAT_ADDR } from "../observe/stats-server.ts";
 import type { HashAlgo, HashCompat } from "../route/hash/hash-router.ts";
 import type { Distribution } from "../route/router.ts";
 import type { RelayConfig } from "./relay-config.ts";
+
+/**
+ * Where the line API listens unless told otherwise (`--api-addr`). Kept here
+ * rather than in relay-node.ts, which starts the API, because relay-node.ts
+ * imports this module (the other way round would be an import cycle).
+ */
+export const DEFAULT_API_ADDR = { host: "127.0.0.1", port: 2030 } as const;
 
 /** The relay's options. Names follow the Go polymur where it had them. */
 export const RELAY_OPTIONS: readonly OptionSpec[] = [
@@ -166,7 +176,7 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
   {
     name: "api-addr",
     type: "string",
-    default: "127.0.0.1:2030",
+    default: addressText(DEFAULT_API_ADDR),
     help: "Line API (putdest/deldest/getdest) address; empty = off",
   },
   {
@@ -178,7 +188,7 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
   {
     name: "stat-addr",
     type: "string",
-    default: "127.0.0.1:2020",
+    default: addressText(DEFAULT_STAT_ADDR),
     help: "HTTP address for /metrics (Prometheus), /healthz, /readyz, /stats, /debug/rejects; empty = off",
   },
   {
@@ -252,7 +262,7 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
   },
 ];
 
-/** Process-level settings around the engine. */
+/** Node-level settings around the pipeline: workers, line API, stats, self-metrics, control plane. */
 export interface RelayNodeOptions {
   apiAddr: { host: string; port: number } | null;
   apiToken: string;
@@ -404,20 +414,4 @@ function perDestination<T, K extends string, KF extends string>(
 
 function isLoopback(host: string): boolean {
   return host === "localhost" || host === "::1" || host.startsWith("127.");
-}
-
-/**
- * A byte count as a flag default, in the largest binary unit that divides it
- * (134217728 → "128MiB"), as --help shows it and getBytes reads it back.
- */
-function bytesText(bytes: number): string {
-  const units = [
-    ["GiB", 1024 ** 3],
-    ["MiB", 1024 ** 2],
-    ["KiB", 1024],
-  ] as const;
-  for (const [unit, size] of units) {
-    if (bytes > 0 && bytes % size === 0) return `${bytes / size}${unit}`;
-  }
-  return String(bytes);
 }

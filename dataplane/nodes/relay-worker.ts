@@ -1,7 +1,7 @@
 // Entry point of a relay worker process (see worker-pool.ts): one RelayProcess.
 import { createLogger } from "../../common/logger.ts";
 import { RelayProcess } from "./relay-process.ts";
-import type { FromWorker, ToWorker } from "./worker-pool.ts";
+import type { FromWorker, ToWorker } from "./worker-messages.ts";
 
 const log = createLogger({
   bindings: { role: "relay", worker: Number(process.env["POLYMUR_WORKER_ID"]) },

@@ -5,17 +5,7 @@ import type { Logger } from "../../common/logger.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
 import type { PipelineStats } from "../observe/pipeline-stats.ts";
 import type { RelayConfig } from "./relay-config.ts";
-
-/** Messages between the primary process and its relay workers (JSON over the IPC channel). */
-export type ToWorker =
-  | { t: "start"; config: RelayConfig; share: number; port: number }
-  | { t: "apply"; config: RelayConfig }
-  | { t: "shutdown"; deadlineMs: number };
-export type FromWorker =
-  | { t: "ready" }
-  | { t: "error"; message: string }
-  | { t: "stats"; stats: PipelineStats; rejects: RejectSample[] }
-  | { t: "done"; undelivered: Record<string, number> };
+import type { FromWorker, ToWorker } from "./worker-messages.ts";
 
 // Same extension as this module: .ts when run from source (tests), .js when compiled.
 const WORKER_ENTRY = fileURLToPath(
@@ -30,9 +20,9 @@ interface Worker {
 }
 
 /**
- * Worker processes that each run a full relay engine on the same TCP port
+ * Worker processes that each run a RelayProcess (listener and router) on the same TCP port
  * (SO_REUSEPORT: the kernel spreads connections across them), so one polymur
- * uses every core it is given. The primary runs an engine too; workers report
+ * uses every core it is given. The primary runs one too; workers report
  * their counters every second and are restarted if they die.
  */
 export class WorkerPool {

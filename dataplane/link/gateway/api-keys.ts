@@ -63,12 +63,17 @@ export function parseKeysFile(text: string, path: string): ApiKey[] {
   return keys;
 }
 
+export interface ApiKeyRingEvents {
+  /** The digests (hex) of the keys that are gone. */
+  changed: [removed: Set<string>];
+}
+
 /**
  * The keys a gateway accepts. Replaced wholesale (keys file reloaded, new
  * control-plane snapshot); "changed" fires with the set of digests (hex)
  * that are gone, so streams authenticated with them can be cut.
  */
-export class ApiKeyRing extends EventEmitter {
+export class ApiKeyRing extends EventEmitter<ApiKeyRingEvents> {
   #keys: readonly ApiKey[] = [];
 
   get size(): number {

@@ -1,3 +1,4 @@
+import { once } from "node:events";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import type { Logger } from "../../../common/logger.ts";
 import {
@@ -161,19 +162,10 @@ export class BatchIntake {
   ready(signal: AbortSignal): Promise<boolean> {
     const router = this.#o.router;
     if (!router.blocking) return Promise.resolve(true);
-    return new Promise((resolve) => {
-      if (signal.aborted) return resolve(false);
-      const onResume = (): void => {
-        signal.removeEventListener("abort", onAbort);
-        resolve(true);
-      };
-      const onAbort = (): void => {
-        router.off("unblocked", onResume);
-        resolve(false);
-      };
-      router.once("unblocked", onResume);
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
+    return once(router, "unblocked", { signal }).then(
+      () => true,
+      () => false,
+    );
   }
 }
 

@@ -1,3 +1,9 @@
+/** The DedupTable default, in one place; `--dedup-proxies` defaults to it. */
+export const DEDUP_TABLE_DEFAULTS = {
+  /** Proxies remembered before the least recently seen is forgotten. */
+  maxProxies: 10_000,
+} as const;
+
 /**
  * A gateway's memory of what each proxy already queued: per (key name,
  * proxy id), the highest batch seq that was queued (or rejected). A batch at
@@ -15,7 +21,7 @@ export class DedupTable {
   readonly #seen = new Map<string, number>();
   evicted = 0;
 
-  constructor(maxProxies = 10_000) {
+  constructor(maxProxies: number = DEDUP_TABLE_DEFAULTS.maxProxies) {
     this.#max = Math.max(1, maxProxies);
   }
 

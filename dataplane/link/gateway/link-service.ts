@@ -40,7 +40,7 @@ const MAX_PROXY_ID = 256;
  */
 export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof IngestService> {
   const active = new Set<ActiveStream>();
-  o.keys.on("changed", (removed: Set<string>) => {
+  o.keys.on("changed", (removed) => {
     for (const s of active) {
       if (!removed.has(keyId(s.key))) continue;
       o.counters.streamsCut.key_revoked++;

@@ -1,4 +1,4 @@
-import { EventEmitter } from "node:events";
+import { EventEmitter, once } from "node:events";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -420,17 +420,8 @@ function until(p: Promise<unknown>, signal: AbortSignal): Promise<boolean> {
 
 /** Resolves true when a batch is added, false when `signal` aborts first. */
 function nextBatch(buffer: BatchBuffer, signal: AbortSignal): Promise<boolean> {
-  return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false);
-    const onBatch = (): void => {
-      signal.removeEventListener("abort", onAbort);
-      resolve(true);
-    };
-    const onAbort = (): void => {
-      buffer.off("batch", onBatch);
-      resolve(false);
-    };
-    buffer.once("batch", onBatch);
-    signal.addEventListener("abort", onAbort, { once: true });
-  });
+  return once(buffer, "batch", { signal }).then(
+    () => true,
+    () => false,
+  );
 }

@@ -3,6 +3,16 @@ import { countNewlines } from "../batch-codec.ts";
 
 const NL = 0x0a;
 
+/**
+ * Every LineBatcherOptions default, in one place: the batcher falls back to
+ * these, and the proxy's `--batch-size` and `--batch-delay` defaults are built
+ * from them.
+ */
+export const LINE_BATCHER_DEFAULTS = {
+  maxBytes: 256 * 1024,
+  maxDelayMs: 200,
+} as const satisfies Required<LineBatcherOptions>;
+
 export interface LineBatcherOptions {
   /** Largest batch in uncompressed bytes. Default 256 KiB. */
   maxBytes?: number;
@@ -30,8 +40,8 @@ export class LineBatcher implements LineSink {
 
   constructor(emit: (raw: Buffer, lines: number) => void, options: LineBatcherOptions = {}) {
     this.#emit = emit;
-    this.#max = options.maxBytes ?? 256 * 1024;
-    this.#delay = options.maxDelayMs ?? 200;
+    this.#max = options.maxBytes ?? LINE_BATCHER_DEFAULTS.maxBytes;
+    this.#delay = options.maxDelayMs ?? LINE_BATCHER_DEFAULTS.maxDelayMs;
     this.#buf = Buffer.allocUnsafe(this.#max);
   }
 

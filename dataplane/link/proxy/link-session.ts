@@ -1,6 +1,12 @@
 import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
 
+/** Every LinkSessionOptions default, in one place: the session falls back to these. */
+export const LINK_SESSION_DEFAULTS = {
+  connectTimeoutMs: 10_000,
+  windowBytes: 1024 * 1024,
+} as const satisfies Partial<LinkSessionOptions>;
+
 export interface LinkSessionOptions {
   /** PEM CA certificate(s) for https. Default: the system's CAs. */
   ca?: string;
@@ -72,7 +78,7 @@ export class LinkSession {
   #connect(): http2.ClientHttp2Session {
     const cur = this.#session;
     if (cur !== null && !cur.closed && !cur.destroyed) return cur;
-    const window = this.#o.windowBytes ?? 1024 * 1024;
+    const window = this.#o.windowBytes ?? LINK_SESSION_DEFAULTS.windowBytes;
     const s = http2.connect(this.authority, {
       ...(this.#o.ca === undefined ? {} : { ca: this.#o.ca }),
       settings: { initialWindowSize: window, enablePush: false },
@@ -90,7 +96,7 @@ export class LinkSession {
     this.#connectTimer = setTimeout(() => {
       if (!s.connecting) return;
       s.destroy(new ConnectError("connect timed out", Code.Unavailable));
-    }, this.#o.connectTimeoutMs ?? 10_000);
+    }, this.#o.connectTimeoutMs ?? LINK_SESSION_DEFAULTS.connectTimeoutMs);
     s.once("connect", () => {
       if (this.#connectTimer !== null) clearTimeout(this.#connectTimer);
       this.#connectTimer = null;

@@ -1,13 +1,6 @@
 import { isIP } from "node:net";
 import { ErrorCode, PolymurError } from "../../../common/errors.ts";
 import type { DestinationSpec } from "../../forward/destination-spec.ts";
-import type {
-  HashAlgo,
-  HashCompat,
-  HashKeyNormalize,
-  HashRouterKind,
-  HashRouterOptions,
-} from "./hash-router.ts";
 
 /**
  * Hash-routing configuration: defaults, and the configurations each reference rejects
@@ -15,6 +8,56 @@ import type {
  * names the problem. The ring-dependent check (carbon-c-relay's endless loop) is in
  * hash-router.ts, where the ring is built.
  */
+
+export type HashAlgo = "carbon_ch" | "fnv1a_ch" | "mmh3_ch" | "jump_fnv1a_ch";
+export type HashCompat = "carbon" | "carbon-c-relay";
+export type HashRouterKind = "consistent-hashing" | "fast-hashing";
+export type HashKeyNormalize = "none" | "sorted-tags" | "cleanse";
+
+export interface HashRouterOptions {
+  /**
+   * Hash algorithm. Default `carbon_ch`, or `mmh3_ch` for `router: "fast-hashing"`
+   * (carbon's ROUTER_HASH_TYPE defaults). `mmh3_ch` exists only in carbon and
+   * `jump_fnv1a_ch` only in carbon-c-relay; each is rejected under the other compat.
+   */
+  algo?: HashAlgo;
+  /** Which reference to be bit-exact with. Default `carbon`. */
+  compat?: HashCompat;
+  /**
+   * Destinations per metric (carbon REPLICATION_FACTOR, carbon-c-relay `replication`).
+   * Default 1. carbon allows more than there are members (all members are returned);
+   * carbon-c-relay rejects that, and so does polymur under its compat.
+   */
+  replication?: number;
+  /**
+   * carbon's DIVERSE_REPLICAS: replicas on distinct hosts. Default true under carbon
+   * compat (carbon's conf.py default); carbon-c-relay has no such option, so it must be
+   * false (the default) there.
+   */
+  diverseReplicas?: boolean;
+  /**
+   * carbon RELAY_METHOD: `consistent-hashing` (ConsistentHashingRouter, the default) or
+   * `fast-hashing` (FastHashingRouter, carbon only).
+   */
+  router?: HashRouterKind;
+  /**
+   * Rewrite the key before hashing. Default `none` (both references' default: the name as
+   * received). `sorted-tags` is carbon's TAG_RELAY_NORMALIZED; `cleanse` is what
+   * carbon-c-relay's live relay hashes (cleansed path, tags cut off).
+   */
+  normalize?: HashKeyNormalize;
+  /**
+   * Names memoised by `route()` (bounded, 2-way set-associative, every hit confirmed by a
+   * byte compare; about 132 bytes a name); 0 disables. Default 65536 for jump_fnv1a_ch
+   * (64-bit FNV and the jump chain cost ~300 ns a name, a hit about half that), else 0:
+   * a probe costs a cache miss or two (~100-150 ns), which is what carbon_ch's MD5
+   * (~170 ns) costs and more than fnv1a_ch or mmh3_ch (~50 ns). While fewer than a quarter
+   * of probes hit, the memo is skipped for the next million names.
+   */
+  cacheSize?: number;
+  /** carbon-c-relay's allowed characters for `normalize: "cleanse"` (its `-c`). Default `-_:#`. */
+  cleanseAllowedChars?: string;
+}
 
 export const HASH_ALGOS: readonly HashAlgo[] = [
   "carbon_ch",

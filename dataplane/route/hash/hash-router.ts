@@ -4,6 +4,11 @@ import {
   HASH_ALGOS,
   HASH_COMPATS,
   HASH_ROUTER_KINDS,
+  type HashAlgo,
+  type HashCompat,
+  type HashKeyNormalize,
+  type HashRouterKind,
+  type HashRouterOptions,
   type Resolved,
   resolveOptions,
   validateMembers,
@@ -49,57 +54,8 @@ import { RouteCache } from "./route-cache.ts";
  * name, index a table, copy the precomputed replica list", so `route()` allocates nothing.
  */
 
-export type HashAlgo = "carbon_ch" | "fnv1a_ch" | "mmh3_ch" | "jump_fnv1a_ch";
-export type HashCompat = "carbon" | "carbon-c-relay";
-export type HashRouterKind = "consistent-hashing" | "fast-hashing";
-export type HashKeyNormalize = "none" | "sorted-tags" | "cleanse";
-
+export type { HashAlgo, HashCompat, HashKeyNormalize, HashRouterKind, HashRouterOptions };
 export { HASH_ALGOS, HASH_COMPATS, HASH_ROUTER_KINDS };
-
-export interface HashRouterOptions {
-  /**
-   * Hash algorithm. Default `carbon_ch`, or `mmh3_ch` for `router: "fast-hashing"`
-   * (carbon's ROUTER_HASH_TYPE defaults). `mmh3_ch` exists only in carbon and
-   * `jump_fnv1a_ch` only in carbon-c-relay; each is rejected under the other compat.
-   */
-  algo?: HashAlgo;
-  /** Which reference to be bit-exact with. Default `carbon`. */
-  compat?: HashCompat;
-  /**
-   * Destinations per metric (carbon REPLICATION_FACTOR, carbon-c-relay `replication`).
-   * Default 1. carbon allows more than there are members (all members are returned);
-   * carbon-c-relay rejects that, and so does polymur under its compat.
-   */
-  replication?: number;
-  /**
-   * carbon's DIVERSE_REPLICAS: replicas on distinct hosts. Default true under carbon
-   * compat (carbon's conf.py default); carbon-c-relay has no such option, so it must be
-   * false (the default) there.
-   */
-  diverseReplicas?: boolean;
-  /**
-   * carbon RELAY_METHOD: `consistent-hashing` (ConsistentHashingRouter, the default) or
-   * `fast-hashing` (FastHashingRouter, carbon only).
-   */
-  router?: HashRouterKind;
-  /**
-   * Rewrite the key before hashing. Default `none` (both references' default: the name as
-   * received). `sorted-tags` is carbon's TAG_RELAY_NORMALIZED; `cleanse` is what
-   * carbon-c-relay's live relay hashes (cleansed path, tags cut off).
-   */
-  normalize?: HashKeyNormalize;
-  /**
-   * Names memoised by `route()` (bounded, 2-way set-associative, every hit confirmed by a
-   * byte compare; about 132 bytes a name); 0 disables. Default 65536 for jump_fnv1a_ch
-   * (64-bit FNV and the jump chain cost ~300 ns a name, a hit about half that), else 0:
-   * a probe costs a cache miss or two (~100-150 ns), which is what carbon_ch's MD5
-   * (~170 ns) costs and more than fnv1a_ch or mmh3_ch (~50 ns). While fewer than a quarter
-   * of probes hit, the memo is skipped for the next million names.
-   */
-  cacheSize?: number;
-  /** carbon-c-relay's allowed characters for `normalize: "cleanse"` (its `-c`). Default `-_:#`. */
-  cleanseAllowedChars?: string;
-}
 
 export interface HashRouter {
   readonly members: readonly DestinationSpec[];
@@ -147,7 +103,7 @@ const CACHE_BYPASS = 1 << 20;
 
 const utf8 = new TextEncoder();
 
-class Router implements HashRouter {
+class RingRouter implements HashRouter {
   readonly members: readonly DestinationSpec[];
   readonly algo: HashAlgo;
   readonly compat: HashCompat;
@@ -420,11 +376,11 @@ export function createHashRouter(
 ): HashRouter {
   const o = resolveOptions(options);
   validateMembers(members, o);
-  return new Router(members, o);
+  return new RingRouter(members, o);
 }
 
-function asRouter(router: HashRouter): Router {
-  if (!(router instanceof Router)) fail("not a router made by createHashRouter");
+function asRouter(router: HashRouter): RingRouter {
+  if (!(router instanceof RingRouter)) fail("not a router made by createHashRouter");
   return router;
 }
 
@@ -453,11 +409,11 @@ export function withoutMember(router: HashRouter, member: number | DestinationSp
   const members = r.members.filter((_, i) => i !== index);
   if (r.compat === "carbon" && r.router === "consistent-hashing") {
     const ring = carbonRemoveNode(r.carbonRing!, index);
-    return new Router(members, r.resolved, ring);
+    return new RingRouter(members, r.resolved, ring);
   }
-  if (members.length === 0 && r.compat === "carbon") return new Router(members, r.resolved);
+  if (members.length === 0 && r.compat === "carbon") return new RingRouter(members, r.resolved);
   validateMembers(members, r.resolved);
-  return new Router(members, r.resolved);
+  return new RingRouter(members, r.resolved);
 }
 
 /**
@@ -471,7 +427,7 @@ export function withMember(router: HashRouter, member: DestinationSpec): HashRou
   validateMembers(members, r.resolved);
   if (r.compat === "carbon" && r.router === "consistent-hashing") {
     const ring = carbonAddNode(r.carbonRing!, members.length - 1, member, r.algo as RingAlgo);
-    return new Router(members, r.resolved, ring);
+    return new RingRouter(members, r.resolved, ring);
   }
-  return new Router(members, r.resolved);
+  return new RingRouter(members, r.resolved);
 }

@@ -1,0 +1,14 @@
+import type { RejectSample } from "../ingest/reject-log.ts";
+import type { PipelineStats } from "../observe/pipeline-stats.ts";
+import type { RelayConfig } from "./relay-config.ts";
+
+/** Messages between the primary process and its relay workers (JSON over the IPC channel). */
+export type ToWorker =
+  | { t: "start"; config: RelayConfig; share: number; port: number }
+  | { t: "apply"; config: RelayConfig }
+  | { t: "shutdown"; deadlineMs: number };
+export type FromWorker =
+  | { t: "ready" }
+  | { t: "error"; message: string }
+  | { t: "stats"; stats: PipelineStats; rejects: RejectSample[] }
+  | { t: "done"; undelivered: Record<string, number> };
