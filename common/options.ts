@@ -166,6 +166,22 @@ export function getBytes(o: RawOptions, name: string): number {
   return Math.floor(Number(m[1]) * unit);
 }
 
+/**
+ * A byte count as a flag default, in the largest binary unit that divides it
+ * (134217728 → "128MiB"), as --help shows it and getBytes reads it back.
+ */
+export function bytesText(bytes: number): string {
+  const units = [
+    ["GiB", 1024 ** 3],
+    ["MiB", 1024 ** 2],
+    ["KiB", 1024],
+  ] as const;
+  for (const [unit, size] of units) {
+    if (bytes > 0 && bytes % size === 0) return `${bytes / size}${unit}`;
+  }
+  return String(bytes);
+}
+
 /** Seconds, possibly fractional (`0.5`), or with a unit: `500ms`, `30s`, `5m`. */
 export function getSeconds(o: RawOptions, name: string): number {
   const v = getString(o, name);
@@ -186,6 +202,11 @@ export function getAddress(o: RawOptions, name: string): { host: string; port: n
   if (port > 65535) fail(`--${name}: port ${port} is out of range`);
   const host = m[1] ?? m[2] ?? "";
   return { host: host === "" ? "0.0.0.0" : host, port };
+}
+
+/** An address as a flag default, `host:port` (IPv6 in brackets), as getAddress reads it back. */
+export function addressText(a: { readonly host: string; readonly port: number }): string {
+  return a.host.includes(":") ? `[${a.host}]:${a.port}` : `${a.host}:${a.port}`;
 }
 
 export function formatHelp(title: string, specs: readonly OptionSpec[]): string {

@@ -14,6 +14,15 @@ import {
   storeUnavailable,
 } from "./control-store.ts";
 
+/**
+ * Every ConsulStoreOptions default, in one place: the store falls back to
+ * these, and the control plane's `--consul-wait` default is built from them.
+ */
+export const CONSUL_STORE_DEFAULTS = {
+  waitSec: 30,
+  requestTimeoutMs: 5000,
+} as const satisfies Partial<ConsulStoreOptions>;
+
 export interface ConsulStoreOptions {
   /** Consul HTTP API addresses, tried in this order (the next one when one fails). */
   addresses: ReadonlyArray<{ host: string; port: number }>;
@@ -99,8 +108,8 @@ export class ConsulStore implements ControlStore {
     this.description = `consul://${options.addresses.map((a) => `${a.host}:${a.port}`).join(",")}/${prefix}`;
     this.#stateKey = `${prefix}/state`;
     this.#nodesPrefix = `${prefix}/nodes/`;
-    this.#waitSec = options.waitSec ?? 30;
-    this.#timeoutMs = options.requestTimeoutMs ?? 5000;
+    this.#waitSec = options.waitSec ?? CONSUL_STORE_DEFAULTS.waitSec;
+    this.#timeoutMs = options.requestTimeoutMs ?? CONSUL_STORE_DEFAULTS.requestTimeoutMs;
     this.#log = options.log;
     this.#clients = options.addresses.map(
       (a) =>

@@ -10,7 +10,7 @@ import {
   type RawOptions,
 } from "../common/options.ts";
 import type { Credentials } from "./auth.ts";
-import { parseConsulUrl } from "./consul-store.ts";
+import { CONSUL_STORE_DEFAULTS, parseConsulUrl } from "./consul-store.ts";
 
 /** `polymur control` options: flags, POLYMUR_* variables, or `name = value` in --config. */
 export const CONTROL_OPTIONS: readonly OptionSpec[] = [
@@ -66,7 +66,7 @@ export const CONTROL_OPTIONS: readonly OptionSpec[] = [
   {
     name: "consul-wait",
     type: "seconds",
-    default: "30",
+    default: String(CONSUL_STORE_DEFAULTS.waitSec),
     help: "Longest a Consul blocking query waits before it is renewed",
   },
   {

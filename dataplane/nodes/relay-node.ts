@@ -1,14 +1,14 @@
 import type net from "node:net";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import type { Logger } from "../../common/logger.ts";
-import { startLineApi } from "../control/line-api.ts";
+import { DEFAULT_API_ADDR, startLineApi } from "../control/line-api.ts";
 import { parseDestination } from "../forward/destination-spec.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
 import { mergeStats, type PipelineStats } from "../observe/pipeline-stats.ts";
 import { isDefaultAddress, startAuxiliary } from "../observe/stats-server.ts";
 import { NodeRuntime } from "./node-runtime.ts";
 import type { RelayConfig } from "./relay-config.ts";
-import { DEFAULT_API_ADDR, type RelayNodeOptions } from "./relay-options.ts";
+import type { RelayNodeOptions } from "./relay-options.ts";
 import { RelayProcess } from "./relay-process.ts";
 import { WorkerPool } from "./worker-pool.ts";
 

@@ -12,6 +12,7 @@ import {
   type OptionSpec,
   type RawOptions,
 } from "../../common/options.ts";
+import { DEFAULT_API_ADDR } from "../control/line-api.ts";
 import {
   DESTINATION_DEFAULTS,
   OVERFLOW_POLICIES,
@@ -23,13 +24,6 @@ import { DEFAULT_STAT_ADDR } from "../observe/stats-server.ts";
 import type { HashAlgo, HashCompat } from "../route/hash/hash-router.ts";
 import type { Distribution } from "../route/router.ts";
 import type { RelayConfig } from "./relay-config.ts";
-
-/**
- * Where the line API listens unless told otherwise (`--api-addr`). Kept here
- * rather than in relay-node.ts, which starts the API, because relay-node.ts
- * imports this module (the other way round would be an import cycle).
- */
-export const DEFAULT_API_ADDR = { host: "127.0.0.1", port: 2030 } as const;
 
 /** The relay's options. Names follow the Go polymur where it had them. */
 export const RELAY_OPTIONS: readonly OptionSpec[] = [

@@ -114,13 +114,14 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     const old = this.#destinations;
     const next = new Map<string, Destination>();
     const ids = new Set(config.destinations.map((d) => d.id));
-    for (const id of this.#ejected) if (!ids.has(id)) this.#ejected.delete(id);
+    const ejected = new Set([...this.#ejected].filter((id) => ids.has(id)));
     // Build the routing first: a configuration the router rejects changes nothing.
     for (const spec of config.destinations) {
       const d = old.get(spec.id);
       if (d !== undefined) next.set(spec.id, d);
     }
-    const table = this.#buildTable(config, next);
+    const table = this.#buildTable(config, next, ejected);
+    this.#ejected = ejected;
     for (const d of old.values())
       if (next.has(d.spec.id)) d.reconfigure(this.#destOptions(config, d.spec.id));
     // Lines accumulated for the old table go out before the switch.
@@ -161,15 +162,19 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
    * and the routing over them; in hash-route, destinations ejected from the
    * ring are left out of it (carbon's DYNAMIC_ROUTER: the ring without them).
    */
-  #buildTable(config: RouterConfig, keep: Map<string, Destination>): RouteTable {
+  #buildTable(
+    config: RouterConfig,
+    keep: Map<string, Destination>,
+    ejected = this.#ejected,
+  ): RouteTable {
     let hash: HashRouter | null = null;
     if (config.distribution === "hash-route") {
       hash = createHashRouter(config.destinations, config.hash);
       for (const spec of config.destinations) {
-        if (this.#ejected.has(spec.id)) hash = withoutMember(hash, spec);
+        if (ejected.has(spec.id)) hash = withoutMember(hash, spec);
       }
     } else {
-      this.#ejected.clear();
+      ejected.clear();
     }
     const list: Destination[] = [];
     for (const spec of config.destinations) {
@@ -180,7 +185,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
         keep.set(spec.id, d);
         d.start();
       }
-      if (!this.#ejected.has(spec.id)) list.push(d);
+      if (!ejected.has(spec.id)) list.push(d);
     }
     return new RouteTable(list, hash);
   }

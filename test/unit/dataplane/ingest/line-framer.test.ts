@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { LineFramer, type FrameHandler } from "../../../../dataplane/ingest/line-framer.ts";
+import { type FrameHandler, LineFramer } from "../../../../dataplane/ingest/line-framer.ts";
 import type { RejectReason } from "../../../../dataplane/ingest/line-validator.ts";
 
 interface Captured {

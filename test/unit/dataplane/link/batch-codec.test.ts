@@ -1,6 +1,10 @@
 import { gzipSync, zstdCompressSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { BatchDecodeError, compressBatch, decompressBatch } from "../../../../dataplane/link/batch-codec.ts";
+import {
+  BatchDecodeError,
+  compressBatch,
+  decompressBatch,
+} from "../../../../dataplane/link/batch-codec.ts";
 import { Compression } from "../../../../gen/polymur/ingest/v1/ingest_pb.ts";
 
 function reason(f: () => unknown): string {

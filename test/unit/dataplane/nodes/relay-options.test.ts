@@ -2,13 +2,28 @@ import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { describe, expect, it } from "vitest";
-import { parseArgv, parseConfigFile, resolveOptions } from "../../../../common/options.ts";
-import { parseDestination, parseDestinationList } from "../../../../dataplane/forward/destination-spec.ts";
+import {
+  addressText,
+  bytesText,
+  getAddress,
+  getBytes,
+  parseArgv,
+  parseConfigFile,
+  resolveOptions,
+} from "../../../../common/options.ts";
+import { DEFAULT_API_ADDR } from "../../../../dataplane/control/line-api.ts";
+import { DESTINATION_DEFAULTS } from "../../../../dataplane/forward/destination.ts";
+import {
+  parseDestination,
+  parseDestinationList,
+} from "../../../../dataplane/forward/destination-spec.ts";
+import { DEFAULT_MAX_LINE_LENGTH } from "../../../../dataplane/ingest/line-framer.ts";
 import {
   buildNodeOptions,
   buildRelayConfig,
   RELAY_OPTIONS,
 } from "../../../../dataplane/nodes/relay-options.ts";
+import { DEFAULT_STAT_ADDR } from "../../../../dataplane/observe/stats-server.ts";
 
 function config(argv: string[], env: NodeJS.ProcessEnv = {}, file = "") {
   const { flags } = parseArgv(RELAY_OPTIONS, argv);
@@ -69,6 +84,37 @@ describe("relay options", () => {
     });
     expect(proc.apiAddr).toEqual({ host: "127.0.0.1", port: 2030 });
     expect(proc.metricsFlushSec).toBe(60);
+  });
+
+  it("takes its defaults from the modules that own them", () => {
+    const { relay, proc } = config([]);
+    expect(relay).toMatchObject({
+      queueBytes: DESTINATION_DEFAULTS.queueBytes,
+      overflow: DESTINATION_DEFAULTS.overflow,
+      resendBytes: DESTINATION_DEFAULTS.resendBytes,
+      backoffMinMs: DESTINATION_DEFAULTS.backoffMinMs,
+      backoffMaxMs: DESTINATION_DEFAULTS.backoffMaxMs,
+      maxLineLength: DEFAULT_MAX_LINE_LENGTH,
+    });
+    expect(proc.apiAddr).toEqual(DEFAULT_API_ADDR);
+    expect(proc.statAddr).toEqual(DEFAULT_STAT_ADDR);
+  });
+
+  it("writes defaults as getBytes and getAddress read them back", () => {
+    for (const [bytes, text] of [
+      [128 * 1024 * 1024, "128MiB"],
+      [1024 ** 3, "1GiB"],
+      [256 * 1024, "256KiB"],
+      [1536, "1536"],
+      [0, "0"],
+    ] as const) {
+      expect(bytesText(bytes)).toBe(text);
+      expect(getBytes(new Map([["x", text]]), "x")).toBe(bytes);
+    }
+    for (const a of [DEFAULT_STAT_ADDR, { host: "::1", port: 2020 }]) {
+      expect(getAddress(new Map([["x", addressText(a)]]), "x")).toEqual(a);
+    }
+    expect(addressText({ host: "::1", port: 2020 })).toBe("[::1]:2020");
   });
 
   it("leaves diverse-replicas to the chosen reference unless it is given", () => {

@@ -7,7 +7,10 @@ import { spawn } from "node:child_process";
 import { join } from "node:path";
 import { beforeAll, describe, expect, it } from "vitest";
 import { ErrorCode, PolymurError } from "../../../../../common/errors.ts";
-import { type DestinationSpec, parseDestinationList } from "../../../../../dataplane/forward/destination-spec.ts";
+import {
+  type DestinationSpec,
+  parseDestinationList,
+} from "../../../../../dataplane/forward/destination-spec.ts";
 import { buildCarbonRing, buildCcrRing } from "../../../../../dataplane/route/hash/hash-ring.ts";
 import {
   createHashRouter,
@@ -609,7 +612,7 @@ describe("route()", () => {
 // ---------------------------------------------------------------------------------------
 // polymurctl hash, end to end
 
-const BIN = join(new URL(".", import.meta.url).pathname, "../../../../../../bin/polymurctl.js");
+const BIN = join(new URL(".", import.meta.url).pathname, "../../../../../bin/polymurctl.js");
 
 function polymurctl(
   args: string[],

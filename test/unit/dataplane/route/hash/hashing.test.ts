@@ -1,8 +1,16 @@
 import { createHash, randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { parseDestinationList } from "../../../../../dataplane/forward/destination-spec.ts";
-import { ccrCleanseTable, cleanseKey, sortedTagsKey } from "../../../../../dataplane/route/hash/hash-key.ts";
-import { glibcMergeSort, pythonRepr, strtolWhole } from "../../../../../dataplane/route/hash/hash-ring.ts";
+import {
+  ccrCleanseTable,
+  cleanseKey,
+  sortedTagsKey,
+} from "../../../../../dataplane/route/hash/hash-key.ts";
+import {
+  glibcMergeSort,
+  pythonRepr,
+  strtolWhole,
+} from "../../../../../dataplane/route/hash/hash-ring.ts";
 import {
   fnv1a32,
   fnv1a32Signed,

@@ -1,0 +1,235 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { ErrorCode, PolymurError } from "../../../../common/errors.ts";
+import { createLogger } from "../../../../common/logger.ts";
+import { parseDestinationList } from "../../../../dataplane/forward/destination-spec.ts";
+import { createHashRouter } from "../../../../dataplane/route/hash/hash-router.ts";
+import { Router, type RouterConfig } from "../../../../dataplane/route/router.ts";
+import { datapoints, freePort, LineSink } from "../../../fixtures/line-sink.ts";
+
+async function until(pred: () => boolean, ms = 10_000): Promise<void> {
+  const t0 = Date.now();
+  while (!pred()) {
+    if (Date.now() - t0 > ms) throw new Error("condition not met in time");
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}
+
+const log = createLogger({ level: "silent" });
+const routers: Router[] = [];
+const sinks: LineSink[] = [];
+afterEach(async () => {
+  for (const r of routers.splice(0)) await r.drain(0);
+  for (const s of sinks.splice(0)) await s.close();
+});
+
+function config(destinations: string, over: Partial<RouterConfig> = {}): RouterConfig {
+  return {
+    destinations: parseDestinationList(destinations),
+    distribution: "broadcast",
+    hash: {},
+    ejectAfter: 0,
+    queueBytes: 1 << 20,
+    overflow: "drop-oldest",
+    queueBytesFor: {},
+    overflowFor: {},
+    resendBytes: 0,
+    backoffMinMs: 20,
+    backoffMaxMs: 100,
+    ...over,
+  };
+}
+
+function router(c: RouterConfig): Router {
+  const r = new Router(c, log);
+  routers.push(r);
+  return r;
+}
+
+async function sink(port = 0): Promise<LineSink> {
+  const s = await LineSink.start(port);
+  sinks.push(s);
+  return s;
+}
+
+/** Feeds whole lines to the router as one run, as the ingest stage does. */
+function feed(r: Router, lines: readonly string[]): void {
+  const buf = Buffer.from(lines.join("\n") + "\n");
+  r.write(buf, 0, buf.length, lines.length);
+}
+
+function dest(r: Router, suffix: string) {
+  const d = r.stats().destinations.find((x) => x.spec.endsWith(suffix));
+  if (d === undefined) throw new Error(`no destination ${suffix}`);
+  return d;
+}
+
+const sorted = (xs: readonly string[]): string[] => [...xs].sort();
+
+describe("Router hash-route with ejectAfter", () => {
+  it("takes a dead destination out of the ring, re-routes its queue, and takes it back", async () => {
+    const [a, b] = [await sink(), await sink()];
+    const deadPort = await freePort();
+    const dests = `${a.address}:a,${b.address}:b,127.0.0.1:${deadPort}:c`;
+    const r = router(config(dests, { distribution: "hash-route", ejectAfter: 2 }));
+    const names = Array.from({ length: 300 }, (_, i) => `eject.m${i} 1 1700000000`);
+    feed(r, names);
+    await until(() => a.lines.length + b.lines.length === names.length);
+    expect(sorted([...a.lines, ...b.lines])).toEqual(sorted(names));
+    expect(dest(r, ":c")).toMatchObject({ ejected: true, queuedLines: 0 });
+    // The ring without c is carbon's: a and b keep exactly the names they had.
+    const ring = createHashRouter(parseDestinationList(dests), {});
+    const home = (n: string) => ring.routeName(n.split(" ")[0]!)[0]!;
+    for (const l of a.lines) expect(home(l)).not.toBe(1);
+    for (const l of b.lines) expect(home(l)).not.toBe(0);
+    // c comes back: it rejoins, and its names go to it again.
+    const c = await sink(deadPort);
+    await until(() => dest(r, ":c").ejected === false);
+    feed(r, names);
+    const forC = names.filter((n) => home(n) === 2);
+    await c.waitForLines(forC.length);
+    expect(sorted(c.lines)).toEqual(sorted(forC));
+  });
+});
+
+describe("Router.apply", () => {
+  it("keeps a destination that stays: same connection, lines accumulated before are delivered once", async () => {
+    const [a, b] = [await sink(), await sink()];
+    // Instances: carbon's ring identifies a member by host and instance, not port.
+    const [specA, specB] = [`${a.address}:a`, `${b.address}:b`];
+    const r = router(config(specA, { distribution: "hash-route" }));
+    await until(() => dest(r, specA).state === "connected");
+    const before = datapoints("before", 50);
+    feed(r, before);
+    // Hash routing accumulates until the end of the turn: nothing is queued yet.
+    expect(dest(r, specA).queuedLines).toBe(0);
+    r.apply(config(`${specA},${specB}`, { distribution: "hash-route" }));
+    // The old table's accumulators went to a's queue before the switch.
+    expect(dest(r, specA).queuedLines).toBe(before.length);
+    expect(r.stats().destinations.map((d) => d.spec)).toEqual([specA, specB]);
+    const after = datapoints("after", 200);
+    feed(r, after);
+    const ring = createHashRouter(parseDestinationList(`${specA},${specB}`), {});
+    const forA = after.filter((l) => ring.routeName(l.split(" ")[0]!)[0] === 0);
+    const forB = after.filter((l) => ring.routeName(l.split(" ")[0]!)[0] === 1);
+    expect(forA.length).toBeGreaterThan(0);
+    expect(forB.length).toBeGreaterThan(0);
+    await a.waitForLines(before.length + forA.length);
+    await b.waitForLines(forB.length);
+    await until(() => dest(r, specA).forwarded === before.length + forA.length);
+    expect(sorted(a.lines)).toEqual(sorted([...before, ...forA]));
+    expect(sorted(b.lines)).toEqual(sorted(forB));
+    // The same Destination: one connection, and its counters went on.
+    expect(a.connections).toBe(1);
+  });
+
+  it("removes a destination: it stops receiving at once and drains what it had queued", async () => {
+    const [a, b] = [await sink(), await sink()];
+    const r = router(config(`${a.address},${b.address}`));
+    const first = datapoints("first", 20);
+    feed(r, first); // queued for both, not yet written (writes wait for the end of the turn)
+    r.apply(config(a.address));
+    expect(r.stats().destinations.map((d) => d.spec)).toEqual([a.address]);
+    const second = datapoints("second", 10);
+    feed(r, second);
+    await b.waitForLines(first.length);
+    await a.waitForLines(first.length + second.length);
+    expect(b.lines).toEqual(first);
+    expect(a.lines).toEqual([...first, ...second]);
+    expect(r.stats().undelivered).toBe(0);
+  });
+
+  it("counts what a removed destination could not deliver by the drain deadline as undelivered", async () => {
+    const deadPort = await freePort();
+    const r = router(config(`127.0.0.1:${deadPort}`));
+    feed(r, datapoints("lost", 20));
+    r.apply(config(""), 50);
+    expect(r.stats().destinations).toEqual([]);
+    await until(() => r.stats().undelivered === 20);
+  });
+
+  it("throws on a configuration whose routing cannot be built, and changes nothing", async () => {
+    const [a, b] = [await sink(), await sink()];
+    const good = config(a.address, { distribution: "hash-route" });
+    const r = router(good);
+    const invalid = [
+      config("", { distribution: "hash-route" }), // no members
+      // mmh3_ch exists only under carbon compat; b would be new.
+      config(`${a.address},${b.address}`, {
+        distribution: "hash-route",
+        hash: { compat: "carbon-c-relay", algo: "mmh3_ch" },
+      }),
+    ];
+    for (const c of invalid) {
+      let err: unknown;
+      try {
+        r.apply(c);
+      } catch (e) {
+        err = e;
+      }
+      expect(err).toBeInstanceOf(PolymurError);
+      expect((err as PolymurError).code).toBe(ErrorCode.HashConfig);
+    }
+    expect(r.config).toBe(good);
+    expect(r.stats().destinations.map((d) => d.spec)).toEqual([a.address]);
+    feed(r, ["still.routed 1 1700000000"]);
+    await a.waitForLines(1);
+    expect(a.lines).toEqual(["still.routed 1 1700000000"]);
+    expect(b.connections).toBe(0);
+  });
+
+  it("an invalid configuration leaves an ejected destination ejected", async () => {
+    const [a, b] = [await sink(), await sink()];
+    const deadPort = await freePort();
+    const dests = `${a.address}:a,${b.address}:b,127.0.0.1:${deadPort}:c`;
+    const r = router(config(dests, { distribution: "hash-route", ejectAfter: 2 }));
+    await until(() => dest(r, ":c").ejected === true);
+    expect(() => r.apply(config("", { distribution: "hash-route" }))).toThrow(PolymurError);
+    expect(dest(r, ":c").ejected).toBe(true);
+    // And it rejoins the ring once it is back.
+    const c = await sink(deadPort);
+    await until(() => dest(r, ":c").state === "connected");
+    const ring = createHashRouter(parseDestinationList(dests), {});
+    const names = Array.from({ length: 300 }, (_, i) => `rejoin.m${i} 1 1700000000`);
+    const forC = names.filter((n) => ring.routeName(n.split(" ")[0]!)[0] === 2);
+    await until(() => dest(r, ":c").ejected === false, 2_000);
+    feed(r, names);
+    await c.waitForLines(forC.length, 2_000);
+  });
+});
+
+describe("Router under the block policy", () => {
+  it('emits "blocked" when a queue goes over its bound and "unblocked" once it drains, dropping nothing', async () => {
+    const deadPort = await freePort();
+    // 64 KiB is the smallest bound a process gets.
+    const r = router(config(`127.0.0.1:${deadPort}`, { overflow: "block", queueBytes: 64 * 1024 }));
+    const events: string[] = [];
+    r.on("blocked", () => events.push("blocked"));
+    r.on("unblocked", () => events.push("unblocked"));
+    const lines = datapoints("block.padding.padding.padding", 2_000); // about 90 KiB
+    for (let i = 0; i < lines.length; i += 100) feed(r, lines.slice(i, i + 100));
+    expect(events).toEqual(["blocked"]);
+    expect(r.blocking).toBe(true);
+    expect(r.stats().blocking).toBe(true);
+    const s = await sink(deadPort);
+    await until(() => events.length === 2);
+    expect(events).toEqual(["blocked", "unblocked"]);
+    expect(r.blocking).toBe(false);
+    await s.waitForLines(lines.length);
+    expect(s.lines).toEqual(lines);
+    expect(r.stats().destinations[0]!.dropped).toBe(0);
+  });
+});
+
+describe("Router.drain", () => {
+  it("delivers what it can by the deadline and reports the rest per destination", async () => {
+    const a = await sink();
+    const deadPort = await freePort();
+    const r = router(config(`${a.address},127.0.0.1:${deadPort}`));
+    await until(() => dest(r, a.address).state === "connected");
+    feed(r, datapoints("drain", 10));
+    const left = await r.drain(300);
+    expect(left).toEqual({ [a.address]: 0, [`127.0.0.1:${deadPort}`]: 10 });
+    expect(a.lines).toHaveLength(10);
+    expect(r.stats().undelivered).toBe(10);
+  });
+});
