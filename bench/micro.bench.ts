@@ -6,7 +6,7 @@
  *   route-uncached     HashRouter.route() per line name, carbon_ch to 3, no memo
  *   route-cached       the same with the route memo sized for every name
  *   table-broadcast    LineFramer -> RouteTable, broadcast to 2 (one view per run of lines)
- *   table-hash         LineFramer -> RouteTable, hash to 3 (per-line hash + batch copy)
+ *   table-hash         LineFramer -> RouteTable, hash to 3 (per-line hash + accumulator copy)
  *   table-hash-cached  the same with the memo
  *
  * The lines are those relaybench's gen sends (its name and value generators ported
@@ -423,7 +423,7 @@ async function runCase(name: CaseName): Promise<CaseResult> {
   }
 
   pass(); // untimed: JIT warm-up
-  await tick(); // let RouteTable flush its batches
+  await tick(); // let RouteTable flush its accumulators
   const ns: number[] = [];
   for (let r = 0; r < RUNS; r++) {
     const start = process.hrtime.bigint();

@@ -2,10 +2,10 @@ import { timingSafeEqual } from "node:crypto";
 import net from "node:net";
 import type { Logger } from "../../common/logger.ts";
 
-/** What the line API can do to the relay it controls. */
 /** Where the line API listens unless told otherwise (--api-addr). */
 export const DEFAULT_API_ADDR = { host: "127.0.0.1", port: 2030 } as const;
 
+/** What the line API can do to the relay it controls. */
 export interface LineApiTarget {
   destinations(): string[];
   /** Throws a PolymurError with a readable message on bad input. */

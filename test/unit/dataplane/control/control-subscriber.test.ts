@@ -1,54 +1,22 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import http2 from "node:http2";
-import type net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { Writable } from "node:stream";
-import {
-  type Client,
-  Code,
-  ConnectError,
-  createClient,
-  createRouterTransport,
-  type Interceptor,
-} from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
-import pino from "pino";
+import type { Client } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { HealthRegistry } from "../../../../common/health-registry.ts";
-import { controlRoutes } from "../../../../controlplane/control-server.ts";
 import { FileStore } from "../../../../controlplane/file-store.ts";
 import {
   type ControlSubscriber,
   type ControlSubscriberOptions,
   createControlSubscriber,
 } from "../../../../dataplane/control/control-subscriber.ts";
+import type { ControlService, NodeConfig } from "../../../../gen/polymur/control/v1/control_pb.ts";
+import { type CapturedLine, captureLog } from "../../../fixtures/capture-log.ts";
 import {
-  ControlService,
-  type NodeConfig,
-  NodeService,
-} from "../../../../gen/polymur/control/v1/control_pb.ts";
-
-const ADMIN = "admin-token-for-tests";
-const NODE = "node-token-for-tests";
-const all = { target: { case: "all" as const, value: true } };
-
-interface LogLine {
-  level: number;
-  msg: string;
-  [k: string]: unknown;
-}
-
-function captureLog(): { log: pino.Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split("\n")) if (l !== "") lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { log: pino({ level: "debug" }, sink), lines };
-}
+  ALL_GROUPS,
+  ControlPlaneServer,
+  NODE_TOKEN,
+  routerAdminClient,
+} from "../../../fixtures/control-plane-server.ts";
 
 async function waitFor(
   what: string,
@@ -62,100 +30,17 @@ async function waitFor(
   }
 }
 
-/**
- * The real control plane's routes (credentials, NodeService, FileStore) on a
- * cleartext HTTP/2 server on 127.0.0.1, closed the way ControlServer closes:
- * every stream ends with Unavailable, then the connections go. It records
- * the `authorization` header of every call.
- */
-class ControlPlane {
-  readonly calls: Array<{ method: string; authorization: string | null }> = [];
-  readonly #server: http2.Http2Server;
-  readonly #shutdown = new AbortController();
-  readonly #sessions = new Set<http2.ServerHttp2Session>();
-  port = 0;
-
-  private constructor(store: FileStore) {
-    const handler = connectNodeAdapter({
-      routes: controlRoutes({
-        store,
-        credentials: { admin: ADMIN, node: NODE },
-        health: new HealthRegistry([ControlService.typeName, NodeService.typeName]),
-        replica: "r1",
-      }),
-      shutdownSignal: this.#shutdown.signal,
-    });
-    this.#server = http2.createServer((req, res) => {
-      // "/polymur.control.v1.NodeService/Subscribe" → "Subscribe"
-      const method = req.url.slice(req.url.lastIndexOf("/") + 1);
-      this.calls.push({ method, authorization: req.headers.authorization ?? null });
-      handler(req, res);
-    });
-    this.#server.on("session", (s: http2.ServerHttp2Session) => {
-      this.#sessions.add(s);
-      s.on("error", () => {});
-      s.once("close", () => this.#sessions.delete(s));
-    });
-  }
-
-  static async start(store: FileStore, port = 0): Promise<ControlPlane> {
-    const cp = new ControlPlane(store);
-    await new Promise<void>((resolve, reject) => {
-      cp.#server.once("error", reject);
-      cp.#server.listen(port, "127.0.0.1", () => resolve());
-    });
-    cp.port = (cp.#server.address() as net.AddressInfo).port;
-    return cp;
-  }
-
-  get url(): string {
-    return `http://127.0.0.1:${this.port}`;
-  }
-
-  get sessions(): number {
-    return this.#sessions.size;
-  }
-
-  subscribes(): number {
-    return this.calls.filter((c) => c.method === "Subscribe").length;
-  }
-
-  async close(): Promise<void> {
-    this.#shutdown.abort(new ConnectError("control plane shutting down", Code.Unavailable));
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
-    for (const s of this.#sessions) s.close();
-    const grace = setTimeout(() => {
-      for (const s of this.#sessions) s.destroy();
-    }, 500);
-    await closed;
-    clearTimeout(grace);
-  }
-}
-
 let dir: string;
 let store: FileStore;
 let admin: Client<typeof ControlService>;
-const planes: ControlPlane[] = [];
+const planes: ControlPlaneServer[] = [];
 const subscribers: ControlSubscriber[] = [];
 
 beforeEach(async () => {
   dir = mkdtempSync(join(tmpdir(), "polymur-subscriber-"));
   store = new FileStore(join(dir, "control"));
   await store.open();
-  const adminRoutes = controlRoutes({
-    store,
-    credentials: { admin: ADMIN, node: NODE },
-    health: new HealthRegistry([ControlService.typeName, NodeService.typeName]),
-    replica: "admin",
-  });
-  const bearer: Interceptor = (next) => async (req) => {
-    req.header.set("authorization", `Bearer ${ADMIN}`);
-    return next(req);
-  };
-  admin = createClient(
-    ControlService,
-    createRouterTransport(adminRoutes, { transport: { interceptors: [bearer] } }),
-  );
+  admin = routerAdminClient(store);
 });
 
 afterEach(async () => {
@@ -165,27 +50,27 @@ afterEach(async () => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-async function plane(port = 0): Promise<ControlPlane> {
-  const p = await ControlPlane.start(store, port);
+async function plane(port = 0): Promise<ControlPlaneServer> {
+  const p = await ControlPlaneServer.start(store, port);
   planes.push(p);
   return p;
 }
 
 /** Closes `p` (a control plane that went away); it is no longer closed in afterEach. */
-async function down(p: ControlPlane): Promise<void> {
+async function down(p: ControlPlaneServer): Promise<void> {
   planes.splice(planes.indexOf(p), 1);
   await p.close();
 }
 
 async function addDestination(spec: string): Promise<number> {
-  const r = await admin.addDestination({ destination: { spec, scope: all } });
+  const r = await admin.addDestination({ destination: { spec, scope: ALL_GROUPS } });
   return Number(r.version);
 }
 
 interface Node {
   sub: ControlSubscriber;
   applied: NodeConfig[];
-  logs: LogLine[];
+  logs: CapturedLine[];
 }
 
 function subscriber(url: string, options: Partial<ControlSubscriberOptions> = {}): Node {
@@ -195,7 +80,7 @@ function subscriber(url: string, options: Partial<ControlSubscriberOptions> = {}
     url,
     group: "web",
     role: "relay",
-    nodeToken: NODE,
+    nodeToken: NODE_TOKEN,
     log,
     onConfig: (c) => {
       applied.push(c);
@@ -277,7 +162,7 @@ describe("createControlSubscriber", () => {
     expect(n.sub.appliedVersion).toBe(1n);
     expect(readFileSync(join(stateDir, "control-config.json"), "utf8")).toBe(saved);
 
-    await admin.removeDestination({ destination: { spec: "10.0.0.66:2003", scope: all } });
+    await admin.removeDestination({ destination: { spec: "10.0.0.66:2003", scope: ALL_GROUPS } });
     await waitFor("version 3", () => n.sub.appliedVersion === 3n);
     expect(versions(n)).toEqual([1, 3]);
     const latest = JSON.parse(readFileSync(join(stateDir, "control-config.json"), "utf8"));
@@ -291,11 +176,11 @@ describe("createControlSubscriber", () => {
     await waitFor("applied", () => ok.applied.length === 1);
     await waitFor("a report", () => cp.calls.some((c) => c.method === "ReportStatus"));
     expect(cp.calls.length).toBeGreaterThanOrEqual(2);
-    for (const c of cp.calls) expect(c.authorization).toBe(`Bearer ${NODE}`);
+    for (const c of cp.calls) expect(c.authorization).toBe(`Bearer ${NODE_TOKEN}`);
 
     const bad = subscriber(cp.url, { nodeToken: "not-the-node-token" });
     bad.sub.start();
-    const refusals = (): LogLine[] =>
+    const refusals = (): CapturedLine[] =>
       bad.logs.filter((l) => l.msg.startsWith("control plane refused the node credential"));
     await waitFor("refused three times (it keeps retrying)", () => refusals().length >= 3);
     expect(refusals()[0]).toMatchObject({ level: 50, code: "Unauthenticated" });

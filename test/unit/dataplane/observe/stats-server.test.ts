@@ -1,0 +1,387 @@
+import http from "node:http";
+import net from "node:net";
+import { Writable } from "node:stream";
+import pino from "pino";
+import { afterEach, describe, expect, it } from "vitest";
+import type { DestinationStats } from "../../../../dataplane/forward/destination.ts";
+import { IngestCounters } from "../../../../dataplane/ingest/ingest-counters.ts";
+import { REJECT_REASONS } from "../../../../dataplane/ingest/line-validator.ts";
+import type { RejectSample } from "../../../../dataplane/ingest/reject-log.ts";
+import { type PipelineStats, pipelineStats } from "../../../../dataplane/observe/pipeline-stats.ts";
+import {
+  DEFAULT_STAT_ADDR,
+  isDefaultAddress,
+  prometheus,
+  type StatsSource,
+  startAuxiliary,
+  startStatsEndpoint,
+  startStatsServer,
+} from "../../../../dataplane/observe/stats-server.ts";
+import { parseExposition } from "../../../fixtures/prometheus-exposition.ts";
+
+interface LogLine {
+  level: number;
+  msg: string;
+  [k: string]: unknown;
+}
+
+function captureLog(): { log: pino.Logger; lines: LogLine[] } {
+  const lines: LogLine[] = [];
+  const sink = new Writable({
+    write(chunk: Buffer, _enc, cb) {
+      for (const l of chunk.toString().split("\n")) if (l !== "") lines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  return { log: pino({ level: "debug" }, sink), lines };
+}
+
+const cleanups: Array<() => Promise<void> | void> = [];
+afterEach(async () => {
+  for (const c of cleanups.splice(0).reverse()) await c();
+});
+
+function closeServer(s: net.Server): Promise<void> {
+  return new Promise((resolve) => s.close(() => resolve()));
+}
+
+function dest(spec: string, over: Partial<DestinationStats> = {}): DestinationStats {
+  return {
+    id: spec,
+    spec,
+    state: "connected",
+    forwarded: 0,
+    resent: 0,
+    dropped: 0,
+    queuedLines: 0,
+    queuedBytes: 0,
+    connects: 0,
+    failures: 0,
+    lastError: undefined,
+    ...over,
+  };
+}
+
+function sampleStats(): PipelineStats {
+  const ingest = new IngestCounters();
+  ingest.received = 1234;
+  ingest.bytesIn = 56789;
+  ingest.connectionsTotal = 9;
+  ingest.connectionsRefused = 1;
+  const s = pipelineStats(ingest.stats(2, true), {
+    undelivered: 3,
+    blocking: false,
+    destinations: [
+      dest("127.0.0.1:2003:a", { forwarded: 1000, resent: 2, dropped: 5, queuedLines: 7 }),
+      dest('we"ird\\host\nname:2003', { state: "backoff", failures: 4, queuedBytes: 99 }),
+    ],
+  });
+  s.rejected.bad_value = 6;
+  return s;
+}
+
+const REJECTS: RejectSample[] = [
+  {
+    at: 1,
+    reason: "bad_value",
+    detail: "value is not a number",
+    source: "10.0.0.1",
+    line: "a x 1",
+  },
+];
+
+/** A stats server on 127.0.0.1:0 over a fixed source. */
+async function serve(source: Partial<StatsSource> = {}): Promise<number> {
+  const full: StatsSource = {
+    stats: sampleStats,
+    rejects: () => REJECTS,
+    ready: () => true,
+    ...source,
+  };
+  const server = await startStatsServer(full, "127.0.0.1", 0);
+  cleanups.push(() => {
+    server.closeAllConnections();
+    return closeServer(server);
+  });
+  return (server.address() as net.AddressInfo).port;
+}
+
+function get(
+  port: number,
+  path: string,
+  method = "GET",
+): Promise<{ status: number; type: string; cache: string; text: string }> {
+  return new Promise((resolve, reject) => {
+    const req = http.request({ host: "127.0.0.1", port, path, method, agent: false }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on("data", (c: Buffer) => chunks.push(c));
+      res.on("end", () =>
+        resolve({
+          status: res.statusCode ?? 0,
+          type: String(res.headers["content-type"]),
+          cache: String(res.headers["cache-control"]),
+          text: Buffer.concat(chunks).toString(),
+        }),
+      );
+    });
+    req.on("error", reject);
+    req.end();
+  });
+}
+
+describe("prometheus(PipelineStats)", () => {
+  const FAMILIES: Record<string, string> = {
+    polymur_received_total: "counter",
+    polymur_rejected_total: "counter",
+    polymur_received_bytes_total: "counter",
+    polymur_connections: "gauge",
+    polymur_connections_total: "counter",
+    polymur_connections_refused_total: "counter",
+    polymur_ingest_paused: "gauge",
+    polymur_undelivered_total: "counter",
+    polymur_destination_forwarded_total: "counter",
+    polymur_destination_resent_total: "counter",
+    polymur_destination_dropped_total: "counter",
+    polymur_destination_queued_datapoints: "gauge",
+    polymur_destination_queued_bytes: "gauge",
+    polymur_destination_up: "gauge",
+    polymur_destination_connection_failures_total: "counter",
+  };
+
+  it("every metric has HELP and TYPE, with the pipeline's values", () => {
+    const s = sampleStats();
+    const f = parseExposition(prometheus(s));
+    expect(Object.fromEntries([...f].map(([n, x]) => [n, x.type]))).toEqual(FAMILIES);
+    for (const x of f.values()) expect(x.help.length).toBeGreaterThan(0);
+    const one = (n: string): number | undefined => f.get(n)?.samples[0]?.value;
+    expect(one("polymur_received_total")).toBe(1234);
+    expect(one("polymur_received_bytes_total")).toBe(56789);
+    expect(one("polymur_connections")).toBe(2);
+    expect(one("polymur_connections_total")).toBe(9);
+    expect(one("polymur_connections_refused_total")).toBe(1);
+    expect(one("polymur_ingest_paused")).toBe(1);
+    expect(one("polymur_undelivered_total")).toBe(3);
+    expect(f.get("polymur_rejected_total")?.samples).toEqual(
+      REJECT_REASONS.map((r) => ({ labels: { reason: r }, value: r === "bad_value" ? 6 : 0 })),
+    );
+    const byDest = (n: string): Array<[string, number]> =>
+      (f.get(n)?.samples ?? []).map((x) => [x.labels["destination"]!, x.value]);
+    const weird = 'we"ird\\host\nname:2003';
+    expect(byDest("polymur_destination_forwarded_total")).toEqual([
+      ["127.0.0.1:2003:a", 1000],
+      [weird, 0],
+    ]);
+    expect(byDest("polymur_destination_up")).toEqual([
+      ["127.0.0.1:2003:a", 1],
+      [weird, 0],
+    ]);
+    expect(byDest("polymur_destination_connection_failures_total")).toEqual([
+      ["127.0.0.1:2003:a", 0],
+      [weird, 4],
+    ]);
+    expect(byDest("polymur_destination_queued_bytes")).toEqual([
+      ["127.0.0.1:2003:a", 0],
+      [weird, 99],
+    ]);
+  });
+
+  it("escapes destination labels (backslash, quote, newline)", () => {
+    const text = prometheus(sampleStats());
+    expect(text).toContain(
+      'polymur_destination_connection_failures_total{destination="we\\"ird\\\\host\\nname:2003"} 4\n',
+    );
+  });
+
+  it("without destinations: the destination families are there, empty", () => {
+    const s = pipelineStats(new IngestCounters().stats(0, false), null);
+    const f = parseExposition(prometheus(s));
+    expect(f.size).toBe(Object.keys(FAMILIES).length);
+    expect(f.get("polymur_destination_up")?.samples).toEqual([]);
+    expect(f.get("polymur_ingest_paused")?.samples[0]?.value).toBe(0);
+  });
+});
+
+describe("startStatsServer", () => {
+  it("/metrics: Prometheus text, then the role's extra text", async () => {
+    const extra =
+      "# HELP polymur_extra_total x\n# TYPE polymur_extra_total counter\npolymur_extra_total 1\n";
+    const port = await serve({ extra: () => ({ prometheus: extra, json: {} }) });
+    const r = await get(port, "/metrics?ignored=1");
+    expect(r.status).toBe(200);
+    expect(r.type).toBe("text/plain; version=0.0.4");
+    expect(r.cache).toBe("no-store");
+    expect(r.text).toBe(prometheus(sampleStats()) + extra);
+    expect(parseExposition(r.text).get("polymur_extra_total")?.samples[0]?.value).toBe(1);
+  });
+
+  it("/metrics without extra", async () => {
+    const port = await serve();
+    const r = await get(port, "/metrics");
+    expect(r.text).toBe(prometheus(sampleStats()));
+  });
+
+  it("/stats: the pipeline's counters as JSON, with the role's fields merged in", async () => {
+    const port = await serve({
+      extra: () => ({ prometheus: "", json: { gateway: { streams: 2 }, received: 1 } }),
+    });
+    const r = await get(port, "/stats");
+    expect(r.status).toBe(200);
+    expect(r.type).toBe("application/json");
+    expect(r.cache).toBe("no-store");
+    const want = JSON.parse(
+      JSON.stringify({ ...sampleStats(), gateway: { streams: 2 }, received: 1 }),
+    );
+    expect(JSON.parse(r.text)).toEqual(want);
+    // Pretty-printed, two spaces.
+    expect(r.text.startsWith('{\n  "received": 1,')).toBe(true);
+  });
+
+  it("/stats without extra", async () => {
+    const port = await serve();
+    const r = await get(port, "/stats");
+    expect(JSON.parse(r.text)).toEqual(JSON.parse(JSON.stringify(sampleStats())));
+  });
+
+  it("/debug/rejects: the recent rejected lines as JSON", async () => {
+    const port = await serve();
+    const r = await get(port, "/debug/rejects");
+    expect(r.status).toBe(200);
+    expect(r.type).toBe("application/json");
+    expect(JSON.parse(r.text)).toEqual(REJECTS);
+  });
+
+  it("/healthz and /readyz", async () => {
+    let ready = false;
+    const port = await serve({ ready: () => ready });
+    expect(await get(port, "/healthz")).toMatchObject({ status: 200, text: "ok\n" });
+    expect(await get(port, "/readyz")).toMatchObject({ status: 503, text: "not ready\n" });
+    ready = true;
+    expect(await get(port, "/readyz")).toMatchObject({ status: 200, text: "ready\n" });
+  });
+
+  it("404 with the list of endpoints", async () => {
+    const port = await serve();
+    for (const path of ["/", "/metrics/", "/stat", "/debug"]) {
+      const r = await get(port, path);
+      expect(r).toMatchObject({
+        status: 404,
+        type: "text/plain",
+        text: "not found: try /metrics, /stats, /debug/rejects, /healthz, /readyz\n",
+      });
+    }
+  });
+
+  it("405 to POST and other methods, on any path; HEAD is allowed", async () => {
+    const port = await serve();
+    for (const [method, path] of [
+      ["POST", "/metrics"],
+      ["PUT", "/stats"],
+      ["DELETE", "/nowhere"],
+    ] as const) {
+      expect(await get(port, path, method)).toMatchObject({
+        status: 405,
+        text: "method not allowed\n",
+      });
+    }
+    expect(await get(port, "/metrics", "HEAD")).toMatchObject({ status: 200, text: "" });
+  });
+
+  it("rejects when its address is taken", async () => {
+    const taken = await occupy();
+    const source: StatsSource = { stats: sampleStats, rejects: () => [], ready: () => true };
+    await expect(startStatsServer(source, "127.0.0.1", taken)).rejects.toMatchObject({
+      code: "EADDRINUSE",
+    });
+  });
+});
+
+/** A port held by another listener on 127.0.0.1 for the rest of the test. */
+async function occupy(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
+  cleanups.push(() => closeServer(s));
+  return (s.address() as net.AddressInfo).port;
+}
+
+describe("startAuxiliary", () => {
+  const listenOn = (port: number) => async (): Promise<net.Server> => {
+    const s = net.createServer();
+    await new Promise<void>((resolve, reject) => {
+      s.once("error", reject);
+      s.listen(port, "127.0.0.1", () => resolve());
+    });
+    cleanups.push(() => closeServer(s));
+    return s;
+  };
+
+  it("on its default address, a port in use → null and a warning naming the option", async () => {
+    const port = await occupy();
+    const { log, lines } = captureLog();
+    const r = await startAuxiliary(listenOn(port), true, "stats endpoint", "stat-addr", log);
+    expect(r).toBeNull();
+    const warn = lines.filter((l) => l.level === 40);
+    expect(warn).toHaveLength(1);
+    expect(warn[0]?.["option"]).toBe("stat-addr");
+    expect(warn[0]?.msg).toBe(
+      "stats endpoint not started: its default address is in use (another polymur on this host?); set --stat-addr to run it elsewhere",
+    );
+  });
+
+  it("on an address asked for explicitly, a port in use throws", async () => {
+    const port = await occupy();
+    const { log, lines } = captureLog();
+    await expect(
+      startAuxiliary(listenOn(port), false, "stats endpoint", "stat-addr", log),
+    ).rejects.toMatchObject({ code: "EADDRINUSE" });
+    expect(lines).toEqual([]);
+  });
+
+  it("on its default address, any other error still throws", async () => {
+    const { log } = captureLog();
+    const boom = Object.assign(new Error("denied"), { code: "EACCES" });
+    await expect(
+      startAuxiliary(() => Promise.reject(boom), true, "line API", "api-addr", log),
+    ).rejects.toBe(boom);
+  });
+
+  it("returns what start() gives when it binds", async () => {
+    const { log, lines } = captureLog();
+    const s = await startAuxiliary(listenOn(0), true, "stats endpoint", "stat-addr", log);
+    expect(s).not.toBeNull();
+    expect((s!.address() as net.AddressInfo).port).toBeGreaterThan(0);
+    expect(lines).toEqual([]);
+  });
+});
+
+describe("startStatsEndpoint", () => {
+  const source: StatsSource = { stats: sampleStats, rejects: () => [], ready: () => true };
+
+  it("is off with a null address", async () => {
+    const { log } = captureLog();
+    expect(await startStatsEndpoint(source, null, log)).toBeNull();
+  });
+
+  it("binds an explicit address and reports the bound port", async () => {
+    const { log } = captureLog();
+    const r = await startStatsEndpoint(source, { host: "127.0.0.1", port: 0 }, log);
+    expect(r).not.toBeNull();
+    cleanups.push(() => closeServer(r!.server));
+    expect(r!.port).toBe((r!.server.address() as net.AddressInfo).port);
+    expect((await get(r!.port, "/healthz")).status).toBe(200);
+  });
+
+  it("throws when an explicit address is taken", async () => {
+    const port = await occupy();
+    const { log } = captureLog();
+    await expect(
+      startStatsEndpoint(source, { host: "127.0.0.1", port }, log),
+    ).rejects.toMatchObject({ code: "EADDRINUSE" });
+  });
+
+  it("the default address is 127.0.0.1:2020; isDefaultAddress compares host and port", () => {
+    expect(DEFAULT_STAT_ADDR).toEqual({ host: "127.0.0.1", port: 2020 });
+    expect(isDefaultAddress({ host: "127.0.0.1", port: 2020 }, DEFAULT_STAT_ADDR)).toBe(true);
+    expect(isDefaultAddress({ host: "0.0.0.0", port: 2020 }, DEFAULT_STAT_ADDR)).toBe(false);
+    expect(isDefaultAddress({ host: "127.0.0.1", port: 2021 }, DEFAULT_STAT_ADDR)).toBe(false);
+  });
+});
