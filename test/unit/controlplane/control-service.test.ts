@@ -22,6 +22,8 @@ import {
   Distribution,
   NodeService,
 } from "../../../gen/polymur/control/v1/control_pb.ts";
+import { refusal } from "../../fixtures/refusal.ts";
+import { until } from "../../fixtures/until.ts";
 
 const ADMIN = "admin-secret-token";
 const NODE = "node-secret-token";
@@ -33,15 +35,6 @@ function bearer(token: string | undefined): Interceptor {
     if (token !== undefined) req.header.set("authorization", `Bearer ${token}`);
     return next(req);
   };
-}
-
-async function refusal(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("the call was not refused");
 }
 
 let dir: string;
@@ -343,7 +336,7 @@ describe("NodeService", () => {
     expect(nodes[1]?.destinations[0]?.state).toBe("connected");
     ac.abort();
     await expect(it.next()).rejects.toThrow();
-    await waitUntil(async () => {
+    await until(async () => {
       nodes = (await admin.listNodes({})).nodes;
       return nodes.find((n) => n.id === "n1")?.connected === false;
     });
@@ -352,12 +345,10 @@ describe("NodeService", () => {
     await it2.next();
     expect((await admin.listNodes({})).nodes.find((n) => n.id === "n3")?.connected).toBe(true);
     now += 16_000;
-    await waitUntil(async () => {
+    await until(async () => {
       const n3 = (await admin.listNodes({})).nodes.find((n) => n.id === "n3");
       // the heartbeat (50 ms here) catches up with the clock: connected again
-      return n3?.connected === true && n3.lastSeen!.seconds >= BigInt(Math.floor(now / 1000))
-        ? true
-        : undefined;
+      return n3?.connected === true && n3.lastSeen!.seconds >= BigInt(Math.floor(now / 1000));
     });
   });
 
@@ -371,11 +362,3 @@ describe("NodeService", () => {
     expect(e.rawMessage).toMatch(/node_id/);
   });
 });
-
-async function waitUntil(f: () => Promise<unknown>, timeoutMs = 5000): Promise<void> {
-  const t0 = Date.now();
-  while (!(await f())) {
-    if (Date.now() - t0 > timeoutMs) throw new Error("condition not met");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}

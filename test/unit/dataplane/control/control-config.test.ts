@@ -5,7 +5,6 @@ import {
   configFromSnapshot,
   nodeStatusFromStats,
 } from "../../../../dataplane/control/control-config.ts";
-import type { DestinationStats } from "../../../../dataplane/forward/destination.ts";
 import { parseDestinationList } from "../../../../dataplane/forward/destination-spec.ts";
 import { REJECT_REASONS, type RejectReason } from "../../../../dataplane/ingest/line-validator.ts";
 import type { RelayConfig } from "../../../../dataplane/nodes/relay-config.ts";
@@ -17,6 +16,7 @@ import {
   type Routing,
   RoutingSchema,
 } from "../../../../gen/polymur/control/v1/control_pb.ts";
+import { destinationStats } from "../../../fixtures/destination-stats.ts";
 
 /** A relay's own configuration, with values that differ from every default. */
 function base(): RelayConfig {
@@ -210,23 +210,6 @@ function rejected(over: Partial<Record<RejectReason, number>> = {}): Record<Reje
   return { ...r, ...over };
 }
 
-function dest(spec: string, over: Partial<DestinationStats> = {}): DestinationStats {
-  return {
-    id: spec,
-    spec,
-    state: "connected",
-    forwarded: 0,
-    resent: 0,
-    dropped: 0,
-    queuedLines: 0,
-    queuedBytes: 0,
-    connects: 1,
-    failures: 0,
-    lastError: undefined,
-    ...over,
-  };
-}
-
 function stats(over: Partial<PipelineStats> = {}): PipelineStats {
   return {
     received: 0,
@@ -250,8 +233,8 @@ describe("nodeStatusFromStats", () => {
       connectionsTotal: 40,
       rejected: rejected({ bad_value: 4, field_count: 2, line_too_long: 1 }),
       destinations: [
-        dest("10.0.0.1:2003", { forwarded: 600, dropped: 5 }),
-        dest("10.0.0.2:2003:b", { forwarded: 390, dropped: 7 }),
+        destinationStats("10.0.0.1:2003", { forwarded: 600, dropped: 5 }),
+        destinationStats("10.0.0.2:2003:b", { forwarded: 390, dropped: 7 }),
       ],
     });
     expect(nodeStatusFromStats(s).counters).toEqual({
@@ -266,7 +249,7 @@ describe("nodeStatusFromStats", () => {
   it("reports each destination's spec, state and counters", () => {
     const s = stats({
       destinations: [
-        dest("10.0.0.1:2003", {
+        destinationStats("10.0.0.1:2003", {
           state: "connected",
           forwarded: 600,
           dropped: 5,
@@ -274,7 +257,7 @@ describe("nodeStatusFromStats", () => {
           queuedLines: 20,
           queuedBytes: 640,
         }),
-        dest("[::1]:2003=b", {
+        destinationStats("[::1]:2003=b", {
           id: "[::1]:2003:b",
           state: "backoff",
           forwarded: 0,
@@ -323,7 +306,7 @@ describe("nodeStatusFromStats", () => {
 
   it("keeps counts beyond 2^32 exact", () => {
     const big = 2 ** 40 + 3;
-    const s = stats({ received: big, destinations: [dest("h:1", { forwarded: big })] });
+    const s = stats({ received: big, destinations: [destinationStats("h:1", { forwarded: big })] });
     const status = nodeStatusFromStats(s);
     expect(status.counters.received).toBe(BigInt(big));
     expect(status.counters.forwarded).toBe(BigInt(big));

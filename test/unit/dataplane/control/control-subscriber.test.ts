@@ -1,71 +1,32 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
+import { readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import type { Client } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { FileStore } from "../../../../controlplane/file-store.ts";
 import {
   type ControlSubscriber,
   type ControlSubscriberOptions,
   createControlSubscriber,
 } from "../../../../dataplane/control/control-subscriber.ts";
-import type { ControlService, NodeConfig } from "../../../../gen/polymur/control/v1/control_pb.ts";
+import type { NodeConfig } from "../../../../gen/polymur/control/v1/control_pb.ts";
 import { type CapturedLine, captureLog } from "../../../fixtures/capture-log.ts";
 import {
   ALL_GROUPS,
-  ControlPlaneServer,
   NODE_TOKEN,
-  routerAdminClient,
+  subscriberOptions,
+  TestControlPlane,
 } from "../../../fixtures/control-plane-server.ts";
+import { until } from "../../../fixtures/until.ts";
 
-async function waitFor(
-  what: string,
-  cond: () => boolean | Promise<boolean>,
-  timeoutMs = 10_000,
-): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!(await cond())) {
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-let dir: string;
-let store: FileStore;
-let admin: Client<typeof ControlService>;
-const planes: ControlPlaneServer[] = [];
+let control: TestControlPlane;
 const subscribers: ControlSubscriber[] = [];
 
 beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), "polymur-subscriber-"));
-  store = new FileStore(join(dir, "control"));
-  await store.open();
-  admin = routerAdminClient(store);
+  control = await TestControlPlane.open("polymur-subscriber-");
 });
 
 afterEach(async () => {
   for (const s of subscribers.splice(0)) await s.stop();
-  for (const p of planes.splice(0)) await p.close();
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
+  await control.close();
 });
-
-async function plane(port = 0): Promise<ControlPlaneServer> {
-  const p = await ControlPlaneServer.start(store, port);
-  planes.push(p);
-  return p;
-}
-
-/** Closes `p` (a control plane that went away); it is no longer closed in afterEach. */
-async function down(p: ControlPlaneServer): Promise<void> {
-  planes.splice(planes.indexOf(p), 1);
-  await p.close();
-}
-
-async function addDestination(spec: string): Promise<number> {
-  const r = await admin.addDestination({ destination: { spec, scope: ALL_GROUPS } });
-  return Number(r.version);
-}
 
 interface Node {
   sub: ControlSubscriber;
@@ -77,18 +38,10 @@ function subscriber(url: string, options: Partial<ControlSubscriberOptions> = {}
   const { log, lines } = captureLog();
   const applied: NodeConfig[] = [];
   const sub = createControlSubscriber({
-    url,
-    group: "web",
-    role: "relay",
-    nodeToken: NODE_TOKEN,
-    log,
+    ...subscriberOptions(url, log),
     onConfig: (c) => {
       applied.push(c);
     },
-    status: () => ({ counters: {}, destinations: [] }),
-    reportIntervalMs: 3_600_000,
-    backoffMinMs: 5,
-    backoffMaxMs: 20,
     ...options,
   });
   subscribers.push(sub);
@@ -99,20 +52,20 @@ const versions = (n: Node): number[] => n.applied.map((c) => Number(c.version));
 
 describe("createControlSubscriber", () => {
   it("applies the first snapshot, then every change, once each", async () => {
-    await addDestination("10.0.0.1:2003");
-    const cp = await plane();
+    await control.addDestination("10.0.0.1:2003");
+    const cp = await control.up();
     const n = subscriber(cp.url);
     expect(n.sub.appliedVersion).toBe(0n);
     n.sub.start();
-    await waitFor("version 1", () => n.sub.appliedVersion === 1n);
+    await until("version 1", () => n.sub.appliedVersion === 1n);
     expect(n.applied[0]).toMatchObject({
       version: 1n,
       group: "web",
       destinations: ["10.0.0.1:2003"],
     });
 
-    await addDestination("10.0.0.2:2003");
-    await waitFor("version 2", () => n.sub.appliedVersion === 2n);
+    await control.addDestination("10.0.0.2:2003");
+    await until("version 2", () => n.sub.appliedVersion === 2n);
     expect(n.applied.at(-1)?.destinations).toEqual(["10.0.0.1:2003", "10.0.0.2:2003"]);
     expect(versions(n)).toEqual([1, 2]);
     expect(n.logs.filter((l) => l.msg.endsWith("applied")).map((l) => l.msg)).toEqual([
@@ -120,24 +73,24 @@ describe("createControlSubscriber", () => {
       "control plane: configuration version 2 applied",
     ]);
     // The node identifies itself on the stream.
-    const [node] = await store.listNodes();
+    const [node] = await control.store.listNodes();
     expect(node?.nodeId).toBe(n.sub.nodeId);
     expect(node?.subscription).toMatchObject({ group: "web", role: "relay", open: true });
   });
 
   it("applies version 0 of a control plane nobody has changed yet", async () => {
-    const cp = await plane();
+    const cp = await control.up();
     const n = subscriber(cp.url);
     n.sub.start();
-    await waitFor("a snapshot", () => n.applied.length === 1);
+    await until("a snapshot", () => n.applied.length === 1);
     expect(n.applied[0]).toMatchObject({ version: 0n, destinations: [] });
     expect(n.sub.appliedVersion).toBe(0n);
   });
 
   it("logs a snapshot onConfig refuses and keeps the previous one (not saved either)", async () => {
-    await addDestination("10.0.0.1:2003");
-    const cp = await plane();
-    const stateDir = join(dir, "node");
+    await control.addDestination("10.0.0.1:2003");
+    const cp = await control.up();
+    const stateDir = join(control.dir, "node");
     const n = subscriber(cp.url, {
       stateDir,
       onConfig: (c) => {
@@ -146,11 +99,11 @@ describe("createControlSubscriber", () => {
       },
     });
     n.sub.start();
-    await waitFor("version 1", () => n.sub.appliedVersion === 1n);
+    await until("version 1", () => n.sub.appliedVersion === 1n);
     const saved = readFileSync(join(stateDir, "control-config.json"), "utf8");
 
-    await addDestination("10.0.0.66:2003"); // version 2: refused
-    await waitFor("the refusal logged", () => n.logs.some((l) => l.msg.includes("refused")));
+    await control.addDestination("10.0.0.66:2003"); // version 2: refused
+    await until("the refusal logged", () => n.logs.some((l) => l.msg.includes("refused")));
     const refusal = n.logs.find((l) => l.msg.includes("refused"));
     expect(refusal).toMatchObject({
       level: 50,
@@ -162,19 +115,21 @@ describe("createControlSubscriber", () => {
     expect(n.sub.appliedVersion).toBe(1n);
     expect(readFileSync(join(stateDir, "control-config.json"), "utf8")).toBe(saved);
 
-    await admin.removeDestination({ destination: { spec: "10.0.0.66:2003", scope: ALL_GROUPS } });
-    await waitFor("version 3", () => n.sub.appliedVersion === 3n);
+    await control.admin.removeDestination({
+      destination: { spec: "10.0.0.66:2003", scope: ALL_GROUPS },
+    });
+    await until("version 3", () => n.sub.appliedVersion === 3n);
     expect(versions(n)).toEqual([1, 3]);
     const latest = JSON.parse(readFileSync(join(stateDir, "control-config.json"), "utf8"));
     expect(latest).toMatchObject({ version: "3", destinations: ["10.0.0.1:2003"] });
   });
 
   it("sends the node token on every call; a wrong one is refused, logged and retried", async () => {
-    const cp = await plane();
+    const cp = await control.up();
     const ok = subscriber(cp.url, { reportIntervalMs: 20 });
     ok.sub.start();
-    await waitFor("applied", () => ok.applied.length === 1);
-    await waitFor("a report", () => cp.calls.some((c) => c.method === "ReportStatus"));
+    await until("applied", () => ok.applied.length === 1);
+    await until("a report", () => cp.calls.some((c) => c.method === "ReportStatus"));
     expect(cp.calls.length).toBeGreaterThanOrEqual(2);
     for (const c of cp.calls) expect(c.authorization).toBe(`Bearer ${NODE_TOKEN}`);
 
@@ -182,7 +137,7 @@ describe("createControlSubscriber", () => {
     bad.sub.start();
     const refusals = (): CapturedLine[] =>
       bad.logs.filter((l) => l.msg.startsWith("control plane refused the node credential"));
-    await waitFor("refused three times (it keeps retrying)", () => refusals().length >= 3);
+    await until("refused three times (it keeps retrying)", () => refusals().length >= 3);
     expect(refusals()[0]).toMatchObject({ level: 50, code: "Unauthenticated" });
     expect(refusals()[0]?.msg).toMatch(/check POLYMUR_NODE_TOKEN \(retrying\)$/);
     expect(bad.applied).toEqual([]);
@@ -195,47 +150,47 @@ describe("createControlSubscriber", () => {
   });
 
   it("reconnects after the control plane restarts and catches up on what changed meanwhile", async () => {
-    await addDestination("10.0.0.1:2003");
-    const cp = await plane();
+    await control.addDestination("10.0.0.1:2003");
+    const cp = await control.up();
     const n = subscriber(cp.url);
     n.sub.start();
-    await waitFor("version 1", () => n.sub.appliedVersion === 1n);
+    await until("version 1", () => n.sub.appliedVersion === 1n);
 
-    await down(cp);
-    await waitFor("unreachable logged", () =>
+    await control.down(cp);
+    await until("unreachable logged", () =>
       n.logs.some((l) => l.msg.startsWith("control plane unreachable")),
     );
     const warn = n.logs.find((l) => l.msg.startsWith("control plane unreachable"));
     expect(warn).toMatchObject({ level: 40, code: "Unavailable", url: cp.url, applied: "1" });
     expect(warn?.msg).toMatch(/forwarding on configuration version 1$/);
-    await addDestination("10.0.0.2:2003"); // version 2, while the node cannot hear it
+    await control.addDestination("10.0.0.2:2003"); // version 2, while the node cannot hear it
 
-    const again = await plane(cp.port);
-    await waitFor("version 2", () => n.sub.appliedVersion === 2n);
+    const again = await control.up(cp.port);
+    await until("version 2", () => n.sub.appliedVersion === 2n);
     expect(versions(n)).toEqual([1, 2]);
     expect(again.subscribes()).toBeGreaterThanOrEqual(1);
 
     // Another restart with nothing changed: the same version again is not re-applied.
-    await down(again);
-    const third = await plane(cp.port);
-    await waitFor("resubscribed", () => third.subscribes() >= 1);
+    await control.down(again);
+    const third = await control.up(cp.port);
+    await until("resubscribed", () => third.subscribes() >= 1);
     // The node says what it applied when it subscribes again.
-    await waitFor(
+    await until(
       "the new subscription recorded",
-      async () => (await store.listNodes())[0]?.subscription?.appliedVersion === 2,
+      async () => (await control.store.listNodes())[0]?.subscription?.appliedVersion === 2,
     );
     expect(versions(n)).toEqual([1, 2]);
   });
 
   it("with a state dir, a restart while the control plane is down applies the saved config and keeps the node id", async () => {
-    await addDestination("10.0.0.1:2003");
-    const cp = await plane();
-    const stateDir = join(dir, "node");
+    await control.addDestination("10.0.0.1:2003");
+    const cp = await control.up();
+    const stateDir = join(control.dir, "node");
     const first = subscriber(cp.url, { stateDir });
     first.sub.start();
-    await waitFor("version 1", () => first.sub.appliedVersion === 1n);
+    await until("version 1", () => first.sub.appliedVersion === 1n);
     await first.sub.stop();
-    await down(cp);
+    await control.down(cp);
 
     const second = subscriber(cp.url, { stateDir });
     expect(second.sub.nodeId).toBe(first.sub.nodeId);
@@ -245,22 +200,22 @@ describe("createControlSubscriber", () => {
     expect(second.applied[0]?.destinations).toEqual(["10.0.0.1:2003"]);
     expect(second.sub.appliedVersion).toBe(1n);
     expect(second.logs[0]).toMatchObject({ source: `saved in ${stateDir}` });
-    await waitFor("unreachable logged", () =>
+    await until("unreachable logged", () =>
       second.logs.some((l) => l.msg.startsWith("control plane unreachable")),
     );
 
     // The control plane comes back with a newer version: the node catches up and saves it.
-    await addDestination("10.0.0.2:2003");
-    await plane(cp.port);
-    await waitFor("version 2", () => second.sub.appliedVersion === 2n);
+    await control.addDestination("10.0.0.2:2003");
+    await control.up(cp.port);
+    await until("version 2", () => second.sub.appliedVersion === 2n);
     expect(versions(second)).toEqual([1, 2]);
     const saved = JSON.parse(readFileSync(join(stateDir, "control-config.json"), "utf8"));
     expect(saved).toMatchObject({ version: "2", destinations: ["10.0.0.1:2003", "10.0.0.2:2003"] });
   });
 
   it("ignores an unreadable saved config (logged) and starts without one", async () => {
-    const stateDir = join(dir, "node");
-    const cp = await plane();
+    const stateDir = join(control.dir, "node");
+    const cp = await control.up();
     const first = subscriber(cp.url, { stateDir });
     await first.sub.stop();
     writeFileSync(join(stateDir, "control-config.json"), "{not json");
@@ -271,13 +226,13 @@ describe("createControlSubscriber", () => {
       level: 50,
       msg: "control plane: saved configuration unreadable; ignoring it",
     });
-    await waitFor("then the live snapshot", () => second.applied.length === 1);
+    await until("then the live snapshot", () => second.applied.length === 1);
     expect(second.sub.nodeId).toBe(first.sub.nodeId);
   });
 
   it("reports its status right after applying a snapshot, and then every interval", async () => {
-    await addDestination("10.0.0.1:2003");
-    const cp = await plane();
+    await control.addDestination("10.0.0.1:2003");
+    const cp = await control.up();
     let received = 10n;
     const n = subscriber(cp.url, {
       role: "gateway",
@@ -288,8 +243,8 @@ describe("createControlSubscriber", () => {
     });
     n.sub.start();
     const reportOf = async (id: string) =>
-      (await store.listNodes()).find((r) => r.nodeId === id)?.report;
-    await waitFor(
+      (await control.store.listNodes()).find((r) => r.nodeId === id)?.report;
+    await until(
       "a report after the snapshot",
       async () => (await reportOf(n.sub.nodeId)) !== undefined,
     );
@@ -319,7 +274,7 @@ describe("createControlSubscriber", () => {
       status: () => ({ counters: { received: received++ }, destinations: [] }),
     });
     m.sub.start();
-    await waitFor(
+    await until(
       "several periodic reports",
       async () => ((await reportOf(m.sub.nodeId))?.counters.received ?? 0) >= 15,
     );

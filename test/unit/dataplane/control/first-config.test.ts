@@ -1,68 +1,39 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
 import { join } from "node:path";
-import type { Client } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { FileStore } from "../../../../controlplane/file-store.ts";
 import type {
   ControlSubscriber,
   ControlSubscriberOptions,
 } from "../../../../dataplane/control/control-subscriber.ts";
 import { subscribeUntilConfigured } from "../../../../dataplane/control/first-config.ts";
-import type { ControlService, NodeConfig } from "../../../../gen/polymur/control/v1/control_pb.ts";
+import type { NodeConfig } from "../../../../gen/polymur/control/v1/control_pb.ts";
 import { type CapturedLine, captureLog } from "../../../fixtures/capture-log.ts";
 import {
   ALL_GROUPS,
-  ControlPlaneServer,
   NODE_TOKEN,
-  routerAdminClient,
+  subscriberOptions,
+  TestControlPlane,
 } from "../../../fixtures/control-plane-server.ts";
 import { freePort } from "../../../fixtures/line-sink.ts";
+import { until } from "../../../fixtures/until.ts";
 
 const WAITING = "waiting for a configuration from the control plane";
-
-async function until(what: string, pred: () => boolean, ms = 8_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > ms) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
 
 /** Lets every pending callback and promise continuation run. */
 function settle(): Promise<void> {
   return new Promise((r) => setImmediate(r));
 }
 
-let dir: string;
-let store: FileStore;
-let admin: Client<typeof ControlService>;
-const planes: ControlPlaneServer[] = [];
+let control: TestControlPlane;
 const subscribers: ControlSubscriber[] = [];
 
 beforeEach(async () => {
-  dir = mkdtempSync(join(tmpdir(), "polymur-first-config-"));
-  store = new FileStore(join(dir, "control"));
-  await store.open();
-  admin = routerAdminClient(store);
+  control = await TestControlPlane.open("polymur-first-config-");
 });
 
 afterEach(async () => {
   for (const s of subscribers.splice(0)) await s.stop();
-  for (const p of planes.splice(0)) await p.close();
-  await store.close();
-  rmSync(dir, { recursive: true, force: true });
+  await control.close();
 });
-
-async function plane(port = 0): Promise<ControlPlaneServer> {
-  const p = await ControlPlaneServer.start(store, port);
-  planes.push(p);
-  return p;
-}
-
-async function addDestination(spec: string): Promise<bigint> {
-  return (await admin.addDestination({ destination: { spec, scope: ALL_GROUPS } })).version;
-}
 
 interface Managed {
   /** Resolves with the subscriber once subscribeUntilConfigured does. */
@@ -87,11 +58,7 @@ function manage(
   const applied: NodeConfig[] = [];
   const done = subscribeUntilConfigured(
     {
-      url,
-      group: "web",
-      role: "relay",
-      nodeToken: NODE_TOKEN,
-      log,
+      ...subscriberOptions(url, log),
       onConfig(c) {
         if (refuse(c)) {
           events.push(`refused ${c.version}`);
@@ -100,10 +67,6 @@ function manage(
         events.push(`applied ${c.version}`);
         applied.push(c);
       },
-      status: () => ({ counters: {}, destinations: [] }),
-      reportIntervalMs: 3_600_000,
-      backoffMinMs: 5,
-      backoffMaxMs: 20,
       ...options,
     },
     WAITING,
@@ -117,7 +80,7 @@ function manage(
 
 describe("subscribeUntilConfigured", () => {
   it("resolves once the control plane's first snapshot is applied, not before", async () => {
-    await addDestination("10.0.0.1:2003");
+    await control.addDestination("10.0.0.1:2003");
     const port = await freePort();
     const m = manage(`http://127.0.0.1:${port}`);
     // No control plane yet: the subscriber tries, fails, and keeps waiting.
@@ -127,7 +90,7 @@ describe("subscribeUntilConfigured", () => {
     await settle();
     expect(m.events).toEqual([]);
 
-    await plane(port);
+    await control.up(port);
     const sub = await m.done;
     expect(m.events).toEqual(["applied 1", "resolved"]);
     expect(m.applied[0]).toMatchObject({ version: 1n, destinations: ["10.0.0.1:2003"] });
@@ -135,20 +98,20 @@ describe("subscribeUntilConfigured", () => {
   });
 
   it("resolves with a running subscriber: later snapshots are applied too", async () => {
-    const cp = await plane();
+    const cp = await control.up();
     const m = manage(cp.url);
     const sub = await m.done;
     // Nobody has changed the control plane yet: version 0 is a configuration too.
     expect(m.events).toEqual(["applied 0", "resolved"]);
-    await addDestination("10.0.0.2:2003");
+    await control.addDestination("10.0.0.2:2003");
     await until("version 1", () => sub.appliedVersion === 1n);
     expect(m.events).toEqual(["applied 0", "resolved", "applied 1"]);
   });
 
   it("does not count a refused first snapshot; a later good one resolves it", async () => {
-    await addDestination("10.0.0.1:2003");
-    await addDestination("10.0.0.66:2003");
-    const cp = await plane();
+    await control.addDestination("10.0.0.1:2003");
+    await control.addDestination("10.0.0.66:2003");
+    const cp = await control.up();
     const m = manage(cp.url, (c) => c.destinations.includes("10.0.0.66:2003"));
     await until("the refusal logged", () =>
       m.logs.some(
@@ -158,7 +121,9 @@ describe("subscribeUntilConfigured", () => {
     await settle();
     expect(m.events).toEqual(["refused 2"]);
 
-    await admin.removeDestination({ destination: { spec: "10.0.0.66:2003", scope: ALL_GROUPS } });
+    await control.admin.removeDestination({
+      destination: { spec: "10.0.0.66:2003", scope: ALL_GROUPS },
+    });
     const sub = await m.done;
     expect(m.events).toEqual(["refused 2", "applied 3", "resolved"]);
     expect(m.applied.map((c) => c.destinations)).toEqual([["10.0.0.1:2003"]]);
@@ -166,7 +131,7 @@ describe("subscribeUntilConfigured", () => {
   });
 
   it("logs the wait first, naming the control plane, the group and the node id", async () => {
-    const cp = await plane();
+    const cp = await control.up();
     const m = manage(cp.url);
     const sub = await m.done;
     const waiting = m.logs.findIndex((l) => l.msg === WAITING);
@@ -186,14 +151,13 @@ describe("subscribeUntilConfigured", () => {
   });
 
   it("resolves at once on a configuration saved by an earlier run, control plane or not", async () => {
-    await addDestination("10.0.0.1:2003");
-    const stateDir = join(dir, "node");
-    const cp = await plane();
+    await control.addDestination("10.0.0.1:2003");
+    const stateDir = join(control.dir, "node");
+    const cp = await control.up();
     const first = manage(cp.url, undefined, { stateDir });
     const earlier = await first.done;
     await earlier.stop();
-    planes.splice(planes.indexOf(cp), 1);
-    await cp.close();
+    await control.down(cp);
 
     const m = manage(cp.url, undefined, { stateDir });
     const sub = await m.done;

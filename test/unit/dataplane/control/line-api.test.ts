@@ -4,14 +4,8 @@ import { afterEach, describe, expect, it } from "vitest";
 import { ErrorCode, PolymurError } from "../../../../common/errors.ts";
 import { type LineApiTarget, startLineApi } from "../../../../dataplane/control/line-api.ts";
 import { type CapturedLine, captureLog } from "../../../fixtures/capture-log.ts";
-
-async function until(what: string, pred: () => boolean, ms = 5_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > ms) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { closeServer } from "../../../fixtures/local-server.ts";
+import { until } from "../../../fixtures/until.ts";
 
 /**
  * The relay as the line API sees it (LineApiTarget), answering as RelayNode
@@ -117,12 +111,7 @@ async function api(
   const relay = new FakeRelay();
   const { log, lines } = captureLog();
   const server = await startLineApi(relay, { host: "127.0.0.1", port: 0, token }, log);
-  cleanup.push(
-    () =>
-      new Promise<void>((resolve) => {
-        server.close(() => resolve());
-      }),
-  );
+  cleanup.push(() => closeServer(server));
   return { relay, logs: lines, server, port: (server.address() as net.AddressInfo).port };
 }
 

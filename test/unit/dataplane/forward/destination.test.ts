@@ -8,6 +8,8 @@ import {
 } from "../../../../dataplane/forward/destination.ts";
 import { parseDestination } from "../../../../dataplane/forward/destination-spec.ts";
 import { freePort, LineSink } from "../../../fixtures/line-sink.ts";
+import { closeServer, listenLocal } from "../../../fixtures/local-server.ts";
+import { until } from "../../../fixtures/until.ts";
 
 const open: Array<{ close(): Promise<void> }> = [];
 afterEach(async () => {
@@ -30,14 +32,6 @@ function dest(port: number, options: DestinationOptions = {}): Destination {
   open.push(d);
   d.start();
   return d;
-}
-
-async function until(pred: () => boolean, ms = 5_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > ms) throw new Error("condition not met");
-    await new Promise((r) => setTimeout(r, 10));
-  }
 }
 
 // Fixed-width names, so that every chunk of 100 lines has the same size.
@@ -289,15 +283,14 @@ describe("Destination", () => {
         written = true;
       });
     });
-    await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+    const port = await listenLocal(server);
     open.push({
-      close: () =>
-        new Promise<void>((r) => {
-          for (const p of peers) p.destroy();
-          server.close(() => r());
-        }),
+      close: () => {
+        for (const p of peers) p.destroy();
+        return closeServer(server);
+      },
     });
-    const d = dest((server.address() as net.AddressInfo).port);
+    const d = dest(port);
     d.enqueue(lines(0, 1), 1);
     await until(() => d.stats().forwarded === 1 && written);
   });

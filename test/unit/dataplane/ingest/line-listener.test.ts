@@ -6,14 +6,7 @@ import { createLogger } from "../../../../common/logger.ts";
 import { LineListener, type ListenerConfig } from "../../../../dataplane/ingest/line-listener.ts";
 import type { LineSink } from "../../../../dataplane/ingest/line-sink.ts";
 import { sendLines } from "../../../fixtures/line-sink.ts";
-
-async function until(pred: () => boolean, ms = 10_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > ms) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { until } from "../../../fixtures/until.ts";
 
 /** Keeps every line the listener passes on, and how many runs it was given. */
 class Recorder implements LineSink {

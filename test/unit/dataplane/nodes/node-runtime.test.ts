@@ -1,17 +1,9 @@
-import { Writable } from "node:stream";
-import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { IngestCounters } from "../../../../dataplane/ingest/ingest-counters.ts";
 import { NodeRuntime, type NodeRuntimeOptions } from "../../../../dataplane/nodes/node-runtime.ts";
 import { type PipelineStats, pipelineStats } from "../../../../dataplane/observe/pipeline-stats.ts";
-
-async function until(pred: () => boolean, ms = 10_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > ms) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { type CapturedLine, captureLog } from "../../../fixtures/capture-log.ts";
+import { until } from "../../../fixtures/until.ts";
 
 const runtimes: NodeRuntime[] = [];
 afterEach(() => {
@@ -28,18 +20,9 @@ function stats(received: number): PipelineStats {
 /** A runtime whose log lines are kept in `logs`. */
 function runtime(over: Partial<NodeRuntimeOptions> = {}): {
   rt: NodeRuntime;
-  logs: Array<Record<string, unknown>>;
+  logs: CapturedLine[];
 } {
-  const logs: Array<Record<string, unknown>> = [];
-  const log = pino(
-    { level: "debug" },
-    new Writable({
-      write(chunk, _enc, cb) {
-        logs.push(JSON.parse(chunk.toString()) as Record<string, unknown>);
-        cb();
-      },
-    }),
-  );
+  const { log, lines: logs } = captureLog();
   const rt = new NodeRuntime({
     log,
     statAddr: { host: "127.0.0.1", port: 0 },

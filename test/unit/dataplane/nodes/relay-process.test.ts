@@ -2,7 +2,6 @@ import { once } from "node:events";
 import net from "node:net";
 import { PassThrough } from "node:stream";
 import { afterEach, describe, expect, it } from "vitest";
-import { parseDestinationList } from "../../../../dataplane/forward/destination-spec.ts";
 import type { RelayConfig } from "../../../../dataplane/nodes/relay-config.ts";
 import {
   RelayProcess,
@@ -10,41 +9,13 @@ import {
 } from "../../../../dataplane/nodes/relay-process.ts";
 import { type CapturedLine, captureLog } from "../../../fixtures/capture-log.ts";
 import { datapoints, freePort, LineSink, sendLines } from "../../../fixtures/line-sink.ts";
-
-async function until(what: string, pred: () => boolean, ms = 8_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > ms) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { relayConfig } from "../../../fixtures/relay-config.ts";
+import { until } from "../../../fixtures/until.ts";
 
 const cleanup: Array<() => unknown> = [];
 afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
 });
-
-function config(destinations: string, over: Partial<RelayConfig> = {}): RelayConfig {
-  return {
-    listen: { host: "127.0.0.1", port: 0 },
-    udp: null,
-    maxLineLength: 16384,
-    maxConnections: 0,
-    idleTimeoutMs: 0,
-    destinations: parseDestinationList(destinations),
-    distribution: "broadcast",
-    hash: {},
-    ejectAfter: 0,
-    queueBytes: 1 << 20,
-    overflow: "drop-oldest",
-    queueBytesFor: {},
-    overflowFor: {},
-    resendBytes: 0,
-    backoffMinMs: 20,
-    backoffMaxMs: 100,
-    ...over,
-  };
-}
 
 async function relay(
   c: RelayConfig,
@@ -109,7 +80,7 @@ describe("RelayProcess", () => {
   it("delivers every line a sender sends to each destination (broadcast), counted once", async () => {
     const a = await sink();
     const b = await sink();
-    const { p, port } = await relay(config(`${a.address},${b.address}`));
+    const { p, port } = await relay(relayConfig(`${a.address},${b.address}`));
     const lines = datapoints("relay.process", 500);
     await sendLines(port, `${lines.join("\n")}\n`);
     await a.waitForLines(500, 5_000);
@@ -127,7 +98,7 @@ describe("RelayProcess", () => {
 
   it("passes bad lines over (counted as rejected) and delivers the rest", async () => {
     const a = await sink();
-    const { p, port } = await relay(config(a.address));
+    const { p, port } = await relay(relayConfig(a.address));
     await sendLines(port, "good.one 1 1700000000\nbad line\ngood.two 2 1700000000\n");
     await a.waitForLines(2, 5_000);
     expect(a.lines).toEqual(["good.one 1 1700000000", "good.two 2 1700000000"]);
@@ -140,7 +111,7 @@ describe("RelayProcess", () => {
   it("block policy, dead destination: pauses ingest when the queue is full, resumes once it drains, loses nothing", async () => {
     const port0 = await freePort();
     const { p, port, logs } = await relay(
-      config(`127.0.0.1:${port0}`, { overflow: "block", queueBytes: 64 * 1024 }),
+      relayConfig(`127.0.0.1:${port0}`, { overflow: "block", queueBytes: 64 * 1024 }),
     );
     const s = await sender(port);
     // About 4 queue bounds' worth: more than the queue takes.
@@ -173,7 +144,7 @@ describe("RelayProcess", () => {
     const d = await sink();
     d.pause();
     const { p, port, logs } = await relay(
-      config(d.address, { overflow: "block", queueBytes: 64 * 1024 }),
+      relayConfig(d.address, { overflow: "block", queueBytes: 64 * 1024 }),
     );
     const s = await sender(port);
     const per = 1_000;
@@ -201,7 +172,7 @@ describe("RelayProcess", () => {
   it("inject() routes polymur's own lines without counting them as received", async () => {
     const a = await sink();
     const b = await sink();
-    const { p } = await relay(config(`${a.address},${b.address}`));
+    const { p } = await relay(relayConfig(`${a.address},${b.address}`));
     p.inject("polymur.self.received 0 1700000000\npolymur.self.forwarded 0 1700000000\n");
     await a.waitForLines(2, 5_000);
     await b.waitForLines(2, 5_000);
@@ -224,7 +195,7 @@ describe("RelayProcess", () => {
       written += d.toString();
       writes.push(d.toString());
     });
-    const { p, port } = await relay(config(a.address), { console: out });
+    const { p, port } = await relay(relayConfig(a.address), { console: out });
     await sendLines(
       port,
       "c.one 1 1700000000\nc.two 2 1700000000\nnot valid\nc.three 3 1700000000\n",
@@ -252,7 +223,7 @@ describe("RelayProcess", () => {
     const live = await sink();
     const deadPort = await freePort();
     const dead = `127.0.0.1:${deadPort}`;
-    const { p, port } = await relay(config(`${live.address},${dead}`));
+    const { p, port } = await relay(relayConfig(`${live.address},${dead}`));
     await sendLines(port, `${datapoints("shutdown", 300).join("\n")}\n`);
     await live.waitForLines(300, 5_000);
     await until("the dead destination holds all 300", () =>
@@ -270,16 +241,16 @@ describe("RelayProcess", () => {
   it("apply() changes the destinations in place", async () => {
     const a = await sink();
     const b = await sink();
-    const { p, port } = await relay(config(a.address));
+    const { p, port } = await relay(relayConfig(a.address));
     await sendLines(port, "before 1 1700000000\n");
     await a.waitForLines(1, 5_000);
-    p.apply(config(b.address));
+    p.apply(relayConfig(b.address));
     await sendLines(port, "after 2 1700000000\n");
     await b.waitForLines(1, 5_000);
     expect(b.lines).toEqual(["after 2 1700000000"]);
     expect(a.lines).toEqual(["before 1 1700000000"]);
     expect(() =>
-      p.apply(config(b.address, { distribution: "hash-route", hash: { replication: 0 } })),
+      p.apply(relayConfig(b.address, { distribution: "hash-route", hash: { replication: 0 } })),
     ).toThrow();
     expect(p.router.config.destinations.map((d) => d.id)).toEqual([b.address]);
   });

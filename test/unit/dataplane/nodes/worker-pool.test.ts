@@ -1,24 +1,17 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { parseDestinationList } from "../../../../dataplane/forward/destination-spec.ts";
 import type { RelayConfig } from "../../../../dataplane/nodes/relay-config.ts";
 import { RelayProcess } from "../../../../dataplane/nodes/relay-process.ts";
 import { WorkerPool } from "../../../../dataplane/nodes/worker-pool.ts";
 import type { PipelineStats } from "../../../../dataplane/observe/pipeline-stats.ts";
 import { captureLog } from "../../../fixtures/capture-log.ts";
 import { datapoints, freePort, LineSink, sendLines } from "../../../fixtures/line-sink.ts";
+import { relayConfig } from "../../../fixtures/relay-config.ts";
+import { until } from "../../../fixtures/until.ts";
 
 // The pool forks dataplane/nodes/relay-worker.ts itself (worker-pool.ts picks
 // the extension of its own module): Node 24 runs it by stripping the types,
 // outside vitest's transform, so this also checks that the worker's import
 // graph uses erasable TypeScript only.
-
-async function until(what: string, pred: () => boolean, ms = 8_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > ms) throw new Error(`not within ${ms} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 const cleanup: Array<() => unknown> = [];
 beforeEach(() => {
@@ -29,27 +22,6 @@ afterEach(async () => {
   for (const f of cleanup.splice(0).reverse()) await f();
   vi.unstubAllEnvs();
 });
-
-function config(destinations: string): RelayConfig {
-  return {
-    listen: { host: "127.0.0.1", port: 0 },
-    udp: null,
-    maxLineLength: 16384,
-    maxConnections: 0,
-    idleTimeoutMs: 0,
-    destinations: parseDestinationList(destinations),
-    distribution: "broadcast",
-    hash: {},
-    ejectAfter: 0,
-    queueBytes: 1 << 20,
-    overflow: "drop-oldest",
-    queueBytesFor: {},
-    overflowFor: {},
-    resendBytes: 0,
-    backoffMinMs: 20,
-    backoffMaxMs: 100,
-  };
-}
 
 async function sink(): Promise<LineSink> {
   const s = await LineSink.start();
@@ -94,7 +66,7 @@ function only(p: WorkerPool): PipelineStats | undefined {
 describe("WorkerPool", () => {
   it("starts a worker that takes lines on the shared port and reports its counters", async () => {
     const a = await sink();
-    const { pool: p, port } = await pool(config(a.address));
+    const { pool: p, port } = await pool(relayConfig(a.address));
     // Counters come every second; none yet.
     expect(p.stats()).toEqual([]);
     const lines = datapoints("worker", 200);
@@ -110,8 +82,8 @@ describe("WorkerPool", () => {
   it("apply() reaches the worker: a new destination gets its lines", async () => {
     const a = await sink();
     const b = await sink();
-    const { pool: p, port } = await pool(config(a.address));
-    p.apply(config(`${a.address},${b.address}`));
+    const { pool: p, port } = await pool(relayConfig(a.address));
+    p.apply(relayConfig(`${a.address},${b.address}`));
     // The worker applies the message when its event loop reads it, which may
     // come after it has accepted (and routed) a connection opened now: wait
     // until its counters show the new destination.
@@ -121,7 +93,7 @@ describe("WorkerPool", () => {
     await a.waitForLines(50, 5_000);
     expect(b.lines).toEqual(a.lines);
 
-    p.apply(config(b.address));
+    p.apply(relayConfig(b.address));
     await until("a gone from the worker", () => (only(p)?.destinations.length ?? 0) === 1);
     await sendLines(port, "only.b 1 1700000000\n");
     await b.waitForLines(51, 5_000);
@@ -132,7 +104,7 @@ describe("WorkerPool", () => {
   it("shutdown() asks the worker to drain and resolves with what it could not deliver", async () => {
     const a = await sink();
     const dead = `127.0.0.1:${await freePort()}`;
-    const { pool: p, port } = await pool(config(`${a.address},${dead}`));
+    const { pool: p, port } = await pool(relayConfig(`${a.address},${dead}`));
     await sendLines(port, `${datapoints("left", 120).join("\n")}\n`);
     await a.waitForLines(120, 5_000);
     await until("the dead destination's queue in the stats", () =>

@@ -1,5 +1,4 @@
 import { describe, expect, it } from "vitest";
-import type { DestinationStats } from "../../../../dataplane/forward/destination.ts";
 import { IngestCounters, type IngestStats } from "../../../../dataplane/ingest/ingest-counters.ts";
 import {
   mergeStats,
@@ -7,26 +6,10 @@ import {
   pipelineStats,
 } from "../../../../dataplane/observe/pipeline-stats.ts";
 import type { RouterStats } from "../../../../dataplane/route/router.ts";
+import { destinationStats } from "../../../fixtures/destination-stats.ts";
 
 function ingest(over: Partial<IngestStats> = {}): IngestStats {
   return { ...new IngestCounters().stats(0, false), ...over };
-}
-
-function dest(id: string, over: Partial<DestinationStats> = {}): DestinationStats {
-  return {
-    id,
-    spec: id,
-    state: "connected",
-    forwarded: 0,
-    resent: 0,
-    dropped: 0,
-    queuedLines: 0,
-    queuedBytes: 0,
-    connects: 0,
-    failures: 0,
-    lastError: undefined,
-    ...over,
-  };
 }
 
 describe("pipelineStats", () => {
@@ -41,7 +24,11 @@ describe("pipelineStats", () => {
       paused: true,
     });
     i.rejected.field_count = 2;
-    const r: RouterStats = { undelivered: 7, destinations: [dest("a:1")], blocking: true };
+    const r: RouterStats = {
+      undelivered: 7,
+      destinations: [destinationStats("a:1")],
+      blocking: true,
+    };
     expect(pipelineStats(i, r)).toEqual({
       received: 10,
       rejected: i.rejected,
@@ -50,7 +37,7 @@ describe("pipelineStats", () => {
       connectionsRefused: 1,
       bytesIn: 400,
       undelivered: 11,
-      destinations: [dest("a:1")],
+      destinations: [destinationStats("a:1")],
       paused: true,
     });
   });
@@ -112,19 +99,33 @@ describe("mergeStats", () => {
   it("sums each destination over the processes and keeps its worst state and an error", () => {
     const a = pipeline({
       destinations: [
-        dest("x", { forwarded: 1, resent: 2, dropped: 3, queuedLines: 4, queuedBytes: 5 }),
-        dest("y", { state: "connected", connects: 1 }),
+        destinationStats("x", {
+          forwarded: 1,
+          resent: 2,
+          dropped: 3,
+          queuedLines: 4,
+          queuedBytes: 5,
+        }),
+        destinationStats("y", { state: "connected", connects: 1 }),
       ],
     });
     const b = pipeline({
       destinations: [
-        dest("x", { forwarded: 10, resent: 20, dropped: 30, queuedLines: 40, queuedBytes: 50 }),
-        dest("y", { state: "backoff", failures: 2, lastError: "ECONNREFUSED" }),
-        dest("z", { state: "draining" }),
+        destinationStats("x", {
+          forwarded: 10,
+          resent: 20,
+          dropped: 30,
+          queuedLines: 40,
+          queuedBytes: 50,
+        }),
+        destinationStats("y", { state: "backoff", failures: 2, lastError: "ECONNREFUSED" }),
+        destinationStats("z", { state: "draining" }),
       ],
     });
     const c = pipeline({
-      destinations: [dest("y", { state: "connecting", connects: 1, lastError: "later" })],
+      destinations: [
+        destinationStats("y", { state: "connecting", connects: 1, lastError: "later" }),
+      ],
     });
     const m = mergeStats([a, b, c]);
     expect(m.destinations.map((d) => d.id)).toEqual(["x", "y", "z"]);
@@ -152,8 +153,8 @@ describe("mergeStats", () => {
     const order = ["closed", "backoff", "connecting", "draining", "connected"] as const;
     for (const [i, worse] of order.entries()) {
       for (const better of order.slice(i)) {
-        const one = pipeline({ destinations: [dest("x", { state: better })] });
-        const other = pipeline({ destinations: [dest("x", { state: worse })] });
+        const one = pipeline({ destinations: [destinationStats("x", { state: better })] });
+        const other = pipeline({ destinations: [destinationStats("x", { state: worse })] });
         expect(mergeStats([one, other]).destinations[0]!.state).toBe(worse);
         expect(mergeStats([other, one]).destinations[0]!.state).toBe(worse);
       }
@@ -161,7 +162,7 @@ describe("mergeStats", () => {
   });
 
   it("of one pipeline is that pipeline", () => {
-    const a = pipeline({ received: 3, destinations: [dest("x", { forwarded: 2 })] });
+    const a = pipeline({ received: 3, destinations: [destinationStats("x", { forwarded: 2 })] });
     expect(mergeStats([a])).toEqual(a);
   });
 

@@ -1,28 +1,11 @@
 import { describe, expect, it } from "vitest";
-import type { DestinationStats } from "../../../../dataplane/forward/destination.ts";
 import { IngestCounters } from "../../../../dataplane/ingest/ingest-counters.ts";
 import { LineFramer } from "../../../../dataplane/ingest/line-framer.ts";
 import type { LineSink } from "../../../../dataplane/ingest/line-sink.ts";
 import { REJECT_REASONS } from "../../../../dataplane/ingest/line-validator.ts";
 import { type PipelineStats, pipelineStats } from "../../../../dataplane/observe/pipeline-stats.ts";
 import { pathElement, SelfMetrics } from "../../../../dataplane/observe/self-metrics.ts";
-
-function dest(spec: string, over: Partial<DestinationStats> = {}): DestinationStats {
-  return {
-    id: spec,
-    spec,
-    state: "connected",
-    forwarded: 0,
-    resent: 0,
-    dropped: 0,
-    queuedLines: 0,
-    queuedBytes: 0,
-    connects: 0,
-    failures: 0,
-    lastError: undefined,
-    ...over,
-  };
-}
+import { destinationStats } from "../../../fixtures/destination-stats.ts";
 
 function stats(over: Partial<PipelineStats> = {}): PipelineStats {
   return { ...pipelineStats(new IngestCounters().stats(0, false), null), ...over };
@@ -64,8 +47,13 @@ describe("SelfMetrics.lines", () => {
       connections: 3,
       undelivered: 2,
       destinations: [
-        dest("127.0.0.1:2003:a", { forwarded: 90, resent: 4, dropped: 1, queuedLines: 7 }),
-        dest("other.host:2004", { state: "backoff", queuedLines: 11 }),
+        destinationStats("127.0.0.1:2003:a", {
+          forwarded: 90,
+          resent: 4,
+          dropped: 1,
+          queuedLines: 7,
+        }),
+        destinationStats("other.host:2004", { state: "backoff", queuedLines: 11 }),
       ],
     });
     s.rejected.field_count = 5;
@@ -95,13 +83,13 @@ describe("SelfMetrics.lines", () => {
     const s1 = stats({
       received: 100,
       connections: 3,
-      destinations: [dest("d:1", { forwarded: 50, queuedLines: 9 })],
+      destinations: [destinationStats("d:1", { forwarded: 50, queuedLines: 9 })],
     });
     m.lines(s1, 10);
     const s2 = stats({
       received: 130,
       connections: 3,
-      destinations: [dest("d:1", { forwarded: 75, queuedLines: 9 })],
+      destinations: [destinationStats("d:1", { forwarded: 75, queuedLines: 9 })],
     });
     s2.rejected.bad_value = 2;
     const got = parse(m.lines(s2, 20), 20);
@@ -126,10 +114,15 @@ describe("SelfMetrics.lines", () => {
 
   it("a destination that appears later reports its counters in full", () => {
     const m = new SelfMetrics("p");
-    m.lines(stats({ destinations: [dest("a:1", { forwarded: 5 })] }), 1);
+    m.lines(stats({ destinations: [destinationStats("a:1", { forwarded: 5 })] }), 1);
     const got = parse(
       m.lines(
-        stats({ destinations: [dest("a:1", { forwarded: 6 }), dest("b:1", { forwarded: 8 })] }),
+        stats({
+          destinations: [
+            destinationStats("a:1", { forwarded: 6 }),
+            destinationStats("b:1", { forwarded: 8 }),
+          ],
+        }),
         2,
       ),
       2,
@@ -140,7 +133,10 @@ describe("SelfMetrics.lines", () => {
 
   it("writes lines a polymur listener accepts as valid Graphite plaintext", () => {
     const m = new SelfMetrics("polymur.gw-1");
-    const s = stats({ received: 1, destinations: [dest("[::1]:2003"), dest("h x;y:1")] });
+    const s = stats({
+      received: 1,
+      destinations: [destinationStats("[::1]:2003"), destinationStats("h x;y:1")],
+    });
     const text = m.lines(s, 1_700_000_000);
     const counters = new IngestCounters();
     let accepted = 0;

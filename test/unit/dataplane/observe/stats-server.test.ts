@@ -1,9 +1,6 @@
 import http from "node:http";
 import net from "node:net";
-import { Writable } from "node:stream";
-import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import type { DestinationStats } from "../../../../dataplane/forward/destination.ts";
 import { IngestCounters } from "../../../../dataplane/ingest/ingest-counters.ts";
 import { REJECT_REASONS } from "../../../../dataplane/ingest/line-validator.ts";
 import type { RejectSample } from "../../../../dataplane/ingest/reject-log.ts";
@@ -17,50 +14,15 @@ import {
   startStatsEndpoint,
   startStatsServer,
 } from "../../../../dataplane/observe/stats-server.ts";
+import { captureLog } from "../../../fixtures/capture-log.ts";
+import { destinationStats } from "../../../fixtures/destination-stats.ts";
+import { closeServer, listenLocal } from "../../../fixtures/local-server.ts";
 import { parseExposition } from "../../../fixtures/prometheus-exposition.ts";
-
-interface LogLine {
-  level: number;
-  msg: string;
-  [k: string]: unknown;
-}
-
-function captureLog(): { log: pino.Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split("\n")) if (l !== "") lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { log: pino({ level: "debug" }, sink), lines };
-}
 
 const cleanups: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
-
-function closeServer(s: net.Server): Promise<void> {
-  return new Promise((resolve) => s.close(() => resolve()));
-}
-
-function dest(spec: string, over: Partial<DestinationStats> = {}): DestinationStats {
-  return {
-    id: spec,
-    spec,
-    state: "connected",
-    forwarded: 0,
-    resent: 0,
-    dropped: 0,
-    queuedLines: 0,
-    queuedBytes: 0,
-    connects: 0,
-    failures: 0,
-    lastError: undefined,
-    ...over,
-  };
-}
 
 function sampleStats(): PipelineStats {
   const ingest = new IngestCounters();
@@ -72,8 +34,17 @@ function sampleStats(): PipelineStats {
     undelivered: 3,
     blocking: false,
     destinations: [
-      dest("127.0.0.1:2003:a", { forwarded: 1000, resent: 2, dropped: 5, queuedLines: 7 }),
-      dest('we"ird\\host\nname:2003', { state: "backoff", failures: 4, queuedBytes: 99 }),
+      destinationStats("127.0.0.1:2003:a", {
+        forwarded: 1000,
+        resent: 2,
+        dropped: 5,
+        queuedLines: 7,
+      }),
+      destinationStats('we"ird\\host\nname:2003', {
+        state: "backoff",
+        failures: 4,
+        queuedBytes: 99,
+      }),
     ],
   });
   s.rejected.bad_value = 6;
@@ -298,18 +269,15 @@ describe("startStatsServer", () => {
 /** A port held by another listener on 127.0.0.1 for the rest of the test. */
 async function occupy(): Promise<number> {
   const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
+  const port = await listenLocal(s);
   cleanups.push(() => closeServer(s));
-  return (s.address() as net.AddressInfo).port;
+  return port;
 }
 
 describe("startAuxiliary", () => {
   const listenOn = (port: number) => async (): Promise<net.Server> => {
     const s = net.createServer();
-    await new Promise<void>((resolve, reject) => {
-      s.once("error", reject);
-      s.listen(port, "127.0.0.1", () => resolve());
-    });
+    await listenLocal(s, port);
     cleanups.push(() => closeServer(s));
     return s;
   };

@@ -5,14 +5,8 @@ import { parseDestinationList } from "../../../../dataplane/forward/destination-
 import { createHashRouter } from "../../../../dataplane/route/hash/hash-router.ts";
 import { Router, type RouterConfig } from "../../../../dataplane/route/router.ts";
 import { datapoints, freePort, LineSink } from "../../../fixtures/line-sink.ts";
-
-async function until(pred: () => boolean, ms = 10_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > ms) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { relayConfig } from "../../../fixtures/relay-config.ts";
+import { until } from "../../../fixtures/until.ts";
 
 const log = createLogger({ level: "silent" });
 const routers: Router[] = [];
@@ -21,23 +15,6 @@ afterEach(async () => {
   for (const r of routers.splice(0)) await r.drain(0);
   for (const s of sinks.splice(0)) await s.close();
 });
-
-function config(destinations: string, over: Partial<RouterConfig> = {}): RouterConfig {
-  return {
-    destinations: parseDestinationList(destinations),
-    distribution: "broadcast",
-    hash: {},
-    ejectAfter: 0,
-    queueBytes: 1 << 20,
-    overflow: "drop-oldest",
-    queueBytesFor: {},
-    overflowFor: {},
-    resendBytes: 0,
-    backoffMinMs: 20,
-    backoffMaxMs: 100,
-    ...over,
-  };
-}
 
 function router(c: RouterConfig): Router {
   const r = new Router(c, log);
@@ -70,7 +47,7 @@ describe("Router hash-route with ejectAfter", () => {
     const [a, b] = [await sink(), await sink()];
     const deadPort = await freePort();
     const dests = `${a.address}:a,${b.address}:b,127.0.0.1:${deadPort}:c`;
-    const r = router(config(dests, { distribution: "hash-route", ejectAfter: 2 }));
+    const r = router(relayConfig(dests, { distribution: "hash-route", ejectAfter: 2 }));
     const names = Array.from({ length: 300 }, (_, i) => `eject.m${i} 1 1700000000`);
     feed(r, names);
     await until(() => a.lines.length + b.lines.length === names.length);
@@ -96,13 +73,13 @@ describe("Router.apply", () => {
     const [a, b] = [await sink(), await sink()];
     // Instances: carbon's ring identifies a member by host and instance, not port.
     const [specA, specB] = [`${a.address}:a`, `${b.address}:b`];
-    const r = router(config(specA, { distribution: "hash-route" }));
+    const r = router(relayConfig(specA, { distribution: "hash-route" }));
     await until(() => dest(r, specA).state === "connected");
     const before = datapoints("before", 50);
     feed(r, before);
     // Hash routing accumulates until the end of the turn: nothing is queued yet.
     expect(dest(r, specA).queuedLines).toBe(0);
-    r.apply(config(`${specA},${specB}`, { distribution: "hash-route" }));
+    r.apply(relayConfig(`${specA},${specB}`, { distribution: "hash-route" }));
     // The old table's accumulators went to a's queue before the switch.
     expect(dest(r, specA).queuedLines).toBe(before.length);
     expect(r.stats().destinations.map((d) => d.spec)).toEqual([specA, specB]);
@@ -124,10 +101,10 @@ describe("Router.apply", () => {
 
   it("removes a destination: it stops receiving at once and drains what it had queued", async () => {
     const [a, b] = [await sink(), await sink()];
-    const r = router(config(`${a.address},${b.address}`));
+    const r = router(relayConfig(`${a.address},${b.address}`));
     const first = datapoints("first", 20);
     feed(r, first); // queued for both, not yet written (writes wait for the end of the turn)
-    r.apply(config(a.address));
+    r.apply(relayConfig(a.address));
     expect(r.stats().destinations.map((d) => d.spec)).toEqual([a.address]);
     const second = datapoints("second", 10);
     feed(r, second);
@@ -140,21 +117,21 @@ describe("Router.apply", () => {
 
   it("counts what a removed destination could not deliver by the drain deadline as undelivered", async () => {
     const deadPort = await freePort();
-    const r = router(config(`127.0.0.1:${deadPort}`));
+    const r = router(relayConfig(`127.0.0.1:${deadPort}`));
     feed(r, datapoints("lost", 20));
-    r.apply(config(""), 50);
+    r.apply(relayConfig(""), 50);
     expect(r.stats().destinations).toEqual([]);
     await until(() => r.stats().undelivered === 20);
   });
 
   it("throws on a configuration whose routing cannot be built, and changes nothing", async () => {
     const [a, b] = [await sink(), await sink()];
-    const good = config(a.address, { distribution: "hash-route" });
+    const good = relayConfig(a.address, { distribution: "hash-route" });
     const r = router(good);
     const invalid = [
-      config("", { distribution: "hash-route" }), // no members
+      relayConfig("", { distribution: "hash-route" }), // no members
       // mmh3_ch exists only under carbon compat; b would be new.
-      config(`${a.address},${b.address}`, {
+      relayConfig(`${a.address},${b.address}`, {
         distribution: "hash-route",
         hash: { compat: "carbon-c-relay", algo: "mmh3_ch" },
       }),
@@ -181,9 +158,9 @@ describe("Router.apply", () => {
     const [a, b] = [await sink(), await sink()];
     const deadPort = await freePort();
     const dests = `${a.address}:a,${b.address}:b,127.0.0.1:${deadPort}:c`;
-    const r = router(config(dests, { distribution: "hash-route", ejectAfter: 2 }));
+    const r = router(relayConfig(dests, { distribution: "hash-route", ejectAfter: 2 }));
     await until(() => dest(r, ":c").ejected === true);
-    expect(() => r.apply(config("", { distribution: "hash-route" }))).toThrow(PolymurError);
+    expect(() => r.apply(relayConfig("", { distribution: "hash-route" }))).toThrow(PolymurError);
     expect(dest(r, ":c").ejected).toBe(true);
     // And it rejoins the ring once it is back.
     const c = await sink(deadPort);
@@ -201,7 +178,9 @@ describe("Router under the block policy", () => {
   it('emits "blocked" when a queue goes over its bound and "unblocked" once it drains, dropping nothing', async () => {
     const deadPort = await freePort();
     // 64 KiB is the smallest bound a process gets.
-    const r = router(config(`127.0.0.1:${deadPort}`, { overflow: "block", queueBytes: 64 * 1024 }));
+    const r = router(
+      relayConfig(`127.0.0.1:${deadPort}`, { overflow: "block", queueBytes: 64 * 1024 }),
+    );
     const events: string[] = [];
     r.on("blocked", () => events.push("blocked"));
     r.on("unblocked", () => events.push("unblocked"));
@@ -224,7 +203,7 @@ describe("Router.drain", () => {
   it("delivers what it can by the deadline and reports the rest per destination", async () => {
     const a = await sink();
     const deadPort = await freePort();
-    const r = router(config(`${a.address},127.0.0.1:${deadPort}`));
+    const r = router(relayConfig(`${a.address},127.0.0.1:${deadPort}`));
     await until(() => dest(r, a.address).state === "connected");
     feed(r, datapoints("drain", 10));
     const left = await r.drain(300);

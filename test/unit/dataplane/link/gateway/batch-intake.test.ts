@@ -2,8 +2,6 @@ import zlib from "node:zlib";
 import { create } from "@bufbuild/protobuf";
 import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../../../../common/logger.ts";
-import { parseDestinationList } from "../../../../../dataplane/forward/destination-spec.ts";
-import { IngestCounters } from "../../../../../dataplane/ingest/ingest-counters.ts";
 import {
   type CompressionName,
   compressBatch,
@@ -12,30 +10,24 @@ import {
 } from "../../../../../dataplane/link/batch-codec.ts";
 import { type ApiKey, sha256 } from "../../../../../dataplane/link/gateway/api-keys.ts";
 import {
-  BatchIntake,
-  type BatchIntakeOptions,
-} from "../../../../../dataplane/link/gateway/batch-intake.ts";
-import { DedupTable } from "../../../../../dataplane/link/gateway/dedup-table.ts";
-import {
   BATCH_REJECT_REASONS,
   type BatchRejectReason,
-  GatewayCounters,
+  type GatewayCounters,
 } from "../../../../../dataplane/link/gateway/gateway-counters.ts";
-import { Router, type RouterConfig } from "../../../../../dataplane/route/router.ts";
+import type { Router, RouterConfig } from "../../../../../dataplane/route/router.ts";
 import {
   type Batch,
   BatchSchema,
   Compression,
 } from "../../../../../gen/polymur/ingest/v1/ingest_pb.ts";
+import {
+  type GatewayIntake,
+  type GatewayIntakeOptions,
+  gatewayIntake,
+} from "../../../../fixtures/gateway-intake.ts";
 import { datapoints, freePort, LineSink } from "../../../../fixtures/line-sink.ts";
-
-async function until(pred: () => boolean, ms = 10_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > ms) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
+import { relayConfig } from "../../../../fixtures/relay-config.ts";
+import { until } from "../../../../fixtures/until.ts";
 
 const log = createLogger({ level: "silent" });
 const routers: Router[] = [];
@@ -51,54 +43,14 @@ async function sink(port = 0): Promise<LineSink> {
   return s;
 }
 
-function routing(destinations: string, over: Partial<RouterConfig> = {}): RouterConfig {
-  return {
-    destinations: parseDestinationList(destinations),
-    distribution: "broadcast",
-    hash: {},
-    ejectAfter: 0,
-    queueBytes: 1 << 20,
-    overflow: "drop-oldest",
-    queueBytesFor: {},
-    overflowFor: {},
-    resendBytes: 0,
-    backoffMinMs: 20,
-    backoffMaxMs: 100,
-    ...over,
-  };
-}
-
 const KEY: ApiKey = { name: "tenant-a", digest: sha256("secret-a") };
 const CLIENT = "192.0.2.7";
 
-/** A gateway's intake and everything it counts with. */
-function gateway(
-  config: RouterConfig,
-  over: Partial<BatchIntakeOptions> = {},
-): {
-  intake: BatchIntake;
-  router: Router;
-  ingest: IngestCounters;
-  counters: GatewayCounters;
-  dedup: DedupTable;
-} {
-  const router = new Router(config, log);
-  routers.push(router);
-  const ingest = new IngestCounters();
-  const counters = new GatewayCounters();
-  const dedup = new DedupTable();
-  const intake = new BatchIntake({
-    router,
-    ingestCounters: ingest,
-    maxLineLength: 16384,
-    dedup,
-    counters,
-    log,
-    keyPrefix: false,
-    maxBatchBytes: 1 << 20,
-    ...over,
-  });
-  return { intake, router, ingest, counters, dedup };
+/** A gateway's intake and everything it counts with; its router is drained after the test. */
+function gateway(config: RouterConfig, over: GatewayIntakeOptions = {}): GatewayIntake {
+  const g = gatewayIntake(config, log, over);
+  routers.push(g.router);
+  return g;
 }
 
 /** A proxy's Batch of `text` (whole lines), as the proxy builds it. */
@@ -130,7 +82,7 @@ describe("BatchIntake.batch", () => {
     const [a, b] = [await sink(), await sink()];
     // Hash routing accumulates lines until the end of the turn: the ack must
     // not wait for that, nor come before it.
-    const g = gateway(routing(`${a.address}:a,${b.address}:b`, { distribution: "hash-route" }));
+    const g = gateway(relayConfig(`${a.address}:a,${b.address}:b`, { distribution: "hash-route" }));
     const text = "a.b 1 1700000000\nbad\nc.d 2 1700000000\n";
     const r = g.intake.batch(KEY, "proxy-1", CLIENT, batch(1, text));
     expect(r).toEqual(ack(1));
@@ -151,7 +103,7 @@ describe("BatchIntake.batch", () => {
 
   it.each(["zstd", "gzip", "none"] as const)("takes %s payloads", async (compression) => {
     const s = await sink();
-    const g = gateway(routing(s.address));
+    const g = gateway(relayConfig(s.address));
     const lines = datapoints(`c.${compression}`, 20);
     const text = lines.join("\n") + "\n";
     expect(g.intake.batch(KEY, "p", CLIENT, batch(1, text, compression))).toEqual(ack(1));
@@ -161,7 +113,7 @@ describe("BatchIntake.batch", () => {
 
   it("prefixes the name part, before any tags, with --key-prefix", async () => {
     const s = await sink();
-    const g = gateway(routing(s.address), { keyPrefix: true });
+    const g = gateway(relayConfig(s.address), { keyPrefix: true });
     const key: ApiKey = { name: "product-A", digest: sha256("x") };
     const text = "web01.cpu 1 1700000000\nweb01.mem;dc=eu 2 1700000000\n";
     expect(g.intake.batch(key, "p", CLIENT, batch(1, text))).toEqual(ack(1));
@@ -174,7 +126,7 @@ describe("BatchIntake.batch", () => {
 
   it("acks a resent seq again without queueing it twice", async () => {
     const s = await sink();
-    const g = gateway(routing(s.address));
+    const g = gateway(relayConfig(s.address));
     const one = batch(1, "d.a 1 1700000000\nd.b 2 1700000000\n");
     expect(g.intake.batch(KEY, "p", CLIENT, one)).toEqual(ack(1));
     expect(g.intake.batch(KEY, "p", CLIENT, one)).toEqual(ack(1));
@@ -235,7 +187,7 @@ describe("BatchIntake.batch", () => {
 
   it.each(cases)("rejects %s (%s), counts it and queues nothing", async (_, reason, make) => {
     const s = await sink();
-    const g = gateway(routing(s.address), { maxBatchBytes: MAX });
+    const g = gateway(relayConfig(s.address), { maxBatchBytes: MAX });
     const b = make();
     const r = g.intake.batch(KEY, "p", CLIENT, b);
     expect(r.msg?.case).toBe("reject");
@@ -254,7 +206,7 @@ describe("BatchIntake.batch", () => {
 describe("BatchIntake.legacy (polymur-proxy POST /ingest bodies)", () => {
   it("answers 200 once the lines are queued; a last line without newline still counts", async () => {
     const s = await sink();
-    const g = gateway(routing(s.address));
+    const g = gateway(relayConfig(s.address));
     const body = zlib.gzipSync("a.b 1 1700000000\nbad\nc.d 2 1700000000");
     expect(g.intake.legacy(KEY, CLIENT, body)).toEqual({ status: 200, text: "Batch Received\n" });
     expect(queuedLines(g.router)).toBe(2);
@@ -266,7 +218,7 @@ describe("BatchIntake.legacy (polymur-proxy POST /ingest bodies)", () => {
 
   it("answers 400 to a body that is not gzip, 413 to one that inflates beyond the limit", async () => {
     const s = await sink();
-    const g = gateway(routing(s.address), { maxBatchBytes: 4096 });
+    const g = gateway(relayConfig(s.address), { maxBatchBytes: 4096 });
     expect(g.intake.legacy(KEY, CLIENT, Buffer.from("a.b 1 1700000000\n"))).toEqual({
       status: 400,
       text: "Batch Malformed\n",
@@ -287,7 +239,7 @@ describe("BatchIntake.ready", () => {
   }> {
     const port = await freePort();
     const g = gateway(
-      routing(`127.0.0.1:${port}`, { overflow: "block", queueBytes: 64 * 1024 }), // the smallest bound
+      relayConfig(`127.0.0.1:${port}`, { overflow: "block", queueBytes: 64 * 1024 }), // the smallest bound
     );
     const lines = datapoints("ready.padding.padding.padding", 2_000); // about 90 KiB
     expect(g.intake.batch(KEY, "p", CLIENT, batch(1, lines.join("\n") + "\n"))).toEqual(ack(1));
@@ -297,7 +249,7 @@ describe("BatchIntake.ready", () => {
 
   it("resolves at once while the router takes lines", async () => {
     const s = await sink();
-    const g = gateway(routing(s.address));
+    const g = gateway(relayConfig(s.address));
     expect(await g.intake.ready(new AbortController().signal)).toBe(true);
   });
 

@@ -12,6 +12,7 @@ import {
   type ServerResponse,
 } from "../../../../../dataplane/link/gateway/gateway-listener.ts";
 import { createTestPki, type TestPki } from "../../../../fixtures/tls.ts";
+import { until } from "../../../../fixtures/until.ts";
 
 /** What the handler saw of one request. */
 interface Seen {
@@ -83,14 +84,6 @@ async function start(
     },
     held: () => waiting.length,
   };
-}
-
-async function until(pred: () => boolean, ms = 8_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > ms) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 5));
-  }
 }
 
 function h2connect(url: string, options: http2.SecureClientSessionOptions = {}) {

@@ -1,46 +1,20 @@
 import { randomBytes } from "node:crypto";
 import { once } from "node:events";
 import http from "node:http";
-import type { AddressInfo } from "node:net";
-import { Writable } from "node:stream";
 import zlib from "node:zlib";
-import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
-import { parseDestinationList } from "../../../../../dataplane/forward/destination-spec.ts";
-import { IngestCounters } from "../../../../../dataplane/ingest/ingest-counters.ts";
+import type { IngestCounters } from "../../../../../dataplane/ingest/ingest-counters.ts";
 import { ApiKeyRing, sha256 } from "../../../../../dataplane/link/gateway/api-keys.ts";
-import { BatchIntake } from "../../../../../dataplane/link/gateway/batch-intake.ts";
-import { DedupTable } from "../../../../../dataplane/link/gateway/dedup-table.ts";
-import { GatewayCounters } from "../../../../../dataplane/link/gateway/gateway-counters.ts";
+import type { GatewayCounters } from "../../../../../dataplane/link/gateway/gateway-counters.ts";
 import { GatewayListener } from "../../../../../dataplane/link/gateway/gateway-listener.ts";
 import { createLegacyHandler } from "../../../../../dataplane/link/gateway/legacy-handler.ts";
-import { Router, type RouterConfig } from "../../../../../dataplane/route/router.ts";
+import type { Router, RouterConfig } from "../../../../../dataplane/route/router.ts";
+import { type CapturedLine, captureLog } from "../../../../fixtures/capture-log.ts";
+import { gatewayIntake } from "../../../../fixtures/gateway-intake.ts";
 import { datapoints, freePort, LineSink } from "../../../../fixtures/line-sink.ts";
-
-async function until(pred: () => boolean, ms = 8_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > ms) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-interface LogLine {
-  level: number;
-  msg: string;
-  [k: string]: unknown;
-}
-
-function captureLog(): { log: pino.Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split("\n")) if (l !== "") lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { log: pino({ level: "debug" }, sink), lines };
-}
+import { closeServer, listenLocal } from "../../../../fixtures/local-server.ts";
+import { relayConfig } from "../../../../fixtures/relay-config.ts";
+import { until } from "../../../../fixtures/until.ts";
 
 const SECRET = "secret-a";
 const KEY_NAME = "tenant-a";
@@ -50,23 +24,6 @@ afterEach(async () => {
   for (const c of cleanups.splice(0).reverse()) await c();
 });
 
-function routing(destinations: string, over: Partial<RouterConfig> = {}): RouterConfig {
-  return {
-    destinations: parseDestinationList(destinations),
-    distribution: "broadcast",
-    hash: {},
-    ejectAfter: 0,
-    queueBytes: 1 << 20,
-    overflow: "drop-oldest",
-    queueBytesFor: {},
-    overflowFor: {},
-    resendBytes: 0,
-    backoffMinMs: 20,
-    backoffMaxMs: 100,
-    ...over,
-  };
-}
-
 interface Gateway {
   port: number;
   server: http.Server;
@@ -74,7 +31,7 @@ interface Gateway {
   ingest: IngestCounters;
   counters: GatewayCounters;
   shutdown: AbortController;
-  logs: LogLine[];
+  logs: CapturedLine[];
 }
 
 /** A real HTTP/1.1 server with the legacy handler, over a BatchIntake and a real Router. */
@@ -83,22 +40,14 @@ async function gateway(
   over: { router?: Partial<RouterConfig>; maxBatchBytes?: number } = {},
 ): Promise<Gateway> {
   const { log, lines: logs } = captureLog();
-  const router = new Router(routing(destinations, over.router), log);
+  const maxBatchBytes = over.maxBatchBytes ?? 1 << 20;
+  const { intake, router, ingest, counters } = gatewayIntake(
+    relayConfig(destinations, over.router),
+    log,
+    { maxBatchBytes },
+  );
   cleanups.push(async () => {
     await router.drain(0);
-  });
-  const ingest = new IngestCounters();
-  const counters = new GatewayCounters();
-  const maxBatchBytes = over.maxBatchBytes ?? 1 << 20;
-  const intake = new BatchIntake({
-    router,
-    ingestCounters: ingest,
-    maxLineLength: 16384,
-    dedup: new DedupTable(),
-    counters,
-    log,
-    keyPrefix: false,
-    maxBatchBytes,
   });
   const keys = new ApiKeyRing();
   keys.replace([{ name: KEY_NAME, digest: sha256(SECRET) }]);
@@ -113,12 +62,11 @@ async function gateway(
     shutdown: shutdown.signal,
   });
   const server = http.createServer(handler);
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = await listenLocal(server);
   cleanups.push(async () => {
     server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closeServer(server);
   });
-  const port = (server.address() as AddressInfo).port;
   return { port, server, router, ingest, counters, shutdown, logs };
 }
 

@@ -8,32 +8,26 @@ import {
 } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../../../../common/logger.ts";
-import { parseDestinationList } from "../../../../../dataplane/forward/destination-spec.ts";
-import { IngestCounters } from "../../../../../dataplane/ingest/ingest-counters.ts";
+import type { IngestCounters } from "../../../../../dataplane/ingest/ingest-counters.ts";
 import { compressBatch, countNewlines } from "../../../../../dataplane/link/batch-codec.ts";
 import { ApiKeyRing, parseKeysFile } from "../../../../../dataplane/link/gateway/api-keys.ts";
-import { BatchIntake } from "../../../../../dataplane/link/gateway/batch-intake.ts";
-import { DedupTable } from "../../../../../dataplane/link/gateway/dedup-table.ts";
-import { GatewayCounters } from "../../../../../dataplane/link/gateway/gateway-counters.ts";
+import type { DedupTable } from "../../../../../dataplane/link/gateway/dedup-table.ts";
+import type { GatewayCounters } from "../../../../../dataplane/link/gateway/gateway-counters.ts";
 import { createLinkService } from "../../../../../dataplane/link/gateway/link-service.ts";
-import { Router, type RouterConfig } from "../../../../../dataplane/route/router.ts";
+import type { Router, RouterConfig } from "../../../../../dataplane/route/router.ts";
 import {
   Compression,
   IngestService,
   type StreamRequestSchema,
   type StreamResponse,
 } from "../../../../../gen/polymur/ingest/v1/ingest_pb.ts";
+import { gatewayIntake } from "../../../../fixtures/gateway-intake.ts";
 import { datapoints, freePort, LineSink } from "../../../../fixtures/line-sink.ts";
+import { refusal } from "../../../../fixtures/refusal.ts";
+import { relayConfig } from "../../../../fixtures/relay-config.ts";
+import { until } from "../../../../fixtures/until.ts";
 
 type Request = MessageInitShape<typeof StreamRequestSchema>;
-
-async function until(pred: () => boolean, ms = 10_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > ms) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 /** The request side of one stream: messages pushed by the test, sent as they come. */
 class Requests implements AsyncIterable<Request> {
@@ -93,23 +87,6 @@ function authorization(value: string | undefined): Interceptor {
   };
 }
 
-function routing(destinations: string, over: Partial<RouterConfig> = {}): RouterConfig {
-  return {
-    destinations: parseDestinationList(destinations),
-    distribution: "broadcast",
-    hash: {},
-    ejectAfter: 0,
-    queueBytes: 1 << 20,
-    overflow: "drop-oldest",
-    queueBytesFor: {},
-    overflowFor: {},
-    resendBytes: 0,
-    backoffMinMs: 20,
-    backoffMaxMs: 100,
-    ...over,
-  };
-}
-
 const log = createLogger({ level: "silent" });
 
 interface Gateway {
@@ -149,26 +126,13 @@ async function sink(port = 0): Promise<LineSink> {
  * interceptors as they would over HTTP/2.
  */
 function gateway(config: RouterConfig): Gateway {
-  const router = new Router(config, log);
+  const { intake, router, ingest, counters, dedup } = gatewayIntake(config, log);
   cleanup.push(async () => {
     await router.drain(0);
   });
-  const ingest = new IngestCounters();
-  const counters = new GatewayCounters();
-  const dedup = new DedupTable();
   const keys = new ApiKeyRing();
   keys.replace(parseKeysFile("tenant-a secret-a\ntenant-b secret-b\n", "keys"));
   const shutdown = new AbortController();
-  const intake = new BatchIntake({
-    router,
-    ingestCounters: ingest,
-    maxLineLength: 16384,
-    dedup,
-    counters,
-    log,
-    keyPrefix: false,
-    maxBatchBytes: 1 << 20,
-  });
   const service = createLinkService({
     intake,
     keys,
@@ -202,15 +166,6 @@ function gateway(config: RouterConfig): Gateway {
   return { router, ingest, counters, dedup, keys, shutdown, open };
 }
 
-async function refusal(p: Promise<unknown>): Promise<ConnectError> {
-  try {
-    await p;
-  } catch (err) {
-    return ConnectError.from(err);
-  }
-  throw new Error("the stream was not refused");
-}
-
 function ackOf(r: StreamResponse | "end"): bigint {
   if (r === "end" || r.msg.case !== "ack")
     throw new Error(`expected an Ack, got ${JSON.stringify(r)}`);
@@ -232,7 +187,7 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
     ["an unknown key", "Bearer not-a-key"],
     ["another scheme", "Basic secret-a"],
   ])("refuses a stream with %s: Unauthenticated", async (_, header) => {
-    const g = gateway(routing(""));
+    const g = gateway(relayConfig(""));
     const s = g.open(header);
     s.requests.push(hello("p1"));
     const e = await refusal(s.next());
@@ -243,7 +198,7 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
   });
 
   it("answers Hello with Welcome: the key's name and the highest seq it has for the proxy", async () => {
-    const g = gateway(routing(""));
+    const g = gateway(relayConfig(""));
     g.dedup.record("tenant-a", "p1", 7);
     const s = g.open("Bearer secret-a");
     s.requests.push(hello("p1"));
@@ -264,7 +219,7 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
 
   it("acks each batch once its lines are queued; a resent one is acked, not queued again", async () => {
     const out = await sink();
-    const g = gateway(routing(out.address));
+    const g = gateway(relayConfig(out.address));
     const s = await connected(g, "secret-a", "p1");
     s.requests.push(batch(1, "l.a 1 1700000000\nl.b 2 1700000000\n"));
     expect(ackOf(await s.next())).toBe(1n);
@@ -299,7 +254,7 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
     ],
     ["a second Hello", [hello("p1"), hello("p1")], "expected a Batch after Hello"],
   ])("ends a stream that sends %s: InvalidArgument", async (_, requests, message) => {
-    const g = gateway(routing(""));
+    const g = gateway(relayConfig(""));
     const s = g.open("Bearer secret-a");
     for (const r of requests) s.requests.push(r);
     let e: ConnectError | undefined;
@@ -317,7 +272,7 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
   });
 
   it("cuts the streams of a key that is rotated or deleted (Unauthenticated), not the others", async () => {
-    const g = gateway(routing(""));
+    const g = gateway(relayConfig(""));
     const a = await connected(g, "secret-a", "pa");
     const b = await connected(g, "secret-b", "pb");
     expect(g.counters.openStreams()).toBe(2);
@@ -341,7 +296,7 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
   });
 
   it("ends every stream with Unavailable when the gateway shuts down", async () => {
-    const g = gateway(routing(""));
+    const g = gateway(relayConfig(""));
     const s = await connected(g, "secret-a", "p1");
     g.shutdown.abort();
     const e = await refusal(s.next());
@@ -354,7 +309,9 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
   it("stops reading the stream while the router is blocked, and goes on once it unblocks", async () => {
     const port = await freePort();
     // The only destination is down, under the block policy, with the smallest bound (64 KiB).
-    const g = gateway(routing(`127.0.0.1:${port}`, { overflow: "block", queueBytes: 64 * 1024 }));
+    const g = gateway(
+      relayConfig(`127.0.0.1:${port}`, { overflow: "block", queueBytes: 64 * 1024 }),
+    );
     const s = await connected(g, "secret-a", "p1");
     const lines = datapoints("blk.padding.padding.padding", 2_000); // about 90 KiB
     s.requests.push(batch(1, lines.join("\n") + "\n"));

@@ -1,10 +1,7 @@
 import http2 from "node:http2";
-import net from "node:net";
-import { Writable } from "node:stream";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import pino from "pino";
 import { afterEach, describe, expect, it } from "vitest";
 import { BatchBuffer } from "../../../../../dataplane/link/proxy/batch-buffer.ts";
 import {
@@ -18,6 +15,10 @@ import {
   type StreamRequest,
   type StreamResponseSchema,
 } from "../../../../../gen/polymur/ingest/v1/ingest_pb.ts";
+import { type CapturedLine, captureLog } from "../../../../fixtures/capture-log.ts";
+import { freePort } from "../../../../fixtures/line-sink.ts";
+import { closeServer, listenLocal } from "../../../../fixtures/local-server.ts";
+import { until } from "../../../../fixtures/until.ts";
 
 type Response = MessageInitShape<typeof StreamResponseSchema>;
 
@@ -117,8 +118,7 @@ class TestGateway {
 
   static async start(): Promise<TestGateway> {
     const g = new TestGateway();
-    await new Promise<void>((resolve) => g.#server.listen(0, "127.0.0.1", resolve));
-    g.port = (g.#server.address() as net.AddressInfo).port;
+    g.port = await listenLocal(g.#server);
     return g;
   }
 
@@ -154,7 +154,7 @@ class TestGateway {
   }
 
   async close(): Promise<void> {
-    const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    const closed = closeServer(this.#server);
     for (const s of this.#sessions) s.destroy();
     await closed;
   }
@@ -215,40 +215,6 @@ class TestGateway {
   }
 }
 
-interface LogLine {
-  level: number;
-  msg: string;
-  [k: string]: unknown;
-}
-
-function captureLog(): { log: pino.Logger; lines: LogLine[] } {
-  const lines: LogLine[] = [];
-  const sink = new Writable({
-    write(chunk: Buffer, _enc, cb) {
-      for (const l of chunk.toString().split("\n")) if (l !== "") lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { log: pino({ level: "debug" }, sink), lines };
-}
-
-async function waitFor(what: string, cond: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`not within ${timeoutMs} ms: ${what}`);
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
-
-/** A port nothing listens on (bound, then released). */
-async function deadPort(): Promise<number> {
-  const s = net.createServer();
-  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
-  const port = (s.address() as net.AddressInfo).port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
-
 const gateways: TestGateway[] = [];
 const links: GatewayLink[] = [];
 
@@ -256,7 +222,7 @@ afterEach(async () => {
   for (const l of links.splice(0)) await l.stop();
   // The link destroys its connection after every stream: nothing may stay open.
   for (const g of gateways) {
-    await waitFor("server connections closed", () => g.sessions === 0, 5_000);
+    await until("server connections closed", () => g.sessions === 0, 5_000);
     expect(await g.connections()).toBe(0);
   }
   for (const g of gateways.splice(0)) await g.close();
@@ -272,7 +238,7 @@ interface Setup {
   link: GatewayLink;
   buffer: BatchBuffer;
   states: LinkState[];
-  logs: LogLine[];
+  logs: CapturedLine[];
   authFailures: Array<{ err: ConnectError; gateway: string }>;
   idConflicts: Array<[number, number]>;
 }
@@ -312,9 +278,9 @@ describe("GatewayLink", () => {
     const { link, buffer, states } = setup([gw.url]);
     for (let i = 1; i <= 3; i++) addBatch(buffer, i);
     link.start();
-    await waitFor("open", () => link.state === "open");
+    await until("open", () => link.state === "open");
     for (let i = 4; i <= 6; i++) addBatch(buffer, i); // new batches on the open stream
-    await waitFor("all acked", () => buffer.size === 0);
+    await until("all acked", () => buffer.size === 0);
 
     expect(gw.streams).toHaveLength(1);
     expect(gw.last().proxyId).toBe("proxy-1");
@@ -347,18 +313,18 @@ describe("GatewayLink", () => {
     const { link, buffer } = setup([gw.url]);
     for (let i = 1; i <= 4; i++) addBatch(buffer, i);
     link.start();
-    await waitFor("4 batches received", () => gw.received().length === 4);
+    await until("4 batches received", () => gw.received().length === 4);
     expect([buffer.size, buffer.pendingLines]).toEqual([4, 10]);
     expect(link.stats().batchesAcked).toBe(0);
 
     gw.last().ack(3); // cumulative: 1, 2 and 3
-    await waitFor("3 freed", () => buffer.size === 1);
+    await until("3 freed", () => buffer.size === 1);
     expect(buffer.after(0)?.seq).toBe(4);
     expect(link.stats()).toMatchObject({ batchesSent: 4, batchesAcked: 3, linesAcked: 6 });
 
     gw.last().ack(2); // an older ack frees nothing more
     gw.last().ack(4);
-    await waitFor("all freed", () => buffer.size === 0);
+    await until("all freed", () => buffer.size === 0);
     expect(link.stats()).toMatchObject({ batchesAcked: 4, linesAcked: 10, failures: 0 });
   });
 
@@ -368,12 +334,12 @@ describe("GatewayLink", () => {
     const { link, buffer, states, logs } = setup([gw.url]);
     for (let i = 1; i <= 3; i++) addBatch(buffer, i);
     link.start();
-    await waitFor("3 received", () => gw.received().length === 3);
+    await until("3 received", () => gw.received().length === 3);
     gw.last().ack(1); // the gateway queued 1 and remembers it (its Welcome says so next time)
-    await waitFor("1 freed", () => buffer.size === 2);
+    await until("1 freed", () => buffer.size === 2);
     gw.last().end();
 
-    await waitFor("all acked on the second stream", () => buffer.size === 0);
+    await until("all acked on the second stream", () => buffer.size === 0);
     expect(gw.streams).toHaveLength(2);
     expect(gw.streams[1]!.batches.map((b) => b.seq)).toEqual([2, 3]);
     expect(gw.streams[1]!.batches[1]!.payload).toBe("batch-3\n".repeat(3));
@@ -398,9 +364,9 @@ describe("GatewayLink", () => {
     const { link, buffer } = setup([gw.url]);
     for (let i = 1; i <= 2; i++) addBatch(buffer, i);
     link.start();
-    await waitFor("2 received", () => gw.received().length === 2);
+    await until("2 received", () => gw.received().length === 2);
     gw.kill();
-    await waitFor("all acked", () => buffer.size === 0);
+    await until("all acked", () => buffer.size === 0);
     expect(gw.received()).toEqual([1, 2, 1, 2]);
     expect(link.stats()).toMatchObject({
       connects: 2,
@@ -418,7 +384,7 @@ describe("GatewayLink", () => {
     const { link, buffer, logs } = setup([gw.url]);
     for (let i = 1; i <= 3; i++) addBatch(buffer, i);
     link.start();
-    await waitFor("all answered", () => buffer.size === 0);
+    await until("all answered", () => buffer.size === 0);
     expect(link.stats()).toMatchObject({
       batchesSent: 3,
       batchesAcked: 2, // 1 and 3, freed by the ack of 3
@@ -442,7 +408,7 @@ describe("GatewayLink", () => {
     // The real gateway answers Unauthenticated; PermissionDenied is handled alike.
     if (code === Code.PermissionDenied) gw.refusal = new ConnectError("forbidden", code);
     link.start();
-    await waitFor("failed", () => link.state === "failed");
+    await until("failed", () => link.state === "failed");
     expect(authFailures).toHaveLength(1);
     expect(authFailures[0]!.err.code).toBe(code);
     expect(authFailures[0]!.gateway).toBe(gw.url);
@@ -457,12 +423,12 @@ describe("GatewayLink", () => {
   });
 
   it("rotates to the next gateway when one is down, and back round the list", async () => {
-    const down = `http://127.0.0.1:${await deadPort()}`;
+    const down = `http://127.0.0.1:${await freePort()}`;
     const gw = await gateway();
     const { link, buffer, states } = setup([down, gw.url]);
     addBatch(buffer, 1);
     link.start();
-    await waitFor("acked on the second gateway", () => buffer.size === 0);
+    await until("acked on the second gateway", () => buffer.size === 0);
     expect(link.gateway).toBe(gw.url);
     expect(link.stats()).toMatchObject({
       gateway: gw.url,
@@ -476,7 +442,7 @@ describe("GatewayLink", () => {
 
     // The live gateway ends the stream: the next attempt goes round to the dead one, then back.
     gw.last().end();
-    await waitFor("open again", () => gw.streams.length === 2 && link.state === "open");
+    await until("open again", () => gw.streams.length === 2 && link.state === "open");
     expect(link.stats()).toMatchObject({ gateway: gw.url, connects: 4, failures: 3 });
   });
 
@@ -487,11 +453,11 @@ describe("GatewayLink", () => {
     const { link, buffer } = setup([a.url, b.url]);
     for (let i = 1; i <= 3; i++) addBatch(buffer, i);
     link.start();
-    await waitFor("received by a", () => a.received().length === 3);
+    await until("received by a", () => a.received().length === 3);
     a.last().ack(1);
-    await waitFor("1 freed", () => buffer.size === 2);
+    await until("1 freed", () => buffer.size === 2);
     a.kill();
-    await waitFor("all acked by b", () => buffer.size === 0);
+    await until("all acked by b", () => buffer.size === 0);
     expect(link.gateway).toBe(b.url);
     expect(b.received()).toEqual([2, 3]);
     expect(link.stats()).toMatchObject({ batchesSent: 3, batchesResent: 2, batchesAcked: 3 });
@@ -512,7 +478,7 @@ describe("GatewayLink", () => {
     addBatch(buffer, 1);
     addBatch(buffer, 2);
     link.start();
-    await waitFor("acked under the new id", () => buffer.size === 0);
+    await until("acked under the new id", () => buffer.size === 0);
     expect(idConflicts).toEqual([[100, 3]]);
     expect(a.streams.map((s) => s.proxyId)).toEqual(["proxy-1", "proxy-2"]);
     expect(a.streams[0]!.batches).toEqual([]); // nothing sent under the conflicting id
@@ -534,7 +500,7 @@ describe("GatewayLink", () => {
     const { link, buffer, logs } = setup([gw.url], { welcomeTimeoutMs: 200 });
     addBatch(buffer, 1);
     link.start();
-    await waitFor("acked on a later stream", () => buffer.size === 0);
+    await until("acked on a later stream", () => buffer.size === 0);
     const failed = logs.filter((l) => l.msg.startsWith("link to gateway"));
     expect(failed[0]?.err).toBe("DeadlineExceeded: no Welcome from the gateway");
     // (A loaded machine may miss the deadline on a later stream too: those are retried alike.)
@@ -547,19 +513,19 @@ describe("GatewayLink", () => {
     const gw = await gateway();
     const { link, buffer } = setup([gw.url]);
     link.start();
-    await waitFor("open", () => link.state === "open");
+    await until("open", () => link.state === "open");
     link.reconnect();
-    await waitFor("second stream", () => gw.streams.length === 2 && link.state === "open");
+    await until("second stream", () => gw.streams.length === 2 && link.state === "open");
     addBatch(buffer, 1);
-    await waitFor("acked", () => buffer.size === 0);
+    await until("acked", () => buffer.size === 0);
     expect(gw.streams[1]!.batches.map((b) => b.seq)).toEqual([1]);
 
-    const dead = setup([`http://127.0.0.1:${await deadPort()}`], {
+    const dead = setup([`http://127.0.0.1:${await freePort()}`], {
       backoffMinMs: 60_000,
       backoffMaxMs: 60_000,
     });
     dead.link.start();
-    await waitFor("backoff", () => dead.link.state === "backoff");
+    await until("backoff", () => dead.link.state === "backoff");
     await dead.link.stop(); // would hang for a minute if the sleep were not aborted
     expect(dead.link.state).toBe("closed");
     expect(dead.link.stats()).toMatchObject({ connects: 1, failures: 1 });

@@ -9,16 +9,10 @@ import {
   type LinkSessionOptions,
 } from "../../../../../dataplane/link/proxy/link-session.ts";
 import { freePort } from "../../../../fixtures/line-sink.ts";
+import { closeServer, listenLocal } from "../../../../fixtures/local-server.ts";
 import { TcpProxy } from "../../../../fixtures/tcp-proxy.ts";
 import { createTestPki, type TestPki } from "../../../../fixtures/tls.ts";
-
-async function until(pred: () => boolean, ms = 8_000): Promise<void> {
-  const t0 = Date.now();
-  while (!pred()) {
-    if (Date.now() - t0 > ms) throw new Error("condition not met in time");
-    await new Promise((r) => setTimeout(r, 5));
-  }
-}
+import { until } from "../../../../fixtures/until.ts";
 
 let pki: TestPki;
 beforeAll(() => {
@@ -61,11 +55,10 @@ async function server(tls = false): Promise<TestServer> {
     if (headers[":path"] === "/ok") stream.end("ok");
     else stream.write("held");
   });
-  await new Promise<void>((resolve) => s.listen(0, "127.0.0.1", resolve));
-  t.port = (s.address() as net.AddressInfo).port;
+  t.port = await listenLocal(s);
   cleanups.push(async () => {
     for (const x of t.sessions) x.destroy();
-    await new Promise<void>((resolve) => s.close(() => resolve()));
+    await closeServer(s);
   });
   return t;
 }
@@ -103,12 +96,12 @@ async function muteServer(): Promise<{ port: number; sockets: Set<net.Socket> }>
     s.on("error", () => {});
     s.resume(); // reads, so that the client's FIN is seen and the socket closes
   });
-  await new Promise<void>((resolve) => mute.listen(0, "127.0.0.1", resolve));
+  const port = await listenLocal(mute);
   cleanups.push(async () => {
     for (const s of sockets) s.destroy();
-    await new Promise<void>((resolve) => mute.close(() => resolve()));
+    await closeServer(mute);
   });
-  return { port: (mute.address() as net.AddressInfo).port, sockets };
+  return { port, sockets };
 }
 
 /** Resolves once `stream` has received its first data. */
