@@ -60,7 +60,10 @@ export async function runGateway(argv: string[]): Promise<void> {
         GATEWAY_OPTIONS,
         raw,
         load,
-        (next) => node.apply(buildGatewayOptions(next).routing),
+        (next) => {
+          const o = buildGatewayOptions(next);
+          node.apply(o.routing, o.maxLineLength);
+        },
         path,
         log,
       );

@@ -19,7 +19,6 @@ export interface FrameHandler {
  */
 export const DEFAULT_MAX_LINE_LENGTH = 16384;
 
-/** Shared, mutable clock so that one `Date.now()` per chunk serves every line rewritten in it. */
 export interface FramerOptions {
   /** Longest accepted line in bytes, newline excluded. Default DEFAULT_MAX_LINE_LENGTH (16384). */
   maxLineLength?: number;

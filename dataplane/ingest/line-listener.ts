@@ -35,7 +35,7 @@ export interface LineListenerOptions {
  * backpressure); datagrams that arrive meanwhile are dropped and counted.
  */
 export class LineListener {
-  readonly #config: ListenerConfig;
+  #config: ListenerConfig;
   readonly #sink: LineSink;
   readonly #log: Logger;
   readonly #reusePort: boolean;
@@ -139,6 +139,14 @@ export class LineListener {
     });
     framer.push(msg);
     framer.end();
+  }
+
+  /**
+   * A reloaded configuration: new connections and datagrams get its line
+   * limit and idle timeout; the listen addresses stay as bound.
+   */
+  reconfigure(config: ListenerConfig): void {
+    this.#config = config;
   }
 
   /** Stops (true) or resumes (false) reading from senders. */

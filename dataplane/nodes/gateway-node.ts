@@ -23,9 +23,10 @@ const kClient = createContextKey<string>("unknown", { description: "client addre
 
 /**
  * A gateway: proxy streams (and Go polymur-proxy requests) in, authenticated
- * by API key, routed (routing, per-destination queues, overflow policies) to its destinations. One process: the
- * de-duplication memory is per process, so run several gateways (behind a
- * load balancer, or listed on the proxies) for more cores.
+ * by API key, their lines framed and validated as a relay's listener does,
+ * then routed to destinations like a relay's (queues, overflow policies).
+ * One process: the de-duplication memory is per process, so run several
+ * gateways (behind a load balancer, or listed on the proxies) for more cores.
  */
 export class GatewayNode {
   readonly #o: GatewayOptions;
@@ -34,6 +35,7 @@ export class GatewayNode {
   /** Lines of proxies' batches are framed, validated and counted as a relay's listener does. */
   readonly #ingest = new IngestCounters();
   readonly #runtime: NodeRuntime;
+  readonly #intake: BatchIntake;
   readonly keys = new ApiKeyRing();
   readonly #dedup: DedupTable;
   readonly #counters = new GatewayCounters();
@@ -63,7 +65,7 @@ export class GatewayNode {
         inject: (text) => writeText(this.#router, text),
       },
     });
-    const intake = new BatchIntake({
+    this.#intake = new BatchIntake({
       router: this.#router,
       ingestCounters: this.#ingest,
       maxLineLength: options.maxLineLength,
@@ -75,7 +77,7 @@ export class GatewayNode {
     });
     const trusted = options.trustedProxies;
     const service = createLinkService({
-      intake,
+      intake: this.#intake,
       keys: this.keys,
       dedup: this.#dedup,
       counters: this.#counters,
@@ -84,7 +86,7 @@ export class GatewayNode {
       clientOf: (ctx: HandlerContext) => ctx.values.get(kClient),
     });
     const legacy = createLegacyHandler({
-      intake,
+      intake: this.#intake,
       keys: this.keys,
       counters: this.#counters,
       log,
@@ -177,9 +179,13 @@ export class GatewayNode {
     }
   }
 
-  /** Applies a new routing configuration (destinations, hash); throws, changing nothing, if invalid. */
-  apply(config: RouterConfig): void {
+  /**
+   * Applies a new routing configuration (destinations, hash; throws, changing
+   * nothing, if invalid) and, from a reloaded config file, the line limit.
+   */
+  apply(config: RouterConfig, maxLineLength = this.#intake.maxLineLength): void {
     this.#router.apply(config);
+    this.#intake.maxLineLength = maxLineLength;
   }
 
   stats(): PipelineStats {
@@ -188,10 +194,6 @@ export class GatewayNode {
 
   rejects(): RejectSample[] {
     return this.#ingest.recentRejects();
-  }
-
-  counters(): Record<string, unknown> {
-    return this.#counters.json();
   }
 
   /** Proxy streams open now. */

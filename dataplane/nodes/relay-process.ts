@@ -23,14 +23,12 @@ export interface RelayProcessOptions {
  * the block policy, the listener stops reading from senders.
  */
 export class RelayProcess {
-  readonly #log: Logger;
   readonly listener: LineListener;
   readonly router: Router;
   /** Where lines go: the router, or the console and then the router. */
   readonly #sink: LineSink;
 
   constructor(config: RelayConfig, log: Logger, options: RelayProcessOptions = {}) {
-    this.#log = log;
     this.router = new Router(config, log, { share: options.share ?? 1 });
     const out = options.console;
     this.#sink = out === undefined ? this.router : new ConsoleSink(out, this.router);
@@ -38,25 +36,21 @@ export class RelayProcess {
       reusePort: options.reusePort ?? false,
       udp: options.udp ?? true,
     });
-    this.router.on("blocked", () => this.#hold(true));
-    this.router.on("unblocked", () => this.#hold(false));
-  }
-
-  #hold(blocked: boolean): void {
-    this.listener.pause(blocked);
-    this.#log.warn(
-      { paused: blocked },
-      blocked ? "queue full under block policy: ingest paused" : "ingest resumed",
-    );
+    this.router.on("blocked", () => this.listener.pause(true));
+    this.router.on("unblocked", () => this.listener.pause(false));
   }
 
   listen(): Promise<{ port: number; udpPort: number | null }> {
     return this.listener.listen();
   }
 
-  /** Applies a new configuration's routing; throws, changing nothing, if it is invalid. */
+  /**
+   * Applies a new configuration: its routing (throws, changing nothing, if
+   * that is invalid), then its line limit and idle timeout for new connections.
+   */
   apply(config: RelayConfig): void {
     this.router.apply(config);
+    this.listener.reconfigure(config);
   }
 
   /** Routes polymur's own lines (self-metrics); not counted as received. */

@@ -46,8 +46,6 @@ export interface RouterStats {
   /** Datapoints lost at shutdown or on removal of a destination that could not drain. */
   undelivered: number;
   destinations: DestinationStats[];
-  /** True while a destination's queue is full under the block policy. */
-  blocking: boolean;
 }
 
 /** Events: "blocked" and "unblocked" (a queue full under the block policy, and no longer). */
@@ -259,6 +257,12 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     for (const d of this.#destinations.values()) if (d.blocking) blocking = true;
     if (blocking === this.#blocking) return;
     this.#blocking = blocking;
+    // Whoever feeds this router (a relay's listener, a gateway's streams)
+    // holds its senders while it is blocked.
+    this.#log.warn(
+      { paused: blocking },
+      blocking ? "queue full under block policy: ingest paused" : "ingest resumed",
+    );
     this.emit(blocking ? "blocked" : "unblocked");
   }
 
@@ -269,7 +273,6 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
         ...d.stats(),
         ejected: this.#ejected.has(d.spec.id),
       })),
-      blocking: this.#blocking,
     };
   }
 

@@ -3,7 +3,7 @@ import { UsageError } from "../../../common/errors.ts";
 import type { CommandIO } from "../command.ts";
 import { EXIT } from "./exit.ts";
 import { fail } from "./output.ts";
-import { DEFAULT_SERVER } from "./settings.ts";
+import { DEFAULT_SERVER, DEFAULT_TIMEOUT_SEC } from "./settings.ts";
 
 /** The options every command that talks to the control plane takes, besides its own. */
 export const COMMON_OPTIONS = {
@@ -20,7 +20,7 @@ export const COMMON_HELP = `common options:
   --server URL      control plane, http://host:port (cleartext HTTP/2) or https://host:port
                     (POLYMUR_SERVER; default ${DEFAULT_SERVER})
   --ca FILE         PEM CA certificate that signed an https control plane's certificate (POLYMUR_CA)
-  --timeout SECS    give up on a call after this long (POLYMUR_TIMEOUT; default 10)
+  --timeout SECS    give up on a call after this long (POLYMUR_TIMEOUT; default ${DEFAULT_TIMEOUT_SEC})
   --json            machine-readable output on stdout
   --token TOKEN     admin credential; visible to other users in ps: prefer POLYMUR_ADMIN_TOKEN
                     or "token = …" in the config file

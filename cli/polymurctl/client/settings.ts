@@ -24,6 +24,9 @@ export interface CtlSettings {
 
 export const DEFAULT_SERVER = "http://127.0.0.1:7000";
 
+/** Seconds a call may take unless --timeout says otherwise. */
+export const DEFAULT_TIMEOUT_SEC = 10;
+
 const FILE_SPECS: readonly OptionSpec[] = ["server", "token", "ca", "timeout"].map((name) => ({
   name,
   type: "string",
@@ -78,7 +81,7 @@ export function resolveSettings(
   try {
     url = new URL(server);
   } catch {
-    throw new UsageError(`--server "${server}" is not a URL such as http://127.0.0.1:7000`);
+    throw new UsageError(`--server "${server}" is not a URL such as ${DEFAULT_SERVER}`);
   }
   if (url.protocol !== "http:" && url.protocol !== "https:") {
     throw new UsageError(`--server must be http:// or https://; got "${server}"`);
@@ -92,7 +95,8 @@ export function resolveSettings(
       throw new UsageError(`--ca ${caPath}: ${(err as Error).message}`);
     }
   }
-  const timeoutText = pick(values.timeout, "POLYMUR_TIMEOUT", "timeout") || "10";
+  const timeoutText =
+    pick(values.timeout, "POLYMUR_TIMEOUT", "timeout") || String(DEFAULT_TIMEOUT_SEC);
   const timeout = Number(timeoutText.replace(/s$/, ""));
   if (!Number.isFinite(timeout) || timeout <= 0) {
     throw new UsageError(`--timeout must be a number of seconds; got "${timeoutText}"`);

@@ -22,7 +22,7 @@ export interface BatchIntakeOptions {
   router: Router;
   /** The gateway's ingest counters: lines of batches are framed, validated and counted like a relay's. */
   ingestCounters: IngestCounters;
-  /** Longest line, newline excluded. */
+  /** Longest line, newline excluded (--max-line-length; a reload changes it, see `maxLineLength`). */
   maxLineLength: number;
   dedup: DedupTable;
   counters: GatewayCounters;
@@ -42,9 +42,12 @@ export interface BatchIntakeOptions {
  */
 export class BatchIntake {
   readonly #o: BatchIntakeOptions;
+  /** Longest line, newline excluded: applies from the next batch. */
+  maxLineLength: number;
 
   constructor(options: BatchIntakeOptions) {
     this.#o = options;
+    this.maxLineLength = options.maxLineLength;
   }
 
   /** One Batch from a proxy stream → Ack or Reject. */
@@ -143,7 +146,7 @@ export class BatchIntake {
     counters.bytesIn += raw.length;
     const sink = o.keyPrefix ? new KeyPrefixSink(o.router, key.name) : o.router;
     const framer = new LineFramer(counters.handler(sink, client), {
-      maxLineLength: o.maxLineLength,
+      maxLineLength: this.maxLineLength,
     });
     framer.push(raw);
     framer.end();

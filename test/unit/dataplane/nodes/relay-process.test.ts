@@ -254,4 +254,17 @@ describe("RelayProcess", () => {
     ).toThrow();
     expect(p.router.config.destinations.map((d) => d.id)).toEqual([b.address]);
   });
+
+  it("apply() gives new connections the new line limit (a reloaded --max-line-length)", async () => {
+    const a = await sink();
+    const { p, port } = await relay(relayConfig(a.address, { maxLineLength: 100 }));
+    const long = `long.${"x".repeat(150)} 1 1700000000`;
+    await sendLines(port, `${long}\n`);
+    await until("the long line rejected", () => p.stats().rejected.line_too_long === 1);
+    p.apply(relayConfig(a.address, { maxLineLength: 1000 }));
+    await sendLines(port, `${long}\n`);
+    await a.waitForLines(1, 5_000);
+    expect(a.lines).toEqual([long]);
+    expect(p.stats().rejected.line_too_long).toBe(1);
+  });
 });

@@ -27,7 +27,6 @@ describe("pipelineStats", () => {
     const r: RouterStats = {
       undelivered: 7,
       destinations: [destinationStats("a:1")],
-      blocking: true,
     };
     expect(pipelineStats(i, r)).toEqual({
       received: 10,

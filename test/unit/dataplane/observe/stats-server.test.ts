@@ -32,7 +32,6 @@ function sampleStats(): PipelineStats {
   ingest.connectionsRefused = 1;
   const s = pipelineStats(ingest.stats(2, true), {
     undelivered: 3,
-    blocking: false,
     destinations: [
       destinationStats("127.0.0.1:2003:a", {
         forwarded: 1000,

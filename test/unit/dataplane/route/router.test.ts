@@ -4,6 +4,7 @@ import { createLogger } from "../../../../common/logger.ts";
 import { parseDestinationList } from "../../../../dataplane/forward/destination-spec.ts";
 import { createHashRouter } from "../../../../dataplane/route/hash/hash-router.ts";
 import { Router, type RouterConfig } from "../../../../dataplane/route/router.ts";
+import { captureLog } from "../../../fixtures/capture-log.ts";
 import { datapoints, freePort, LineSink } from "../../../fixtures/line-sink.ts";
 import { relayConfig } from "../../../fixtures/relay-config.ts";
 import { until } from "../../../fixtures/until.ts";
@@ -16,8 +17,8 @@ afterEach(async () => {
   for (const s of sinks.splice(0)) await s.close();
 });
 
-function router(c: RouterConfig): Router {
-  const r = new Router(c, log);
+function router(c: RouterConfig, logger = log): Router {
+  const r = new Router(c, logger);
   routers.push(r);
   return r;
 }
@@ -175,11 +176,13 @@ describe("Router.apply", () => {
 });
 
 describe("Router under the block policy", () => {
-  it('emits "blocked" when a queue goes over its bound and "unblocked" once it drains, dropping nothing', async () => {
+  it('emits and logs "blocked" when a queue goes over its bound and "unblocked" once it drains, dropping nothing', async () => {
     const deadPort = await freePort();
+    const captured = captureLog();
     // 64 KiB is the smallest bound a process gets.
     const r = router(
       relayConfig(`127.0.0.1:${deadPort}`, { overflow: "block", queueBytes: 64 * 1024 }),
+      captured.log,
     );
     const events: string[] = [];
     r.on("blocked", () => events.push("blocked"));
@@ -188,11 +191,17 @@ describe("Router under the block policy", () => {
     for (let i = 0; i < lines.length; i += 100) feed(r, lines.slice(i, i + 100));
     expect(events).toEqual(["blocked"]);
     expect(r.blocking).toBe(true);
-    expect(r.stats().blocking).toBe(true);
     const s = await sink(deadPort);
     await until(() => events.length === 2);
     expect(events).toEqual(["blocked", "unblocked"]);
     expect(r.blocking).toBe(false);
+    // Every node that feeds a router (relay listener, gateway streams) holds its senders meanwhile.
+    expect(
+      captured.lines.filter((l) => l.paused !== undefined).map((l) => [l.msg, l.paused]),
+    ).toEqual([
+      ["queue full under block policy: ingest paused", true],
+      ["ingest resumed", false],
+    ]);
     await s.waitForLines(lines.length);
     expect(s.lines).toEqual(lines);
     expect(r.stats().destinations[0]!.dropped).toBe(0);

@@ -124,6 +124,19 @@ describe("BatchIntake.batch", () => {
     ]);
   });
 
+  it("frames lines with its maxLineLength, which a reload changes from the next batch", async () => {
+    const s = await sink();
+    const g = gateway(relayConfig(s.address), { maxLineLength: 100 });
+    const long = `long.${"x".repeat(150)} 1 1700000000`;
+    expect(g.intake.batch(KEY, "p", CLIENT, batch(1, `${long}\n`))).toEqual(ack(1));
+    expect(g.ingest.rejects.counts.line_too_long).toBe(1);
+    g.intake.maxLineLength = 1000;
+    expect(g.intake.batch(KEY, "p", CLIENT, batch(2, `${long}\n`))).toEqual(ack(2));
+    await s.waitForLines(1);
+    expect(s.lines).toEqual([long]);
+    expect(g.ingest.rejects.counts.line_too_long).toBe(1);
+  });
+
   it("acks a resent seq again without queueing it twice", async () => {
     const s = await sink();
     const g = gateway(relayConfig(s.address));
