@@ -3,6 +3,7 @@ import net from "node:net";
 import { BACKOFF_DEFAULTS, backoffDelay } from "../../common/backoff.ts";
 import { ByteQueue } from "./byte-queue.ts";
 import type { DestinationSpec } from "./destination-spec.ts";
+import { ResendWindow, type Write } from "./resend-window.ts";
 
 /** What to do with new datapoints when a destination's queue is full. */
 export type OverflowPolicy = "drop-oldest" | "drop-newest" | "block";
@@ -83,14 +84,6 @@ export interface DestinationStats {
   ejected?: boolean;
 }
 
-/** One socket write: queued chunks (joined into one buffer), kept until written, then for resending. */
-interface Write {
-  chunks: Buffer[];
-  lines: number[];
-  bytes: number;
-  count: number;
-}
-
 /**
  * The connection to the peer. Each state holds what exists only in it, so a
  * socket, a reconnect timer and the state name cannot disagree.
@@ -129,7 +122,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
   #queue = new ByteQueue();
   #queueBytes: number;
   #overflow: OverflowPolicy;
-  #resendBytes: number;
+  readonly #resendWindow: ResendWindow;
   #backoffMin: number;
   #backoffMax: number;
   #connectTimeout: number;
@@ -145,11 +138,6 @@ export class Destination extends EventEmitter<DestinationEvents> {
   #failStreak = 0;
   /** Handed to the socket, write callback pending. */
   #inflight: Write[] = [];
-  /** Written, kept for resending. */
-  #sent: Write[] = [];
-  #sentBytes = 0;
-  /** Lines of the queue front that are resends (so they are counted as such). */
-  #resendPending = 0;
   /**
    * The block policy's hold on ingest: set when the queue goes over its bound,
    * cleared at half of it. A property of the queue, not of the connection, so
@@ -178,7 +166,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
     this.spec = spec;
     this.#queueBytes = options.queueBytes ?? DESTINATION_DEFAULTS.queueBytes;
     this.#overflow = options.overflow ?? DESTINATION_DEFAULTS.overflow;
-    this.#resendBytes = options.resendBytes ?? DESTINATION_DEFAULTS.resendBytes;
+    this.#resendWindow = new ResendWindow(options.resendBytes ?? DESTINATION_DEFAULTS.resendBytes);
     this.#backoffMin = options.backoffMinMs ?? DESTINATION_DEFAULTS.backoffMinMs;
     this.#backoffMax = options.backoffMaxMs ?? DESTINATION_DEFAULTS.backoffMaxMs;
     this.#connectTimeout = options.connectTimeoutMs ?? DESTINATION_DEFAULTS.connectTimeoutMs;
@@ -204,7 +192,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
   reconfigure(options: DestinationOptions): void {
     if (options.queueBytes !== undefined) this.#queueBytes = options.queueBytes;
     if (options.overflow !== undefined) this.#overflow = options.overflow;
-    if (options.resendBytes !== undefined) this.#resendBytes = options.resendBytes;
+    if (options.resendBytes !== undefined) this.#resendWindow.limitBytes = options.resendBytes;
     if (options.backoffMinMs !== undefined) this.#backoffMin = options.backoffMinMs;
     if (options.backoffMaxMs !== undefined) this.#backoffMax = options.backoffMaxMs;
     if (options.writeBytes !== undefined) this.#writeBytes = options.writeBytes;
@@ -260,10 +248,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
     if (this.#overflow === "drop-oldest") {
       while (this.#queue.bytes > this.#queueBytes && this.#queue.length > 1) {
         const n = this.#queue.dropOldest();
-        if (this.#resendPending > 0) {
-          const r = Math.min(n, this.#resendPending);
-          this.#resendPending -= r;
-        }
+        this.#resendWindow.dropped(n);
         this.#dropped += n;
       }
     }
@@ -344,17 +329,9 @@ export class Destination extends EventEmitter<DestinationEvents> {
     const i = this.#inflight.indexOf(write);
     if (i < 0) return;
     this.#inflight.splice(i, 1);
-    const resent = Math.min(this.#resendPending, write.count);
-    this.#resendPending -= resent;
+    const resent = this.#resendWindow.written(write);
     this.#resent += resent;
     this.#forwarded += write.count - resent;
-    if (this.#resendBytes > 0) {
-      this.#sent.push(write);
-      this.#sentBytes += write.bytes;
-      while (this.#sentBytes > this.#resendBytes && this.#sent.length > 1) {
-        this.#sentBytes -= this.#sent.shift()!.bytes;
-      }
-    }
     if (this.#inflight.length === 0 && this.#queue.length === 0) this.#notifyDrained();
   }
 
@@ -414,11 +391,9 @@ export class Destination extends EventEmitter<DestinationEvents> {
     this.#failures++;
     this.#failStreak++;
     // Resend: what was written recently (the peer may not have read it) and what
-    // was still in flight, in the original order, ahead of the queue.
-    const sent = this.#sent;
-    const back = [...sent, ...this.#inflight];
-    this.#sent = [];
-    this.#sentBytes = 0;
+    // was still in flight, in the original order, ahead of the queue. The
+    // window counts the lines it gives back as owed resends.
+    const back = [...this.#resendWindow.takeBack(), ...this.#inflight];
     this.#inflight = [];
     if (back.length > 0) {
       const chunks: Buffer[] = [];
@@ -428,11 +403,6 @@ export class Destination extends EventEmitter<DestinationEvents> {
         lines.push(...w.lines);
       }
       this.#queue.unshiftAll(chunks, lines);
-      // The queue now starts with the sent writes (counted as forwarded once
-      // already, so their next write counts as a resend), then the in-flight
-      // ones, then what was queued; #resendPending counted resend lines at the
-      // front of (in flight, queue), which now follow the sent writes.
-      for (const w of sent) this.#resendPending += w.count;
     }
     const delay = this.#nextDelay();
     this.#enter({ kind: "backoff", timer: setTimeout(this.#reconnect, delay) });
@@ -453,7 +423,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
     const chunks: Buffer[] = [];
     const lines: number[] = [];
     this.#queue.shiftInto(chunks, lines, Number.POSITIVE_INFINITY);
-    this.#resendPending = 0;
+    this.#resendWindow.clearPending();
     this.#checkUnblocked();
     return chunks.map((chunk, i) => ({ chunk, lines: lines[i]! }));
   }
@@ -531,7 +501,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
     }
     this.#queue.clear();
     this.#inflight = [];
-    this.#sent = [];
+    this.#resendWindow.clear();
     // No queue, no hold on ingest. Cleared without "unblocked": a closed
     // destination is out of its owner's set, and ingest must not resume for it
     // (at shutdown, the senders are gone).

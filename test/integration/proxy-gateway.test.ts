@@ -13,7 +13,7 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, afterEach, describe, expect, it } from "vitest";
-import type { ProxyStats } from "../../dataplane/nodes/proxy-node.ts";
+import type { ProxyStats } from "../../dataplane/link/proxy/proxy-stats.ts";
 import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,

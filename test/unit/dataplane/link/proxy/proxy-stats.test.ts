@@ -1,0 +1,75 @@
+import { describe, expect, it } from "vitest";
+import {
+  type ProxyStats,
+  proxyPrometheus,
+} from "../../../../../dataplane/link/proxy/proxy-stats.ts";
+import { parseExposition } from "../../../../fixtures/prometheus-exposition.ts";
+
+function stats(over: Partial<ProxyStats> = {}): ProxyStats {
+  return {
+    link: {
+      state: "open",
+      gateway: "https://gw.example:8443",
+      connects: 3,
+      failures: 2,
+      batchesSent: 40,
+      batchesResent: 5,
+      batchesAcked: 38,
+      linesAcked: 3800,
+      batchesRejected: 1,
+      linesRejected: 100,
+      lastError: undefined,
+    },
+    batches: 41,
+    rawBytes: 123_456,
+    payloadBytes: 30_000,
+    pendingBatches: 2,
+    pendingLines: 200,
+    memoryBytes: 4096,
+    spoolBytes: 8192,
+    held: false,
+    proxyId: "site-a-1",
+    ...over,
+  };
+}
+
+/** The single unlabelled sample of a family, or the labelled ones by their `where`. */
+function value(text: string, name: string, where?: string): number | undefined {
+  const f = parseExposition(text).get(name);
+  return f?.samples.find((s) => (where === undefined ? true : s.labels["where"] === where))?.value;
+}
+
+describe("proxyPrometheus", () => {
+  it("is a well-formed exposition with each counter and gauge of the proxy", () => {
+    const text = proxyPrometheus(stats());
+    const families = parseExposition(text);
+    for (const [name, f] of families) {
+      expect(name.startsWith("polymur_proxy_")).toBe(true);
+      expect(f.type === "counter").toBe(name.endsWith("_total"));
+    }
+    expect(value(text, "polymur_proxy_batches_total")).toBe(41);
+    expect(value(text, "polymur_proxy_raw_bytes_total")).toBe(123_456);
+    expect(value(text, "polymur_proxy_payload_bytes_total")).toBe(30_000);
+    expect(value(text, "polymur_proxy_batches_sent_total")).toBe(40);
+    expect(value(text, "polymur_proxy_batches_resent_total")).toBe(5);
+    expect(value(text, "polymur_proxy_batches_acked_total")).toBe(38);
+    expect(value(text, "polymur_proxy_lines_acked_total")).toBe(3800);
+    expect(value(text, "polymur_proxy_batches_rejected_total")).toBe(1);
+    expect(value(text, "polymur_proxy_lines_rejected_total")).toBe(100);
+    expect(value(text, "polymur_proxy_pending_batches")).toBe(2);
+    expect(value(text, "polymur_proxy_pending_datapoints")).toBe(200);
+    expect(value(text, "polymur_proxy_buffer_bytes", "memory")).toBe(4096);
+    expect(value(text, "polymur_proxy_buffer_bytes", "spool")).toBe(8192);
+    expect(value(text, "polymur_proxy_link_connects_total")).toBe(3);
+    expect(value(text, "polymur_proxy_link_failures_total")).toBe(2);
+  });
+
+  it("shows the link up only while a stream is open, and ingest held while the buffer is full", () => {
+    expect(value(proxyPrometheus(stats()), "polymur_proxy_link_up")).toBe(1);
+    expect(value(proxyPrometheus(stats()), "polymur_proxy_ingest_held")).toBe(0);
+    const down = stats({ held: true });
+    down.link.state = "backoff";
+    expect(value(proxyPrometheus(down), "polymur_proxy_link_up")).toBe(0);
+    expect(value(proxyPrometheus(down), "polymur_proxy_ingest_held")).toBe(1);
+  });
+});
