@@ -193,6 +193,18 @@ export function getSeconds(o: RawOptions, name: string): number {
 }
 
 /** `host:port` (IPv6 in brackets); an empty string is null (off). */
+/**
+ * The text of the file an option names (a certificate, a key); a file that
+ * cannot be read is a configuration error naming the option.
+ */
+export function readOptionFile(path: string, option: string): string {
+  try {
+    return readFileSync(path, "utf8");
+  } catch (err) {
+    throw new PolymurError(ErrorCode.Config, `--${option} ${path}: ${(err as Error).message}`);
+  }
+}
+
 export function getAddress(o: RawOptions, name: string): { host: string; port: number } | null {
   const v = getString(o, name);
   if (v === "") return null;

@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import {
@@ -10,6 +9,7 @@ import {
   getString,
   type OptionSpec,
   type RawOptions,
+  readOptionFile,
 } from "../../common/options.ts";
 import { TrustedProxies } from "../link/gateway/client-address.ts";
 import { DEDUP_TABLE_DEFAULTS } from "../link/gateway/dedup-table.ts";
@@ -119,7 +119,7 @@ export function buildGatewayOptions(o: RawOptions): GatewayOptions {
   const tls =
     certPath === ""
       ? null
-      : { cert: readText(certPath, "tls-cert"), key: readText(keyPath, "tls-key") };
+      : { cert: readOptionFile(certPath, "tls-cert"), key: readOptionFile(keyPath, "tls-key") };
   const keysFile = getString(o, "keys-file");
   const cpUrl = getString(o, "control-plane");
   if (keysFile !== "" && cpUrl !== "") {
@@ -156,7 +156,7 @@ export function buildGatewayOptions(o: RawOptions): GatewayOptions {
       nodeToken,
       group: getString(o, "group"),
       ...(stateDir === "" ? {} : { stateDir }),
-      ...(caPath === "" ? {} : { ca: readText(caPath, "control-ca") }),
+      ...(caPath === "" ? {} : { ca: readOptionFile(caPath, "control-ca") }),
     };
   }
   const full = new Map(o);
@@ -185,12 +185,4 @@ export function buildGatewayOptions(o: RawOptions): GatewayOptions {
     logLevel: getString(o, "log-level"),
     configPath: getString(o, "config"),
   };
-}
-
-function readText(path: string, option: string): string {
-  try {
-    return readFileSync(path, "utf8");
-  } catch (err) {
-    throw new PolymurError(ErrorCode.Config, `--${option} ${path}: ${(err as Error).message}`);
-  }
 }

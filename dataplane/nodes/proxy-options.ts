@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import {
   bytesText,
@@ -9,6 +8,7 @@ import {
   getString,
   type OptionSpec,
   type RawOptions,
+  readOptionFile,
 } from "../../common/options.ts";
 import type { ListenerConfig } from "../ingest/line-listener.ts";
 import type { CompressionName } from "../link/batch-codec.ts";
@@ -172,14 +172,7 @@ export function buildProxyOptions(o: RawOptions): ProxyOptions {
     );
   }
   const caPath = getString(o, "ca");
-  let ca: string | undefined;
-  if (caPath !== "") {
-    try {
-      ca = readFileSync(caPath, "utf8");
-    } catch (err) {
-      throw new PolymurError(ErrorCode.Config, `--ca ${caPath}: ${(err as Error).message}`);
-    }
-  }
+  const ca = caPath === "" ? undefined : readOptionFile(caPath, "ca");
   const batchBytes = getBytes(o, "batch-size");
   const maxLine = getInt(o, "max-line-length");
   if (batchBytes < Math.max(4096, maxLine + 1)) {
