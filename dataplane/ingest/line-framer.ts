@@ -1,6 +1,8 @@
 import { FAST_OK, RejectReason, validateFast, validateSlow } from "./line-validator.ts";
 
 const NL = 0x0a;
+/** How much of a rejected line the handler is shown (the reject sample). */
+const SAMPLE_BYTES = 256;
 
 /** What a framer reports: runs of valid lines, and each rejected line. */
 export interface FrameHandler {
@@ -66,7 +68,7 @@ export class LineFramer {
         const carry = this.#carry!;
         this.#carry = null;
         if (carry.length + nl > this.#maxLineLength) {
-          this.#tooLong(carry);
+          this.#tooLong(carry, chunk.subarray(0, nl));
         } else {
           const line = Buffer.allocUnsafe(carry.length + nl + 1);
           carry.copy(line, 0);
@@ -105,7 +107,8 @@ export class LineFramer {
     const add = chunk.length - from;
     const total = (prev === null ? 0 : prev.length) + add;
     if (total > this.#maxLineLength) {
-      this.#tooLong(prev === null ? chunk.subarray(from) : prev);
+      if (prev === null) this.#tooLong(chunk.subarray(from));
+      else this.#tooLong(prev, chunk.subarray(from));
       this.#carry = null;
       this.#discarding = true;
       return;
@@ -117,11 +120,21 @@ export class LineFramer {
     this.#carry = next;
   }
 
-  #tooLong(head: Uint8Array): void {
+  /**
+   * Rejects an over-long line whose bytes start in `head` and, when it was cut
+   * across chunks, go on in `rest`: the sample is the line's first bytes
+   * whatever the cut (a carry can be a few bytes long). Copying here is fine:
+   * this path is rare.
+   */
+  #tooLong(head: Uint8Array, rest?: Uint8Array): void {
+    let sample = head.subarray(0, SAMPLE_BYTES);
+    if (rest !== undefined && sample.length < SAMPLE_BYTES) {
+      sample = Buffer.concat([sample, rest.subarray(0, SAMPLE_BYTES - sample.length)]);
+    }
     this.#sink.reject(
       RejectReason.TooLong,
       `line longer than ${this.#maxLineLength} bytes`,
-      head.subarray(0, 256),
+      sample,
     );
   }
 
@@ -147,12 +160,22 @@ export class LineFramer {
       } else {
         const r = validateSlow(buf.subarray(ls, nl), Math.floor(Date.now() / 1000));
         if (!r.ok) {
-          sink.reject(r.reason, r.detail, buf.subarray(ls, Math.min(nl, ls + 256)));
+          sink.reject(r.reason, r.detail, buf.subarray(ls, Math.min(nl, ls + SAMPLE_BYTES)));
         } else if (!r.rewritten) {
           sink.segment(buf, ls, nl + 1, 1);
         } else {
           const out = Buffer.from(r.line + "\n");
-          sink.segment(out, 0, out.length, 1);
+          if (out.length - 1 > max) {
+            // A "now" timestamp (-1) made it longer than the limit, which the
+            // receivers enforce too (carbon-cache drops the connection).
+            this.#sink.reject(
+              RejectReason.TooLong,
+              `line longer than ${max} bytes once its -1 timestamp is replaced by the current time`,
+              buf.subarray(ls, Math.min(nl, ls + SAMPLE_BYTES)),
+            );
+          } else {
+            sink.segment(out, 0, out.length, 1);
+          }
         }
       }
       ls = nl + 1;

@@ -134,7 +134,10 @@ const PY_DECIMAL =
 // biome-ignore lint/suspicious/noControlCharactersInRegex: matching control characters is the point
 const NAME_CONTROL = /[\x00-\x08\x0e-\x1b\x7f]/;
 
-const utf8 = new TextDecoder("utf-8", { fatal: true });
+// ignoreBOM: Python's bytes.decode("utf-8") keeps a leading U+FEFF, which is
+// not whitespace, so carbon takes it into the name. TextDecoder would drop it:
+// "\uFEFF 1 2" would become two fields, and a rewritten line would lose it.
+const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 export type SlowResult =
   | { readonly ok: true; readonly line: string; readonly rewritten: boolean }

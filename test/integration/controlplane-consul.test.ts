@@ -4,7 +4,7 @@ import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import { ConsulStore } from "../../controlplane/consul-store.ts";
 import { addKey } from "../../controlplane/control-state.ts";
 import { type StoredState, updateState } from "../../controlplane/control-store.ts";
-import { type ConsulProcess, haveConsul, startConsulDev } from "../fixtures/consul.ts";
+import { CONSUL_BIN, type ConsulProcess, haveConsul, startConsulDev } from "../fixtures/consul.ts";
 import {
   adminClient,
   ControlPlaneProcess,
@@ -12,17 +12,20 @@ import {
   Subscription,
   waitFor,
 } from "../fixtures/control-plane.ts";
+import { skipUnlessAvailable } from "../fixtures/requires.ts";
 
 // Consul KV as the shared store, against a real Consul dev agent: compare-and-set
 // between writers, changes seen through blocking queries, two control-plane replicas
 // sharing state, and what happens when Consul goes away.
 
 const all = { target: { case: "all" as const, value: true } };
+// Skipped without Consul; with CI=true, a missing Consul fails this file instead.
+const withoutConsul = skipUnlessAvailable(`Consul (${CONSUL_BIN})`, haveConsul);
 const key = (name: string) => ({ name, digest: `sha256:${name}`, createdAtMs: 1, rotatedAtMs: 0 });
 let prefixes = 0;
 const freshPrefix = () => `polymur-test-${process.pid}-${++prefixes}`;
 
-describe.skipIf(!haveConsul)("ConsulStore (dev agent)", () => {
+describe.skipIf(withoutConsul)("ConsulStore (dev agent)", () => {
   let consul: ConsulProcess;
   const stores: ConsulStore[] = [];
   const open = async (prefix: string): Promise<ConsulStore> => {
@@ -122,7 +125,7 @@ describe.skipIf(!haveConsul)("ConsulStore (dev agent)", () => {
   });
 });
 
-describe.skipIf(!haveConsul)("two control-plane replicas on one Consul", () => {
+describe.skipIf(withoutConsul)("two control-plane replicas on one Consul", () => {
   let consul: ConsulProcess;
   let a: ControlPlaneProcess;
   let b: ControlPlaneProcess;
