@@ -409,7 +409,10 @@ async function runCase(name: CaseName): Promise<CaseResult> {
       const dests = Array.from({ length: router === null ? 2 : 3 }, () => new NullDestination());
       type Dests = ConstructorParameters<typeof RouteTable>[0];
       type Hash = ConstructorParameters<typeof RouteTable>[1];
-      const table = new RouteTable(dests as unknown as Dests, router as unknown as Hash);
+      const table = new RouteTable(dests as unknown as Dests, router as unknown as Hash, {
+        routed: 0,
+        noDestination: 0,
+      });
       const sink: FrameHandler = {
         segment: (buf, start, end, lines) => table.route(buf, start, end, lines),
         reject: () => {},

@@ -10,7 +10,10 @@ export const ErrorCode = {
   DestinationSpec: "POLYMUR_ERR_DEST_SPEC",
   /** A hash-routing configuration is one the chosen reference rejects. */
   HashConfig: "POLYMUR_ERR_HASH_CONFIG",
-  /** The proxy's spool directory cannot be used (not writable, or locked by another proxy). */
+  /**
+   * The proxy's spool directory cannot be used (not writable, or locked by
+   * another proxy), or a batch cannot be read back from it.
+   */
   Spool: "POLYMUR_ERR_SPOOL",
   /** A gateway refused the proxy's API key (unknown, rotated or deleted). */
   Auth: "POLYMUR_ERR_AUTH",

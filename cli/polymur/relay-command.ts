@@ -9,6 +9,7 @@ import {
   resolveOptions,
 } from "../../common/options.ts";
 import type { ControlSubscriber } from "../../dataplane/control/control-subscriber.ts";
+import { fileLimitText, raiseFileLimit } from "../../dataplane/nodes/file-limit.ts";
 import type { RelayConfig } from "../../dataplane/nodes/relay-config.ts";
 import { RelayNode } from "../../dataplane/nodes/relay-node.ts";
 import {
@@ -36,10 +37,17 @@ export async function runRelay(argv: string[]): Promise<void> {
     const file = path === "" ? new Map<string, string>() : parseConfigFile(RELAY_OPTIONS, path);
     return resolveOptions(RELAY_OPTIONS, flags, process.env, file);
   };
+  // Before the options are read (--max-connections auto derives from the
+  // limit) and before worker processes are forked (they inherit it).
+  const files = raiseFileLimit();
   const raw = load();
   const proc = buildNodeOptions(raw);
   const config = buildRelayConfig(raw);
   const log = createLogger({ level: proc.logLevel, bindings: { role: "relay" } });
+  log[files.error === undefined ? "info" : "warn"](
+    { openFiles: files.limit, maxConnections: config.maxConnections },
+    fileLimitText(files, config.maxConnections),
+  );
   const node = new RelayNode(config, proc, log);
   const control = proc.controlPlane === "" ? null : await subscribe(node, proc, config, log);
   await node.start();
@@ -60,7 +68,8 @@ export async function runRelay(argv: string[]): Promise<void> {
         load,
         (next) => {
           const base = buildRelayConfig(next);
-          node.apply(control === null ? base : control.overlay(base));
+          if (control === null) node.reload(base);
+          else node.apply(control.overlay(base));
         },
         proc.configPath,
         log,

@@ -3,14 +3,18 @@ import net from "node:net";
 import { BACKOFF_DEFAULTS, backoffDelay } from "../../common/backoff.ts";
 import { ByteQueue } from "./byte-queue.ts";
 import type { DestinationSpec } from "./destination-spec.ts";
+import {
+  type DestinationState,
+  type DestinationStats,
+  type DropReason,
+  noDrops,
+} from "./destination-stats.ts";
+import { kernelResendBytes } from "./kernel-buffers.ts";
 import { ResendWindow, type Write } from "./resend-window.ts";
 
 /** What to do with new datapoints when a destination's queue is full. */
 export type OverflowPolicy = "drop-oldest" | "drop-newest" | "block";
 export const OVERFLOW_POLICIES: readonly OverflowPolicy[] = ["drop-oldest", "drop-newest", "block"];
-
-/** The state names shown in /stats and logs. */
-export type DestinationState = "connecting" | "connected" | "backoff" | "draining" | "closed";
 
 export interface DestinationOptions {
   /** Queue bound in bytes. Default 128 MiB. */
@@ -20,10 +24,11 @@ export interface DestinationOptions {
   /**
    * Bytes of the most recently written data kept after the write, and written
    * again when the connection fails, because a TCP peer that dies loses what
-   * sat in the two socket buffers. 0 disables. Default 4 MiB. Resent lines are
-   * duplicates, which Graphite stores idempotently (same name, timestamp, value).
+   * sat in the two socket buffers. 0 disables. Default "auto": what those two
+   * buffers can hold (kernel-buffers.ts). Resent lines are duplicates, which
+   * Graphite stores idempotently (same name, timestamp, value).
    */
-  resendBytes?: number;
+  resendBytes?: number | "auto";
   /** First reconnect delay. Default 100 ms (BACKOFF_DEFAULTS.minMs). */
   backoffMinMs?: number;
   /** Reconnect delay cap. Default 10 s (BACKOFF_DEFAULTS.maxMs). */
@@ -47,13 +52,18 @@ export interface DestinationOptions {
 export const DESTINATION_DEFAULTS = {
   queueBytes: 128 * 1024 * 1024,
   overflow: "drop-oldest",
-  resendBytes: 4 * 1024 * 1024,
+  resendBytes: "auto",
   backoffMinMs: BACKOFF_DEFAULTS.minMs,
   backoffMaxMs: BACKOFF_DEFAULTS.maxMs,
   connectTimeoutMs: 5_000,
   writeBytes: 256 * 1024,
   flushDelayMs: 5,
 } as const satisfies Required<DestinationOptions>;
+
+/** A resend window size in bytes: "auto" is what the two kernels' socket buffers can hold. */
+export function resendWindowBytes(v: number | "auto"): number {
+  return v === "auto" ? kernelResendBytes() : v;
+}
 
 /** What a Destination emits (listeners are typed by it). */
 export interface DestinationEvents {
@@ -63,25 +73,6 @@ export interface DestinationEvents {
   blocked: [];
   /** The queue fell to half its bound after "blocked" (or the policy changed). */
   unblocked: [];
-}
-
-export interface DestinationStats {
-  id: string;
-  spec: string;
-  state: DestinationState;
-  /** Datapoints written to the socket for the first time. */
-  forwarded: number;
-  /** Datapoints written again after a failed connection. */
-  resent: number;
-  /** Datapoints dropped because the queue was full. */
-  dropped: number;
-  queuedLines: number;
-  queuedBytes: number;
-  connects: number;
-  failures: number;
-  lastError: string | undefined;
-  /** Taken out of the hash ring (--eject-after); set by the router. */
-  ejected?: boolean;
 }
 
 /**
@@ -145,10 +136,16 @@ export class Destination extends EventEmitter<DestinationEvents> {
    */
   #blocked = false;
   #drainWaiters: Array<() => void> = [];
+  /** The drain under way (drain() was called): its result, and how to end it sooner. */
+  #drain: { left: Promise<number>; cutAt(ms: number): void } | null = null;
 
+  #routed = 0;
   #forwarded = 0;
   #resent = 0;
-  #dropped = 0;
+  #droppedBy = noDrops();
+  #undelivered = 0;
+  #unconfirmed = 0;
+  #rerouted = 0;
   #connects = 0;
   #failures = 0;
   #lastError: string | undefined;
@@ -166,7 +163,10 @@ export class Destination extends EventEmitter<DestinationEvents> {
     this.spec = spec;
     this.#queueBytes = options.queueBytes ?? DESTINATION_DEFAULTS.queueBytes;
     this.#overflow = options.overflow ?? DESTINATION_DEFAULTS.overflow;
-    this.#resendWindow = new ResendWindow(options.resendBytes ?? DESTINATION_DEFAULTS.resendBytes);
+    this.#resendWindow = new ResendWindow(
+      resendWindowBytes(options.resendBytes ?? DESTINATION_DEFAULTS.resendBytes),
+      kernelResendBytes(),
+    );
     this.#backoffMin = options.backoffMinMs ?? DESTINATION_DEFAULTS.backoffMinMs;
     this.#backoffMax = options.backoffMaxMs ?? DESTINATION_DEFAULTS.backoffMaxMs;
     this.#connectTimeout = options.connectTimeoutMs ?? DESTINATION_DEFAULTS.connectTimeoutMs;
@@ -192,7 +192,8 @@ export class Destination extends EventEmitter<DestinationEvents> {
   reconfigure(options: DestinationOptions): void {
     if (options.queueBytes !== undefined) this.#queueBytes = options.queueBytes;
     if (options.overflow !== undefined) this.#overflow = options.overflow;
-    if (options.resendBytes !== undefined) this.#resendWindow.limitBytes = options.resendBytes;
+    if (options.resendBytes !== undefined)
+      this.#resendWindow.limitBytes = resendWindowBytes(options.resendBytes);
     if (options.backoffMinMs !== undefined) this.#backoffMin = options.backoffMinMs;
     if (options.backoffMaxMs !== undefined) this.#backoffMax = options.backoffMaxMs;
     if (options.writeBytes !== undefined) this.#writeBytes = options.writeBytes;
@@ -202,15 +203,20 @@ export class Destination extends EventEmitter<DestinationEvents> {
   }
 
   stats(): DestinationStats {
-    const inflight = this.#inflightLines();
+    const d = this.#droppedBy;
     return {
       id: this.spec.id,
       spec: this.spec.spec,
       state: this.#state.kind,
+      routed: this.#routed,
       forwarded: this.#forwarded,
       resent: this.#resent,
-      dropped: this.#dropped,
-      queuedLines: this.#queue.lines + inflight,
+      dropped: d.queue_full + d.closed + d.worker_died,
+      droppedBy: { ...d },
+      undelivered: this.#undelivered,
+      unconfirmed: this.#unconfirmed,
+      rerouted: this.#rerouted,
+      queuedLines: this.#waitingLines(),
       queuedBytes: this.#queue.bytes,
       connects: this.#connects,
       failures: this.#failures,
@@ -223,12 +229,13 @@ export class Destination extends EventEmitter<DestinationEvents> {
    * shared with other destinations).
    */
   enqueue(chunk: Buffer, lines: number): void {
+    this.#routed += lines;
     if (this.#state.kind === "closed") {
-      this.#dropped += lines;
+      this.#drop("closed", lines);
       return;
     }
     if (this.#overflow === "drop-newest" && this.#queue.bytes + chunk.length > this.#queueBytes) {
-      this.#dropped += lines;
+      this.#drop("queue_full", lines);
       return;
     }
     this.#queue.push(chunk, lines);
@@ -248,10 +255,18 @@ export class Destination extends EventEmitter<DestinationEvents> {
     if (this.#overflow === "drop-oldest") {
       while (this.#queue.bytes > this.#queueBytes && this.#queue.length > 1) {
         const n = this.#queue.dropOldest();
-        this.#resendWindow.dropped(n);
-        this.#dropped += n;
+        // Lines owed as resends were forwarded once: the peer may have them.
+        // They come first in flight, then in the queue.
+        const owedQueued = Math.max(0, this.#resendWindow.pending - this.#inflightLines());
+        const owed = this.#resendWindow.dropped(Math.min(n, owedQueued));
+        this.#unconfirmed += owed;
+        this.#drop("queue_full", n - owed);
       }
     }
+  }
+
+  #drop(reason: DropReason, lines: number): void {
+    this.#droppedBy[reason] += lines;
   }
 
   #checkUnblocked(): void {
@@ -393,7 +408,9 @@ export class Destination extends EventEmitter<DestinationEvents> {
     // Resend: what was written recently (the peer may not have read it) and what
     // was still in flight, in the original order, ahead of the queue. The
     // window counts the lines it gives back as owed resends.
-    const back = [...this.#resendWindow.takeBack(), ...this.#inflight];
+    const taken = this.#resendWindow.takeBack();
+    this.#unconfirmed += taken.beyond;
+    const back = [...taken.writes, ...this.#inflight];
     this.#inflight = [];
     if (back.length > 0) {
       const chunks: Buffer[] = [];
@@ -422,7 +439,9 @@ export class Destination extends EventEmitter<DestinationEvents> {
     if (this.#state.kind === "connected") return [];
     const chunks: Buffer[] = [];
     const lines: number[] = [];
-    this.#queue.shiftInto(chunks, lines, Number.POSITIVE_INFINITY);
+    const taken = this.#queue.shiftInto(chunks, lines, Number.POSITIVE_INFINITY);
+    // Owed resends were counted as forwarded here; the rest leaves this destination.
+    this.#rerouted += taken - this.#resendWindow.pending;
     this.#resendWindow.clearPending();
     this.#checkUnblocked();
     return chunks.map((chunk, i) => ({ chunk, lines: lines[i]! }));
@@ -438,6 +457,11 @@ export class Destination extends EventEmitter<DestinationEvents> {
     let n = 0;
     for (const w of this.#inflight) n += w.count;
     return n;
+  }
+
+  /** Lines queued or in flight that were never forwarded (owed resends were). */
+  #waitingLines(): number {
+    return Math.max(0, this.#queue.lines + this.#inflightLines() - this.#resendWindow.pending);
   }
 
   /** Moves the link on; a draining destination stays draining, over the new link. */
@@ -462,24 +486,57 @@ export class Destination extends EventEmitter<DestinationEvents> {
   /**
    * Stops taking new data and delivers what is queued, for up to `deadlineMs`.
    * Resolves with the number of datapoints that could not be delivered (0 when
-   * everything was written to the socket).
+   * everything was written to the socket): counted as undelivered. Owed
+   * resends left over were forwarded once: counted as unconfirmed instead.
    */
-  async drain(deadlineMs: number): Promise<number> {
+  drain(deadlineMs: number): Promise<number> {
+    // A drain already running (a removed destination, then shutdown) is the
+    // one drain: it ends by the earlier deadline, and its count is made once.
+    if (this.#drain !== null) {
+      this.#drain.cutAt(deadlineMs);
+      return this.#drain.left;
+    }
     const s = this.#state;
     if (s.kind !== "draining" && s.kind !== "closed") this.#setState({ kind: "draining", link: s });
     const done = new Promise<void>((resolve) => {
       if (this.#queue.length === 0 && this.#inflight.length === 0) resolve();
       else this.#drainWaiters.push(resolve);
     });
+    let end = Date.now() + deadlineMs;
+    let fire = (): void => {};
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<void>((resolve) => {
+      fire = resolve;
       timer = setTimeout(resolve, deadlineMs);
     });
-    await Promise.race([done, timeout]);
-    clearTimeout(timer);
-    const left = this.#queue.lines + this.#inflightLines();
-    await this.close();
+    const cutAt = (ms: number): void => {
+      if (Date.now() + ms >= end) return;
+      end = Date.now() + ms;
+      clearTimeout(timer);
+      timer = setTimeout(fire, ms);
+    };
+    const left = (async (): Promise<number> => {
+      await Promise.race([done, timeout]);
+      clearTimeout(timer);
+      // Counted and let go of in one step, before any event or await: what
+      // is left is undelivered (never written) or unconfirmed (owed
+      // resends), and a write completing while the socket closes is ignored.
+      const n = this.#waitingLines();
+      this.#undelivered += n;
+      this.#unconfirmed += this.#resendWindow.pending;
+      this.#discard();
+      await this.close();
+      return n;
+    })();
+    this.#drain = { left, cutAt };
     return left;
+  }
+
+  /** Empties the queue, what is in flight and the resend window. */
+  #discard(): void {
+    this.#queue.clear();
+    this.#inflight = [];
+    this.#resendWindow.clear();
   }
 
   /** Closes at once; queued data is discarded (counted as dropped by the caller's choice). */
@@ -499,9 +556,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
         setTimeout(() => socket.destroy(), 2_000).unref();
       });
     }
-    this.#queue.clear();
-    this.#inflight = [];
-    this.#resendWindow.clear();
+    this.#discard();
     // No queue, no hold on ingest. Cleared without "unblocked": a closed
     // destination is out of its owner's set, and ingest must not resume for it
     // (at shutdown, the senders are gone).

@@ -1,17 +1,17 @@
-import { readFileSync, unwatchFile, watchFile } from "node:fs";
 import { createContextKey, createContextValues, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { HealthRegistry } from "../../common/health-registry.ts";
 import type { Logger } from "../../common/logger.ts";
+import { isLoopbackHost } from "../../common/loopback.ts";
 import { IngestService } from "../../gen/polymur/ingest/v1/ingest_pb.ts";
 import { IngestCounters } from "../ingest/ingest-counters.ts";
-import { writeText } from "../ingest/line-sink.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
-import { type ApiKey, ApiKeyRing, parseKeysFile } from "../link/gateway/api-keys.ts";
+import { ApiKeyRing } from "../link/gateway/api-keys.ts";
 import { BatchIntake } from "../link/gateway/batch-intake.ts";
 import { DedupTable } from "../link/gateway/dedup-table.ts";
 import { GatewayCounters } from "../link/gateway/gateway-counters.ts";
-import { GatewayListener } from "../link/gateway/gateway-listener.ts";
+import { GatewayListener, type ServerRequest } from "../link/gateway/gateway-listener.ts";
+import { KeysFileReloader } from "../link/gateway/keys-file-reloader.ts";
 import { createLegacyHandler } from "../link/gateway/legacy-handler.ts";
 import { createLinkService } from "../link/gateway/link-service.ts";
 import { type PipelineStats, pipelineStats } from "../observe/pipeline-stats.ts";
@@ -20,6 +20,10 @@ import type { GatewayOptions } from "./gateway-options.ts";
 import { NodeRuntime } from "./node-runtime.ts";
 
 const kClient = createContextKey<string>("unknown", { description: "client address" });
+const kAlive = createContextKey<(timeoutMs: number) => Promise<boolean>>(
+  () => Promise.resolve(true),
+  { description: "whether the connection under a request answers a PING" },
+);
 
 /**
  * A gateway: proxy streams (and Go polymur-proxy requests) in, authenticated
@@ -38,6 +42,8 @@ export class GatewayNode {
   readonly #intake: BatchIntake;
   readonly keys = new ApiKeyRing();
   readonly #dedup: DedupTable;
+  /** --keys-file, read at start, again when it changes and on SIGHUP (null: keys from the control plane). */
+  readonly #keysFile: KeysFileReloader | null;
   readonly #counters = new GatewayCounters();
   readonly #listener: GatewayListener;
   readonly #shutdown = new AbortController();
@@ -50,6 +56,15 @@ export class GatewayNode {
     this.#log = log;
     this.#router = new Router(options.routing, log);
     this.#dedup = new DedupTable(options.dedupProxies);
+    this.#keysFile =
+      options.keysFile === null
+        ? null
+        : new KeysFileReloader({
+            file: options.keysFile,
+            ring: this.keys,
+            log,
+            counters: this.#counters,
+          });
     this.#runtime = new NodeRuntime({
       log,
       statAddr: options.statAddr,
@@ -62,7 +77,7 @@ export class GatewayNode {
       selfMetrics: {
         flushSec: options.metricsFlushSec,
         prefix: options.metricsPrefix,
-        inject: (text) => writeText(this.#router, text),
+        inject: (text) => this.#ingest.generate(this.#router, text),
       },
     });
     this.#intake = new BatchIntake({
@@ -84,6 +99,7 @@ export class GatewayNode {
       log,
       shutdown: this.#shutdown.signal,
       clientOf: (ctx: HandlerContext) => ctx.values.get(kClient),
+      alive: (ctx: HandlerContext, timeoutMs: number) => ctx.values.get(kAlive)(timeoutMs),
     });
     const legacy = createLegacyHandler({
       intake: this.#intake,
@@ -105,10 +121,12 @@ export class GatewayNode {
       // the stream itself fails (ResourceExhausted).
       readMaxBytes: options.maxBatchBytes * 2 + 64 * 1024,
       contextValues: (req) =>
-        createContextValues().set(
-          kClient,
-          trusted.client(GatewayListener.peer(req), header(req.headers["x-forwarded-for"])),
-        ),
+        createContextValues()
+          .set(
+            kClient,
+            trusted.client(GatewayListener.peer(req), header(req.headers["x-forwarded-for"])),
+          )
+          .set(kAlive, pinger(req)),
     });
     this.#listener = new GatewayListener({
       host: options.listen.host,
@@ -119,15 +137,10 @@ export class GatewayNode {
   }
 
   async start(): Promise<void> {
-    if (this.#o.keysFile !== null) {
-      this.keys.replace(this.#readKeysFile(this.#o.keysFile));
-      // Re-read when the file changes (and on SIGHUP, see reloadKeys): a
-      // deleted key cuts its streams within a couple of seconds.
-      const file = this.#o.keysFile;
-      watchFile(file, { interval: 1_000 }, (cur, prev) => {
-        if (cur.mtimeMs !== prev.mtimeMs || cur.size !== prev.size) this.reloadKeys();
-      });
-    }
+    // Re-read when the file changes (and on SIGHUP, see reloadKeys): a
+    // deleted key cuts its streams within a couple of seconds.
+    this.#keysFile?.load();
+    this.#keysFile?.watch();
     this.ports.listen = await this.#listener.listen();
     await this.#runtime.start();
     this.ports.stats = this.#runtime.statsPort;
@@ -147,36 +160,24 @@ export class GatewayNode {
     );
     if (c.destinations.length === 0 && this.#o.controlPlane === null) {
       this.#log.warn(
-        "no destinations: datapoints are validated and counted but not forwarded. Add some with --destinations host:port[,...]",
+        "no destinations: batches are not acknowledged (proxies keep them) until there are some. Add some with --destinations host:port[,...]",
+      );
+    }
+    if (this.#o.tls === null && !isLoopbackHost(this.#o.listen.host)) {
+      this.#log.warn(
+        { host: this.#o.listen.host },
+        "serving cleartext HTTP/2 and HTTP/1.1 beyond loopback: API keys and datapoints cross the network unencrypted; set --tls-cert and --tls-key, or terminate TLS in front of a gateway on 127.0.0.1",
       );
     }
   }
 
-  #readKeysFile(file: string): ApiKey[] {
-    return parseKeysFile(readFileSync(file, "utf8"), file);
-  }
-
-  /** Re-reads --keys-file; a file that does not parse keeps the keys in force. */
-  reloadKeys(): void {
-    if (this.#o.keysFile === null) return;
-    try {
-      const before = new Set(this.keys.names());
-      this.keys.replace(this.#readKeysFile(this.#o.keysFile));
-      const after = this.keys.names();
-      this.#log.info(
-        {
-          keys: after,
-          added: after.filter((n) => !before.has(n)),
-          removed: [...before].filter((n) => !after.includes(n)),
-        },
-        "API keys reloaded",
-      );
-    } catch (err) {
-      this.#log.error(
-        { err: (err as Error).message, file: this.#o.keysFile },
-        "API keys file unreadable; keeping the keys in force",
-      );
-    }
+  /**
+   * Re-reads --keys-file (SIGHUP): applied only if whole and valid, and a
+   * file without keys only if it says so; otherwise the keys in force stay
+   * and a warning says why (KeysFileReloader). Never rejects.
+   */
+  reloadKeys(): Promise<void> {
+    return this.#keysFile?.reload() ?? Promise.resolve();
   }
 
   /**
@@ -211,7 +212,7 @@ export class GatewayNode {
     // Load balancers and proxies probing health stop sending here first.
     this.#health.shutdown();
     this.#runtime.stop();
-    if (this.#o.keysFile !== null) unwatchFile(this.#o.keysFile);
+    this.#keysFile?.stop();
     const deadlineMs = this.#o.shutdownTimeoutSec * 1000;
     this.#log.info({ deadlineMs }, "shutting down: ending proxy streams, draining queues");
     this.#shutdown.abort();
@@ -224,6 +225,32 @@ export class GatewayNode {
     this.#runtime.close();
     return undelivered;
   }
+}
+
+/**
+ * Pings the HTTP/2 connection under a request: resolves false if no answer
+ * comes within `timeoutMs` (or the connection is gone). HTTP/1.1 has no
+ * PING, and carries no proxy streams: always true.
+ */
+function pinger(req: ServerRequest): (timeoutMs: number) => Promise<boolean> {
+  if (!("stream" in req)) return () => Promise.resolve(true);
+  const stream = req.stream;
+  return (timeoutMs) =>
+    new Promise((resolve) => {
+      const session = stream.session;
+      if (session === undefined || session.destroyed || session.closed) return resolve(false);
+      const timer = setTimeout(() => resolve(false), timeoutMs);
+      const answered = (err: Error | null): void => {
+        clearTimeout(timer);
+        resolve(err === null);
+      };
+      try {
+        // false: not sent (too many PINGs unanswered already).
+        if (!session.ping(answered)) answered(new Error("PING not sent"));
+      } catch (err) {
+        answered(err as Error);
+      }
+    });
 }
 
 function header(v: string | string[] | undefined): string | undefined {

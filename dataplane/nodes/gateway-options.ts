@@ -52,7 +52,7 @@ export const GATEWAY_OPTIONS: readonly OptionSpec[] = [
     name: "keys-file",
     type: "string",
     default: "",
-    help: "API keys: lines of `name secret` or `name sha256:<hex>`; re-read when it changes and on SIGHUP",
+    help: "API keys: lines of `name secret` or `name sha256:<hex>`; re-read when it changes and on SIGHUP; a file without keys needs the line `# polymur: no keys`",
   },
   {
     name: "key-prefix",

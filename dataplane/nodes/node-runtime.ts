@@ -1,7 +1,7 @@
 import type http from "node:http";
 import type { Logger } from "../../common/logger.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
-import type { PipelineStats } from "../observe/pipeline-stats.ts";
+import { datapointTotals, type PipelineStats } from "../observe/pipeline-stats.ts";
 import { SelfMetrics } from "../observe/self-metrics.ts";
 import { startStatsEndpoint } from "../observe/stats-server.ts";
 
@@ -108,15 +108,21 @@ export class NodeRuntime {
    */
   logUndelivered(undelivered: Record<string, number>): number {
     const total = Object.values(undelivered).reduce((a, b) => a + b, 0);
+    // The node's whole account, for the record (see datapointTotals).
+    const datapoints = datapointTotals(this.#o.stats());
+    const unconfirmed =
+      datapoints.unconfirmed === 0
+        ? ""
+        : `; ${datapoints.unconfirmed} datapoints written before a connection failed may not have reached their destination (unconfirmed)`;
     if (total === 0) {
       this.#o.log.info(
-        { received: this.#o.stats().received },
-        "shutdown complete: every queued datapoint was written",
+        { received: datapoints.received, datapoints },
+        `shutdown complete: every queued datapoint was written${unconfirmed}`,
       );
     } else {
       this.#o.log.warn(
-        { undelivered, total },
-        `shutdown complete: ${total} datapoints left undelivered`,
+        { undelivered, total, datapoints },
+        `shutdown complete: ${total} datapoints left undelivered${unconfirmed}`,
       );
     }
     return total;

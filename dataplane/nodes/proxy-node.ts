@@ -1,7 +1,5 @@
 import { randomUUID } from "node:crypto";
-import { writeFileSync } from "node:fs";
 import { hostname } from "node:os";
-import path from "node:path";
 import type { ConnectError } from "@connectrpc/connect";
 import type { Logger } from "../../common/logger.ts";
 import { LineListener } from "../ingest/line-listener.ts";
@@ -68,6 +66,7 @@ export class ProxyNode {
         spoolBytes: options.spoolBytes,
         nextSeq: opened.nextSeq,
         recovered: opened.recovered,
+        spoolLosses: opened.losses,
         log,
       });
       if (opened.recovered.length > 0) {
@@ -107,9 +106,7 @@ export class ProxyNode {
       onAuthFailure: (err, gateway) => this.#fatal?.(err, gateway),
       onIdConflict: () => {
         this.#proxyId = freshId();
-        if (this.#spool !== null) {
-          writeFileSync(path.join(this.#spool.dir, "proxy-id"), this.#proxyId);
-        }
+        this.#spool?.saveProxyId(this.#proxyId);
       },
     });
   }
@@ -204,6 +201,10 @@ export class ProxyNode {
       spoolBytes: b.spoolBytes,
       held: this.#listener.paused,
       proxyId: this.#proxyId,
+      lost: b.lost,
+      lostUncounted: b.lostUncounted,
+      spoolAppendFailures: b.spoolErrors,
+      unspooledLines: b.unspooledLines,
     };
   }
 
@@ -213,54 +214,86 @@ export class ProxyNode {
    * for every batch to be acknowledged, then close. With a spool, whatever is
    * still unacknowledged stays in it for the next start.
    */
-  async shutdown(): Promise<{ pendingBatches: number; pendingLines: number }> {
+  async shutdown(): Promise<ProxyExit> {
     const deadlineMs = this.#o.shutdownTimeoutSec * 1000;
     const deadline = Date.now() + deadlineMs;
     this.#log.info({ deadlineMs }, "shutting down");
     this.#runtime.stop();
     await this.#listener.close(Math.min(1_000, deadlineMs / 4));
     this.#batcher.flush();
-    // Without a spool, unacknowledged batches die with the process: keep
-    // trying until the deadline. With one they are safe on disk: wait only
-    // while the link is up and draining.
+    // Batches in memory only (no spool, or their spool append failed) die
+    // with the process: keep trying until the deadline. Those in the spool
+    // are safe on disk: wait for them only while the link is up and draining.
     while (
       this.#buffer.size > 0 &&
       Date.now() < deadline &&
       this.#link.state !== "failed" &&
-      (this.#spool === null || this.#link.state === "open")
+      (this.#spool === null ||
+        this.#link.state === "open" ||
+        this.#buffer.stats().unspooledBatches > 0)
     ) {
       await sleep(20);
     }
     return this.close();
   }
 
-  /** Stops at once: closes the link, the stats server and the spool. */
-  async close(): Promise<{ pendingBatches: number; pendingLines: number }> {
+  /**
+   * Stops at once (also after a gateway refused the API key): stops reading
+   * from senders, hands what the batcher holds to the buffer (and spool),
+   * closes the link, the stats server and the spool, and says in its last
+   * log line where every unacknowledged datapoint is: kept in the spool, or
+   * lost (in memory only) and counted under its reason.
+   */
+  async close(): Promise<ProxyExit> {
     this.#runtime.stop();
+    await this.#listener.close(0);
+    // After the listener: no line can reach the batcher any more.
     this.#batcher.close();
     await this.#link.stop();
-    await this.#listener.close(0);
-    const pending = { pendingBatches: this.#buffer.size, pendingLines: this.#buffer.pendingLines };
+    const report = this.#buffer.abandon();
     this.#spool?.close();
-    if (pending.pendingBatches === 0) {
+    const exit: ProxyExit = {
+      pendingBatches: report.kept.batches + report.lost.batches,
+      pendingLines: report.kept.lines + report.lost.lines,
+      keptLines: report.kept.lines,
+      lostLines: report.lost.lines,
+    };
+    const { kept, lost } = report;
+    if (exit.pendingBatches === 0) {
       this.#log.info(
         { received: this.#listener.stats().received },
         "shutdown complete: the gateway acknowledged every datapoint",
       );
-    } else if (this.#spool !== null) {
+    } else if (lost.batches === 0) {
       this.#log.warn(
-        { ...pending, spool: this.#spool.dir },
-        `shutdown complete: ${pending.pendingLines} datapoints not yet acknowledged are kept in the spool for the next start`,
+        { ...exit, spool: this.#spool?.dir },
+        `shutdown complete: ${kept.lines} datapoints not yet acknowledged are kept in the spool for the next start`,
+      );
+    } else if (this.#spool === null) {
+      this.#log.error(
+        { ...exit, reason: lost.reason, lostBatches: lost.batches },
+        `shutdown complete: ${lost.lines} datapoints were not acknowledged by a gateway and are lost (no --spool-dir; counted as ${lost.reason})`,
       );
     } else {
-      this.#log.warn(
-        pending,
-        `shutdown complete: ${pending.pendingLines} datapoints were not acknowledged by a gateway and are lost (no --spool-dir)`,
+      this.#log.error(
+        { ...exit, reason: lost.reason, lostBatches: lost.batches, spool: this.#spool.dir },
+        `shutdown complete: ${lost.lines} datapoints in ${lost.batches} batches were held in memory only (their spool append failed) and are lost (counted as ${lost.reason}); ${kept.lines} datapoints not yet acknowledged are kept in the spool for the next start`,
       );
     }
     this.#runtime.close();
-    return pending;
+    return exit;
   }
+}
+
+/** Where a proxy's unacknowledged datapoints are when it exits. */
+export interface ProxyExit {
+  pendingBatches: number;
+  /** Datapoints not acknowledged: keptLines + lostLines. */
+  pendingLines: number;
+  /** In the spool, sent at the next start. */
+  keptLines: number;
+  /** In memory only, lost (counted under exit_without_spool or exit_spool_append_failed). */
+  lostLines: number;
 }
 
 function freshId(): string {

@@ -2,7 +2,7 @@ import type net from "node:net";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import type { Logger } from "../../common/logger.ts";
 import { DEFAULT_API_ADDR, startLineApi } from "../control/line-api.ts";
-import { parseDestination } from "../forward/destination-spec.ts";
+import { type DestinationSpec, parseDestination } from "../forward/destination-spec.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
 import { mergeStats, type PipelineStats } from "../observe/pipeline-stats.ts";
 import { isDefaultAddress, startAuxiliary } from "../observe/stats-server.ts";
@@ -25,6 +25,9 @@ export class RelayNode {
   readonly #runtime: NodeRuntime;
   #pool: WorkerPool | null = null;
   #api: net.Server | null = null;
+  /** Destinations the line API added (ids → spec) or removed (ids) since start; a reload keeps the additions. */
+  readonly #apiAdded = new Map<string, DestinationSpec>();
+  readonly #apiRemoved = new Set<string>();
   /** Bound addresses, known after start(). */
   ports = {
     tcp: 0,
@@ -106,7 +109,7 @@ export class RelayNode {
       );
     } else if (c.destinations.length === 0) {
       this.#log.warn(
-        `no destinations: datapoints are validated and counted but not forwarded. Add some with --destinations host:port[,...]` +
+        `no destinations: datapoints are validated and counted as unrouted (no_destination), not forwarded. Add some with --destinations host:port[,...]` +
           (this.ports.api === null
             ? ""
             : ` or: echo putdest host:port | nc 127.0.0.1 ${this.ports.api}`),
@@ -178,6 +181,8 @@ export class RelayNode {
       throw new PolymurError(ErrorCode.DestinationSpec, `destination ${d.spec} already exists`);
     }
     this.apply({ ...this.#config, destinations: [...this.#config.destinations, d] });
+    this.#apiAdded.set(d.id, d);
+    this.#apiRemoved.delete(d.id);
     return `added ${d.spec}`;
   }
 
@@ -189,7 +194,34 @@ export class RelayNode {
       throw new PolymurError(ErrorCode.DestinationSpec, `no destination ${d.spec}`);
     }
     this.apply({ ...this.#config, destinations: rest });
+    if (!this.#apiAdded.delete(d.id)) this.#apiRemoved.add(d.id);
     return `removed ${d.spec}`;
+  }
+
+  /**
+   * SIGHUP's configuration (`base`, read from the config file), applied with
+   * the destinations the line API added since start kept: they last until a
+   * restart (or `deldest`). Destinations the line API removed come back if
+   * the file has them: the file is what SIGHUP asks for. Both are logged.
+   */
+  reload(base: RelayConfig): void {
+    const ids = new Set(base.destinations.map((d) => d.id));
+    const kept = [...this.#apiAdded.values()].filter((d) => !ids.has(d.id));
+    const back = base.destinations.filter((d) => this.#apiRemoved.has(d.id));
+    this.apply({ ...base, destinations: [...base.destinations, ...kept] });
+    if (kept.length > 0) {
+      this.#log.info(
+        { kept: kept.map((d) => d.spec) },
+        `SIGHUP: kept destinations added through the line API: ${kept.map((d) => d.spec).join(", ")} (until restart; add them to the config file to keep them for good)`,
+      );
+    }
+    if (back.length > 0) {
+      this.#log.warn(
+        { restored: back.map((d) => d.spec) },
+        `SIGHUP: destinations removed through the line API are in the config file and were added back: ${back.map((d) => d.spec).join(", ")}`,
+      );
+    }
+    for (const d of back) this.#apiRemoved.delete(d.id);
   }
 
   /**

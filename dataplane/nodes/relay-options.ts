@@ -1,5 +1,6 @@
 import { availableParallelism, hostname } from "node:os";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
+import { isLoopbackHost } from "../../common/loopback.ts";
 import {
   addressText,
   bytesText,
@@ -23,6 +24,7 @@ import { DEFAULT_MAX_LINE_LENGTH } from "../ingest/line-framer.ts";
 import { DEFAULT_STAT_ADDR } from "../observe/stats-server.ts";
 import type { HashAlgo, HashCompat } from "../route/hash/hash-router.ts";
 import type { Distribution } from "../route/router.ts";
+import { autoMaxConnections, readFileLimit } from "./file-limit.ts";
 import type { RelayConfig } from "./relay-config.ts";
 
 /** The relay's options. Names follow the Go polymur where it had them. */
@@ -129,10 +131,10 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
   },
   {
     name: "resend-window",
-    type: "bytes",
-    default: bytesText(DESTINATION_DEFAULTS.resendBytes),
+    type: "string",
+    default: DESTINATION_DEFAULTS.resendBytes,
     reloadable: true,
-    help: "Recently written bytes resent to a destination after its connection fails; 0 = off",
+    help: "Recently written bytes resent to a destination after its connection fails, per destination and worker process; auto = what this host's send buffer and the peer's receive buffer can hold (Linux: tcp_wmem max + tcp_rmem max); 0 = off",
   },
   {
     name: "backoff-min",
@@ -157,15 +159,16 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
   },
   {
     name: "max-connections",
-    type: "int",
-    default: "0",
-    help: "Most concurrent sender connections per worker process; 0 = no limit",
+    type: "string",
+    default: "auto",
+    help: "Most open sender connections per process (the primary and each worker); more are refused and counted. auto = the open-file limit (raised to the hard limit at start) less a reserve of an eighth of it (at least 256, at most half) for destinations' sockets, the stats endpoint, the line API, IPC and files; 0 = no limit",
   },
   {
     name: "idle-timeout",
     type: "seconds",
-    default: "0",
-    help: "Close sender connections idle this long; 0 = never",
+    default: "10m",
+    reloadable: true,
+    help: "Close a sender connection that sends nothing for this long (carbon-c-relay's default: 10 minutes; not counted while reading is paused); 0 = never; a reload applies to new connections",
   },
   {
     name: "api-addr",
@@ -303,11 +306,11 @@ export function buildRelayConfig(o: RawOptions): RelayConfig {
     ejectAfter: getInt(o, "eject-after"),
     ...perDestination(o, "queue-size", "queueBytes", "queueBytesFor", parseBytes),
     ...perDestination(o, "overflow", "overflow", "overflowFor", parseOverflow),
-    resendBytes: getBytes(o, "resend-window"),
+    resendBytes: getString(o, "resend-window") === "auto" ? "auto" : getBytes(o, "resend-window"),
     backoffMinMs: Math.max(1, getSeconds(o, "backoff-min") * 1000),
     backoffMaxMs: Math.max(1, getSeconds(o, "backoff-max") * 1000),
     maxLineLength,
-    maxConnections: getInt(o, "max-connections"),
+    maxConnections: maxConnections(o),
     idleTimeoutMs: getSeconds(o, "idle-timeout") * 1000,
   };
 }
@@ -315,7 +318,7 @@ export function buildRelayConfig(o: RawOptions): RelayConfig {
 export function buildNodeOptions(o: RawOptions): RelayNodeOptions {
   const apiAddr = getAddress(o, "api-addr");
   const apiToken = getString(o, "api-token");
-  if (apiAddr !== null && apiToken === "" && !isLoopback(apiAddr.host)) {
+  if (apiAddr !== null && apiToken === "" && !isLoopbackHost(apiAddr.host)) {
     throw new PolymurError(
       ErrorCode.Config,
       `--api-addr ${apiAddr.host} is not a loopback address: set --api-token, since the line API changes destinations`,
@@ -406,6 +409,15 @@ function perDestination<T, K extends string, KF extends string>(
   return { [key]: def, [keyFor]: overrides } as Record<K, T> & Record<KF, Record<string, T>>;
 }
 
-function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || host.startsWith("127.");
+/** --max-connections: `auto` (from the open-file limit in effect), or a count, 0 = no limit. */
+function maxConnections(o: RawOptions): number {
+  const v = getString(o, "max-connections");
+  if (v === "auto") return autoMaxConnections(readFileLimit());
+  if (!/^\d+$/.test(v)) {
+    throw new PolymurError(
+      ErrorCode.Config,
+      `--max-connections must be auto or a whole number (0 = no limit); got "${v}"`,
+    );
+  }
+  return Number(v);
 }

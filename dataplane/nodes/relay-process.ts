@@ -1,6 +1,6 @@
 import type { Logger } from "../../common/logger.ts";
 import { LineListener } from "../ingest/line-listener.ts";
-import { type LineSink, writeText } from "../ingest/line-sink.ts";
+import type { LineSink } from "../ingest/line-sink.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
 import { type PipelineStats, pipelineStats } from "../observe/pipeline-stats.ts";
 import { Router } from "../route/router.ts";
@@ -53,9 +53,9 @@ export class RelayProcess {
     this.listener.reconfigure(config);
   }
 
-  /** Routes polymur's own lines (self-metrics); not counted as received. */
+  /** Routes polymur's own lines (self-metrics), counted as received and generated. */
   inject(text: string): void {
-    writeText(this.#sink, text);
+    this.listener.counters.generate(this.#sink, text);
   }
 
   stats(): PipelineStats {

@@ -2,6 +2,7 @@ import { type ChildProcess, fork } from "node:child_process";
 import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Logger } from "../../common/logger.ts";
+import type { DestinationStats } from "../forward/destination-stats.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
 import type { PipelineStats } from "../observe/pipeline-stats.ts";
 import type { RelayConfig } from "./relay-config.ts";
@@ -15,8 +16,48 @@ const WORKER_ENTRY = fileURLToPath(
 interface Worker {
   id: number;
   child: ChildProcess;
+  /** Its counters as last reported (every second, and once more at shutdown). */
   stats: PipelineStats | null;
   rejects: RejectSample[];
+}
+
+/**
+ * The last counters of a worker that is gone, with what it held queued
+ * moved to `reason`: dropped (worker_died: it died while running) or
+ * undelivered (it did not report at shutdown). Its queue is lost with it;
+ * its counters stay in the node's totals, which therefore never go back.
+ * Returns the datapoints so moved, per destination.
+ */
+export function retireStats(
+  s: PipelineStats,
+  reason: "worker_died" | "undelivered",
+): Record<string, number> {
+  const lost: Record<string, number> = {};
+  s.connections = 0;
+  s.paused = false;
+  for (const d of s.destinations) {
+    const n = d.queuedLines;
+    if (n > 0) lost[d.spec] = n;
+    if (reason === "worker_died") {
+      d.droppedBy.worker_died += n;
+      d.dropped += n;
+    } else {
+      d.undelivered += n;
+    }
+    d.queuedLines = 0;
+    d.queuedBytes = 0;
+    markGone(d);
+  }
+  return lost;
+}
+
+function markGone(d: DestinationStats): void {
+  d.removed = true;
+  d.state = "closed";
+}
+
+function total(r: Record<string, number>): number {
+  return Object.values(r).reduce((a, b) => a + b, 0);
 }
 
 /**
@@ -29,6 +70,8 @@ export class WorkerPool {
   readonly #log: Logger;
   readonly #count: number;
   #workers: Worker[] = [];
+  /** The last counters of workers that died, their queues counted as dropped (worker_died). */
+  #retired: PipelineStats[] = [];
   #config: RelayConfig;
   #share: number;
   #port = 0;
@@ -64,16 +107,22 @@ export class WorkerPool {
         }
       });
       child.once("exit", (code, signal) => {
-        // After a shutdown the last counters stay, for the final report.
+        // During a shutdown, shutdown() accounts for every worker.
         if (this.#stopping) return;
         this.#workers = this.#workers.filter((x) => x !== w);
-        this.#log.error({ worker: id, code, signal }, "relay worker exited; restarting it");
+        const lost = w.stats === null ? {} : retireStats(w.stats, "worker_died");
+        if (w.stats !== null) this.#retired.push(w.stats);
+        const n = total(lost);
+        this.#log.error(
+          { worker: id, code, signal, lost, reason: "worker_died" },
+          `relay worker ${id} exited (${signal ?? `code ${code}`}); ${n} datapoints it had queued are lost (counted as dropped, reason worker_died); its senders reconnect to the other processes; restarting it`,
+        );
         reject(new Error(`worker ${id} exited with ${code ?? signal}`));
-        setTimeout(
-          () =>
-            void this.#spawn(id).catch((err) => this.#log.error({ err }, "worker restart failed")),
-          500,
-        ).unref();
+        setTimeout(() => {
+          // A worker respawned during shutdown would take data nobody drains.
+          if (this.#stopping) return;
+          void this.#spawn(id).catch((err) => this.#log.error({ err }, "worker restart failed"));
+        }, 500).unref();
       });
       const msg: ToWorker = {
         t: "start",
@@ -90,31 +139,57 @@ export class WorkerPool {
     for (const w of this.#workers) w.child.send({ t: "apply", config } satisfies ToWorker);
   }
 
+  /** The counters of every worker, live, stopped or dead. */
   stats(): PipelineStats[] {
-    return this.#workers.flatMap((w) => (w.stats === null ? [] : [w.stats]));
+    return [...this.#workers.flatMap((w) => (w.stats === null ? [] : [w.stats])), ...this.#retired];
   }
 
   rejects(): RejectSample[] {
     return this.#workers.flatMap((w) => w.rejects);
   }
 
-  /** Asks every worker to drain and exit; resolves with their undelivered counts. */
+  /**
+   * Asks every worker to drain and exit; resolves with their undelivered
+   * counts. A worker that exits without its report (killed, or hung and
+   * killed after the deadline) is accounted for by its last counters: what
+   * it had queued is counted as undelivered.
+   */
   async shutdown(deadlineMs: number): Promise<Array<Record<string, number>>> {
     this.#stopping = true;
-    return Promise.all(
-      this.#workers.map(
-        (w) =>
-          new Promise<Record<string, number>>((resolve) => {
-            let result: Record<string, number> = {};
-            w.child.on("message", (m: FromWorker) => {
-              if (m.t === "done") result = m.undelivered;
-            });
-            w.child.once("exit", () => resolve(result));
-            const kill = setTimeout(() => w.child.kill("SIGKILL"), deadlineMs + 5_000);
-            kill.unref();
-            w.child.send({ t: "shutdown", deadlineMs } satisfies ToWorker);
-          }),
-      ),
-    );
+    return Promise.all(this.#workers.map((w) => this.#stop(w, deadlineMs)));
+  }
+
+  #stop(w: Worker, deadlineMs: number): Promise<Record<string, number>> {
+    return new Promise((resolve) => {
+      let result: Record<string, number> | null = null;
+      let kill: NodeJS.Timeout | undefined;
+      w.child.on("message", (m: FromWorker) => {
+        if (m.t === "done") result = m.undelivered;
+      });
+      const exited = (): void => {
+        clearTimeout(kill);
+        if (result !== null) {
+          resolve(result);
+          return;
+        }
+        const lost = w.stats === null ? {} : retireStats(w.stats, "undelivered");
+        this.#log.error(
+          { worker: w.id, undelivered: lost },
+          `relay worker ${w.id} exited without its shutdown report (killed, or hung past the deadline); its last known queue, ${total(lost)} datapoints, is counted as undelivered`,
+        );
+        resolve(lost);
+      };
+      if (w.child.exitCode !== null || w.child.signalCode !== null) {
+        exited();
+        return;
+      }
+      w.child.once("exit", exited);
+      kill = setTimeout(() => w.child.kill("SIGKILL"), deadlineMs + 5_000);
+      kill.unref();
+      // A closed channel (the worker is exiting) is no error: "exit" accounts for it.
+      w.child.send({ t: "shutdown", deadlineMs } satisfies ToWorker, noop);
+    });
   }
 }
+
+function noop(): void {}

@@ -1,45 +1,141 @@
-import type { DestinationState, DestinationStats } from "../forward/destination.ts";
+import {
+  addDestinationStats,
+  copyDestinationStats,
+  type DestinationState,
+  type DestinationStats,
+  DROP_REASONS,
+  type DropReason,
+  noDrops,
+} from "../forward/destination-stats.ts";
 import type { IngestStats } from "../ingest/ingest-counters.ts";
-import type { RejectReason } from "../ingest/line-validator.ts";
+import { REJECT_REASONS, type RejectReason } from "../ingest/line-validator.ts";
 import type { RouterStats } from "../route/router.ts";
+
+/**
+ * Why valid lines went to no destination: none was configured (or none is in
+ * the ring), or ingest was paused when a datagram came (it cannot wait).
+ */
+export type UnroutedReason = "no_destination" | "ingest_paused";
+export const UNROUTED_REASONS: readonly UnroutedReason[] = ["no_destination", "ingest_paused"];
 
 /**
  * Every counter of a pipeline (ingest → route → forward), of one process or
  * summed over a process group: what /stats, /metrics, self-metrics and the
- * control plane's node status report.
+ * control plane's node status report. Every line received is in exactly one
+ * of rejected, unrouted, routed (see `datapointTotals`).
  */
 export interface PipelineStats {
-  /** Valid datapoints received. */
+  /** Every line read (valid or not), and polymur's own lines (`generated`). */
   received: number;
+  /** Of received: lines polymur made itself (self-metrics). */
+  generated: number;
   /** Rejected lines, per reason. */
   rejected: Record<RejectReason, number>;
+  /** Valid lines that went to no destination, per reason. */
+  unrouted: Record<UnroutedReason, number>;
+  /** Valid lines given to at least one destination. */
+  routed: number;
   connections: number;
   connectionsTotal: number;
   connectionsRefused: number;
+  /** Sender connections closed for sending nothing for --idle-timeout. */
+  connectionsIdleClosed: number;
   bytesIn: number;
-  /**
-   * Datapoints given up: at shutdown or on removal of a destination that
-   * could not drain, and datagrams that arrived while ingest was paused.
-   */
-  undelivered: number;
+  /** Every destination, current and removed (see RouterStats). */
   destinations: DestinationStats[];
   /** True while ingest is paused (a full queue under the block policy, or a full proxy buffer). */
   paused: boolean;
+}
+
+/**
+ * The `datapoints` object of /stats: the terms of a node's accounting.
+ *
+ *   received = rejected + unrouted + routed
+ *   per destination: routed = forwarded + queued + dropped + undelivered + rerouted
+ *
+ * forwarded, queued, dropped, undelivered (and unconfirmed, resent,
+ * rerouted) are summed over destinations. With one destination, or in
+ * hash routing with one replica and nothing re-routed, routed is their sum:
+ * received = rejected + unrouted + forwarded + queued + dropped + undelivered.
+ */
+export interface DatapointTotals {
+  received: number;
+  rejected: number;
+  unrouted: number;
+  routed: number;
+  forwarded: number;
+  queued: number;
+  dropped: number;
+  undelivered: number;
+  /** Of forwarded: may not have reached the peer (a connection failed; see DestinationStats). */
+  unconfirmed: number;
+  /** Written again after a failed connection (not counted again as forwarded). */
+  resent: number;
+  /** Taken from an ejected destination's queue and routed over the rest of the ring. */
+  rerouted: number;
+  /** Of received: polymur's own lines (self-metrics). */
+  generated: number;
+  rejectedBy: Record<RejectReason, number>;
+  unroutedBy: Record<UnroutedReason, number>;
+  droppedBy: Record<DropReason, number>;
 }
 
 /** One process's pipeline counters; a proxy has no router (it forwards to a gateway). */
 export function pipelineStats(ingest: IngestStats, router: RouterStats | null): PipelineStats {
   return {
     received: ingest.received,
+    generated: ingest.generated,
     rejected: ingest.rejected,
+    unrouted: {
+      no_destination: router?.noDestination ?? 0,
+      ingest_paused: ingest.droppedPaused,
+    },
+    routed: router?.routed ?? 0,
     connections: ingest.connections,
     connectionsTotal: ingest.connectionsTotal,
     connectionsRefused: ingest.connectionsRefused,
+    connectionsIdleClosed: ingest.connectionsIdleClosed,
     bytesIn: ingest.bytesIn,
-    undelivered: ingest.droppedPaused + (router?.undelivered ?? 0),
     destinations: router?.destinations ?? [],
     paused: ingest.paused,
   };
+}
+
+export function datapointTotals(s: PipelineStats): DatapointTotals {
+  const t: DatapointTotals = {
+    received: s.received,
+    rejected: sum(s.rejected),
+    unrouted: sum(s.unrouted),
+    routed: s.routed,
+    forwarded: 0,
+    queued: 0,
+    dropped: 0,
+    undelivered: 0,
+    unconfirmed: 0,
+    resent: 0,
+    rerouted: 0,
+    generated: s.generated,
+    rejectedBy: { ...s.rejected },
+    unroutedBy: { ...s.unrouted },
+    droppedBy: noDrops(),
+  };
+  for (const d of s.destinations) {
+    t.forwarded += d.forwarded;
+    t.queued += d.queuedLines;
+    t.dropped += d.dropped;
+    t.undelivered += d.undelivered;
+    t.unconfirmed += d.unconfirmed;
+    t.resent += d.resent;
+    t.rerouted += d.rerouted;
+    for (const r of DROP_REASONS) t.droppedBy[r] += d.droppedBy[r];
+  }
+  return t;
+}
+
+function sum(r: Record<string, number>): number {
+  let n = 0;
+  for (const v of Object.values(r)) n += v;
+  return n;
 }
 
 // Least healthy first: an aggregated destination shows its worst worker's state.
@@ -56,33 +152,34 @@ export function mergeStats(all: readonly PipelineStats[]): PipelineStats {
   const first = all[0];
   if (first === undefined) throw new Error("mergeStats needs at least one pipeline");
   const rejected = { ...first.rejected };
+  const unrouted = { ...first.unrouted };
   const dests = new Map<string, DestinationStats>();
-  const out: PipelineStats = { ...first, rejected, destinations: [] };
-  for (const d of first.destinations) dests.set(d.id, { ...d });
+  const out: PipelineStats = { ...first, rejected, unrouted, destinations: [] };
+  for (const d of first.destinations) dests.set(d.id, copyDestinationStats(d));
   for (const s of all.slice(1)) {
     out.received += s.received;
+    out.generated += s.generated;
+    out.routed += s.routed;
     out.connections += s.connections;
     out.connectionsTotal += s.connectionsTotal;
     out.connectionsRefused += s.connectionsRefused;
+    out.connectionsIdleClosed += s.connectionsIdleClosed;
     out.bytesIn += s.bytesIn;
-    out.undelivered += s.undelivered;
     out.paused ||= s.paused;
-    for (const [k, v] of Object.entries(s.rejected)) rejected[k as RejectReason] += v;
+    for (const r of REJECT_REASONS) rejected[r] += s.rejected[r];
+    for (const r of UNROUTED_REASONS) unrouted[r] += s.unrouted[r];
     for (const d of s.destinations) {
       const m = dests.get(d.id);
       if (m === undefined) {
-        dests.set(d.id, { ...d });
+        dests.set(d.id, copyDestinationStats(d));
         continue;
       }
-      m.forwarded += d.forwarded;
-      m.resent += d.resent;
-      m.dropped += d.dropped;
-      m.queuedLines += d.queuedLines;
-      m.queuedBytes += d.queuedBytes;
-      m.connects += d.connects;
-      m.failures += d.failures;
-      if (STATE_ORDER.indexOf(d.state) < STATE_ORDER.indexOf(m.state)) m.state = d.state;
-      m.lastError ??= d.lastError;
+      addDestinationStats(m, d);
+      // The state shown is the live processes' (a removed row's is its last).
+      if (!d.removed && (m.removed || STATE_ORDER.indexOf(d.state) < STATE_ORDER.indexOf(m.state)))
+        m.state = d.state;
+      if (!d.removed) m.removed = false;
+      if (d.ejected) m.ejected = true;
     }
   }
   out.destinations = [...dests.values()];

@@ -1,4 +1,4 @@
-import type { PipelineStats } from "./pipeline-stats.ts";
+import { datapointTotals, type PipelineStats } from "./pipeline-stats.ts";
 
 /** Graphite-safe path element: dots, spaces and other separators become `_`. */
 export function pathElement(s: string): string {
@@ -23,20 +23,25 @@ export class SelfMetrics {
     const counter = (name: string, v: number): void => {
       const before = this.#prev.get(name) ?? 0;
       this.#prev.set(name, v);
-      out.push(`${this.#prefix}.${name} ${Math.max(0, v - before)} ${nowSec}`);
+      out.push(`${this.#prefix}.${name} ${v - before} ${nowSec}`);
     };
     const gauge = (name: string, v: number): void => {
       out.push(`${this.#prefix}.${name} ${v} ${nowSec}`);
     };
-    counter("received", s.received);
-    for (const [r, n] of Object.entries(s.rejected)) counter(`rejected.${r}`, n);
+    const t = datapointTotals(s);
+    counter("received", t.received);
+    counter("generated", t.generated);
+    for (const [r, n] of Object.entries(t.rejectedBy)) counter(`rejected.${r}`, n);
+    for (const [r, n] of Object.entries(t.unroutedBy)) counter(`unrouted.${r}`, n);
     gauge("connections", s.connections);
-    counter("undelivered", s.undelivered);
+    counter("undelivered", t.undelivered);
     for (const d of s.destinations) {
       const p = `destinations.${pathElement(d.spec)}`;
       counter(`${p}.forwarded`, d.forwarded);
       counter(`${p}.resent`, d.resent);
       counter(`${p}.dropped`, d.dropped);
+      counter(`${p}.undelivered`, d.undelivered);
+      counter(`${p}.unconfirmed`, d.unconfirmed);
       gauge(`${p}.queued`, d.queuedLines);
       gauge(`${p}.up`, d.state === "connected" ? 1 : 0);
     }

@@ -2,7 +2,8 @@ import http from "node:http";
 import type { AddressInfo } from "node:net";
 import type { Logger } from "../../common/logger.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
-import type { PipelineStats } from "./pipeline-stats.ts";
+import { pipelinePrometheus } from "./pipeline-prometheus.ts";
+import { datapointTotals, type PipelineStats } from "./pipeline-stats.ts";
 
 export interface StatsSource {
   stats(): PipelineStats;
@@ -44,16 +45,22 @@ export async function startStatsServer(
         send(
           200,
           "text/plain; version=0.0.4",
-          prometheus(source.stats()) + (source.extra?.().prometheus ?? ""),
+          pipelinePrometheus(source.stats()) + (source.extra?.().prometheus ?? ""),
         );
         return;
-      case "/stats":
+      case "/stats": {
+        const stats = source.stats();
         send(
           200,
           "application/json",
-          JSON.stringify({ ...source.stats(), ...source.extra?.().json }, null, 2),
+          JSON.stringify(
+            { datapoints: datapointTotals(stats), ...stats, ...source.extra?.().json },
+            null,
+            2,
+          ),
         );
         return;
+      }
       case "/debug/rejects":
         send(200, "application/json", JSON.stringify(source.rejects(), null, 2));
         return;
@@ -80,98 +87,6 @@ export async function startStatsServer(
     });
   });
   return server;
-}
-
-function label(v: string): string {
-  return v.replaceAll("\\", "\\\\").replaceAll('"', '\\"').replaceAll("\n", "\\n");
-}
-
-export function prometheus(s: PipelineStats): string {
-  const out: string[] = [];
-  const metric = (
-    name: string,
-    type: string,
-    help: string,
-    rows: Array<[string, number]>,
-  ): void => {
-    out.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
-    for (const [labels, v] of rows) out.push(`${name}${labels} ${v}`);
-  };
-  metric("polymur_received_total", "counter", "Valid datapoints received.", [["", s.received]]);
-  metric(
-    "polymur_rejected_total",
-    "counter",
-    "Lines rejected, by reason.",
-    Object.entries(s.rejected).map(([r, n]) => [`{reason="${r}"}`, n]),
-  );
-  metric("polymur_received_bytes_total", "counter", "Bytes read from senders.", [["", s.bytesIn]]);
-  metric("polymur_connections", "gauge", "Open sender connections.", [["", s.connections]]);
-  metric("polymur_connections_total", "counter", "Sender connections accepted.", [
-    ["", s.connectionsTotal],
-  ]);
-  metric(
-    "polymur_connections_refused_total",
-    "counter",
-    "Sender connections refused at the limit.",
-    [["", s.connectionsRefused]],
-  );
-  metric(
-    "polymur_ingest_paused",
-    "gauge",
-    "1 while ingest is paused by a full queue (block policy).",
-    [["", s.paused ? 1 : 0]],
-  );
-  metric(
-    "polymur_undelivered_total",
-    "counter",
-    "Datapoints given up at shutdown or destination removal.",
-    [["", s.undelivered]],
-  );
-  const d = (f: (x: PipelineStats["destinations"][number]) => number): Array<[string, number]> =>
-    s.destinations.map((x) => [`{destination="${label(x.spec)}"}`, f(x)]);
-  metric(
-    "polymur_destination_forwarded_total",
-    "counter",
-    "Datapoints written to the destination.",
-    d((x) => x.forwarded),
-  );
-  metric(
-    "polymur_destination_resent_total",
-    "counter",
-    "Datapoints written again after a connection failure.",
-    d((x) => x.resent),
-  );
-  metric(
-    "polymur_destination_dropped_total",
-    "counter",
-    "Datapoints dropped because the queue was full.",
-    d((x) => x.dropped),
-  );
-  metric(
-    "polymur_destination_queued_datapoints",
-    "gauge",
-    "Datapoints waiting in the queue.",
-    d((x) => x.queuedLines),
-  );
-  metric(
-    "polymur_destination_queued_bytes",
-    "gauge",
-    "Bytes waiting in the queue.",
-    d((x) => x.queuedBytes),
-  );
-  metric(
-    "polymur_destination_up",
-    "gauge",
-    "1 when connected.",
-    d((x) => (x.state === "connected" ? 1 : 0)),
-  );
-  metric(
-    "polymur_destination_connection_failures_total",
-    "counter",
-    "Connections lost or refused.",
-    d((x) => x.failures),
-  );
-  return out.join("\n") + "\n";
 }
 
 /** Where the stats endpoints listen unless told otherwise (every role). */

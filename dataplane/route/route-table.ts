@@ -8,6 +8,16 @@ const TAB = 0x09;
 const ACCUMULATOR_BYTES = 64 * 1024;
 
 /**
+ * What routing did with the valid lines it was given: lines that went to at
+ * least one destination, and lines that had none to go to. Shared by the
+ * successive tables of one Router, so that a reconfiguration loses no count.
+ */
+export interface RouteCounts {
+  routed: number;
+  noDestination: number;
+}
+
+/**
  * Routes framed lines to destinations.
  *
  * Broadcast costs one view per run of valid lines, shared by every queue.
@@ -21,11 +31,13 @@ export class RouteTable {
   readonly #hash: HashRouter | null;
   readonly #accumulators: Accumulator[];
   readonly #out: Uint8Array;
+  readonly #counts: RouteCounts;
   #flushScheduled = false;
 
-  constructor(destinations: readonly Destination[], hash: HashRouter | null) {
+  constructor(destinations: readonly Destination[], hash: HashRouter | null, counts: RouteCounts) {
     this.destinations = destinations;
     this.#hash = hash;
+    this.#counts = counts;
     this.#out = new Uint8Array(Math.max(1, hash?.maxRoutes ?? 1));
     this.#accumulators = destinations.map((d) => new Accumulator(d));
   }
@@ -37,8 +49,13 @@ export class RouteTable {
   /** Whole valid lines in buf[start, end). */
   route(buf: Buffer, start: number, end: number, lines: number): void {
     const dests = this.destinations;
+    const counts = this.#counts;
     if (this.#hash === null) {
-      if (dests.length === 0) return;
+      if (dests.length === 0) {
+        counts.noDestination += lines;
+        return;
+      }
+      counts.routed += lines;
       const view = buf.subarray(start, end);
       for (let i = 0; i < dests.length; i++) dests[i]!.enqueue(view, lines);
       return;
@@ -46,6 +63,7 @@ export class RouteTable {
     const hash = this.#hash;
     const out = this.#out;
     const accumulators = this.#accumulators;
+    let unrouted = 0;
     let ls = start;
     while (ls < end) {
       const nl = buf.indexOf(NL, ls);
@@ -55,9 +73,12 @@ export class RouteTable {
         if (c === SP || c === TAB) break;
       }
       const k = hash.route(buf, ls, ne, out);
+      if (k === 0) unrouted++;
       for (let j = 0; j < k; j++) accumulators[out[j]!]!.append(buf, ls, nl + 1);
       ls = nl + 1;
     }
+    counts.routed += lines - unrouted;
+    counts.noDestination += unrouted;
     if (!this.#flushScheduled) {
       this.#flushScheduled = true;
       setImmediate(flushTable, this);

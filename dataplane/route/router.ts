@@ -3,10 +3,14 @@ import type { Logger } from "../../common/logger.ts";
 import {
   Destination,
   type DestinationOptions,
-  type DestinationStats,
   type OverflowPolicy,
 } from "../forward/destination.ts";
 import type { DestinationSpec } from "../forward/destination-spec.ts";
+import {
+  addDestinationStats,
+  copyDestinationStats,
+  type DestinationStats,
+} from "../forward/destination-stats.ts";
 import type { LineSink } from "../ingest/line-sink.ts";
 import {
   createHashRouter,
@@ -14,7 +18,7 @@ import {
   type HashRouterOptions,
   withoutMember,
 } from "./hash/hash-router.ts";
-import { RouteTable } from "./route-table.ts";
+import { type RouteCounts, RouteTable } from "./route-table.ts";
 
 export type Distribution = "broadcast" | "hash-route";
 
@@ -31,7 +35,8 @@ export interface RouterConfig {
   /** Per-destination overrides, keyed by destination id (DestinationSpec.id). */
   queueBytesFor: Record<string, number>;
   overflowFor: Record<string, OverflowPolicy>;
-  resendBytes: number;
+  /** Resend window per destination and process, bytes, or "auto" (what the socket buffers hold). */
+  resendBytes: number | "auto";
   backoffMinMs: number;
   backoffMaxMs: number;
 }
@@ -43,19 +48,32 @@ export interface RouterOptions {
 
 /** What the route and forward stages of one process have counted. */
 export interface RouterStats {
-  /** Datapoints lost at shutdown or on removal of a destination that could not drain. */
-  undelivered: number;
+  /** Valid lines given to at least one destination. */
+  routed: number;
+  /** Valid lines with no destination to go to (none configured, or none in the ring). */
+  noDestination: number;
+  /**
+   * Every destination this router has had: current ones, removed ones still
+   * draining, and the last counters of removed ones (`removed: true`).
+   */
   destinations: DestinationStats[];
 }
 
-/** Events: "blocked" and "unblocked" (a queue full under the block policy, and no longer). */
+/**
+ * Events: "blocked" and "unblocked" (a queue full under the block policy, and
+ * no longer), "routable" (destinations again after none).
+ */
 export interface RouterEvents {
   blocked: [];
   unblocked: [];
+  /** A configuration gave destinations to a router that had none. */
+  routable: [];
 }
 
 /** The smallest queue a process gets, however many workers share a bound. */
 const MIN_QUEUE_BYTES = 64 * 1024;
+/** How often datapoints that had no destination are reported in the log. */
+const UNROUTED_LOG_MS = 5_000;
 
 /**
  * The route stage of one process, and the destinations it routes to: valid
@@ -71,7 +89,13 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   #config: RouterConfig;
   #destinations = new Map<string, Destination>();
   #table: RouteTable;
-  #undelivered = 0;
+  readonly #counts: RouteCounts = { routed: 0, noDestination: 0 };
+  /** Removed destinations still delivering their queue, and the promise of their drain. */
+  readonly #draining = new Map<Destination, Promise<void>>();
+  /** The final counters of removed destinations, by id (summed if one was removed twice). */
+  readonly #retired = new Map<string, DestinationStats>();
+  #unroutedLogged = 0;
+  readonly #unroutedTimer: NodeJS.Timeout;
   #blocking = false;
   /** Destinations taken out of the hash ring (ids). */
   #ejected = new Set<string>();
@@ -82,6 +106,19 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     this.#log = log;
     this.#share = options.share ?? 1;
     this.#table = this.#buildTable(config, this.#destinations);
+    this.#unroutedTimer = setInterval(() => this.#logUnrouted(), UNROUTED_LOG_MS);
+    this.#unroutedTimer.unref();
+  }
+
+  /** Says in the log how many datapoints had nowhere to go since it last did. */
+  #logUnrouted(): void {
+    const n = this.#counts.noDestination - this.#unroutedLogged;
+    if (n === 0) return;
+    this.#unroutedLogged = this.#counts.noDestination;
+    this.#log.warn(
+      { unrouted: n, reason: "no_destination", total: this.#counts.noDestination },
+      `${n} datapoints had no destination and were not forwarded (counted as unrouted, reason no_destination)`,
+    );
   }
 
   get config(): RouterConfig {
@@ -100,6 +137,11 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   /** True while a destination's queue is full under the block policy: ingest should pause. */
   get blocking(): boolean {
     return this.#blocking;
+  }
+
+  /** False while there is no destination to route to: lines would be unrouted. */
+  get routable(): boolean {
+    return this.#table.destinations.length > 0;
   }
 
   /**
@@ -126,22 +168,26 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     this.#table.flush();
     for (const [id, d] of old) {
       if (next.has(id)) continue;
-      void d.drain(drainMs).then((left) => {
+      const drained = d.drain(drainMs).then((left) => {
+        this.#draining.delete(d);
+        this.#retire(d);
         if (left > 0) {
-          this.#undelivered += left;
           this.#log.warn(
             { destination: d.spec.spec, undelivered: left },
-            "removed destination could not deliver everything",
+            `removed destination ${d.spec.spec} could not deliver ${left} datapoints (counted as undelivered)`,
           );
         } else {
           this.#log.info({ destination: d.spec.spec }, "removed destination drained");
         }
       });
+      this.#draining.set(d, drained);
     }
+    const wasRoutable = this.routable;
     this.#config = config;
     this.#table = table;
     this.#destinations = next;
     this.#updateBlocking();
+    if (!wasRoutable && this.routable) this.emit("routable");
   }
 
   #destOptions(config: RouterConfig, id: string): DestinationOptions {
@@ -185,7 +231,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
       }
       if (!ejected.has(spec.id)) list.push(d);
     }
-    return new RouteTable(list, hash);
+    return new RouteTable(list, hash, this.#counts);
   }
 
   /**
@@ -217,10 +263,14 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
       this.#table.flush();
       this.#table = table;
       let moved = 0;
+      // Re-routed lines were counted as routed when they first came in.
+      const { routed, noDestination } = this.#counts;
       for (const { chunk, lines } of d.takeQueued()) {
         moved += lines;
         table.route(chunk, 0, chunk.length, lines);
       }
+      this.#counts.routed = routed;
+      this.#counts.noDestination = noDestination;
       table.flush();
       this.#log.warn(
         { destination: d.spec.spec, failures: d.failStreak, rerouted: moved },
@@ -239,6 +289,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   }
 
   #watch(d: Destination): void {
+    let unconfirmed = 0;
     d.on("state", (state) => {
       this.#checkEjection(d, state);
       const s = d.stats();
@@ -247,6 +298,13 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
         { destination: d.spec.spec, state, error: s.lastError, queued: s.queuedLines },
         `destination ${d.spec.spec} ${state}`,
       );
+      if (s.unconfirmed > unconfirmed) {
+        this.#log.warn(
+          { destination: d.spec.spec, unconfirmed: s.unconfirmed - unconfirmed },
+          `destination ${d.spec.spec}: ${s.unconfirmed - unconfirmed} datapoints written before the connection failed may not have reached it (counted as unconfirmed; the resend window did not hold them)`,
+        );
+        unconfirmed = s.unconfirmed;
+      }
     });
     d.on("blocked", () => this.#updateBlocking());
     d.on("unblocked", () => this.#updateBlocking());
@@ -266,13 +324,38 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     this.emit(blocking ? "blocked" : "unblocked");
   }
 
+  /** Keeps the final counters of a removed destination. */
+  #retire(d: Destination): void {
+    const s = { ...d.stats(), removed: true };
+    const before = this.#retired.get(s.id);
+    if (before === undefined) this.#retired.set(s.id, s);
+    else addDestinationStats(before, s);
+  }
+
   stats(): RouterStats {
+    // What the table accumulated counts as queued: hand it to the queues first.
+    this.#table.flush();
+    const byId = new Map<string, DestinationStats>();
+    const add = (s: DestinationStats): void => {
+      const m = byId.get(s.id);
+      if (m === undefined) byId.set(s.id, copyDestinationStats(s));
+      else {
+        // A destination re-added after removal: one row, current state, summed counters.
+        addDestinationStats(m, s);
+        if (!s.removed) {
+          m.state = s.state;
+          m.removed = false;
+        }
+      }
+    };
+    for (const d of this.#destinations.values())
+      add({ ...d.stats(), ejected: this.#ejected.has(d.spec.id) });
+    for (const d of this.#draining.keys()) add({ ...d.stats(), removed: true });
+    for (const s of this.#retired.values()) add(s);
     return {
-      undelivered: this.#undelivered,
-      destinations: [...this.#destinations.values()].map((d) => ({
-        ...d.stats(),
-        ejected: this.#ejected.has(d.spec.id),
-      })),
+      routed: this.#counts.routed,
+      noDestination: this.#counts.noDestination,
+      destinations: [...byId.values()],
     };
   }
 
@@ -283,13 +366,19 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
    */
   async drain(deadlineMs: number): Promise<Record<string, number>> {
     this.#table.flush();
+    clearInterval(this.#unroutedTimer);
+    this.#logUnrouted();
+    // Removed destinations still draining are part of the report: their
+    // drains end by their own deadline, or are cut short by this one.
+    const removed = [...this.#draining.keys()];
     const entries = await Promise.all(
-      [...this.#destinations.values()].map(
+      [...this.#destinations.values(), ...removed].map(
         async (d) => [d.spec.spec, await d.drain(deadlineMs)] as const,
       ),
     );
-    const result = Object.fromEntries(entries);
-    for (const n of Object.values(result)) this.#undelivered += n;
+    await Promise.all(this.#draining.values());
+    const result: Record<string, number> = {};
+    for (const [spec, n] of entries) result[spec] = (result[spec] ?? 0) + n;
     return result;
   }
 }

@@ -626,7 +626,16 @@ describe("malformed batches", () => {
 
   it("a message far over the limit ends only its own stream; a stream must start with Hello", async () => {
     const t = tmp();
-    const gw = await gateway(["--keys-file", keysFile(t), "--max-batch-bytes", "64KiB"]);
+    // A destination: a gateway without one reads no batch at all.
+    const out = await sink();
+    const gw = await gateway([
+      "--keys-file",
+      keysFile(t),
+      "--max-batch-bytes",
+      "64KiB",
+      "--destinations",
+      out.address,
+    ]);
     const url = `http://127.0.0.1:${gw.port}`;
     const huge = new RawStream(url, SECRET);
     const other = new RawStream(url, SECRET);

@@ -38,29 +38,103 @@ export function checkKeyName(name: string, where: string): void {
 }
 
 /**
+ * The line that says a keys file has no keys on purpose. A re-read file with
+ * no keys and without it keeps the keys in force: an empty file is far more
+ * often one caught between truncate and write (`: > keys`, an editor, a
+ * config tool) than an operator revoking every key. A comment, so a gateway
+ * that does not know it reads the same thing: no keys.
+ */
+export const NO_KEYS_LINE = "# polymur: no keys";
+const NO_KEYS = /^#\s*polymur:\s*no\s+keys\s*$/i;
+
+/** What is wrong with a keys file (labels of the reload-failure counter). */
+export type KeysFileProblem = "invalid" | "incomplete";
+
+/** A keys file that does not parse: where (1-based line) and why. */
+export class KeysFileError extends PolymurError {
+  readonly problem: KeysFileProblem;
+  readonly line: number;
+
+  constructor(problem: KeysFileProblem, line: number, message: string) {
+    super(ErrorCode.Config, message);
+    this.name = "KeysFileError";
+    this.problem = problem;
+    this.line = line;
+  }
+}
+
+/** A parsed keys file. */
+export interface KeysFileContents {
+  keys: ApiKey[];
+  /** It has the NO_KEYS_LINE: no keys is what the operator means. */
+  noKeys: boolean;
+  /**
+   * Its last line has no newline: a file cut off in the middle of a line
+   * (caught while being written) looks like this, and may still parse.
+   */
+  unterminated: boolean;
+  /** Lines, the last one counted even without a newline. */
+  lines: number;
+}
+
+/**
  * Parses a keys file: one key per line, `name secret` or `name sha256:<hex>`;
  * `#` comments and blank lines are ignored. Secrets are hashed here and not
- * kept. The same name may appear twice (two secrets while rotating).
+ * kept. The same name may appear twice (two secrets while rotating). Throws
+ * KeysFileError (file:line and what is wrong) at the first bad line; a bad
+ * last line without a newline is "incomplete" (cut off), others "invalid".
  */
-export function parseKeysFile(text: string, path: string): ApiKey[] {
+export function readKeysText(text: string, path: string): KeysFileContents {
   const keys: ApiKey[] = [];
-  text.split(/\r?\n/).forEach((raw, i) => {
+  const raws = text.split(/\r?\n/);
+  const unterminated = text !== "" && !text.endsWith("\n");
+  if (!unterminated) raws.pop(); // the empty string after the last newline
+  let noKeys = false;
+  raws.forEach((raw, i) => {
+    if (NO_KEYS.test(raw.trim())) noKeys = true;
     const line = raw.replace(/(^|\s)#.*$/, "").trim();
     if (line === "") return;
-    const where = `${path}:${i + 1}`;
-    const parts = line.split(/\s+/);
-    if (parts.length !== 2) {
-      throw new PolymurError(
-        ErrorCode.Config,
-        `${where}: expected "name secret" or "name sha256:<hex>"`,
+    try {
+      keys.push(parseKeyLine(line, `${path}:${i + 1}`));
+    } catch (err) {
+      const cut = unterminated && i === raws.length - 1;
+      throw new KeysFileError(
+        cut ? "incomplete" : "invalid",
+        i + 1,
+        cut
+          ? `${(err as Error).message}; the line has no newline at the end: the file may be half-written`
+          : (err as Error).message,
       );
     }
-    const [name, value] = parts as [string, string];
-    checkKeyName(name, where);
-    const digest = value.startsWith("sha256:") ? parseDigest(value, where) : sha256(value);
-    keys.push({ name, digest });
   });
-  return keys;
+  return { keys, noKeys, unterminated, lines: raws.length };
+}
+
+/** The keys of a keys file (see readKeysText); throws KeysFileError. */
+export function parseKeysFile(text: string, path: string): ApiKey[] {
+  return readKeysText(text, path).keys;
+}
+
+function parseKeyLine(line: string, where: string): ApiKey {
+  const parts = line.split(/\s+/);
+  if (parts.length !== 2) {
+    throw new PolymurError(
+      ErrorCode.Config,
+      `${where}: expected "name secret" or "name sha256:<hex>"`,
+    );
+  }
+  const [name, value] = parts as [string, string];
+  checkKeyName(name, where);
+  const digest = value.startsWith("sha256:") ? parseDigest(value, where) : sha256(value);
+  return { name, digest };
+}
+
+/** Key names a new set of keys adds, removes, or gives other secrets. */
+export interface KeyChanges {
+  added: string[];
+  removed: string[];
+  /** Names kept with a different set of secrets (rotated, or a second secret added or dropped). */
+  rotated: string[];
 }
 
 export interface ApiKeyRingEvents {
@@ -82,6 +156,31 @@ export class ApiKeyRing extends EventEmitter<ApiKeyRingEvents> {
 
   names(): string[] {
     return [...new Set(this.#keys.map((k) => k.name))].sort();
+  }
+
+  /** What replacing the keys with `next` would change, by name (never a secret or digest). */
+  changes(next: readonly ApiKey[]): KeyChanges {
+    const digests = (keys: readonly ApiKey[]): Map<string, Set<string>> => {
+      const m = new Map<string, Set<string>>();
+      for (const k of keys) {
+        const set = m.get(k.name) ?? new Set<string>();
+        set.add(k.digest.toString("hex"));
+        m.set(k.name, set);
+      }
+      return m;
+    };
+    const before = digests(this.#keys);
+    const after = digests(next);
+    const same = (a: Set<string>, b: Set<string>): boolean =>
+      a.size === b.size && [...a].every((d) => b.has(d));
+    const sorted = (xs: Iterable<string>): string[] => [...xs].sort();
+    return {
+      added: sorted([...after.keys()].filter((n) => !before.has(n))),
+      removed: sorted([...before.keys()].filter((n) => !after.has(n))),
+      rotated: sorted(
+        [...after].filter(([n, d]) => before.has(n) && !same(before.get(n)!, d)).map(([n]) => n),
+      ),
+    };
   }
 
   replace(keys: readonly ApiKey[]): void {

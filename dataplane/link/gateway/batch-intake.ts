@@ -1,5 +1,6 @@
 import { once } from "node:events";
 import type { MessageInitShape } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Logger } from "../../../common/logger.ts";
 import {
   type Batch,
@@ -38,7 +39,9 @@ export interface BatchIntakeOptions {
  * it, decompress it (bounded), de-duplicate it, frame and validate its
  * lines as a relay's listener does (with the key prefix, if asked), and
  * route them. A result is only returned once the lines are in the
- * destination queues, so an acknowledgement means "queued".
+ * destination queues, so an acknowledgement means "queued". With no
+ * destination at all (a managed gateway before its first configuration),
+ * nothing is acknowledged: proxies keep their batches and send them again.
  */
 export class BatchIntake {
   readonly #o: BatchIntakeOptions;
@@ -50,9 +53,19 @@ export class BatchIntake {
     this.maxLineLength = options.maxLineLength;
   }
 
-  /** One Batch from a proxy stream → Ack or Reject. */
+  /**
+   * One Batch from a proxy stream → Ack or Reject. Throws Unavailable (the
+   * stream ends, the batch unacknowledged) when there is no destination.
+   */
   batch(key: ApiKey, proxyId: string, client: string, b: Batch): StreamResponseInit {
     const o = this.#o;
+    if (!o.router.routable) {
+      this.#noDestinations(client, key);
+      throw new ConnectError(
+        "the gateway has no destinations: batch not accepted, send it again later",
+        Code.Unavailable,
+      );
+    }
     const seq = b.seq;
     const reject = (reason: BatchRejectReason, text: string): StreamResponseInit => {
       o.counters.reject(key.name, client, reason);
@@ -118,6 +131,10 @@ export class BatchIntake {
   /** A polymur-proxy `POST /ingest` body (gzip) → HTTP status and body. */
   legacy(key: ApiKey, client: string, body: Buffer): { status: number; text: string } {
     const o = this.#o;
+    if (!o.router.routable) {
+      this.#noDestinations(client, key);
+      return { status: 503, text: "No Destinations: send the batch again later\n" };
+    }
     let raw: Buffer;
     try {
       raw = decompressBatch(body, Compression.GZIP, o.maxBatchBytes);
@@ -141,7 +158,7 @@ export class BatchIntake {
   #route(raw: Buffer, client: string, key: ApiKey): { accepted: number; rejected: number } {
     const o = this.#o;
     const counters = o.ingestCounters;
-    const receivedBefore = counters.received;
+    const receivedBefore = counters.accepted;
     const rejectedBefore = counters.rejects.total;
     counters.bytesIn += raw.length;
     const sink = o.keyPrefix ? new KeyPrefixSink(o.router, key.name) : o.router;
@@ -152,23 +169,47 @@ export class BatchIntake {
     framer.end();
     o.router.flush();
     return {
-      accepted: counters.received - receivedBefore,
+      accepted: counters.accepted - receivedBefore,
       rejected: counters.rejects.total - rejectedBefore,
     };
   }
 
-  /**
-   * Resolves true once the router takes lines again (a queue full under the
-   * block policy holds it), false if `signal` aborts first. A stream that
-   * waits here stops reading, so HTTP/2 flow control pushes back on the proxy.
-   */
-  ready(signal: AbortSignal): Promise<boolean> {
-    const router = this.#o.router;
-    if (!router.blocking) return Promise.resolve(true);
-    return once(router, "unblocked", { signal }).then(
-      () => true,
-      () => false,
+  /** Logs (at most every 10 s) that batches are refused for want of destinations. */
+  #noDestinations(client: string, key: ApiKey): void {
+    const now = Date.now();
+    if (now - this.#noDestinationsLogged < 10_000) return;
+    this.#noDestinationsLogged = now;
+    this.#o.log.warn(
+      { client, key: key.name },
+      "no destinations: batches are not acknowledged (proxies keep them and send them again) until there are some",
     );
+  }
+
+  #noDestinationsLogged = 0;
+
+  /**
+   * Resolves true once the router takes lines (it has destinations, and no
+   * queue full under the block policy holds it), false if `signal` aborts
+   * first. A stream that waits here stops reading, so HTTP/2 flow control
+   * pushes back on the proxy, and nothing is acknowledged meanwhile.
+   */
+  async ready(signal: AbortSignal): Promise<boolean> {
+    const router = this.#o.router;
+    try {
+      while (!router.routable || router.blocking) {
+        if (!router.routable) {
+          this.#o.log.warn(
+            "no destinations: holding proxies' batches, unacknowledged, until there are some",
+          );
+          await once(router, "routable", { signal });
+        } else {
+          await once(router, "unblocked", { signal });
+        }
+      }
+      return true;
+    } catch {
+      return false;
+    }
   }
 }
 

@@ -1,53 +1,144 @@
-/** The DedupTable default, in one place; `--dedup-proxies` defaults to it. */
+/** The DedupTable defaults, in one place; `--dedup-proxies` defaults to maxProxies. */
 export const DEDUP_TABLE_DEFAULTS = {
   /** Proxies remembered before the least recently seen is forgotten. */
   maxProxies: 10_000,
+  /** Instances remembered per proxy (restarts, or proxies sharing its id). */
+  instancesPerProxy: 4,
 } as const;
 
 /**
+ * What a stream's instance is to its proxy's memory (DedupTable.claim):
+ * - `first`: the gateway remembers nothing of this (key, proxy id);
+ * - `same`: the instance that streamed last, streaming again (a reconnect);
+ * - `new`: an instance not seen before took over: the proxy restarted, or
+ *   another process uses the same proxy id;
+ * - `returning`: an instance that another had replaced came back. A
+ *   restarted process never does (its instance id is new), so two live
+ *   processes are taking turns with one proxy id.
+ */
+export type InstanceChange = "first" | "same" | "new" | "returning";
+
+/** What DedupTable.claim found: the change, and the instance that streamed before ("" if none or unknown). */
+export interface InstanceClaim {
+  change: InstanceChange;
+  previous: string;
+}
+
+/** One (key, proxy id): which instance streams now, and what each instance has queued. */
+interface ProxyMemory {
+  /** The instance whose batches arrive now: the last to claim the proxy id. */
+  owner: string;
+  /** Highest seq queued per instance, least recently claimed first. */
+  seqs: Map<string, number>;
+}
+
+/**
  * A gateway's memory of what each proxy already queued: per (key name,
- * proxy id), the highest batch seq that was queued (or rejected). A batch at
- * or below it is a resend of one the gateway already has: it is acknowledged
- * again but not queued twice. Bounded: the least recently seen proxies are
- * forgotten first (a forgotten proxy that resends gets duplicates, never a
- * loss). In memory only, so a restarted gateway starts empty.
+ * proxy id) and per instance of that proxy (Hello.instance_id, random per
+ * proxy process), the highest batch seq that was queued (or rejected). A
+ * batch at or below it is a resend of one the gateway already has: it is
+ * acknowledged again but not queued twice.
+ *
+ * Per instance, because seqs only mean something within one process's line
+ * of batches: two processes with one proxy id (a copied spool directory)
+ * hand out the same seqs for different data, and a restarted proxy cannot be
+ * told from such a copy. So a new instance starts from nothing (it resends
+ * what it holds, and the gateway queues it: duplicates at worst, never a
+ * batch dropped as another's duplicate), and a Welcome never acknowledges
+ * one instance's batches with another's seqs. Instances stream one at a time
+ * (the link service refuses a second while one is connected); `claim` says
+ * which one batches of the proxy id come from until the next claim.
+ *
+ * Bounded: the least recently seen proxies are forgotten first, and the
+ * least recently claimed instances of each (a forgotten proxy or instance
+ * that resends gets duplicates, never a loss). In memory only, so a
+ * restarted gateway starts empty.
  *
  * Keyed by key name as well as proxy id, so that one tenant cannot claim
  * another's proxy id and make the gateway drop that proxy's batches.
  */
 export class DedupTable {
   readonly #max: number;
+  readonly #instances: number;
   // A Map iterates in insertion order: re-inserting on use makes it an LRU.
-  readonly #seen = new Map<string, number>();
+  readonly #proxies = new Map<string, ProxyMemory>();
   evicted = 0;
 
-  constructor(maxProxies: number = DEDUP_TABLE_DEFAULTS.maxProxies) {
+  constructor(
+    maxProxies: number = DEDUP_TABLE_DEFAULTS.maxProxies,
+    instancesPerProxy: number = DEDUP_TABLE_DEFAULTS.instancesPerProxy,
+  ) {
     this.#max = Math.max(1, maxProxies);
+    this.#instances = Math.max(1, instancesPerProxy);
   }
 
+  /** Proxies remembered. */
   get size(): number {
-    return this.#seen.size;
+    return this.#proxies.size;
   }
 
-  /** Highest seq queued for this proxy (0 if unknown). */
+  /**
+   * A stream of `instance` opened for this proxy: from now on its batches are
+   * the ones de-duplicated, against what this instance itself queued.
+   */
+  claim(keyName: string, proxyId: string, instance: string): InstanceClaim {
+    const id = `${keyName}\0${proxyId}`;
+    const m = this.#proxies.get(id);
+    if (m === undefined) {
+      this.#insert(id, { owner: instance, seqs: new Map([[instance, 0]]) });
+      return { change: "first", previous: "" };
+    }
+    this.#touch(id, m);
+    const change: InstanceChange =
+      m.owner === instance ? "same" : m.seqs.has(instance) ? "returning" : "new";
+    const previous = m.owner;
+    const seq = m.seqs.get(instance) ?? 0;
+    m.seqs.delete(instance);
+    m.seqs.set(instance, seq);
+    m.owner = instance;
+    if (m.seqs.size > this.#instances) {
+      const oldest = m.seqs.keys().next().value;
+      if (oldest !== undefined) m.seqs.delete(oldest);
+    }
+    return { change, previous };
+  }
+
+  /** Highest seq queued for this proxy by the instance streaming now (0 if unknown). */
   highest(keyName: string, proxyId: string): number {
     const id = `${keyName}\0${proxyId}`;
-    const v = this.#seen.get(id);
-    if (v === undefined) return 0;
-    this.#seen.delete(id);
-    this.#seen.set(id, v);
-    return v;
+    const m = this.#proxies.get(id);
+    if (m === undefined) return 0;
+    this.#touch(id, m);
+    return m.seqs.get(m.owner) ?? 0;
   }
 
-  /** Records that `seq` is queued (or rejected) for this proxy. */
+  /**
+   * Records that `seq` is queued (or rejected) for this proxy, by the
+   * instance streaming now. A proxy forgotten meanwhile is remembered again
+   * under an unknown instance (""): its next stream starts from nothing.
+   */
   record(keyName: string, proxyId: string, seq: number): void {
     const id = `${keyName}\0${proxyId}`;
-    const v = this.#seen.get(id) ?? 0;
-    this.#seen.delete(id);
-    this.#seen.set(id, Math.max(v, seq));
-    if (this.#seen.size > this.#max) {
-      const oldest = this.#seen.keys().next().value;
-      if (oldest !== undefined) this.#seen.delete(oldest);
+    let m = this.#proxies.get(id);
+    if (m === undefined) {
+      m = { owner: "", seqs: new Map() };
+      this.#insert(id, m);
+    } else {
+      this.#touch(id, m);
+    }
+    m.seqs.set(m.owner, Math.max(m.seqs.get(m.owner) ?? 0, seq));
+  }
+
+  #touch(id: string, m: ProxyMemory): void {
+    this.#proxies.delete(id);
+    this.#proxies.set(id, m);
+  }
+
+  #insert(id: string, m: ProxyMemory): void {
+    this.#proxies.set(id, m);
+    if (this.#proxies.size > this.#max) {
+      const oldest = this.#proxies.keys().next().value;
+      if (oldest !== undefined) this.#proxies.delete(oldest);
       this.evicted++;
     }
   }

@@ -10,6 +10,24 @@ export const BATCH_REJECT_REASONS = [
 ] as const;
 export type BatchRejectReason = (typeof BATCH_REJECT_REASONS)[number];
 
+/**
+ * Why a re-read keys file was not applied (the keys in force stay):
+ * labels of polymur_gateway_keys_reload_failures_total.
+ * - `unreadable`: the file cannot be read (gone, no permission);
+ * - `invalid`: a line is not `name secret` / `name sha256:<hex>`, or a bad name;
+ * - `incomplete`: its last line is cut off (no newline) and the file kept changing;
+ * - `empty`: no keys, and no `# polymur: no keys` line saying that is meant;
+ * - `unsettled`: it kept changing between reads (still being written).
+ */
+export const KEYS_RELOAD_FAILURES = [
+  "unreadable",
+  "invalid",
+  "incomplete",
+  "empty",
+  "unsettled",
+] as const;
+export type KeysReloadFailure = (typeof KEYS_RELOAD_FAILURES)[number];
+
 interface KeyCounters {
   streams: number;
   batches: number;
@@ -45,7 +63,28 @@ export class GatewayCounters {
     bad_seq: 0,
   };
   authFailures = { stream: 0, legacy: 0 };
-  streamsCut = { key_revoked: 0, shutdown: 0 };
+  /**
+   * Streams ended by the gateway: a key revoked, shutting down, or (when
+   * another instance of its proxy id was waiting) a connection that did not
+   * answer a PING.
+   */
+  streamsCut = { key_revoked: 0, shutdown: 0, unresponsive: 0 };
+  /** Streams refused after authentication: another instance of the (key, proxy id) is connected. */
+  streamsRefused = { proxy_id_in_use: 0 };
+  /**
+   * Streams of a (key, proxy id) from an instance other than the last one:
+   * `new` (a restart, or a second proxy), `returning` (one that had been
+   * replaced came back: two live proxies share the id).
+   */
+  proxyInstances = { new: 0, returning: 0 };
+  /** Keys file re-reads applied, and those not applied by reason (the keys in force stay). */
+  keysReloads = {
+    applied: 0,
+    failed: Object.fromEntries(KEYS_RELOAD_FAILURES.map((r) => [r, 0])) as Record<
+      KeysReloadFailure,
+      number
+    >,
+  };
   legacyRequests = new Map<number, number>();
 
   #key(name: string): KeyCounters {
@@ -125,6 +164,14 @@ export class GatewayCounters {
     this.#client(client, key).rejectedBatches++;
   }
 
+  keysReloaded(): void {
+    this.keysReloads.applied++;
+  }
+
+  keysReloadFailed(reason: KeysReloadFailure): void {
+    this.keysReloads.failed[reason]++;
+  }
+
   legacy(status: number): void {
     this.legacyRequests.set(status, (this.legacyRequests.get(status) ?? 0) + 1);
   }
@@ -135,6 +182,9 @@ export class GatewayCounters {
       rejectedBatches: this.rejected,
       authFailures: this.authFailures,
       streamsCut: this.streamsCut,
+      streamsRefused: this.streamsRefused,
+      proxyInstances: this.proxyInstances,
+      keysReloads: this.keysReloads,
       legacyRequests: Object.fromEntries(this.legacyRequests),
       clients: Object.fromEntries([...this.#clients].reverse()),
     };
@@ -207,6 +257,27 @@ export class GatewayCounters {
         "counter",
         "Streams ended by the gateway.",
         Object.entries(this.streamsCut).map(([r, n]) => [{ reason: r }, n] as const),
+      )
+      .metric(
+        "polymur_gateway_streams_refused_total",
+        "counter",
+        "Authenticated streams refused: another instance of the proxy id is connected.",
+        Object.entries(this.streamsRefused).map(([r, n]) => [{ reason: r }, n] as const),
+      )
+      .metric(
+        "polymur_gateway_proxy_instance_changes_total",
+        "counter",
+        "Streams of a proxy id from another instance than the last (new: restart or second proxy; returning: two proxies take turns).",
+        Object.entries(this.proxyInstances).map(([c, n]) => [{ change: c }, n] as const),
+      )
+      .metric("polymur_gateway_keys_reloads_total", "counter", "Keys file re-reads applied.", [
+        [{}, this.keysReloads.applied],
+      ])
+      .metric(
+        "polymur_gateway_keys_reload_failures_total",
+        "counter",
+        "Keys file re-reads not applied (the keys in force stay), by reason.",
+        Object.entries(this.keysReloads.failed).map(([r, n]) => [{ reason: r }, n] as const),
       )
       .metric(
         "polymur_gateway_legacy_requests_total",

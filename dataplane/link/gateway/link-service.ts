@@ -6,6 +6,16 @@ import type { BatchIntake, StreamResponseInit } from "./batch-intake.ts";
 import type { DedupTable } from "./dedup-table.ts";
 import type { GatewayCounters } from "./gateway-counters.ts";
 
+/** Every LinkServiceOptions default, in one place. */
+export const LINK_SERVICE_DEFAULTS = {
+  /**
+   * While another instance of its proxy id is refused, a connected stream
+   * must answer an HTTP/2 PING this soon or it is cut (the proxy's own
+   * --ping-timeout default).
+   */
+  probeTimeoutMs: 5_000,
+} as const;
+
 export interface LinkServiceOptions {
   intake: BatchIntake;
   keys: ApiKeyRing;
@@ -16,15 +26,37 @@ export interface LinkServiceOptions {
   shutdown: AbortSignal;
   /** The client's address (X-Forwarded-For from trusted proxies, else the peer). */
   clientOf(ctx: HandlerContext): string;
+  /**
+   * Whether the connection under a stream still answers: an HTTP/2 PING
+   * answered within `timeoutMs`. Asked of a connected stream when another
+   * instance of its proxy id is refused, so that a proxy that died without
+   * closing its connection does not keep its restarted self out for good.
+   * Default: no probe (always alive).
+   */
+  alive?(ctx: HandlerContext, timeoutMs: number): Promise<boolean>;
+  /** How long a probed stream has to answer. Default 5 s. */
+  probeTimeoutMs?: number;
 }
 
-/** A stream in progress, so that revoking its key can cut it. */
+/** Why the gateway ended a stream itself. */
+type CutReason = "key_revoked" | "unresponsive";
+
+/** A stream in progress, so that revoking its key can cut it, and its proxy id be held. */
 interface ActiveStream {
   key: ApiKey;
   cut: AbortController;
+  cutReason: CutReason | null;
+  ctx: HandlerContext;
+  client: string;
+  /** `key name \0 proxy id` once its Hello is taken (null before, or when refused). */
+  proxy: string | null;
+  instance: string;
+  since: string;
+  probing: boolean;
 }
 
 const MAX_PROXY_ID = 256;
+const MAX_INSTANCE_ID = 256;
 
 /**
  * The link service: the gateway's side of a proxy link, the wire service
@@ -37,16 +69,72 @@ const MAX_PROXY_ID = 256;
  * flow control holds the proxy back. A key that is deleted or rotated cuts
  * its streams at once (Unauthenticated); a gateway shutting down ends them
  * with Unavailable, and the proxies reconnect elsewhere.
+ *
+ * One proxy id, one process at a time. Hello.instance_id is random per proxy
+ * process; a stream whose (key, proxy id) is held by a connected stream of
+ * another instance is refused with AlreadyExists (counted, logged; its proxy
+ * keeps its batches and retries), and the connected one is asked to answer a
+ * PING (cut if it does not: a dead proxy must not hold its id). Batches are
+ * de-duplicated per instance (DedupTable.claim), so two processes sharing an
+ * id (a copied spool) never have one's batches acknowledged by the other's
+ * seqs, whichever is ahead; when they take turns, that is logged and counted.
  */
 export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof IngestService> {
   const active = new Set<ActiveStream>();
+  /** Streams by `key name \0 proxy id`: all of one instance (others are refused). */
+  const byProxy = new Map<string, Set<ActiveStream>>();
+  const cut = (s: ActiveStream, reason: CutReason, err: ConnectError): void => {
+    if (s.cut.signal.aborted) return;
+    s.cutReason = reason;
+    o.counters.streamsCut[reason]++;
+    s.cut.abort(err);
+  };
   o.keys.on("changed", (removed) => {
     for (const s of active) {
       if (!removed.has(keyId(s.key))) continue;
-      o.counters.streamsCut.key_revoked++;
-      s.cut.abort(new ConnectError("API key revoked", Code.Unauthenticated));
+      cut(s, "key_revoked", new ConnectError("API key revoked", Code.Unauthenticated));
     }
   });
+  /** Asks a connected stream's connection for a PING; cuts the stream if none comes back. */
+  const probe = (s: ActiveStream): void => {
+    if (o.alive === undefined || s.probing || s.cut.signal.aborted) return;
+    s.probing = true;
+    const timeoutMs = o.probeTimeoutMs ?? LINK_SERVICE_DEFAULTS.probeTimeoutMs;
+    o.alive(s.ctx, timeoutMs).then(
+      (alive) => {
+        s.probing = false;
+        if (alive || !active.has(s)) return;
+        cut(
+          s,
+          "unresponsive",
+          new ConnectError(
+            `the connection did not answer a PING within ${timeoutMs} ms while another instance of the proxy id waited`,
+            Code.Unavailable,
+          ),
+        );
+      },
+      () => {
+        s.probing = false;
+      },
+    );
+  };
+  const hold = (s: ActiveStream, proxy: string): void => {
+    s.proxy = proxy;
+    const set = byProxy.get(proxy) ?? new Set<ActiveStream>();
+    set.add(s);
+    byProxy.set(proxy, set);
+  };
+  const release = (s: ActiveStream): void => {
+    if (s.proxy === null) return;
+    const set = byProxy.get(s.proxy);
+    set?.delete(s);
+    if (set?.size === 0) byProxy.delete(s.proxy);
+  };
+  /** A connected stream of another instance holding this proxy id, if any. */
+  const holder = (proxy: string, instance: string): ActiveStream | undefined => {
+    for (const s of byProxy.get(proxy) ?? []) if (s.instance !== instance) return s;
+    return undefined;
+  };
 
   return {
     async *stream(requests: AsyncIterable<StreamRequest>, ctx: HandlerContext) {
@@ -57,7 +145,17 @@ export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof Ing
         o.log.warn({ client }, "proxy stream refused: missing or unknown API key");
         throw new ConnectError("unknown API key", Code.Unauthenticated);
       }
-      const s: ActiveStream = { key, cut: new AbortController() };
+      const s: ActiveStream = {
+        key,
+        cut: new AbortController(),
+        cutReason: null,
+        ctx,
+        client,
+        proxy: null,
+        instance: "",
+        since: "",
+        probing: false,
+      };
       active.add(s);
       o.counters.streamOpened(key.name);
       const signal = AbortSignal.any([ctx.signal, s.cut.signal, o.shutdown]);
@@ -76,8 +174,55 @@ export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof Ing
             Code.InvalidArgument,
           );
         }
+        const instance = hello.msg.value.instanceId;
+        if (instance.length > MAX_INSTANCE_ID) {
+          throw new ConnectError(
+            `Hello.instance_id must be at most ${MAX_INSTANCE_ID} characters`,
+            Code.InvalidArgument,
+          );
+        }
+        s.instance = instance;
+        const proxy = `${key.name}\0${proxyId}`;
+        const other = holder(proxy, instance);
+        if (other !== undefined) {
+          o.counters.streamsRefused.proxy_id_in_use++;
+          o.log.warn(
+            {
+              client,
+              key: key.name,
+              proxyId,
+              instance,
+              connected: { instance: other.instance, client: other.client, since: other.since },
+            },
+            "proxy stream refused: its proxy id is in use by another connected proxy instance (two proxies with one proxy id: a copied spool directory?); it keeps its batches and retries",
+          );
+          probe(other);
+          throw new ConnectError(
+            `proxy id "${proxyId}" is in use by another connected proxy (instance ${other.instance || "(none)"} from ${other.client}, since ${other.since}): two proxies share one proxy id (a copied --spool-dir?); refused while the other is connected, keep the batches and retry`,
+            Code.AlreadyExists,
+          );
+        }
+        hold(s, proxy);
+        s.since = new Date().toISOString();
+        const { change, previous } = o.dedup.claim(key.name, proxyId, instance);
+        if (change === "new") {
+          o.counters.proxyInstances.new++;
+          o.log.info(
+            { client, key: key.name, proxyId, instance, previous },
+            "proxy id taken over by a new instance (the proxy restarted, or another proxy uses the same id): its batches are de-duplicated apart from the previous instance's",
+          );
+        } else if (change === "returning") {
+          o.counters.proxyInstances.returning++;
+          o.log.warn(
+            { client, key: key.name, proxyId, instance, previous },
+            "two live proxy instances take turns with one proxy id (a copied spool directory?): each one's batches are de-duplicated apart, none is acknowledged for the other; give each proxy its own spool",
+          );
+        }
         const acked = o.dedup.highest(key.name, proxyId);
-        o.log.info({ client, key: key.name, proxyId, ackedSeq: acked }, "proxy connected");
+        o.log.info(
+          { client, key: key.name, proxyId, instance, ackedSeq: acked },
+          "proxy connected",
+        );
         yield {
           msg: { case: "welcome", value: { keyName: key.name, ackedSeq: BigInt(acked) } },
         } satisfies StreamResponseInit;
@@ -97,11 +242,18 @@ export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof Ing
         }
       } finally {
         active.delete(s);
+        release(s);
         o.counters.streamClosed(key.name);
-        if (s.cut.signal.aborted) {
+        const instance = s.instance;
+        if (s.cutReason === "key_revoked") {
           o.log.warn({ client, key: key.name, proxyId }, "proxy stream cut: API key revoked");
-        } else if (proxyId !== "") {
-          o.log.info({ client, key: key.name, proxyId }, "proxy disconnected");
+        } else if (s.cutReason === "unresponsive") {
+          o.log.warn(
+            { client, key: key.name, proxyId, instance },
+            "proxy stream cut: its connection did not answer a PING while another instance of its proxy id waited",
+          );
+        } else if (s.proxy !== null) {
+          o.log.info({ client, key: key.name, proxyId, instance }, "proxy disconnected");
         }
       }
     },

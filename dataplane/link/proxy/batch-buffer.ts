@@ -1,6 +1,22 @@
 import { EventEmitter } from "node:events";
 import type { Logger } from "../../../common/logger.ts";
-import type { BatchSpool, SpooledBatch, SpoolLocation } from "./batch-spool.ts";
+import type { BatchSpool, SpoolReadError } from "./batch-spool.ts";
+import { LossCounts, type LossReason } from "./loss-counts.ts";
+import { SpoolAppender } from "./spool-appender.ts";
+import { spoolReadBack } from "./spool-read-back.ts";
+import type { SpooledBatch, SpoolLocation, SpoolLoss } from "./spool-record.ts";
+
+// The loss reasons were first defined here; proxy-stats.ts still takes them from here.
+
+/**
+ * Every BatchBufferOptions default, in one place. A batch the spool fails to
+ * read back with an I/O error is read again this many times in all, waiting
+ * readRetryMs, then twice that, and so on, before it is given up as lost.
+ */
+export const BATCH_BUFFER_DEFAULTS = {
+  readAttempts: 5,
+  readRetryMs: 100,
+} as const satisfies Partial<BatchBufferOptions>;
 
 /** A batch the proxy keeps until the gateway acknowledges (or rejects) it. */
 export interface BufferedBatch {
@@ -29,6 +45,12 @@ export interface BatchBufferOptions {
   nextSeq?: number;
   /** Batches recovered from the spool, oldest first. */
   recovered?: readonly SpooledBatch[];
+  /** What spool recovery found lost (already logged by the spool): counted here. */
+  spoolLosses?: readonly SpoolLoss[];
+  /** Reads of a batch from the spool, in all, when they fail with I/O errors. Default 5. */
+  readAttempts?: number;
+  /** Wait before the second read, doubling after each. Default 100 ms. */
+  readRetryMs?: number;
   log: Logger;
 }
 
@@ -40,6 +62,25 @@ export interface BatchBufferStats {
   full: boolean;
   /** Appends that could not be written to the spool (kept in memory only). */
   spoolErrors: number;
+  /** Pending batches held in memory only because their spool append failed. */
+  unspooledBatches: number;
+  /** Their datapoints: lost if the proxy exits before the gateway acknowledges them. */
+  unspooledLines: number;
+  /** Datapoints lost, by reason (those that could be counted). */
+  lost: Record<LossReason, number>;
+  /**
+   * Losses whose datapoints could not be counted, by reason: a spool record
+   * whose header is damaged, a spool segment that cannot be read at all.
+   */
+  lostUncounted: Record<LossReason, number>;
+}
+
+/** What became of the pending batches when the proxy exits (see abandon()). */
+export interface ExitReport {
+  /** Kept in the spool for the next start. */
+  kept: { batches: number; lines: number };
+  /** Held in memory only: lost, and counted under `reason`. */
+  lost: { batches: number; lines: number; reason: LossReason };
 }
 
 /** What a BatchBuffer emits (listeners are typed by it). */
@@ -74,16 +115,25 @@ export class BatchBuffer extends EventEmitter<BatchBufferEvents> {
   #memoryBytes = 0;
   #lines = 0;
   #full = false;
-  #spoolErrors = 0;
+  readonly #appender: SpoolAppender | null;
+  #unspooledBatches = 0;
+  #unspooledLines = 0;
+  readonly #losses = new LossCounts();
+  readonly #readAttempts: number;
+  readonly #readRetryMs: number;
   /** Highest seq known done with nothing pending below it. */
   #doneThrough: number;
 
   constructor(options: BatchBufferOptions) {
     super();
     this.#spool = options.spool;
+    this.#appender = options.spool === null ? null : new SpoolAppender(options.spool, options.log);
     this.#memoryLimit = options.memoryBytes;
     this.#spoolLimit = options.spoolBytes;
     this.#log = options.log;
+    this.#readAttempts = options.readAttempts ?? BATCH_BUFFER_DEFAULTS.readAttempts;
+    this.#readRetryMs = options.readRetryMs ?? BATCH_BUFFER_DEFAULTS.readRetryMs;
+    for (const l of options.spoolLosses ?? []) this.#losses.add(l.reason, l.lines);
     this.#nextSeq = options.nextSeq ?? 1;
     this.#doneThrough = this.#nextSeq - 1;
     for (const r of options.recovered ?? []) {
@@ -128,20 +178,8 @@ export class BatchBuffer extends EventEmitter<BatchBufferEvents> {
   /** Stores a new batch (spool first, if any) and gives it the next seq. */
   add(compression: number, payload: Buffer, lines: number, rawBytes: number): BufferedBatch {
     const seq = this.#nextSeq++;
-    let loc: SpoolLocation | null = null;
-    if (this.#spool !== null) {
-      try {
-        loc = this.#spool.append(seq, compression, lines, rawBytes, payload);
-      } catch (err) {
-        // Disk full or gone: keep the batch in memory rather than lose it.
-        if (this.#spoolErrors++ === 0) {
-          this.#log.error(
-            { err: (err as Error).message, spool: this.#spool.dir },
-            "spool: append failed; keeping batches in memory only",
-          );
-        }
-      }
-    }
+    // A failed append keeps the batch in memory only (loc null) rather than lose it now.
+    const loc = this.#appender?.append(seq, compression, lines, rawBytes, payload) ?? null;
     // With a spool, memory is a cache: a batch beyond it is read back later.
     const keep = loc === null || this.#memoryBytes + payload.length <= this.#memoryLimit;
     const b: BufferedBatch = {
@@ -156,6 +194,10 @@ export class BatchBuffer extends EventEmitter<BatchBufferEvents> {
       done: false,
     };
     if (keep) this.#memoryBytes += payload.length;
+    if (loc === null && this.#spool !== null) {
+      this.#unspooledBatches++;
+      this.#unspooledLines += lines;
+    }
     this.#q.push(b);
     this.#lines += lines;
     this.#updateFull();
@@ -177,11 +219,71 @@ export class BatchBuffer extends EventEmitter<BatchBufferEvents> {
     return undefined;
   }
 
-  /** The batch's payload, from memory or from the spool. */
-  async payload(b: BufferedBatch): Promise<Buffer> {
+  /**
+   * The batch's payload, from memory or from the spool; null when the batch
+   * is done meanwhile (acknowledged while it was read) or cannot be read
+   * back. A batch that cannot be read back is lost: it is counted under its
+   * reason, logged with where its record is, and done, so that a later
+   * cumulative acknowledgement does not count it as delivered. I/O errors are
+   * retried first (readAttempts, readRetryMs); a damaged record is not.
+   */
+  async payload(b: BufferedBatch): Promise<Buffer | null> {
     if (b.payload !== null) return b.payload;
-    if (b.loc === null || this.#spool === null) throw new Error(`batch ${b.seq} has no payload`);
-    return this.#spool.read(b.loc, b.size);
+    if (b.done) return null;
+    const spool = this.#spool;
+    if (b.loc === null || spool === null) throw new Error(`batch ${b.seq} has no payload`);
+    const read = await spoolReadBack(spool, b.loc, b, {
+      attempts: this.#readAttempts,
+      retryMs: this.#readRetryMs,
+      log: this.#log,
+    });
+    if (read === null || Buffer.isBuffer(read)) return read;
+    this.#lose(b, read);
+    return null;
+  }
+
+  #lose(b: BufferedBatch, e: SpoolReadError): void {
+    this.#losses.add(e.reason, b.lines);
+    this.#log.error(
+      {
+        reason: e.reason,
+        seq: b.seq,
+        lines: b.lines,
+        file: e.file,
+        offset: e.offset,
+        err: e.message,
+      },
+      `spool: batch ${b.seq} cannot be read back from ${e.file} at offset ${e.offset}; its ${b.lines} datapoints are lost (${e.reason})`,
+    );
+    this.#settle(b);
+  }
+
+  /**
+   * The proxy is exiting: every pending batch held in memory only (no spool,
+   * or its append failed) is lost now, and counted; the others stay in the
+   * spool for the next start.
+   */
+  abandon(): ExitReport {
+    const reason: LossReason =
+      this.#spool === null ? "exit_without_spool" : "exit_spool_append_failed";
+    const report: ExitReport = {
+      kept: { batches: 0, lines: 0 },
+      lost: { batches: 0, lines: 0, reason },
+    };
+    for (let i = this.#head; i < this.#q.length; i++) {
+      const b = this.#q[i]!;
+      if (b.done) continue;
+      if (b.loc !== null) {
+        report.kept.batches++;
+        report.kept.lines += b.lines;
+        continue;
+      }
+      report.lost.batches++;
+      report.lost.lines += b.lines;
+      this.#losses.add(reason, b.lines);
+      this.#finish(b);
+    }
+    return report;
   }
 
   /** Every batch with seq <= `seq` is done. Returns what that finished. */
@@ -208,20 +310,30 @@ export class BatchBuffer extends EventEmitter<BatchBufferEvents> {
       const b = q[i]!;
       if (b.seq > seq) break;
       if (b.seq === seq && !b.done) {
-        this.#finish(b);
-        while (this.#head < q.length && q[this.#head]!.done) this.#head++;
-        const next = q[this.#head];
-        this.#advance(next === undefined ? this.#nextSeq - 1 : next.seq - 1);
+        this.#settle(b);
         return b;
       }
     }
     return undefined;
   }
 
+  /** One batch is done out of order (rejected or lost): frees it and what it held back. */
+  #settle(b: BufferedBatch): void {
+    const q = this.#q;
+    this.#finish(b);
+    while (this.#head < q.length && q[this.#head]!.done) this.#head++;
+    const next = q[this.#head];
+    this.#advance(next === undefined ? this.#nextSeq - 1 : next.seq - 1);
+  }
+
   #finish(b: BufferedBatch): void {
     b.done = true;
     this.#lines -= b.lines;
     if (b.payload !== null) this.#memoryBytes -= b.size;
+    if (b.loc === null && this.#spool !== null) {
+      this.#unspooledBatches--;
+      this.#unspooledLines -= b.lines;
+    }
     b.payload = null;
   }
 
@@ -239,13 +351,17 @@ export class BatchBuffer extends EventEmitter<BatchBufferEvents> {
     this.#updateFull();
   }
 
+  get #appendFailures(): number {
+    return this.#appender?.failures ?? 0;
+  }
+
   #updateFull(): void {
     const over =
-      this.#spool === null || this.#spoolErrors > 0
+      this.#spool === null || this.#appendFailures > 0
         ? this.#memoryBytes >= this.#memoryLimit
         : this.#spool.bytes >= this.#spoolLimit;
     const under =
-      this.#spool === null || this.#spoolErrors > 0
+      this.#spool === null || this.#appendFailures > 0
         ? this.#memoryBytes < this.#memoryLimit / 2
         : this.#spool.bytes < this.#spoolLimit / 2;
     if (!this.#full && over) {
@@ -264,7 +380,11 @@ export class BatchBuffer extends EventEmitter<BatchBufferEvents> {
       memoryBytes: this.#memoryBytes,
       spoolBytes: this.#spool?.bytes ?? 0,
       full: this.#full,
-      spoolErrors: this.#spoolErrors,
+      spoolErrors: this.#appendFailures,
+      unspooledBatches: this.#unspooledBatches,
+      unspooledLines: this.#unspooledLines,
+      lost: this.#losses.lost(),
+      lostUncounted: this.#losses.lostUncounted(),
     };
   }
 }

@@ -1,10 +1,25 @@
-import { randomUUID } from "node:crypto";
 import fs from "node:fs";
-import { hostname } from "node:os";
-import path from "node:path";
-import zlib from "node:zlib";
 import { ErrorCode, PolymurError } from "../../../common/errors.ts";
 import type { Logger } from "../../../common/logger.ts";
+import { PRIVATE_FILE_MODE } from "../../../common/private-files.ts";
+import { errText } from "./err-text.ts";
+import { SpoolDir } from "./spool-dir.ts";
+import {
+  checkRecord,
+  encodeRecordHeader,
+  type Hole,
+  RECORD_HEADER_BYTES,
+  readSegment,
+  type SpooledBatch,
+  type SpoolLocation,
+  type SpoolLoss,
+  type SpoolLossReason,
+  scanSegment,
+} from "./spool-record.ts";
+
+// The types of BatchSpool's API are defined with the record format they
+// describe; callers take them from here, with the spool.
+export type { SpooledBatch, SpoolLocation, SpoolLoss, SpoolLossReason } from "./spool-record.ts";
 
 /**
  * The proxy's optional on-disk spool: every batch is appended to it when it
@@ -13,39 +28,43 @@ import type { Logger } from "../../../common/logger.ts";
  * record is in the page cache when append() returns; an OS crash can lose the
  * last few seconds, since records are not fsynced one by one).
  *
- * Layout of the directory:
- *   proxy-id            this proxy's stable id (Hello.proxy_id), made once
- *   state.json          {"done": N}: every seq <= N is acknowledged or rejected
- *   seg-<firstSeq>.spool   append-only segments of records
- *   lock                pid of the proxy using the directory
+ * The directory (its layout, owner-only modes, lock, proxy id and done mark)
+ * is a SpoolDir (spool-dir.ts); the records in its segments, and how damaged
+ * ones are found and skipped, are in spool-record.ts. This class keeps the
+ * segments: it appends to the newest, reads batches back, deletes a segment
+ * once every batch in it is done, and at open recovers what the segments
+ * hold. A segment that cannot be opened at recovery is renamed *.unreadable
+ * and reported; what recovery finds damaged is reported as a SpoolLoss,
+ * logged here with the file and offset (the buffer counts it).
  *
- * Record (little-endian): magic u32 "PMB1", payload length u32, seq u64,
- * compression u8, lines u32, raw bytes u32, crc32 u32 (of the 25 header bytes
- * before it and the payload), payload. A torn or corrupt record at the end of
- * a segment (crash in the middle of a write) is cut off at recovery.
- *
- * A segment is deleted once every batch in it is done; the bytes of live
- * segments are what counts against --spool-size.
+ * The bytes of live segments are what counts against --spool-size.
  */
 
-const MAGIC = 0x31424d50; // "PMB1"
-const HEADER = 29;
-const STATE_FILE = "state.json";
-const ID_FILE = "proxy-id";
-const LOCK_FILE = "lock";
+/**
+ * A batch could not be read back from the spool. `reason` is the loss reason
+ * it counts under if it is given up; `transient` says a retry may succeed
+ * (an I/O error, not damaged bytes).
+ */
+export class SpoolReadError extends PolymurError {
+  readonly reason: SpoolLossReason;
+  readonly file: string;
+  readonly offset: number;
+  readonly transient: boolean;
 
-export interface SpoolLocation {
-  segment: number;
-  offset: number;
-}
-
-export interface SpooledBatch {
-  seq: number;
-  compression: number;
-  lines: number;
-  rawBytes: number;
-  size: number;
-  loc: SpoolLocation;
+  constructor(
+    reason: SpoolLossReason,
+    file: string,
+    offset: number,
+    detail: string,
+    transient: boolean,
+  ) {
+    super(ErrorCode.Spool, `spool: cannot read back the record at ${file}:${offset}: ${detail}`);
+    this.name = "SpoolReadError";
+    this.reason = reason;
+    this.file = file;
+    this.offset = offset;
+    this.transient = transient;
+  }
 }
 
 interface Segment {
@@ -63,10 +82,13 @@ export interface SpoolOpenResult {
   recovered: SpooledBatch[];
   /** The next seq to use: higher than any this spool has ever handed out. */
   nextSeq: number;
+  /** Damaged or unreadable stretches that may hold batches not yet done (each logged). */
+  losses: SpoolLoss[];
 }
 
 export class BatchSpool {
   readonly dir: string;
+  readonly #files: SpoolDir;
   readonly #segmentBytes: number;
   readonly #log: Logger;
   #segments = new Map<number, Segment>();
@@ -76,30 +98,23 @@ export class BatchSpool {
   #savedDone = 0;
   #closed = false;
 
-  private constructor(dir: string, segmentBytes: number, log: Logger) {
-    this.dir = dir;
+  private constructor(files: SpoolDir, segmentBytes: number, log: Logger) {
+    this.dir = files.path;
+    this.#files = files;
     this.#segmentBytes = segmentBytes;
     this.#log = log;
   }
 
-  /** Opens (creating if needed) and recovers a spool directory. */
+  /** Opens (creating if needed, owner-only) and recovers a spool directory. */
   static open(dir: string, options: { segmentBytes?: number; log: Logger }): SpoolOpenResult {
+    const files = SpoolDir.open(dir, options.log);
+    const spool = new BatchSpool(files, options.segmentBytes ?? 8 * 1024 * 1024, options.log);
     try {
-      fs.mkdirSync(dir, { recursive: true });
+      const proxyId = files.proxyId();
+      const { recovered, nextSeq, losses } = spool.#recover();
+      return { spool, proxyId, recovered, nextSeq, losses };
     } catch (err) {
-      throw new PolymurError(
-        ErrorCode.Spool,
-        `cannot create spool directory ${dir}: ${(err as Error).message}`,
-      );
-    }
-    lock(dir);
-    const spool = new BatchSpool(dir, options.segmentBytes ?? 8 * 1024 * 1024, options.log);
-    try {
-      const proxyId = readOrCreateId(dir);
-      const { recovered, nextSeq } = spool.#recover();
-      return { spool, proxyId, recovered, nextSeq };
-    } catch (err) {
-      unlock(dir);
+      files.unlock();
       throw err;
     }
   }
@@ -109,75 +124,136 @@ export class BatchSpool {
     return this.#bytes;
   }
 
-  #recover(): { recovered: SpooledBatch[]; nextSeq: number } {
-    let done = 0;
-    try {
-      const state = JSON.parse(fs.readFileSync(path.join(this.dir, STATE_FILE), "utf8")) as {
-        done?: unknown;
-      };
-      if (typeof state.done === "number" && Number.isSafeInteger(state.done)) done = state.done;
-    } catch {}
+  /** True once close() was called: reads fail from then on, and mean nothing. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
+  /** Replaces the proxy id kept in the directory (a new id after an id conflict). */
+  saveProxyId(id: string): void {
+    this.#files.saveProxyId(id);
+  }
+
+  #recover(): { recovered: SpooledBatch[]; nextSeq: number; losses: SpoolLoss[] } {
+    const done = this.#files.readDone();
     this.#done = done;
     this.#savedDone = done;
     let maxSeq = done;
     const recovered: SpooledBatch[] = [];
-    const files = fs
-      .readdirSync(this.dir)
-      .filter((f) => /^seg-\d+\.spool$/.test(f))
-      .sort();
-    for (const name of files) {
-      const file = path.join(this.dir, name);
-      const data = fs.readFileSync(file);
-      const firstSeq = Number(name.slice(4, -6));
-      let off = 0;
-      let lastSeq = 0;
-      const found: SpooledBatch[] = [];
-      while (off + HEADER <= data.length) {
-        if (data.readUInt32LE(off) !== MAGIC) break;
-        const size = data.readUInt32LE(off + 4);
-        if (off + HEADER + size > data.length) break;
-        const crc = zlib.crc32(
-          data.subarray(off + HEADER, off + HEADER + size),
-          zlib.crc32(data.subarray(off, off + 25)),
-        );
-        if (crc !== data.readUInt32LE(off + 25)) break;
-        const seq = Number(data.readBigUInt64LE(off + 8));
-        lastSeq = seq;
-        if (seq > done) {
-          found.push({
-            seq,
-            compression: data.readUInt8(off + 16),
-            lines: data.readUInt32LE(off + 17),
-            rawBytes: data.readUInt32LE(off + 21),
-            size,
-            loc: { segment: firstSeq, offset: off + HEADER },
+    const losses: SpoolLoss[] = [];
+    const segments = this.#files.segments();
+    for (let i = 0; i < segments.length; i++) {
+      const { file, firstSeq } = segments[i]!;
+      // Seqs only grow: this segment holds nothing at or after the next one's first.
+      const next = segments[i + 1];
+      const upper = next === undefined ? Number.POSITIVE_INFINITY : next.firstSeq;
+      maxSeq = Math.max(maxSeq, firstSeq);
+      let read: { data: Buffer; holes: Hole[] };
+      try {
+        read = readSegment(file);
+      } catch (err) {
+        if (Math.max(firstSeq - 1, done) + 1 < upper) {
+          losses.push({
+            reason: "spool_unreadable",
+            file,
+            offset: 0,
+            bytes: null,
+            seq: null,
+            lines: null,
+            detail: errText(err),
           });
         }
-        off += HEADER + size;
+        this.#setAside(file, err, firstSeq, upper);
+        continue;
       }
-      if (off < data.length) {
-        this.#log.warn(
-          { file, at: off, size: data.length },
-          "spool: torn or corrupt record at the end of a segment (crash during a write?); cut off",
-        );
-        fs.truncateSync(file, off);
+      const scan = scanSegment(read.data, read.holes, { file, firstSeq, upper, done });
+      losses.push(...scan.losses);
+      maxSeq = Math.max(maxSeq, scan.lastSeq);
+      let bytes = read.data.length;
+      if (scan.cutAt !== null) {
+        try {
+          fs.truncateSync(file, scan.cutAt);
+          bytes = scan.cutAt;
+        } catch (err) {
+          this.#log.warn({ file, err: errText(err) }, "spool: cannot cut off a torn record");
+        }
       }
-      maxSeq = Math.max(maxSeq, lastSeq);
-      if (found.length === 0) {
+      if (scan.found.length === 0) {
         fs.rmSync(file, { force: true });
         continue;
       }
-      const fd = fs.openSync(file, "r");
-      this.#segments.set(firstSeq, { firstSeq, lastSeq, fd, bytes: off, file });
-      this.#bytes += off;
-      recovered.push(...found);
+      let fd: number;
+      try {
+        fd = fs.openSync(file, "r");
+      } catch (err) {
+        // Read a moment ago: only a racing change to the directory gets here.
+        const lines = scan.found.reduce((n, b) => n + b.lines, 0);
+        losses.push({
+          reason: "spool_unreadable",
+          file,
+          offset: 0,
+          bytes: read.data.length,
+          seq: null,
+          lines,
+          detail: errText(err),
+        });
+        this.#setAside(file, err, firstSeq, upper);
+        continue;
+      }
+      this.#segments.set(firstSeq, { firstSeq, lastSeq: scan.lastSeq, fd, bytes, file });
+      this.#bytes += bytes;
+      recovered.push(...scan.found);
     }
-    return { recovered, nextSeq: maxSeq + 1 };
+    for (const l of losses) {
+      this.#log.error(
+        {
+          reason: l.reason,
+          file: l.file,
+          offset: l.offset,
+          bytes: l.bytes,
+          seq: l.seq,
+          lines: l.lines,
+          detail: l.detail,
+        },
+        l.lines === null
+          ? `spool: ${l.detail} at ${l.file}:${l.offset}; the batches there are lost and their datapoints cannot be counted`
+          : `spool: ${l.detail} at ${l.file}:${l.offset}; its ${l.lines} datapoints are lost`,
+      );
+    }
+    return { recovered, nextSeq: maxSeq + 1, losses };
+  }
+
+  /**
+   * A segment that cannot be read is renamed out of the way: never read nor
+   * deleted again, kept for whoever wants to look at it.
+   */
+  #setAside(file: string, err: unknown, firstSeq: number, upper: number): void {
+    const aside = `${file}.unreadable`;
+    let moved = true;
+    try {
+      fs.renameSync(file, aside);
+    } catch {
+      moved = false;
+    }
+    this.#log.error(
+      {
+        file,
+        err: errText(err),
+        firstSeq,
+        lastSeq: Number.isFinite(upper) ? upper - 1 : null,
+        setAside: moved ? aside : null,
+      },
+      moved
+        ? `spool: segment ${file} cannot be read; renamed ${aside}`
+        : `spool: segment ${file} cannot be read, nor renamed; it will be tried again at the next start`,
+    );
   }
 
   /**
    * Appends one batch. Synchronous: when it returns the record is in the
-   * page cache and survives the death of this process.
+   * page cache and survives the death of this process. When it throws
+   * nothing of the record is left in the segment (or, if that cannot be
+   * ensured, the segment takes no more records).
    */
   append(
     seq: number,
@@ -188,47 +264,73 @@ export class BatchSpool {
   ): SpoolLocation {
     let seg = this.#active;
     if (seg === null || seg.bytes >= this.#segmentBytes) {
-      const file = path.join(this.dir, `seg-${String(seq).padStart(16, "0")}.spool`);
-      const fd = fs.openSync(file, "a+");
-      seg = { firstSeq: seq, lastSeq: seq, fd, bytes: 0, file };
+      const file = this.#files.segmentFile(seq);
+      const fd = fs.openSync(file, "a+", PRIVATE_FILE_MODE);
+      let bytes = 0;
+      try {
+        bytes = fs.fstatSync(fd).size; // 0, unless an append of this seq failed before
+      } catch {}
+      seg = { firstSeq: seq, lastSeq: seq, fd, bytes, file };
       this.#segments.set(seq, seg);
+      this.#bytes += bytes;
       this.#active = seg;
     }
-    const h = Buffer.allocUnsafe(HEADER);
-    h.writeUInt32LE(MAGIC, 0);
-    h.writeUInt32LE(payload.byteLength, 4);
-    h.writeBigUInt64LE(BigInt(seq), 8);
-    h.writeUInt8(compression, 16);
-    h.writeUInt32LE(lines, 17);
-    h.writeUInt32LE(rawBytes, 21);
-    h.writeUInt32LE(zlib.crc32(payload, zlib.crc32(h.subarray(0, 25))), 25);
-    const offset = seg.bytes + HEADER;
-    fs.writevSync(seg.fd, [h, payload]);
-    seg.bytes += HEADER + payload.byteLength;
+    const h = encodeRecordHeader(seq, compression, lines, rawBytes, payload);
+    const offset = seg.bytes;
+    const total = h.length + payload.byteLength;
+    try {
+      const n = fs.writevSync(seg.fd, [h, payload]);
+      if (n !== total) throw new Error(`short write (${n} of ${total} bytes)`);
+    } catch (err) {
+      // A partial record would shift every later record off its offset.
+      try {
+        fs.ftruncateSync(seg.fd, seg.bytes);
+      } catch {
+        this.#active = null; // recovery resynchronises past it
+      }
+      throw err;
+    }
+    seg.bytes += total;
     seg.lastSeq = seq;
-    this.#bytes += HEADER + payload.byteLength;
+    this.#bytes += total;
     return { segment: seg.firstSeq, offset };
   }
 
-  /** Reads a payload back. */
-  read(loc: SpoolLocation, size: number): Promise<Buffer> {
+  /**
+   * Reads a batch back, checking its record (magic, header, seq, size, crc).
+   * Rejects with a SpoolReadError when the record cannot be read or does not
+   * check out.
+   */
+  read(loc: SpoolLocation, seq: number, size: number): Promise<Buffer> {
     const seg = this.#segments.get(loc.segment);
     if (seg === undefined) {
-      return Promise.reject(new Error(`spool segment ${loc.segment} is gone`));
+      return Promise.reject(
+        new SpoolReadError(
+          "spool_unreadable",
+          this.#files.segmentFile(loc.segment),
+          loc.offset,
+          "its segment is gone",
+          false,
+        ),
+      );
     }
-    const buf = Buffer.allocUnsafe(size);
+    const buf = Buffer.allocUnsafe(RECORD_HEADER_BYTES + size);
     return new Promise((resolve, reject) => {
-      fs.read(seg.fd, buf, 0, size, loc.offset, (err, n) => {
-        if (err !== null) reject(err);
-        else if (n !== size) reject(new Error(`spool: short read in ${seg.file}`));
-        else resolve(buf);
+      fs.read(seg.fd, buf, 0, buf.length, loc.offset, (err, n) => {
+        if (err !== null) {
+          reject(new SpoolReadError("spool_unreadable", seg.file, loc.offset, errText(err), true));
+          return;
+        }
+        const r = checkRecord(buf.subarray(0, n), seq, size);
+        if (r.payload !== null) resolve(r.payload);
+        else reject(new SpoolReadError("spool_corrupt", seg.file, loc.offset, r.detail, false));
       });
     });
   }
 
   /**
-   * Everything up to `seq` is done (acknowledged or rejected): deletes the
-   * segments that hold nothing else.
+   * Everything up to `seq` is done (acknowledged, rejected or lost): deletes
+   * the segments that hold nothing else.
    */
   release(seq: number): void {
     if (seq <= this.#done) return;
@@ -250,11 +352,8 @@ export class BatchSpool {
 
   /** Persists the done mark (atomically; also done on release and close). */
   saveState(): void {
-    if (this.#done === this.#savedDone && fs.existsSync(path.join(this.dir, STATE_FILE))) return;
-    const file = path.join(this.dir, STATE_FILE);
-    const tmp = `${file}.tmp`;
-    fs.writeFileSync(tmp, JSON.stringify({ done: this.#done }), { flush: true });
-    fs.renameSync(tmp, file);
+    if (this.#done === this.#savedDone && this.#files.hasDone()) return;
+    this.#files.saveDone(this.#done);
     this.#savedDone = this.#done;
   }
 
@@ -267,59 +366,7 @@ export class BatchSpool {
       for (const seg of this.#segments.values()) fs.closeSync(seg.fd);
       this.#segments.clear();
       this.#active = null;
-      unlock(this.dir);
+      this.#files.unlock();
     }
-  }
-}
-
-function readOrCreateId(dir: string): string {
-  const file = path.join(dir, ID_FILE);
-  try {
-    const id = fs.readFileSync(file, "utf8").trim();
-    if (id !== "") return id;
-  } catch {}
-  const id = `${hostname().split(".")[0]}-${randomUUID()}`;
-  fs.writeFileSync(`${file}.tmp`, id, { flush: true });
-  fs.renameSync(`${file}.tmp`, file);
-  return id;
-}
-
-/** One proxy per spool directory: two would hand out the same seqs. */
-function lock(dir: string): void {
-  const file = path.join(dir, LOCK_FILE);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.writeFileSync(file, String(process.pid), { flag: "wx" });
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") {
-        throw new PolymurError(
-          ErrorCode.Spool,
-          `cannot lock spool directory ${dir}: ${(err as Error).message}`,
-        );
-      }
-    }
-    const pid = Number(fs.readFileSync(file, "utf8").trim());
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-      throw new PolymurError(
-        ErrorCode.Spool,
-        `spool directory ${dir} is in use by process ${pid}; each proxy needs its own --spool-dir`,
-      );
-    }
-    fs.rmSync(file, { force: true }); // stale: its proxy died
-  }
-  throw new PolymurError(ErrorCode.Spool, `cannot lock spool directory ${dir}`);
-}
-
-function unlock(dir: string): void {
-  fs.rmSync(path.join(dir, LOCK_FILE), { force: true });
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
   }
 }

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { EventEmitter, once } from "node:events";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -77,6 +78,9 @@ export interface LinkStats {
 }
 
 type Request = MessageInitShape<typeof StreamRequestSchema>;
+
+/** Hello.instance_id: random per process, so a gateway tells it from another using its proxy id. */
+const INSTANCE_ID = randomUUID();
 
 /**
  * The proxy's side of the proxy → gateway link: one long-lived gRPC
@@ -358,19 +362,19 @@ class RequestFeed implements AsyncIterable<Request> {
     if (this.#signal.aborted) return end;
     if (!this.#helloSent) {
       this.#helloSent = true;
-      return { done: false, value: { msg: { case: "hello", value: { proxyId: this.#proxyId } } } };
+      const hello = { proxyId: this.#proxyId, instanceId: INSTANCE_ID };
+      return { done: false, value: { msg: { case: "hello", value: hello } } };
     }
     if (!(await until(this.#welcomed, this.#signal))) return end;
     for (;;) {
       const b = this.#buffer.after(this.#cursor);
       if (b !== undefined) {
         this.#cursor = b.seq;
-        let payload: Buffer;
-        try {
-          payload = await this.#buffer.payload(b);
-        } catch {
-          continue; // acknowledged (and its segment deleted) meanwhile
-        }
+        // null: acknowledged meanwhile, or it cannot be read back from the
+        // spool (the buffer then counted it lost and logged where it was,
+        // and it is done, so no later cumulative ack counts it as delivered).
+        const payload = await this.#buffer.payload(b);
+        if (payload === null) continue;
         if (this.#signal.aborted) return end;
         this.#count(b);
         return {

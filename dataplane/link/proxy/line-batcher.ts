@@ -117,9 +117,13 @@ export class LineBatcher implements LineSink {
     this.#emit(raw, countNewlines(raw));
   }
 
+  /**
+   * Emits what is waiting, then stops the timer: closing never drops lines
+   * (a proxy refused by its gateway closes without a graceful shutdown, and
+   * its last lines must still reach the buffer and spool).
+   */
   close(): void {
-    if (this.#timer !== null) clearTimeout(this.#timer);
-    this.#timer = null;
+    this.flush();
   }
 }
 

@@ -1,5 +1,6 @@
 import { PrometheusText } from "../../observe/prometheus-text.ts";
 import type { LinkStats } from "./gateway-link.ts";
+import { LOSS_REASONS, type LossReason } from "./loss-counts.ts";
 
 /** A proxy's own counters: its batches, its buffer and its link to the gateway. */
 export interface ProxyStats {
@@ -13,6 +14,14 @@ export interface ProxyStats {
   spoolBytes: number;
   held: boolean;
   proxyId: string;
+  /** Datapoints lost, by reason (LossReason; every reason present, 0 when none). */
+  lost: Record<LossReason, number>;
+  /** Losses whose datapoints could not be counted, by reason (a damaged record header, an unreadable segment). */
+  lostUncounted: Record<LossReason, number>;
+  /** Spool appends that failed (their batches held in memory only). */
+  spoolAppendFailures: number;
+  /** Pending datapoints held in memory only because their spool append failed. */
+  unspooledLines: number;
 }
 
 /** The proxy's counters in Prometheus text, appended to its /metrics. */
@@ -81,6 +90,30 @@ export function proxyPrometheus(s: ProxyStats): string {
       "Datapoints not yet acknowledged.",
       one(s.pendingLines),
     )
+    .metric(
+      "polymur_proxy_lost_datapoints_total",
+      "counter",
+      "Datapoints lost, by reason: spool_corrupt, spool_unreadable (spool records that cannot be read back), exit_without_spool, exit_spool_append_failed (unacknowledged and in memory only at exit).",
+      byReason(s.lost),
+    )
+    .metric(
+      "polymur_proxy_lost_uncounted_total",
+      "counter",
+      "Losses whose datapoints could not be counted (a spool record with a damaged header, a spool segment that cannot be read), by reason.",
+      byReason(s.lostUncounted),
+    )
+    .metric(
+      "polymur_proxy_spool_append_failures_total",
+      "counter",
+      "Batches that could not be written to the spool (held in memory only).",
+      one(s.spoolAppendFailures),
+    )
+    .metric(
+      "polymur_proxy_unspooled_datapoints",
+      "gauge",
+      "Datapoints not yet acknowledged and in memory only (their spool append failed): lost if the proxy exits now.",
+      one(s.unspooledLines),
+    )
     .metric("polymur_proxy_buffer_bytes", "gauge", "Bytes of unacknowledged batches.", [
       [{ where: "memory" }, s.memoryBytes],
       [{ where: "spool" }, s.spoolBytes],
@@ -110,4 +143,8 @@ export function proxyPrometheus(s: ProxyStats): string {
       one(l.failures),
     )
     .toString();
+}
+
+function byReason(m: Record<LossReason, number>): Array<readonly [Record<string, string>, number]> {
+  return LOSS_REASONS.map((reason) => [{ reason }, m[reason]] as const);
 }

@@ -213,12 +213,15 @@ function rejected(over: Partial<Record<RejectReason, number>> = {}): Record<Reje
 function stats(over: Partial<PipelineStats> = {}): PipelineStats {
   return {
     received: 0,
+    generated: 0,
     rejected: rejected(),
+    unrouted: { no_destination: 0, ingest_paused: 0 },
+    routed: 0,
     connections: 0,
     connectionsTotal: 0,
     connectionsRefused: 0,
+    connectionsIdleClosed: 0,
     bytesIn: 0,
-    undelivered: 0,
     destinations: [],
     paused: false,
     ...over,
@@ -233,8 +236,8 @@ describe("nodeStatusFromStats", () => {
       connectionsTotal: 40,
       rejected: rejected({ bad_value: 4, field_count: 2, line_too_long: 1 }),
       destinations: [
-        destinationStats("10.0.0.1:2003", { forwarded: 600, dropped: 5 }),
-        destinationStats("10.0.0.2:2003:b", { forwarded: 390, dropped: 7 }),
+        destinationStats("10.0.0.1:2003", { forwarded: 600, droppedBy: { queue_full: 5 } }),
+        destinationStats("10.0.0.2:2003:b", { forwarded: 390, droppedBy: { queue_full: 7 } }),
       ],
     });
     expect(nodeStatusFromStats(s).counters).toEqual({
@@ -252,7 +255,7 @@ describe("nodeStatusFromStats", () => {
         destinationStats("10.0.0.1:2003", {
           state: "connected",
           forwarded: 600,
-          dropped: 5,
+          droppedBy: { queue_full: 5 },
           resent: 11,
           queuedLines: 20,
           queuedBytes: 640,
@@ -261,7 +264,7 @@ describe("nodeStatusFromStats", () => {
           id: "[::1]:2003:b",
           state: "backoff",
           forwarded: 0,
-          dropped: 9,
+          droppedBy: { queue_full: 9 },
           queuedLines: 300,
           queuedBytes: 9_600,
           lastError: "connect ECONNREFUSED",

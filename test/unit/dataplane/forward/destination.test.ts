@@ -4,9 +4,11 @@ import {
   DESTINATION_DEFAULTS,
   Destination,
   type DestinationOptions,
-  type DestinationState,
+  resendWindowBytes,
 } from "../../../../dataplane/forward/destination.ts";
 import { parseDestination } from "../../../../dataplane/forward/destination-spec.ts";
+import type { DestinationState } from "../../../../dataplane/forward/destination-stats.ts";
+import { kernelResendBytes } from "../../../../dataplane/forward/kernel-buffers.ts";
 import { freePort, LineSink } from "../../../fixtures/line-sink.ts";
 import { closeServer, listenLocal } from "../../../fixtures/local-server.ts";
 import { until } from "../../../fixtures/until.ts";
@@ -263,13 +265,20 @@ describe("Destination", () => {
     expect(DESTINATION_DEFAULTS).toEqual({
       queueBytes: 128 * 1024 * 1024,
       overflow: "drop-oldest",
-      resendBytes: 4 * 1024 * 1024,
+      resendBytes: "auto",
       backoffMinMs: 100,
       backoffMaxMs: 10_000,
       connectTimeoutMs: 5_000,
       writeBytes: 256 * 1024,
       flushDelayMs: 5,
     });
+  });
+
+  it('resend window "auto" is what the kernels\' socket buffers hold; a number is taken as it is', () => {
+    expect(kernelResendBytes()).toBeGreaterThan(0);
+    expect(resendWindowBytes("auto")).toBe(kernelResendBytes());
+    expect(resendWindowBytes(0)).toBe(0);
+    expect(resendWindowBytes(4096)).toBe(4096);
   });
 
   it("reads and discards whatever a destination sends back", async () => {

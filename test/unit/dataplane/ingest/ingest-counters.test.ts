@@ -22,10 +22,13 @@ describe("IngestCounters", () => {
     const c = new IngestCounters();
     expect(c.stats(0, false)).toEqual({
       received: 0,
+      accepted: 0,
+      generated: 0,
       rejected: Object.fromEntries(REJECT_REASONS.map((r) => [r, 0])),
       connections: 0,
       connectionsTotal: 0,
       connectionsRefused: 0,
+      connectionsIdleClosed: 0,
       bytesIn: 0,
       droppedPaused: 0,
       paused: false,
@@ -33,14 +36,15 @@ describe("IngestCounters", () => {
     expect(c.recentRejects()).toEqual([]);
   });
 
-  it("handler.segment counts the lines received and passes the run on as it is (zero copy)", () => {
+  it("handler.segment counts the lines accepted and passes the run on as it is (zero copy)", () => {
     const c = new IngestCounters();
     const sink = new Recorder();
     const h = c.handler(sink, "10.0.0.1");
     const buf = Buffer.from("skip\na 1 1\nb 2 2\n");
     h.segment(buf, 5, buf.length, 2);
     h.segment(buf, 5, 11, 1);
-    expect(c.received).toBe(3);
+    expect(c.accepted).toBe(3);
+    expect(c.stats(0, false)).toMatchObject({ received: 3, accepted: 3, generated: 0 });
     expect(sink.calls).toHaveLength(2);
     expect(sink.calls[0]).toEqual({ buf, start: 5, end: buf.length, lines: 2 });
     expect(sink.calls[0]?.buf).toBe(buf);
@@ -57,7 +61,9 @@ describe("IngestCounters", () => {
     );
     c.handler(sink, "10.0.0.3").reject("field_count", "2 fields", Buffer.from("a 1"));
     expect(sink.calls).toEqual([]);
-    expect(c.received).toBe(0);
+    expect(c.accepted).toBe(0);
+    // Received counts every line read, rejected ones included.
+    expect(c.stats(0, false)).toMatchObject({ received: 2, accepted: 0 });
     expect(c.rejects.counts.bad_value).toBe(1);
     expect(c.rejects.counts.field_count).toBe(1);
     expect(c.recentRejects().map((s) => [s.source, s.reason, s.detail, s.line])).toEqual([
@@ -73,14 +79,15 @@ describe("IngestCounters", () => {
     const buf = Buffer.from("m 1 1\n");
     c.handler(a, "x").segment(buf, 0, buf.length, 1);
     c.handler(b, "y").segment(buf, 0, buf.length, 1);
-    expect(c.received).toBe(2);
+    expect(c.accepted).toBe(2);
     expect(a.calls).toHaveLength(1);
     expect(b.calls).toHaveLength(1);
   });
 
   it("stats() reports the counters, the given connections and paused, and a copy of the reject counts", () => {
     const c = new IngestCounters();
-    c.received = 10;
+    c.accepted = 10;
+    c.generated = 4;
     c.bytesIn = 400;
     c.connectionsTotal = 5;
     c.connectionsRefused = 1;
@@ -88,7 +95,10 @@ describe("IngestCounters", () => {
     c.handler(new Recorder(), "s").reject("bad_name", "", Buffer.from("?"));
     const s = c.stats(3, true);
     expect(s).toMatchObject({
-      received: 10,
+      // Every line: accepted (generated among them), rejected, dropped while paused.
+      received: 10 + 1 + 2,
+      accepted: 10,
+      generated: 4,
       bytesIn: 400,
       connections: 3,
       connectionsTotal: 5,
@@ -123,12 +133,34 @@ describe("IngestCounters", () => {
       "a.b 1 1700000000\nc.d 2 1700000000\ne.f 3 1700000000\ni.j 4 1700000000\n",
     );
     expect(sink.calls.reduce((n, x) => n + x.lines, 0)).toBe(4);
-    expect(c.received).toBe(4);
+    expect(c.accepted).toBe(4);
+    expect(c.stats(0, false).received).toBe(6);
     expect(c.rejects.counts.field_count).toBe(1);
     expect(c.rejects.counts.nan_value).toBe(1);
     expect(c.recentRejects().map((s) => [s.reason, s.line, s.source])).toEqual([
       ["nan_value", "g.h nan 1700000000", "10.0.0.7"],
       ["field_count", "bad", "10.0.0.7"],
     ]);
+  });
+
+  it("generate() writes polymur's own lines to the sink, counted as received, accepted and generated", () => {
+    const c = new IngestCounters();
+    const sink = new Recorder();
+    c.handler(sink, "s").segment(Buffer.from("a 1 1\n"), 0, 6, 1);
+    c.generate(sink, "polymur.x 1 1700000000\npolymur.y 2 1700000000\n");
+    expect(sink.text).toBe("a 1 1\npolymur.x 1 1700000000\npolymur.y 2 1700000000\n");
+    expect(sink.calls.at(-1)?.lines).toBe(2);
+    expect([c.accepted, c.generated]).toEqual([3, 2]);
+    expect(c.stats(0, false)).toMatchObject({ received: 3, accepted: 3, generated: 2 });
+    // Self-metrics are not sender traffic: no bytes in.
+    expect(c.bytesIn).toBe(0);
+  });
+
+  it("generate() with no text writes and counts nothing", () => {
+    const c = new IngestCounters();
+    const sink = new Recorder();
+    c.generate(sink, "");
+    expect(sink.calls).toEqual([]);
+    expect(c.stats(0, false)).toMatchObject({ received: 0, accepted: 0, generated: 0 });
   });
 });

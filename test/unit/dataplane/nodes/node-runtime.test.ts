@@ -1,7 +1,11 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { IngestCounters } from "../../../../dataplane/ingest/ingest-counters.ts";
 import { NodeRuntime, type NodeRuntimeOptions } from "../../../../dataplane/nodes/node-runtime.ts";
-import { type PipelineStats, pipelineStats } from "../../../../dataplane/observe/pipeline-stats.ts";
+import {
+  datapointTotals,
+  type PipelineStats,
+  pipelineStats,
+} from "../../../../dataplane/observe/pipeline-stats.ts";
 import { type CapturedLine, captureLog } from "../../../fixtures/capture-log.ts";
 import { until } from "../../../fixtures/until.ts";
 
@@ -10,10 +14,10 @@ afterEach(() => {
   for (const r of runtimes.splice(0)) r.close();
 });
 
-/** A pipeline that received `received` datapoints and has no destinations. */
+/** A pipeline that received (and accepted) `received` datapoints and has no destinations. */
 function stats(received: number): PipelineStats {
   const c = new IngestCounters();
-  c.received = received;
+  c.accepted = received;
   return pipelineStats(c.stats(0, false), null);
 }
 
@@ -62,7 +66,11 @@ describe("NodeRuntime stats endpoint", () => {
     await rt.start();
     const s = await get(rt, "/stats");
     expect(s.status).toBe(200);
-    expect(JSON.parse(s.body)).toEqual({ ...stats(5), role: "test" });
+    expect(JSON.parse(s.body)).toEqual({
+      datapoints: datapointTotals(stats(5)),
+      ...stats(5),
+      role: "test",
+    });
     const m = await get(rt, "/metrics");
     expect(m.body).toContain("\npolymur_received_total 5\n");
     expect(m.body.endsWith("polymur_test_extra 3\n")).toBe(true);
@@ -125,16 +133,20 @@ describe("NodeRuntime chores", () => {
   it("logUndelivered returns the total and says what was lost", () => {
     const { rt, logs } = runtime({ statAddr: null });
     expect(rt.logUndelivered({ "10.0.0.1:2003": 2, "10.0.0.2:2003": 3 })).toBe(5);
+    // With the node's whole account, for the record.
+    const datapoints = JSON.parse(JSON.stringify(datapointTotals(stats(5))));
     expect(logs.at(-1)).toMatchObject({
       level: 40,
       total: 5,
       undelivered: { "10.0.0.1:2003": 2, "10.0.0.2:2003": 3 },
+      datapoints,
       msg: "shutdown complete: 5 datapoints left undelivered",
     });
     expect(rt.logUndelivered({ "10.0.0.1:2003": 0 })).toBe(0);
     expect(logs.at(-1)).toMatchObject({
       level: 30,
       received: 5,
+      datapoints,
       msg: "shutdown complete: every queued datapoint was written",
     });
     expect(rt.logUndelivered({})).toBe(0);

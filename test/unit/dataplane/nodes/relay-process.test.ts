@@ -7,6 +7,7 @@ import {
   RelayProcess,
   type RelayProcessOptions,
 } from "../../../../dataplane/nodes/relay-process.ts";
+import { datapointTotals } from "../../../../dataplane/observe/pipeline-stats.ts";
 import { type CapturedLine, captureLog } from "../../../fixtures/capture-log.ts";
 import { datapoints, freePort, LineSink, sendLines } from "../../../fixtures/line-sink.ts";
 import { relayConfig } from "../../../fixtures/relay-config.ts";
@@ -89,11 +90,16 @@ describe("RelayProcess", () => {
     expect(b.lines).toEqual(lines);
     const s = p.stats();
     expect(s.received).toBe(500);
+    // Routed once, whatever the number of destinations; each destination routed all.
+    expect(s.routed).toBe(500);
     expect(s.connectionsTotal).toBe(1);
     await until("forwarded counted", () =>
       p.stats().destinations.every((d) => d.forwarded === 500),
     );
-    expect(p.stats().destinations.map((d) => d.spec)).toEqual([a.address, b.address]);
+    expect(p.stats().destinations.map((d) => [d.spec, d.routed])).toEqual([
+      [a.address, 500],
+      [b.address, 500],
+    ]);
   });
 
   it("passes bad lines over (counted as rejected) and delivers the rest", async () => {
@@ -103,9 +109,28 @@ describe("RelayProcess", () => {
     await a.waitForLines(2, 5_000);
     expect(a.lines).toEqual(["good.one 1 1700000000", "good.two 2 1700000000"]);
     const s = p.stats();
-    expect(s.received).toBe(2);
+    // Received counts every line: received = rejected + unrouted + routed.
+    expect(s.received).toBe(3);
+    expect(s.routed).toBe(2);
     expect(Object.values(s.rejected).reduce((x, y) => x + y, 0)).toBe(1);
     expect(p.recentRejects()).toHaveLength(1);
+  });
+
+  it("received = rejected + unrouted + routed: with no destination, valid lines are unrouted", async () => {
+    const { p, port } = await relay(relayConfig(""));
+    await sendLines(port, "a.one 1 1700000000\nbad\na.two 2 1700000000\na.three 3 1700000000\n");
+    await until("read", () => p.stats().received === 4);
+    p.inject("polymur.self 1 1700000000\n");
+    const t = datapointTotals(p.stats());
+    expect(t).toMatchObject({
+      received: 5,
+      generated: 1,
+      rejected: 1,
+      unrouted: 4,
+      unroutedBy: { no_destination: 4, ingest_paused: 0 },
+      routed: 0,
+    });
+    expect(t.received).toBe(t.rejected + t.unrouted + t.routed);
   });
 
   it("block policy, dead destination: pauses ingest when the queue is full, resumes once it drains, loses nothing", async () => {
@@ -169,7 +194,7 @@ describe("RelayProcess", () => {
     expect(holds).toEqual(holds.map((_, i) => i % 2 === 0));
   });
 
-  it("inject() routes polymur's own lines without counting them as received", async () => {
+  it("inject() routes polymur's own lines, counted as received and generated (not as sender bytes)", async () => {
     const a = await sink();
     const b = await sink();
     const { p } = await relay(relayConfig(`${a.address},${b.address}`));
@@ -180,10 +205,9 @@ describe("RelayProcess", () => {
       "polymur.self.received 0 1700000000",
       "polymur.self.forwarded 0 1700000000",
     ]);
-    expect(p.stats().received).toBe(0);
-    expect(p.stats().bytesIn).toBe(0);
+    expect(p.stats()).toMatchObject({ received: 2, generated: 2, routed: 2, bytesIn: 0 });
     p.inject("");
-    expect(p.stats().received).toBe(0);
+    expect(p.stats()).toMatchObject({ received: 2, generated: 2, routed: 2 });
   });
 
   it("with `console`, writes each routed run to the stream as well (valid lines only)", async () => {
@@ -231,7 +255,18 @@ describe("RelayProcess", () => {
     );
     const undelivered = await p.shutdown(200, 50);
     expect(undelivered).toEqual({ [live.address]: 0, [dead]: 300 });
-    expect(p.stats().undelivered).toBe(300);
+    const s = p.stats();
+    expect(s.destinations.map((d) => [d.spec, d.undelivered])).toEqual([
+      [live.address, 0],
+      [dead, 300],
+    ]);
+    expect(datapointTotals(s)).toMatchObject({
+      received: 300,
+      routed: 300,
+      forwarded: 300,
+      queued: 0,
+      undelivered: 300,
+    });
     // Closed: no new senders.
     await expect(sendLines(port, "late 1 1700000000\n")).rejects.toMatchObject({
       code: "ECONNREFUSED",

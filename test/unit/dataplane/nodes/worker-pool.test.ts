@@ -1,9 +1,16 @@
+import { readdirSync, readFileSync } from "node:fs";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { IngestCounters } from "../../../../dataplane/ingest/ingest-counters.ts";
 import type { RelayConfig } from "../../../../dataplane/nodes/relay-config.ts";
 import { RelayProcess } from "../../../../dataplane/nodes/relay-process.ts";
-import { WorkerPool } from "../../../../dataplane/nodes/worker-pool.ts";
-import type { PipelineStats } from "../../../../dataplane/observe/pipeline-stats.ts";
-import { captureLog } from "../../../fixtures/capture-log.ts";
+import { retireStats, WorkerPool } from "../../../../dataplane/nodes/worker-pool.ts";
+import {
+  datapointTotals,
+  type PipelineStats,
+  pipelineStats,
+} from "../../../../dataplane/observe/pipeline-stats.ts";
+import { type CapturedLine, captureLog } from "../../../fixtures/capture-log.ts";
+import { destinationStats } from "../../../fixtures/destination-stats.ts";
 import { datapoints, freePort, LineSink, sendLines } from "../../../fixtures/line-sink.ts";
 import { relayConfig } from "../../../fixtures/relay-config.ts";
 import { until } from "../../../fixtures/until.ts";
@@ -44,8 +51,10 @@ function shutdown(p: WorkerPool, deadlineMs: number): Promise<Array<Record<strin
  * every connection reaches the worker (with both listening, the kernel
  * spreads connections between them).
  */
-async function pool(c: RelayConfig): Promise<{ pool: WorkerPool; port: number }> {
-  const { log } = captureLog();
+async function pool(
+  c: RelayConfig,
+): Promise<{ pool: WorkerPool; port: number; logs: CapturedLine[] }> {
+  const { log, lines: logs } = captureLog();
   const primary = new RelayProcess(c, log, { share: 0.5, reusePort: true });
   const { port } = await primary.listen();
   const p = new WorkerPool(1, c, 0.5, log);
@@ -55,12 +64,45 @@ async function pool(c: RelayConfig): Promise<{ pool: WorkerPool; port: number }>
   });
   await p.start(port);
   await primary.shutdown(0, 0);
-  return { pool: p, port };
+  return { pool: p, port, logs };
 }
 
 function only(p: WorkerPool): PipelineStats | undefined {
   const all = p.stats();
   return all.length === 1 ? all[0] : undefined;
+}
+
+/** Destinations of a worker's stats that are not removed. */
+function live(s: PipelineStats | undefined): number {
+  return (s?.destinations ?? []).filter((d) => !d.removed).length;
+}
+
+/** Ids of this process's child processes (the pool's workers), from /proc. */
+function childPids(): number[] {
+  const pids: number[] = [];
+  for (const name of readdirSync("/proc")) {
+    if (!/^\d+$/.test(name)) continue;
+    try {
+      const stat = readFileSync(`/proc/${name}/stat`, "utf8");
+      // pid (comm) state ppid …: comm may hold spaces and parentheses.
+      const ppid = Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]);
+      if (ppid === process.pid) pids.push(Number(name));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return pids;
+}
+
+/** The one worker process of a pool (this test process starts no other child). */
+async function workerPid(): Promise<number> {
+  let pid = 0;
+  await until("one worker process", () => {
+    const pids = childPids();
+    if (pids.length === 1) pid = pids[0]!;
+    return pids.length === 1;
+  });
+  return pid;
 }
 
 describe("WorkerPool", () => {
@@ -87,14 +129,14 @@ describe("WorkerPool", () => {
     // The worker applies the message when its event loop reads it, which may
     // come after it has accepted (and routed) a connection opened now: wait
     // until its counters show the new destination.
-    await until("b in the worker's stats", () => (only(p)?.destinations.length ?? 0) === 2);
+    await until("b in the worker's stats", () => live(only(p)) === 2);
     await sendLines(port, `${datapoints("applied", 50).join("\n")}\n`);
     await b.waitForLines(50, 5_000);
     await a.waitForLines(50, 5_000);
     expect(b.lines).toEqual(a.lines);
 
     p.apply(relayConfig(b.address));
-    await until("a gone from the worker", () => (only(p)?.destinations.length ?? 0) === 1);
+    await until("a gone from the worker", () => live(only(p)) === 1);
     await sendLines(port, "only.b 1 1700000000\n");
     await b.waitForLines(51, 5_000);
     expect(b.lines.at(-1)).toBe("only.b 1 1700000000");
@@ -113,6 +155,147 @@ describe("WorkerPool", () => {
     const undelivered = await shutdown(p, 100);
     expect(undelivered).toEqual([{ [a.address]: 0, [dead]: 120 }]);
     // The last counters stay, for the final report.
-    expect(only(p)).toMatchObject({ received: 120, undelivered: 120 });
+    const last = only(p)!;
+    expect(last.received).toBe(120);
+    expect(last.destinations.find((d) => d.spec === dead)).toMatchObject({
+      undelivered: 120,
+      queuedLines: 0,
+    });
+  });
+
+  it("a worker that dies keeps its last counters, its queue dropped (worker_died); another takes its place", async () => {
+    const a = await sink();
+    const dead = `127.0.0.1:${await freePort()}`;
+    const { pool: p, port, logs } = await pool(relayConfig(`${a.address},${dead}`));
+    await sendLines(port, `${datapoints("died", 120).join("\n")}\n`);
+    await a.waitForLines(120, 5_000);
+    await until("the dead destination's queue in the stats", () =>
+      (only(p)?.destinations ?? []).some((d) => d.spec === dead && d.queuedLines === 120),
+    );
+    const pid = await workerPid();
+    process.kill(pid, "SIGKILL");
+    await until("the worker's death is accounted for", () =>
+      logs.some((l) => l.reason === "worker_died"),
+    );
+    expect(logs.find((l) => l.reason === "worker_died")).toMatchObject({
+      level: 50,
+      lost: { [dead]: 120 },
+    });
+    // Its counters stay in the totals: nothing received goes missing.
+    const retired = p.stats();
+    expect(retired).toHaveLength(1);
+    expect(retired[0]).toMatchObject({ received: 120, routed: 120, connections: 0 });
+    expect(retired[0]!.destinations.find((d) => d.spec === dead)).toMatchObject({
+      state: "closed",
+      removed: true,
+      routed: 120,
+      queuedLines: 0,
+      queuedBytes: 0,
+      dropped: 120,
+      droppedBy: { queue_full: 0, closed: 0, worker_died: 120 },
+    });
+    expect(retired[0]!.destinations.find((d) => d.spec === a.address)).toMatchObject({
+      removed: true,
+      forwarded: 120,
+    });
+    // Restarted: the new worker reports beside the dead one's last counters.
+    await until("a new worker reports", () => p.stats().length === 2, 10_000);
+    await sendLines(port, "after.restart 1 1700000000\n");
+    await a.waitForLines(121, 5_000);
+  });
+
+  it("a worker that exits without its shutdown report: its last queue is undelivered, and it is not restarted", async () => {
+    const a = await sink();
+    const dead = `127.0.0.1:${await freePort()}`;
+    const { pool: p, port } = await pool(relayConfig(`${a.address},${dead}`));
+    await sendLines(port, `${datapoints("killed", 80).join("\n")}\n`);
+    await a.waitForLines(80, 5_000);
+    await until("the dead destination's queue in the stats", () =>
+      (only(p)?.destinations ?? []).some((d) => d.spec === dead && d.queuedLines === 80),
+    );
+    const pid = await workerPid();
+    // A long deadline: the worker would still be draining when it is killed.
+    const stopping = shutdown(p, 30_000);
+    process.kill(pid, "SIGKILL");
+    expect(await stopping).toEqual([{ [dead]: 80 }]);
+    const last = only(p)!;
+    expect(last.destinations.find((d) => d.spec === dead)).toMatchObject({
+      state: "closed",
+      removed: true,
+      queuedLines: 0,
+      undelivered: 80,
+      dropped: 0,
+    });
+    expect(datapointTotals(last)).toMatchObject({ received: 80, routed: 80, undelivered: 80 });
+    // No worker is started during a shutdown (the restart delay is 500 ms).
+    await new Promise((r) => setTimeout(r, 800));
+    expect(childPids()).toEqual([]);
+    expect(p.stats()).toHaveLength(1);
+  });
+});
+
+describe("retireStats", () => {
+  function workerStats(): PipelineStats {
+    const c = new IngestCounters();
+    c.accepted = 100;
+    return pipelineStats(c.stats(4, true), {
+      routed: 100,
+      noDestination: 0,
+      destinations: [
+        destinationStats("a:1", {
+          routed: 100,
+          forwarded: 60,
+          queuedLines: 30,
+          queuedBytes: 900,
+          droppedBy: { queue_full: 10 },
+        }),
+        destinationStats("b:1", { state: "backoff", routed: 100, forwarded: 100 }),
+      ],
+    });
+  }
+
+  const balanced = (s: PipelineStats): boolean =>
+    s.destinations.every(
+      (d) => d.routed === d.forwarded + d.queuedLines + d.dropped + d.undelivered + d.rerouted,
+    );
+
+  it('"worker_died": the queue is dropped for that reason, every row removed and closed', () => {
+    const s = workerStats();
+    expect(balanced(s)).toBe(true);
+    expect(retireStats(s, "worker_died")).toEqual({ "a:1": 30 });
+    expect(s).toMatchObject({ connections: 0, paused: false, received: 100, routed: 100 });
+    expect(s.destinations[0]).toMatchObject({
+      state: "closed",
+      removed: true,
+      queuedLines: 0,
+      queuedBytes: 0,
+      dropped: 40,
+      droppedBy: { queue_full: 10, closed: 0, worker_died: 30 },
+      undelivered: 0,
+      forwarded: 60,
+    });
+    expect(s.destinations[1]).toMatchObject({ state: "closed", removed: true, dropped: 0 });
+    expect(balanced(s)).toBe(true);
+  });
+
+  it('"undelivered": the queue is undelivered, nothing more dropped', () => {
+    const s = workerStats();
+    expect(retireStats(s, "undelivered")).toEqual({ "a:1": 30 });
+    expect(s.destinations[0]).toMatchObject({
+      state: "closed",
+      removed: true,
+      queuedLines: 0,
+      queuedBytes: 0,
+      dropped: 10,
+      droppedBy: { queue_full: 10, closed: 0, worker_died: 0 },
+      undelivered: 30,
+    });
+    expect(balanced(s)).toBe(true);
+  });
+
+  it("of a worker with nothing queued loses nothing", () => {
+    const c = new IngestCounters();
+    const s = pipelineStats(c.stats(0, false), null);
+    expect(retireStats(s, "worker_died")).toEqual({});
   });
 });

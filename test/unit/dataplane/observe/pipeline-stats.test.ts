@@ -1,6 +1,8 @@
 import { describe, expect, it } from "vitest";
+import type { DestinationState } from "../../../../dataplane/forward/destination-stats.ts";
 import { IngestCounters, type IngestStats } from "../../../../dataplane/ingest/ingest-counters.ts";
 import {
+  datapointTotals,
   mergeStats,
   type PipelineStats,
   pipelineStats,
@@ -13,9 +15,11 @@ function ingest(over: Partial<IngestStats> = {}): IngestStats {
 }
 
 describe("pipelineStats", () => {
-  it("takes ingest's counters and the router's destinations; undelivered adds datagrams dropped while paused", () => {
+  it("takes ingest's counters and the router's; unrouted: no destination, and datagrams dropped while paused", () => {
     const i = ingest({
-      received: 10,
+      received: 30,
+      accepted: 20,
+      generated: 5,
       connections: 2,
       connectionsTotal: 3,
       connectionsRefused: 1,
@@ -25,27 +29,98 @@ describe("pipelineStats", () => {
     });
     i.rejected.field_count = 2;
     const r: RouterStats = {
-      undelivered: 7,
-      destinations: [destinationStats("a:1")],
+      routed: 13,
+      noDestination: 7,
+      destinations: [destinationStats("a:1", { routed: 13, forwarded: 13 })],
     };
     expect(pipelineStats(i, r)).toEqual({
-      received: 10,
+      received: 30,
+      generated: 5,
       rejected: i.rejected,
+      unrouted: { no_destination: 7, ingest_paused: 4 },
+      routed: 13,
       connections: 2,
       connectionsTotal: 3,
       connectionsRefused: 1,
       bytesIn: 400,
-      undelivered: 11,
-      destinations: [destinationStats("a:1")],
+      destinations: [destinationStats("a:1", { routed: 13, forwarded: 13 })],
       paused: true,
     });
   });
 
-  it("without a router (a proxy): no destinations, undelivered is what ingest dropped", () => {
+  it("without a router (a proxy): nothing routed, no destinations, unrouted only what ingest dropped", () => {
     const s = pipelineStats(ingest({ droppedPaused: 3 }), null);
     expect(s.destinations).toEqual([]);
-    expect(s.undelivered).toBe(3);
+    expect(s.routed).toBe(0);
+    expect(s.unrouted).toEqual({ no_destination: 0, ingest_paused: 3 });
     expect(s.paused).toBe(false);
+  });
+});
+
+describe("datapointTotals", () => {
+  it("takes the node's terms and sums the destinations' (all reasons, removed rows included)", () => {
+    const i = ingest({ received: 100, generated: 6, droppedPaused: 4 });
+    i.rejected.field_count = 3;
+    i.rejected.bad_value = 2;
+    const s = pipelineStats(i, {
+      routed: 80,
+      noDestination: 11,
+      destinations: [
+        destinationStats("a:1", {
+          routed: 80,
+          forwarded: 50,
+          queuedLines: 10,
+          droppedBy: { queue_full: 7, closed: 1 },
+          undelivered: 2,
+          rerouted: 10,
+          unconfirmed: 3,
+          resent: 9,
+        }),
+        destinationStats("b:1", {
+          routed: 10,
+          forwarded: 4,
+          queuedLines: 1,
+          droppedBy: { worker_died: 2 },
+          undelivered: 3,
+          unconfirmed: 1,
+          resent: 1,
+          removed: true,
+          state: "closed",
+        }),
+      ],
+    });
+    const t = datapointTotals(s);
+    expect(t).toEqual({
+      received: 100,
+      rejected: 5,
+      unrouted: 15,
+      routed: 80,
+      forwarded: 54,
+      queued: 11,
+      dropped: 10,
+      undelivered: 5,
+      unconfirmed: 4,
+      resent: 10,
+      rerouted: 10,
+      generated: 6,
+      rejectedBy: { ...i.rejected },
+      unroutedBy: { no_destination: 11, ingest_paused: 4 },
+      droppedBy: { queue_full: 7, closed: 1, worker_died: 2 },
+    });
+    // Its records are copies.
+    t.rejectedBy.field_count = 99;
+    t.unroutedBy.no_destination = 99;
+    expect(s.rejected.field_count).toBe(3);
+    expect(s.unrouted.no_destination).toBe(11);
+  });
+
+  it("of a pipeline with nothing: every term 0", () => {
+    const t = datapointTotals(pipelineStats(ingest(), null));
+    const { rejectedBy, unroutedBy, droppedBy, ...terms } = t;
+    expect(Object.values(terms).every((v) => v === 0)).toBe(true);
+    expect(Object.values(rejectedBy).every((v) => v === 0)).toBe(true);
+    expect(unroutedBy).toEqual({ no_destination: 0, ingest_paused: 0 });
+    expect(droppedBy).toEqual({ queue_full: 0, closed: 0, worker_died: 0 });
   });
 });
 
@@ -57,36 +132,43 @@ describe("mergeStats", () => {
   it("sums the counters of a process group", () => {
     const a = pipeline({
       received: 1,
+      generated: 6,
+      routed: 7,
+      unrouted: { no_destination: 8, ingest_paused: 9 },
       connections: 1,
       connectionsTotal: 2,
       connectionsRefused: 3,
       bytesIn: 4,
-      undelivered: 5,
     });
     a.rejected.bad_value = 1;
     const b = pipeline({
       received: 10,
+      generated: 60,
+      routed: 70,
+      unrouted: { no_destination: 80, ingest_paused: 90 },
       connections: 20,
       connectionsTotal: 30,
       connectionsRefused: 40,
       bytesIn: 50,
-      undelivered: 60,
     });
     b.rejected.bad_value = 2;
     b.rejected.empty_line = 7;
     const m = mergeStats([a, b]);
     expect(m).toMatchObject({
       received: 11,
+      generated: 66,
+      routed: 77,
+      unrouted: { no_destination: 88, ingest_paused: 99 },
       connections: 21,
       connectionsTotal: 32,
       connectionsRefused: 43,
       bytesIn: 54,
-      undelivered: 65,
       paused: false,
     });
     expect(m.rejected).toMatchObject({ bad_value: 3, empty_line: 7, field_count: 0 });
     // The inputs are left alone.
     expect(a.rejected.bad_value).toBe(1);
+    expect(a.unrouted.no_destination).toBe(8);
     expect(a.received).toBe(1);
   });
 
@@ -99,9 +181,13 @@ describe("mergeStats", () => {
     const a = pipeline({
       destinations: [
         destinationStats("x", {
+          routed: 100,
           forwarded: 1,
           resent: 2,
-          dropped: 3,
+          droppedBy: { queue_full: 3 },
+          undelivered: 6,
+          unconfirmed: 7,
+          rerouted: 8,
           queuedLines: 4,
           queuedBytes: 5,
         }),
@@ -111,9 +197,13 @@ describe("mergeStats", () => {
     const b = pipeline({
       destinations: [
         destinationStats("x", {
+          routed: 1000,
           forwarded: 10,
           resent: 20,
-          dropped: 30,
+          droppedBy: { queue_full: 10, worker_died: 20 },
+          undelivered: 60,
+          unconfirmed: 70,
+          rerouted: 80,
           queuedLines: 40,
           queuedBytes: 50,
         }),
@@ -129,9 +219,14 @@ describe("mergeStats", () => {
     const m = mergeStats([a, b, c]);
     expect(m.destinations.map((d) => d.id)).toEqual(["x", "y", "z"]);
     expect(m.destinations[0]).toMatchObject({
+      routed: 1100,
       forwarded: 11,
       resent: 22,
       dropped: 33,
+      droppedBy: { queue_full: 13, closed: 0, worker_died: 20 },
+      undelivered: 66,
+      unconfirmed: 77,
+      rerouted: 88,
       queuedLines: 44,
       queuedBytes: 55,
       state: "connected",
@@ -146,6 +241,49 @@ describe("mergeStats", () => {
     // The inputs are left alone.
     expect(a.destinations[1]!.state).toBe("connected");
     expect(a.destinations[0]!.forwarded).toBe(1);
+    expect(a.destinations[0]!.droppedBy.queue_full).toBe(3);
+  });
+
+  it("shows a destination's state from its live rows, not its removed ones", () => {
+    const live = (state: DestinationState) => destinationStats("x", { state, forwarded: 1 });
+    const gone = () =>
+      destinationStats("x", { state: "closed", removed: true, forwarded: 10, undelivered: 2 });
+    for (const order of [
+      [gone(), live("connected")],
+      [live("connected"), gone()],
+    ]) {
+      const m = mergeStats(order.map((d) => pipeline({ destinations: [d] })));
+      // "closed" is the least healthy state, but the removed row's is only its last.
+      expect(m.destinations).toHaveLength(1);
+      expect(m.destinations[0]).toMatchObject({
+        state: "connected",
+        forwarded: 11,
+        undelivered: 2,
+      });
+      expect(m.destinations[0]!.removed).toBeFalsy();
+    }
+    // Among live rows, the least healthy still wins.
+    const m = mergeStats(
+      [gone(), live("connected"), live("backoff")].map((d) => pipeline({ destinations: [d] })),
+    );
+    expect(m.destinations[0]).toMatchObject({ state: "backoff", forwarded: 12 });
+  });
+
+  it("a destination removed in every process stays removed, its counters summed", () => {
+    const gone = (n: number) =>
+      pipeline({
+        destinations: [destinationStats("x", { state: "closed", removed: true, forwarded: n })],
+      });
+    const m = mergeStats([gone(1), gone(2)]);
+    expect(m.destinations[0]).toMatchObject({ state: "closed", removed: true, forwarded: 3 });
+  });
+
+  it("ejected in any process shows ejected", () => {
+    const m = mergeStats([
+      pipeline({ destinations: [destinationStats("x")] }),
+      pipeline({ destinations: [destinationStats("x", { ejected: true })] }),
+    ]);
+    expect(m.destinations[0]!.ejected).toBe(true);
   });
 
   it("orders states from least healthy: closed, backoff, connecting, draining, connected", () => {

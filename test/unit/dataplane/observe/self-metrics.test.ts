@@ -3,7 +3,11 @@ import { IngestCounters } from "../../../../dataplane/ingest/ingest-counters.ts"
 import { LineFramer } from "../../../../dataplane/ingest/line-framer.ts";
 import type { LineSink } from "../../../../dataplane/ingest/line-sink.ts";
 import { REJECT_REASONS } from "../../../../dataplane/ingest/line-validator.ts";
-import { type PipelineStats, pipelineStats } from "../../../../dataplane/observe/pipeline-stats.ts";
+import {
+  type PipelineStats,
+  pipelineStats,
+  UNROUTED_REASONS,
+} from "../../../../dataplane/observe/pipeline-stats.ts";
 import { pathElement, SelfMetrics } from "../../../../dataplane/observe/self-metrics.ts";
 import { destinationStats } from "../../../fixtures/destination-stats.ts";
 
@@ -45,15 +49,17 @@ describe("SelfMetrics.lines", () => {
     const s = stats({
       received: 100,
       connections: 3,
-      undelivered: 2,
+      unrouted: { no_destination: 6, ingest_paused: 8 },
       destinations: [
         destinationStats("127.0.0.1:2003:a", {
           forwarded: 90,
           resent: 4,
-          dropped: 1,
+          droppedBy: { queue_full: 1 },
+          undelivered: 2,
+          unconfirmed: 12,
           queuedLines: 7,
         }),
-        destinationStats("other.host:2004", { state: "backoff", queuedLines: 11 }),
+        destinationStats("other.host:2004", { state: "backoff", queuedLines: 11, undelivered: 3 }),
       ],
     });
     s.rejected.field_count = 5;
@@ -61,21 +67,28 @@ describe("SelfMetrics.lines", () => {
     const got = parse(text, 1_700_000_000);
     const p = "polymur.relay.host1";
     expect(got.get(`${p}.received`)).toBe(100);
+    expect(got.get(`${p}.generated`)).toBe(0);
     expect(got.get(`${p}.connections`)).toBe(3);
-    expect(got.get(`${p}.undelivered`)).toBe(2);
+    // Undelivered: the node's, summed over destinations.
+    expect(got.get(`${p}.undelivered`)).toBe(5);
     for (const r of REJECT_REASONS) {
       expect(got.get(`${p}.rejected.${r}`)).toBe(r === "field_count" ? 5 : 0);
     }
+    expect(got.get(`${p}.unrouted.no_destination`)).toBe(6);
+    expect(got.get(`${p}.unrouted.ingest_paused`)).toBe(8);
     const a = `${p}.destinations.127_0_0_1_2003_a`;
     expect(got.get(`${a}.forwarded`)).toBe(90);
     expect(got.get(`${a}.resent`)).toBe(4);
     expect(got.get(`${a}.dropped`)).toBe(1);
+    expect(got.get(`${a}.undelivered`)).toBe(2);
+    expect(got.get(`${a}.unconfirmed`)).toBe(12);
     expect(got.get(`${a}.queued`)).toBe(7);
     expect(got.get(`${a}.up`)).toBe(1);
     const b = `${p}.destinations.other_host_2004`;
     expect(got.get(`${b}.queued`)).toBe(11);
+    expect(got.get(`${b}.undelivered`)).toBe(3);
     expect(got.get(`${b}.up`)).toBe(0);
-    expect(got.size).toBe(3 + REJECT_REASONS.length + 2 * 5);
+    expect(got.size).toBe(4 + REJECT_REASONS.length + UNROUTED_REASONS.length + 2 * 7);
   });
 
   it("then counters as the increase since the previous call, gauges still as values", () => {
@@ -105,11 +118,29 @@ describe("SelfMetrics.lines", () => {
     expect(got3.get("p.connections")).toBe(3);
   });
 
-  it("a counter that went down (a restarted worker) reports 0, then increases from the new value", () => {
+  it("a counter is the exact difference from the previous call: nothing hides one that went back", () => {
+    // Totals never go back (a dead worker's counters are kept, see WorkerPool),
+    // so no clamp is needed, and one would hide a counter that did.
     const m = new SelfMetrics("p");
     m.lines(stats({ received: 100 }), 1);
-    expect(parse(m.lines(stats({ received: 40 }), 2), 2).get("p.received")).toBe(0);
+    expect(parse(m.lines(stats({ received: 40 }), 2), 2).get("p.received")).toBe(-60);
     expect(parse(m.lines(stats({ received: 45 }), 3), 3).get("p.received")).toBe(5);
+  });
+
+  it("unrouted and per-destination undelivered and unconfirmed are counters too", () => {
+    const m = new SelfMetrics("p");
+    const s = (n: number) =>
+      stats({
+        unrouted: { no_destination: n, ingest_paused: 2 * n },
+        destinations: [destinationStats("d:1", { undelivered: 3 * n, unconfirmed: 4 * n })],
+      });
+    m.lines(s(1), 1);
+    const got = parse(m.lines(s(5), 2), 2);
+    expect(got.get("p.unrouted.no_destination")).toBe(4);
+    expect(got.get("p.unrouted.ingest_paused")).toBe(8);
+    expect(got.get("p.undelivered")).toBe(12);
+    expect(got.get("p.destinations.d_1.undelivered")).toBe(12);
+    expect(got.get("p.destinations.d_1.unconfirmed")).toBe(16);
   });
 
   it("a destination that appears later reports its counters in full", () => {

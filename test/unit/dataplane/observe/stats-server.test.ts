@@ -2,13 +2,16 @@ import http from "node:http";
 import net from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { IngestCounters } from "../../../../dataplane/ingest/ingest-counters.ts";
-import { REJECT_REASONS } from "../../../../dataplane/ingest/line-validator.ts";
 import type { RejectSample } from "../../../../dataplane/ingest/reject-log.ts";
-import { type PipelineStats, pipelineStats } from "../../../../dataplane/observe/pipeline-stats.ts";
+import { pipelinePrometheus } from "../../../../dataplane/observe/pipeline-prometheus.ts";
+import {
+  datapointTotals,
+  type PipelineStats,
+  pipelineStats,
+} from "../../../../dataplane/observe/pipeline-stats.ts";
 import {
   DEFAULT_STAT_ADDR,
   isDefaultAddress,
-  prometheus,
   type StatsSource,
   startAuxiliary,
   startStatsEndpoint,
@@ -26,18 +29,23 @@ afterEach(async () => {
 
 function sampleStats(): PipelineStats {
   const ingest = new IngestCounters();
-  ingest.received = 1234;
+  ingest.accepted = 1234;
   ingest.bytesIn = 56789;
   ingest.connectionsTotal = 9;
   ingest.connectionsRefused = 1;
-  const s = pipelineStats(ingest.stats(2, true), {
-    undelivered: 3,
+  const reject = ingest.handler({ write() {} }, "10.0.0.1").reject;
+  for (let i = 0; i < 6; i++) reject("bad_value", "value is not a number", Buffer.from("a x 1"));
+  return pipelineStats(ingest.stats(2, true), {
+    routed: 1230,
+    noDestination: 4,
     destinations: [
       destinationStats("127.0.0.1:2003:a", {
+        routed: 1230,
         forwarded: 1000,
         resent: 2,
-        dropped: 5,
-        queuedLines: 7,
+        droppedBy: { queue_full: 5 },
+        undelivered: 3,
+        queuedLines: 222,
       }),
       destinationStats('we"ird\\host\nname:2003', {
         state: "backoff",
@@ -46,8 +54,6 @@ function sampleStats(): PipelineStats {
       }),
     ],
   });
-  s.rejected.bad_value = 6;
-  return s;
 }
 
 const REJECTS: RejectSample[] = [
@@ -99,78 +105,6 @@ function get(
   });
 }
 
-describe("prometheus(PipelineStats)", () => {
-  const FAMILIES: Record<string, string> = {
-    polymur_received_total: "counter",
-    polymur_rejected_total: "counter",
-    polymur_received_bytes_total: "counter",
-    polymur_connections: "gauge",
-    polymur_connections_total: "counter",
-    polymur_connections_refused_total: "counter",
-    polymur_ingest_paused: "gauge",
-    polymur_undelivered_total: "counter",
-    polymur_destination_forwarded_total: "counter",
-    polymur_destination_resent_total: "counter",
-    polymur_destination_dropped_total: "counter",
-    polymur_destination_queued_datapoints: "gauge",
-    polymur_destination_queued_bytes: "gauge",
-    polymur_destination_up: "gauge",
-    polymur_destination_connection_failures_total: "counter",
-  };
-
-  it("every metric has HELP and TYPE, with the pipeline's values", () => {
-    const s = sampleStats();
-    const f = parseExposition(prometheus(s));
-    expect(Object.fromEntries([...f].map(([n, x]) => [n, x.type]))).toEqual(FAMILIES);
-    for (const x of f.values()) expect(x.help.length).toBeGreaterThan(0);
-    const one = (n: string): number | undefined => f.get(n)?.samples[0]?.value;
-    expect(one("polymur_received_total")).toBe(1234);
-    expect(one("polymur_received_bytes_total")).toBe(56789);
-    expect(one("polymur_connections")).toBe(2);
-    expect(one("polymur_connections_total")).toBe(9);
-    expect(one("polymur_connections_refused_total")).toBe(1);
-    expect(one("polymur_ingest_paused")).toBe(1);
-    expect(one("polymur_undelivered_total")).toBe(3);
-    expect(f.get("polymur_rejected_total")?.samples).toEqual(
-      REJECT_REASONS.map((r) => ({ labels: { reason: r }, value: r === "bad_value" ? 6 : 0 })),
-    );
-    const byDest = (n: string): Array<[string, number]> =>
-      (f.get(n)?.samples ?? []).map((x) => [x.labels["destination"]!, x.value]);
-    const weird = 'we"ird\\host\nname:2003';
-    expect(byDest("polymur_destination_forwarded_total")).toEqual([
-      ["127.0.0.1:2003:a", 1000],
-      [weird, 0],
-    ]);
-    expect(byDest("polymur_destination_up")).toEqual([
-      ["127.0.0.1:2003:a", 1],
-      [weird, 0],
-    ]);
-    expect(byDest("polymur_destination_connection_failures_total")).toEqual([
-      ["127.0.0.1:2003:a", 0],
-      [weird, 4],
-    ]);
-    expect(byDest("polymur_destination_queued_bytes")).toEqual([
-      ["127.0.0.1:2003:a", 0],
-      [weird, 99],
-    ]);
-  });
-
-  it("escapes destination labels (backslash, quote, newline)", () => {
-    const text = prometheus(sampleStats());
-    expect(text).toContain(
-      'polymur_destination_connection_failures_total{destination="we\\"ird\\\\host\\nname:2003"} 4\n',
-    );
-  });
-
-  it("without destinations: the destination families are there, empty", () => {
-    const s = pipelineStats(new IngestCounters().stats(0, false), null);
-    const f = parseExposition(prometheus(s));
-    expect(f.size).toBe(Object.keys(FAMILIES).length);
-    expect(f.get("polymur_destination_up")?.samples).toEqual([]);
-    expect(f.get("polymur_ingest_paused")?.samples[0]?.value).toBe(0);
-  });
-});
-
 describe("startStatsServer", () => {
   it("/metrics: Prometheus text, then the role's extra text", async () => {
     const extra =
@@ -180,17 +114,17 @@ describe("startStatsServer", () => {
     expect(r.status).toBe(200);
     expect(r.type).toBe("text/plain; version=0.0.4");
     expect(r.cache).toBe("no-store");
-    expect(r.text).toBe(prometheus(sampleStats()) + extra);
+    expect(r.text).toBe(pipelinePrometheus(sampleStats()) + extra);
     expect(parseExposition(r.text).get("polymur_extra_total")?.samples[0]?.value).toBe(1);
   });
 
   it("/metrics without extra", async () => {
     const port = await serve();
     const r = await get(port, "/metrics");
-    expect(r.text).toBe(prometheus(sampleStats()));
+    expect(r.text).toBe(pipelinePrometheus(sampleStats()));
   });
 
-  it("/stats: the pipeline's counters as JSON, with the role's fields merged in", async () => {
+  it("/stats: the datapoint totals, then the pipeline's counters as JSON, with the role's fields merged in", async () => {
     const port = await serve({
       extra: () => ({ prometheus: "", json: { gateway: { streams: 2 }, received: 1 } }),
     });
@@ -198,18 +132,34 @@ describe("startStatsServer", () => {
     expect(r.status).toBe(200);
     expect(r.type).toBe("application/json");
     expect(r.cache).toBe("no-store");
+    const s = sampleStats();
     const want = JSON.parse(
-      JSON.stringify({ ...sampleStats(), gateway: { streams: 2 }, received: 1 }),
+      JSON.stringify({
+        datapoints: datapointTotals(s),
+        ...s,
+        gateway: { streams: 2 },
+        received: 1,
+      }),
     );
     expect(JSON.parse(r.text)).toEqual(want);
-    // Pretty-printed, two spaces.
-    expect(r.text.startsWith('{\n  "received": 1,')).toBe(true);
+    // Pretty-printed, two spaces, the totals first.
+    expect(r.text.startsWith('{\n  "datapoints": {\n    "received": 1240,')).toBe(true);
   });
 
-  it("/stats without extra", async () => {
+  it("/stats without extra: datapoints is the node's account", async () => {
     const port = await serve();
     const r = await get(port, "/stats");
-    expect(JSON.parse(r.text)).toEqual(JSON.parse(JSON.stringify(sampleStats())));
+    const s = sampleStats();
+    const got = JSON.parse(r.text);
+    expect(got).toEqual(JSON.parse(JSON.stringify({ datapoints: datapointTotals(s), ...s })));
+    const t = got.datapoints;
+    // received = rejected + unrouted + routed, and with one destination
+    // received = rejected + unrouted + forwarded + queued + dropped + undelivered.
+    expect(t).toMatchObject({ received: 1240, rejected: 6, unrouted: 4, routed: 1230 });
+    expect(t.received).toBe(t.rejected + t.unrouted + t.routed);
+    expect(t.received).toBe(
+      t.rejected + t.unrouted + t.forwarded + t.queued + t.dropped + t.undelivered,
+    );
   });
 
   it("/debug/rejects: the recent rejected lines as JSON", async () => {

@@ -5,7 +5,7 @@ import {
   parseDestinationList,
 } from "../../../../dataplane/forward/destination-spec.ts";
 import { createHashRouter } from "../../../../dataplane/route/hash/hash-router.ts";
-import { RouteTable } from "../../../../dataplane/route/route-table.ts";
+import { type RouteCounts, RouteTable } from "../../../../dataplane/route/route-table.ts";
 
 // Real Destinations that are never started: one opens no socket and keeps
 // what it is given in its queue, which takeQueued() hands back in order.
@@ -27,13 +27,16 @@ function take(d: Destination): { chunks: Buffer[]; text: string; lines: number }
   };
 }
 
+const counts = (): RouteCounts => ({ routed: 0, noDestination: 0 });
+
 const text = (lines: readonly string[]): string => lines.map((l) => l + "\n").join("");
 const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
 
 describe("RouteTable, broadcast", () => {
   it("hands every destination the same run, at once and without copying it", () => {
     const dests = destinations();
-    const t = new RouteTable(dests, null);
+    const c = counts();
+    const t = new RouteTable(dests, null, c);
     expect(t.mode).toBe("broadcast");
     const buf = Buffer.from("skip 0 1\nx.a 1 1700000000\nx.b 2 1700000000\nskip 0 1\n");
     const start = buf.indexOf("x.a");
@@ -48,13 +51,29 @@ describe("RouteTable, broadcast", () => {
       // A view of the caller's buffer (the LineSink contract lets it keep one).
       expect(q.chunks[0]!.buffer).toBe(buf.buffer);
       expect(q.chunks[0]!.byteOffset).toBe(buf.byteOffset + start);
+      // Each destination counts what it was given.
+      expect(d.stats().routed).toBe(2);
     }
+    // The table counts lines once, however many destinations get them.
+    expect(c).toEqual({ routed: 2, noDestination: 0 });
   });
 
-  it("does nothing without destinations", () => {
-    const t = new RouteTable([], null);
+  it("without destinations counts the lines as having no destination, not as routed", () => {
+    const c = counts();
+    const t = new RouteTable([], null, c);
     const buf = Buffer.from("x 1 1\n");
     expect(() => t.route(buf, 0, buf.length, 1)).not.toThrow();
+    t.route(buf, 0, buf.length, 1);
+    expect(c).toEqual({ routed: 0, noDestination: 2 });
+  });
+
+  it("adds to the counts it is given (shared by a router's successive tables)", () => {
+    const c = { routed: 10, noDestination: 5 };
+    const buf = Buffer.from("x 1 1\ny 1 1\n");
+    new RouteTable(destinations(), null, c).route(buf, 0, buf.length, 2);
+    new RouteTable([], null, c).route(buf, 0, buf.length, 2);
+    new RouteTable(destinations(), createHashRouter(SPECS, {}), c).route(buf, 0, buf.length, 2);
+    expect(c).toEqual({ routed: 14, noDestination: 7 });
   });
 });
 
@@ -65,12 +84,14 @@ describe("RouteTable, hash", () => {
   it("sends each line to the member the ring names, in order, once the turn ends", async () => {
     const dests = destinations();
     const ring = createHashRouter(SPECS, {});
-    const t = new RouteTable(dests, ring);
+    const c = counts();
+    const t = new RouteTable(dests, ring, c);
     expect(t.mode).toBe("hash");
     const buf = Buffer.from(text(names));
     const half = buf.indexOf("h.m150 ");
     t.route(buf, 0, half, 150);
     t.route(buf, half, buf.length, 150);
+    expect(c.routed).toBe(300);
     // Accumulated, not queued yet.
     for (const d of dests) expect(d.stats().queuedLines).toBe(0);
     await nextTurn();
@@ -86,12 +107,15 @@ describe("RouteTable, hash", () => {
       total += q.lines;
     });
     expect(total).toBe(names.length);
+    // Counted when routed, not when handed to the queues.
+    expect(c).toEqual({ routed: names.length, noDestination: 0 });
   });
 
   it("hands what accumulated to the queues on flush(), without waiting for the turn", () => {
     const dests = destinations();
     const ring = createHashRouter(SPECS, {});
-    const t = new RouteTable(dests, ring);
+    const c = counts();
+    const t = new RouteTable(dests, ring, c);
     const buf = Buffer.from(text(names));
     t.route(buf, 0, buf.length, names.length);
     t.flush();
@@ -105,7 +129,8 @@ describe("RouteTable, hash", () => {
   it("with replication, sends a line to every member the ring names", () => {
     const dests = destinations();
     const ring = createHashRouter(SPECS, { replication: 2 });
-    const t = new RouteTable(dests, ring);
+    const c = counts();
+    const t = new RouteTable(dests, ring, c);
     const buf = Buffer.from(text(names));
     t.route(buf, 0, buf.length, names.length);
     t.flush();
@@ -116,12 +141,16 @@ describe("RouteTable, hash", () => {
       total += q.lines;
     });
     expect(total).toBe(2 * names.length);
+    // A line is routed once, whatever its replicas.
+    expect(c).toEqual({ routed: names.length, noDestination: 0 });
+    expect(dests.reduce((n, d) => n + d.stats().routed, 0)).toBe(2 * names.length);
   });
 
   it("hashes the name only, up to the first space or tab", () => {
     const dests = destinations();
     const ring = createHashRouter(SPECS, {});
-    const t = new RouteTable(dests, ring);
+    const c = counts();
+    const t = new RouteTable(dests, ring, c);
     const lines = names.map((l, i) => (i % 2 === 0 ? l : l.replace(" ", "\t")));
     const buf = Buffer.from(text(lines));
     t.route(buf, 0, buf.length, lines.length);
@@ -135,7 +164,8 @@ describe("RouteTable, hash", () => {
 
   it("still sends a line longer than the accumulator, in order with the lines around it", () => {
     const [d] = destinations(SPECS.slice(0, 1));
-    const t = new RouteTable([d!], createHashRouter(SPECS.slice(0, 1), {}));
+    const c = counts();
+    const t = new RouteTable([d!], createHashRouter(SPECS.slice(0, 1), {}), c);
     const long = `long.${"x".repeat(70_000)} 1 1700000000`;
     const lines = ["before 1 1700000000", long, "after 1 1700000000"];
     const buf = Buffer.from(text(lines));
@@ -153,7 +183,8 @@ describe("RouteTable, hash", () => {
 
   it("fills the accumulator, hands it over and starts another; a chunk handed over is never overwritten", () => {
     const [d] = destinations(SPECS.slice(0, 1));
-    const t = new RouteTable([d!], createHashRouter(SPECS.slice(0, 1), {}));
+    const c = counts();
+    const t = new RouteTable([d!], createHashRouter(SPECS.slice(0, 1), {}), c);
     const batch = (p: string): string[] =>
       Array.from({ length: 2_000 }, (_, i) => `${p}.padding.m${i} ${i} 1700000000`);
     const first = batch("first"); // about 75 KiB: more than one 64 KiB accumulator

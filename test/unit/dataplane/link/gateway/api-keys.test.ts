@@ -1,6 +1,12 @@
 import { createHash } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { ApiKeyRing, parseKeysFile } from "../../../../../dataplane/link/gateway/api-keys.ts";
+import {
+  ApiKeyRing,
+  KeysFileError,
+  NO_KEYS_LINE,
+  parseKeysFile,
+  readKeysText,
+} from "../../../../../dataplane/link/gateway/api-keys.ts";
 
 const hex = (s: string): string => createHash("sha256").update(s).digest("hex");
 
@@ -40,5 +46,52 @@ describe("ApiKeyRing", () => {
     expect(removed).toEqual([["b"]]);
     expect(ring.authenticate("secret-b")).toBeNull();
     expect(ring.authenticate("rotated-b")?.name).toBe("b");
+  });
+});
+
+describe("keys file: whole or not", () => {
+  it("says whether the last line ends with a newline, and whether no keys is meant", () => {
+    expect(readKeysText("a s-a\n", "k")).toMatchObject({
+      unterminated: false,
+      noKeys: false,
+      lines: 1,
+    });
+    expect(readKeysText("a s-a\nb s-b", "k")).toMatchObject({ unterminated: true, lines: 2 });
+    expect(readKeysText("", "k")).toMatchObject({ keys: [], unterminated: false, lines: 0 });
+    expect(readKeysText(`${NO_KEYS_LINE}\n`, "k")).toMatchObject({ keys: [], noKeys: true });
+    expect(readKeysText("#Polymur:  No Keys \r\n", "k").noKeys).toBe(true);
+    expect(readKeysText("# polymur: no keys at all\n", "k").noKeys).toBe(false);
+  });
+
+  it("a bad line: KeysFileError with its line; a bad last line without a newline is 'incomplete'", () => {
+    const err = (text: string): KeysFileError => {
+      try {
+        readKeysText(text, "keys");
+      } catch (e) {
+        if (e instanceof KeysFileError) return e;
+        throw e;
+      }
+      throw new Error("parsed");
+    };
+    expect(err("a s-a\nbad/name s\nc s-c\n")).toMatchObject({ problem: "invalid", line: 2 });
+    const cut = err("a s-a\nb");
+    expect(cut).toMatchObject({ problem: "incomplete", line: 2 });
+    expect(cut.message).toMatch(
+      /^keys:2: expected .*no newline at the end: the file may be half-written$/,
+    );
+  });
+});
+
+describe("ApiKeyRing.changes", () => {
+  it("names the keys added, removed and rotated (a secret changed, added or dropped)", () => {
+    const ring = new ApiKeyRing();
+    ring.replace(parseKeysFile("a s-a\nb s-b\nc s-c\nd s-d\n", "k"));
+    const next = parseKeysFile("b s-b\nc other\nd s-d\nd s-d2\ne s-e\n", "k");
+    expect(ring.changes(next)).toEqual({ added: ["e"], removed: ["a"], rotated: ["c", "d"] });
+    expect(ring.changes(parseKeysFile("d s-d\nc s-c\nb s-b\na s-a\n", "k"))).toEqual({
+      added: [],
+      removed: [],
+      rotated: [],
+    });
   });
 });

@@ -46,7 +46,12 @@ async function sink(port = 0): Promise<LineSink> {
 const KEY: ApiKey = { name: "tenant-a", digest: sha256("secret-a") };
 const CLIENT = "192.0.2.7";
 
-/** A gateway's intake and everything it counts with; its router is drained after the test. */
+/**
+ * A gateway's intake and everything it counts with; its router is drained
+ * after the test. Every test here gives it a destination (up, or down: the
+ * router then queues): with none, nothing is acknowledged
+ * (batch-intake-routable.test.ts).
+ */
 function gateway(config: RouterConfig, over: GatewayIntakeOptions = {}): GatewayIntake {
   const g = gatewayIntake(config, log, over);
   routers.push(g.router);
@@ -87,7 +92,7 @@ describe("BatchIntake.batch", () => {
     const r = g.intake.batch(KEY, "proxy-1", CLIENT, batch(1, text));
     expect(r).toEqual(ack(1));
     expect(queuedLines(g.router)).toBe(2);
-    expect(g.ingest.received).toBe(2);
+    expect(g.ingest.accepted).toBe(2);
     expect(g.ingest.rejects.counts.field_count).toBe(1);
     expect(g.ingest.bytesIn).toBe(text.length);
     expect(g.dedup.highest(KEY.name, "proxy-1")).toBe(1);
@@ -149,7 +154,7 @@ describe("BatchIntake.batch", () => {
     expect(g.intake.batch(KEY, "p", CLIENT, batch(2, "d.d 4 1700000000\n"))).toEqual(ack(2));
     // Older than the newest: acknowledged, not queued.
     expect(g.intake.batch(KEY, "p", CLIENT, batch(1, "d.x 9 1700000000\n"))).toEqual(ack(1));
-    expect(g.ingest.received).toBe(4);
+    expect(g.ingest.accepted).toBe(4);
     expect(keyCounters(g.counters)).toMatchObject({ batches: 3, lines: 4, duplicates: 2 });
     await s.waitForLines(4);
     expect(s.lines).toEqual([
@@ -211,7 +216,7 @@ describe("BatchIntake.batch", () => {
     const clients = g.counters.json()["clients"] as Record<string, { rejectedBatches: number }>;
     expect(clients[CLIENT]?.rejectedBatches).toBe(1);
     expect(queuedLines(g.router)).toBe(0);
-    expect(g.ingest.received).toBe(0);
+    expect(g.ingest.accepted).toBe(0);
     expect(g.dedup.highest(KEY.name, "p")).toBe(0);
   });
 });
@@ -239,7 +244,7 @@ describe("BatchIntake.legacy (polymur-proxy POST /ingest bodies)", () => {
     const bomb = zlib.gzipSync(Buffer.alloc(1 << 20, "a"));
     expect(g.intake.legacy(KEY, CLIENT, bomb)).toEqual({ status: 413, text: "Batch Too Large\n" });
     expect(queuedLines(g.router)).toBe(0);
-    expect(g.ingest.received).toBe(0);
+    expect(g.ingest.accepted).toBe(0);
   });
 });
 

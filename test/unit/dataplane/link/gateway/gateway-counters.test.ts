@@ -3,6 +3,7 @@ import {
   BATCH_REJECT_REASONS,
   type ClientCounters,
   GatewayCounters,
+  KEYS_RELOAD_FAILURES,
 } from "../../../../../dataplane/link/gateway/gateway-counters.ts";
 import { parseExposition } from "../../../../fixtures/prometheus-exposition.ts";
 
@@ -101,15 +102,38 @@ describe("GatewayCounters", () => {
       "rejectedBatches",
       "authFailures",
       "streamsCut",
+      "streamsRefused",
+      "proxyInstances",
+      "keysReloads",
       "legacyRequests",
       "clients",
     ]);
     expect(Object.keys(clients(c))).toEqual(["10.0.0.1", "10.0.0.3", "10.0.0.2"]);
     expect(j["authFailures"]).toEqual({ stream: 2, legacy: 0 });
-    expect(j["streamsCut"]).toEqual({ key_revoked: 1, shutdown: 0 });
+    expect(j["streamsCut"]).toEqual({ key_revoked: 1, shutdown: 0, unresponsive: 0 });
     expect(j["rejectedBatches"]).toEqual(c.rejected);
     // JSON-serialisable as /stats does.
     expect(JSON.parse(JSON.stringify(j))).toEqual(j);
+  });
+
+  it("counts refused streams, proxy instance changes, and keys file reloads by outcome", () => {
+    const c = new GatewayCounters();
+    c.streamsRefused.proxy_id_in_use += 2;
+    c.proxyInstances.new++;
+    c.proxyInstances.returning++;
+    c.streamsCut.unresponsive++;
+    c.keysReloaded();
+    c.keysReloadFailed("empty");
+    c.keysReloadFailed("incomplete");
+    c.keysReloadFailed("incomplete");
+    const j = c.json();
+    expect(j["streamsRefused"]).toEqual({ proxy_id_in_use: 2 });
+    expect(j["proxyInstances"]).toEqual({ new: 1, returning: 1 });
+    expect(j["keysReloads"]).toEqual({
+      applied: 1,
+      failed: { unreadable: 0, invalid: 0, incomplete: 2, empty: 1, unsettled: 0 },
+    });
+    expect(Object.keys(c.keysReloads.failed)).toEqual([...KEYS_RELOAD_FAILURES]);
   });
 
   it("keeps at most 1024 clients, evicting the least recently seen", () => {
@@ -139,6 +163,10 @@ describe("GatewayCounters.prometheus", () => {
     polymur_gateway_rejected_batches_total: "counter",
     polymur_gateway_auth_failures_total: "counter",
     polymur_gateway_streams_cut_total: "counter",
+    polymur_gateway_streams_refused_total: "counter",
+    polymur_gateway_proxy_instance_changes_total: "counter",
+    polymur_gateway_keys_reloads_total: "counter",
+    polymur_gateway_keys_reload_failures_total: "counter",
     polymur_gateway_legacy_requests_total: "counter",
   };
 
@@ -158,7 +186,21 @@ describe("GatewayCounters.prometheus", () => {
     expect(f.get("polymur_gateway_streams_cut_total")?.samples).toEqual([
       { labels: { reason: "key_revoked" }, value: 0 },
       { labels: { reason: "shutdown" }, value: 0 },
+      { labels: { reason: "unresponsive" }, value: 0 },
     ]);
+    expect(f.get("polymur_gateway_streams_refused_total")?.samples).toEqual([
+      { labels: { reason: "proxy_id_in_use" }, value: 0 },
+    ]);
+    expect(f.get("polymur_gateway_proxy_instance_changes_total")?.samples).toEqual([
+      { labels: { change: "new" }, value: 0 },
+      { labels: { change: "returning" }, value: 0 },
+    ]);
+    expect(f.get("polymur_gateway_keys_reloads_total")?.samples).toEqual([
+      { labels: {}, value: 0 },
+    ]);
+    expect(f.get("polymur_gateway_keys_reload_failures_total")?.samples).toEqual(
+      KEYS_RELOAD_FAILURES.map((r) => ({ labels: { reason: r }, value: 0 })),
+    );
     expect(f.get("polymur_gateway_legacy_requests_total")?.samples).toEqual([]);
   });
 
@@ -171,6 +213,11 @@ describe("GatewayCounters.prometheus", () => {
     c.reject("a", "10.0.0.1", "too_large");
     c.authFailures.legacy = 4;
     c.streamsCut.shutdown = 2;
+    c.streamsCut.unresponsive = 1;
+    c.streamsRefused.proxy_id_in_use = 3;
+    c.proxyInstances.returning = 1;
+    c.keysReloaded();
+    c.keysReloadFailed("unsettled");
     c.legacy(200);
     c.legacy(503);
     const text = c.prometheus();
@@ -213,7 +260,15 @@ describe("GatewayCounters.prometheus", () => {
     expect(v("polymur_gateway_streams_cut_total")).toEqual([
       ["key_revoked", 0],
       ["shutdown", 2],
+      ["unresponsive", 1],
     ]);
+    expect(v("polymur_gateway_streams_refused_total")).toEqual([["proxy_id_in_use", 3]]);
+    expect(v("polymur_gateway_proxy_instance_changes_total")).toEqual([
+      ["new", 0],
+      ["returning", 1],
+    ]);
+    expect(v("polymur_gateway_keys_reloads_total")).toEqual([["", 1]]);
+    expect(v("polymur_gateway_keys_reload_failures_total")).toContainEqual(["unsettled", 1]);
     expect(v("polymur_gateway_legacy_requests_total")).toEqual([
       ["200", 1],
       ["503", 1],

@@ -129,7 +129,7 @@ describe("legacy handler: POST /ingest", () => {
     expect(r.headers["content-length"]).toBe(String("Batch Received\n".length));
     await s.waitForLines(2, 8_000);
     expect(s.lines).toEqual(["a.b 1 1700000000", "c.d;dc=eu 2 1700000000"]);
-    expect(g.ingest.received).toBe(2);
+    expect(g.ingest.accepted).toBe(2);
     expect(g.ingest.rejects.counts.field_count).toBe(1);
     expect(legacyRequests(g.counters)).toEqual({ "200": 1 });
     const keys = g.counters.json()["keys"] as Record<string, Record<string, number>>;
@@ -162,7 +162,7 @@ describe("legacy handler: POST /ingest", () => {
     expect(g.counters.authFailures).toEqual({ stream: 0, legacy: 3 });
     expect(legacyRequests(g.counters)).toEqual({ "401": 3 });
     expect(queuedLines(g.router)).toBe(0);
-    expect(g.ingest.received).toBe(0);
+    expect(g.ingest.accepted).toBe(0);
     const warns = g.logs.filter((l) => l.msg === "polymur-proxy /ingest: invalid key");
     expect(warns).toHaveLength(3);
     expect(warns[0]?.["client"]).toBe("127.0.0.1");
@@ -209,7 +209,7 @@ describe("legacy handler: POST /ingest", () => {
     expect(inflated).toMatchObject({ status: 413, text: "Batch Too Large\n" });
     expect(legacyRequests(g.counters)).toEqual({ "413": 2, "400": 1 });
     expect(queuedLines(g.router)).toBe(0);
-    expect(g.ingest.received).toBe(0);
+    expect(g.ingest.accepted).toBe(0);
   });
 
   it("survives a client that goes away mid-body: nothing queued, the next request is served", async () => {
@@ -280,6 +280,47 @@ describe("legacy handler: other paths", () => {
       expect(queuedLines(g.router)).toBe(0);
     },
   );
+});
+
+describe("legacy handler: no destinations", () => {
+  // A gateway with no destination (a managed one before its first
+  // configuration) takes nothing: the Go proxy never resends, so the request
+  // is held, unanswered, until there are destinations.
+  it("holds a request while the gateway has no destinations and answers 200 once some come", async () => {
+    const g = await gateway("");
+    let reply: Reply | null = null;
+    const p = request(g.port, "/ingest", { key: SECRET, body: gz("nd.a 1 1700000000\n") }).then(
+      (r) => {
+        reply = r;
+        return r;
+      },
+    );
+    await until(() => g.router.listenerCount("routable") === 1);
+    expect(reply).toBeNull();
+    expect(g.ingest.accepted).toBe(0);
+    expect(g.router.stats()).toMatchObject({ routed: 0, noDestination: 0 });
+    expect(legacyRequests(g.counters)).toEqual({});
+    expect(g.logs.some((l) => /^no destinations: holding/.test(l.msg))).toBe(true);
+    const s = await sink();
+    g.router.apply(relayConfig(s.address));
+    expect(await p).toMatchObject({ status: 200, text: "Batch Received\n" });
+    await s.waitForLines(1, 8_000);
+    expect(s.lines).toEqual(["nd.a 1 1700000000"]);
+    expect(legacyRequests(g.counters)).toEqual({ "200": 1 });
+    expect(g.router.listenerCount("routable")).toBe(0);
+  });
+
+  it("answers 503 'Shutting Down' to a request held for destinations when the shutdown signal aborts", async () => {
+    const g = await gateway("");
+    const p = request(g.port, "/ingest", { key: SECRET, body: gz("nd.b 1 1700000000\n") });
+    await until(() => g.router.listenerCount("routable") === 1);
+    g.shutdown.abort();
+    expect(await p).toMatchObject({ status: 503, text: "Shutting Down\n" });
+    expect(g.router.listenerCount("routable")).toBe(0);
+    expect(g.ingest.accepted).toBe(0);
+    expect(g.router.stats()).toMatchObject({ routed: 0, noDestination: 0 });
+    expect(legacyRequests(g.counters)).toEqual({ "503": 1 });
+  });
 });
 
 describe("legacy handler: a blocked router and the shutdown signal", () => {

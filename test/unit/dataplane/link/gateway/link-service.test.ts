@@ -198,7 +198,9 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
   });
 
   it("answers Hello with Welcome: the key's name and the highest seq it has for the proxy", async () => {
-    const g = gateway(relayConfig(""));
+    // A destination (down): with none, the stream would wait for one before
+    // reading past the Hello, and not see the requests end.
+    const g = gateway(relayConfig(`127.0.0.1:${await freePort()}`));
     g.dedup.record("tenant-a", "p1", 7);
     const s = g.open("Bearer secret-a");
     s.requests.push(hello("p1"));
@@ -254,7 +256,8 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
     ],
     ["a second Hello", [hello("p1"), hello("p1")], "expected a Batch after Hello"],
   ])("ends a stream that sends %s: InvalidArgument", async (_, requests, message) => {
-    const g = gateway(relayConfig(""));
+    // A destination (down): with none, the stream would not read past the Hello.
+    const g = gateway(relayConfig(`127.0.0.1:${await freePort()}`));
     const s = g.open("Bearer secret-a");
     for (const r of requests) s.requests.push(r);
     let e: ConnectError | undefined;
@@ -271,8 +274,38 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
     await until(() => g.counters.openStreams() === 0);
   });
 
-  it("cuts the streams of a key that is rotated or deleted (Unauthenticated), not the others", async () => {
+  it("holds a batch unacknowledged while the gateway has no destinations, and acks it once some come", async () => {
     const g = gateway(relayConfig(""));
+    const s = await connected(g, "secret-a", "p1");
+    s.requests.push(batch(1, "nd.a 1 1700000000\nnd.b 2 1700000000\n"));
+    let answered = false;
+    const first = s.next().then((r) => {
+      answered = true;
+      return r;
+    });
+    // The handler waits for the router's "routable" before it reads the batch.
+    await until(() => g.router.listenerCount("routable") === 1);
+    expect(answered).toBe(false);
+    // A configuration still without destinations changes nothing.
+    g.router.apply(relayConfig(""));
+    await new Promise((r) => setImmediate(r));
+    expect(answered).toBe(false);
+    expect(g.router.listenerCount("routable")).toBe(1);
+    expect(g.ingest.accepted).toBe(0);
+    expect(g.router.stats()).toMatchObject({ routed: 0, noDestination: 0 });
+    expect(g.dedup.highest("tenant-a", "p1")).toBe(0);
+    const out = await sink();
+    g.router.apply(relayConfig(out.address));
+    expect(ackOf(await first)).toBe(1n);
+    await out.waitForLines(2);
+    expect(out.lines).toEqual(["nd.a 1 1700000000", "nd.b 2 1700000000"]);
+    expect(g.dedup.highest("tenant-a", "p1")).toBe(1);
+    expect(g.router.listenerCount("routable")).toBe(0);
+  });
+
+  it("cuts the streams of a key that is rotated or deleted (Unauthenticated), not the others", async () => {
+    // A destination (down): with none, the gateway acknowledges nothing.
+    const g = gateway(relayConfig(`127.0.0.1:${await freePort()}`));
     const a = await connected(g, "secret-a", "pa");
     const b = await connected(g, "secret-b", "pb");
     expect(g.counters.openStreams()).toBe(2);
@@ -323,7 +356,7 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
     // "unblocked" before it reads the next request.
     const second = s.next();
     await until(() => g.router.listenerCount("unblocked") === 1);
-    expect(g.ingest.received).toBe(lines.length);
+    expect(g.ingest.accepted).toBe(lines.length);
     expect(g.dedup.highest("tenant-a", "p1")).toBe(1);
     const out = await sink(port);
     expect(ackOf(await second)).toBe(2n);

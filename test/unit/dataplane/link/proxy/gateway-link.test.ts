@@ -1,9 +1,14 @@
+import { closeSync, mkdtempSync, openSync, rmSync, writeSync } from "node:fs";
 import http2 from "node:http2";
+import { tmpdir } from "node:os";
+import path from "node:path";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
+import type { Logger } from "../../../../../common/logger.ts";
 import { BatchBuffer } from "../../../../../dataplane/link/proxy/batch-buffer.ts";
+import { BatchSpool } from "../../../../../dataplane/link/proxy/batch-spool.ts";
 import {
   GatewayLink,
   type GatewayLinkOptions,
@@ -243,9 +248,14 @@ interface Setup {
   idConflicts: Array<[number, number]>;
 }
 
-function setup(urls: string[], options: Partial<GatewayLinkOptions> = {}): Setup {
+function setup(
+  urls: string[],
+  options: Partial<GatewayLinkOptions> = {},
+  makeBuffer: (log: Logger) => BatchBuffer = (log) =>
+    new BatchBuffer({ memoryBytes: 1024 * 1024, spool: null, spoolBytes: 0, log }),
+): Setup {
   const { log, lines } = captureLog();
-  const buffer = new BatchBuffer({ memoryBytes: 1024 * 1024, spool: null, spoolBytes: 0, log });
+  const buffer = makeBuffer(log);
   const authFailures: Setup["authFailures"] = [];
   const idConflicts: Setup["idConflicts"] = [];
   const link = new GatewayLink({
@@ -529,5 +539,36 @@ describe("GatewayLink", () => {
     await dead.link.stop(); // would hang for a minute if the sleep were not aborted
     expect(dead.link.state).toBe("closed");
     expect(dead.link.stats()).toMatchObject({ connects: 1, failures: 1 });
+  });
+
+  it("a batch that cannot be read back from the spool is counted lost, not freed as delivered by a later ack", async () => {
+    const gw = await gateway();
+    gw.onBatch = () => "hold";
+    const dir = mkdtempSync(path.join(tmpdir(), "polymur-link-"));
+    const { spool } = BatchSpool.open(dir, { log: captureLog().log });
+    try {
+      // No payload cached in memory: every batch is read back from the spool.
+      const { link, buffer, logs } = setup([gw.url], {}, (log) => {
+        return new BatchBuffer({ memoryBytes: 0, spool, spoolBytes: 1 << 30, log });
+      });
+      for (let i = 1; i <= 3; i++) addBatch(buffer, i);
+      const second = buffer.after(1)!;
+      const seg = path.join(dir, `seg-${String(second.loc!.segment).padStart(16, "0")}.spool`);
+      const fd = openSync(seg, "r+");
+      writeSync(fd, Buffer.from("X"), 0, 1, second.loc!.offset + 33 + 2); // its payload
+      closeSync(fd);
+      link.start();
+      await until("1 and 3 received", () => gw.received().length === 2);
+      expect(gw.received()).toEqual([1, 3]);
+      gw.last().ack(3); // cumulative: covers 2, which never left the proxy
+      await until("all settled", () => buffer.size === 0);
+      expect(link.stats()).toMatchObject({ batchesSent: 2, batchesAcked: 2, linesAcked: 1 + 3 });
+      expect(buffer.stats().lost).toMatchObject({ spool_corrupt: 2 });
+      const err = logs.find((l) => l.level === 50 && l.msg.includes("cannot be read back"));
+      expect(err).toMatchObject({ seq: 2, lines: 2, file: seg, offset: second.loc!.offset });
+    } finally {
+      spool.close();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });

@@ -73,4 +73,25 @@ describe("LineBatcher", () => {
     b.close();
     expect(got!.buffer.byteLength).toBeLessThan(8192);
   });
+
+  it("close() hands over what is waiting (nothing is dropped) and leaves no timer behind", () => {
+    vi.useFakeTimers();
+    try {
+      const batches: Array<[string, number]> = [];
+      const b = new LineBatcher((raw, lines) => batches.push([raw.toString(), lines]), {
+        maxBytes: 4096,
+        maxDelayMs: 60_000,
+      });
+      b.push(linesOf(3));
+      expect(batches).toEqual([]);
+      b.close();
+      expect(batches).toEqual([[linesOf(3).toString(), 3]]);
+      expect(b.pendingBytes).toBe(0);
+      expect(vi.getTimerCount()).toBe(0);
+      b.close(); // again: nothing more
+      expect(batches).toHaveLength(1);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
 });

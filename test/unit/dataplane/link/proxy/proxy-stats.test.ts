@@ -29,6 +29,20 @@ function stats(over: Partial<ProxyStats> = {}): ProxyStats {
     spoolBytes: 8192,
     held: false,
     proxyId: "site-a-1",
+    lost: {
+      spool_corrupt: 120,
+      spool_unreadable: 7,
+      exit_without_spool: 0,
+      exit_spool_append_failed: 3,
+    },
+    lostUncounted: {
+      spool_corrupt: 2,
+      spool_unreadable: 1,
+      exit_without_spool: 0,
+      exit_spool_append_failed: 0,
+    },
+    spoolAppendFailures: 4,
+    unspooledLines: 900,
     ...over,
   };
 }
@@ -37,6 +51,12 @@ function stats(over: Partial<ProxyStats> = {}): ProxyStats {
 function value(text: string, name: string, where?: string): number | undefined {
   const f = parseExposition(text).get(name);
   return f?.samples.find((s) => (where === undefined ? true : s.labels["where"] === where))?.value;
+}
+
+/** A family's samples by their `reason` label. */
+function byReason(text: string, name: string): Record<string, number> {
+  const f = parseExposition(text).get(name);
+  return Object.fromEntries((f?.samples ?? []).map((s) => [s.labels["reason"], s.value]));
 }
 
 describe("proxyPrometheus", () => {
@@ -62,6 +82,24 @@ describe("proxyPrometheus", () => {
     expect(value(text, "polymur_proxy_buffer_bytes", "spool")).toBe(8192);
     expect(value(text, "polymur_proxy_link_connects_total")).toBe(3);
     expect(value(text, "polymur_proxy_link_failures_total")).toBe(2);
+    expect(value(text, "polymur_proxy_spool_append_failures_total")).toBe(4);
+    expect(value(text, "polymur_proxy_unspooled_datapoints")).toBe(900);
+  });
+
+  it("shows every loss reason, counted and uncounted, zeros included", () => {
+    const text = proxyPrometheus(stats());
+    expect(byReason(text, "polymur_proxy_lost_datapoints_total")).toEqual({
+      spool_corrupt: 120,
+      spool_unreadable: 7,
+      exit_without_spool: 0,
+      exit_spool_append_failed: 3,
+    });
+    expect(byReason(text, "polymur_proxy_lost_uncounted_total")).toEqual({
+      spool_corrupt: 2,
+      spool_unreadable: 1,
+      exit_without_spool: 0,
+      exit_spool_append_failed: 0,
+    });
   });
 
   it("shows the link up only while a stream is open, and ingest held while the buffer is full", () => {
