@@ -1,5 +1,6 @@
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
+import { isLoopbackHost } from "../../common/loopback.ts";
 import { formatHelp, parseArgv, parseConfigFile, resolveOptions } from "../../common/options.ts";
 import { ConsulStore } from "../../controlplane/consul-store.ts";
 import {
@@ -42,7 +43,7 @@ export async function runControl(argv: string[]): Promise<void> {
   if (o.credentials.node === "") {
     log.warn("POLYMUR_NODE_TOKEN is not set: every node subscription will be refused");
   }
-  if (o.tls === undefined && !isLoopback(o.listen.host)) {
+  if (o.tls === undefined && !isLoopbackHost(o.listen.host)) {
     log.warn(
       { host: o.listen.host },
       "serving cleartext HTTP/2 beyond loopback: credentials cross the network unencrypted; set --tls-cert and --tls-key",
@@ -86,8 +87,4 @@ export async function runControl(argv: string[]): Promise<void> {
       log.info("stopped");
     },
   });
-}
-
-function isLoopback(host: string): boolean {
-  return host === "localhost" || host === "::1" || host.startsWith("127.");
 }

@@ -2,6 +2,7 @@ import { Code } from "@connectrpc/connect";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
 import { formatHelp, parseArgv, parseConfigFile, resolveOptions } from "../../common/options.ts";
+import { fileLimitText, raiseFileLimit } from "../../dataplane/nodes/file-limit.ts";
 import { ProxyNode } from "../../dataplane/nodes/proxy-node.ts";
 import { buildProxyOptions, PROXY_OPTIONS } from "../../dataplane/nodes/proxy-options.ts";
 import { handleSignals } from "./signals.ts";
@@ -22,8 +23,14 @@ export async function runProxy(argv: string[]): Promise<void> {
   }
   const path = flags.get("config") ?? process.env["POLYMUR_CONFIG"] ?? "";
   const file = path === "" ? new Map<string, string>() : parseConfigFile(PROXY_OPTIONS, path);
+  // Before --max-connections auto is derived from the limit (as the relay does).
+  const files = raiseFileLimit();
   const options = buildProxyOptions(resolveOptions(PROXY_OPTIONS, flags, process.env, file));
   const log = createLogger({ level: options.logLevel, bindings: { role: "proxy" } });
+  log[files.error === undefined ? "info" : "warn"](
+    { openFiles: files.limit, maxConnections: options.listener.maxConnections },
+    fileLimitText(files, options.listener.maxConnections),
+  );
   const node = new ProxyNode(options, log);
 
   let stopping = false;

@@ -1,13 +1,5 @@
 import { randomBytes } from "node:crypto";
-import {
-  closeSync,
-  fsyncSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  renameSync,
-  writeFileSync,
-} from "node:fs";
+import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
 import { hostname } from "node:os";
 import { dirname, join } from "node:path";
 import { create, fromJsonString, toJsonString } from "@bufbuild/protobuf";
@@ -15,6 +7,7 @@ import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { BACKOFF_DEFAULTS, backoffDelay, sleep } from "../../common/backoff.ts";
 import type { Logger } from "../../common/logger.ts";
+import { PRIVATE_FILE_MODE, privateDir } from "../../common/private-files.ts";
 import {
   type DestinationStatus,
   DestinationStatusSchema,
@@ -252,7 +245,7 @@ function loadSaved(dir: string | undefined, log: Logger): NodeConfig | null {
 function loadNodeId(dir: string | undefined): string {
   const fresh = `${hostname()}-${randomBytes(6).toString("hex")}`;
   if (dir === undefined) return fresh;
-  mkdirSync(dir, { recursive: true });
+  privateDir(dir);
   const path = join(dir, ID_FILE);
   try {
     const id = readFileSync(path, "utf8").trim();
@@ -265,7 +258,7 @@ function loadNodeId(dir: string | undefined): string {
 /** Write to a temporary file, fsync, rename over the target: readers see the old or the new file, never half. */
 export function atomicWrite(path: string, data: string): void {
   const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data, { flush: true });
+  writeFileSync(tmp, data, { flush: true, mode: PRIVATE_FILE_MODE });
   renameSync(tmp, path);
   // The rename itself is durable only once the directory is synced.
   const fd = openSync(dirname(path), "r");

@@ -1,5 +1,6 @@
 import dgram from "node:dgram";
 import net from "node:net";
+import { ThrottledWarning } from "../../common/log-throttle.ts";
 import type { Logger } from "../../common/logger.ts";
 import { IngestCounters, type IngestStats } from "./ingest-counters.ts";
 import { countLines, LineFramer } from "./line-framer.ts";
@@ -14,9 +15,12 @@ export interface ListenerConfig {
   udp: { host: string; port: number } | null;
   /** Longest accepted line in bytes, newline excluded. */
   maxLineLength: number;
-  /** Open sender connections per process; 0 = unlimited. */
+  /** Open sender connections per process; more are refused and counted. 0 = unlimited. */
   maxConnections: number;
-  /** Close sender connections idle this long; 0 = never. */
+  /**
+   * Close a sender connection that sends nothing for this long (while
+   * reading is paused, the silence is ours and does not count); 0 = never.
+   */
   idleTimeoutMs: number;
 }
 
@@ -25,7 +29,12 @@ export interface LineListenerOptions {
   reusePort?: boolean;
   /** Whether this listener opens the UDP socket (only one process of a group does). Default true. */
   udp?: boolean;
+  /** Least time between two log lines about refused connections. Default 10 s. */
+  refusalLogIntervalMs?: number;
 }
+
+/** accept() errors that mean the process is out of descriptors: the sender is refused. */
+const OUT_OF_DESCRIPTORS = new Set(["EMFILE", "ENFILE"]);
 
 /**
  * The ingest stage of one process: Graphite plaintext over TCP (and UDP),
@@ -33,6 +42,12 @@ export interface LineListenerOptions {
  * one sink. Bad lines are counted and sampled, never fatal to a connection.
  * `pause(true)` stops reading from every TCP sender (they see TCP
  * backpressure); datagrams that arrive meanwhile are dropped and counted.
+ *
+ * Bounded: connections over `maxConnections` are closed at once, counted
+ * (connectionsRefused) and logged at most once per interval; a connection
+ * that sends nothing for `idleTimeoutMs` is closed and counted
+ * (connectionsIdleClosed), what it sent of an unfinished line framed as at
+ * its end.
  */
 export class LineListener {
   #config: ListenerConfig;
@@ -43,7 +58,11 @@ export class LineListener {
   readonly counters = new IngestCounters();
   #server: net.Server | null = null;
   #udp: dgram.Socket | null = null;
-  #sockets = new Set<net.Socket>();
+  /** Open sender connections, and the idle timeout each was accepted with. */
+  #sockets = new Map<net.Socket, number>();
+  /** Refusals at the cap, and for want of descriptors: logged at most once per interval. */
+  readonly #atCap: ThrottledWarning;
+  readonly #noDescriptors: ThrottledWarning;
   #paused = false;
   #closing = false;
 
@@ -58,15 +77,29 @@ export class LineListener {
     this.#log = log;
     this.#reusePort = options.reusePort ?? false;
     this.#withUdp = options.udp ?? true;
+    const every = options.refusalLogIntervalMs ?? 10_000;
+    this.#atCap = new ThrottledWarning(
+      log,
+      every,
+      "sender connections refused: at --max-connections",
+    );
+    this.#noDescriptors = new ThrottledWarning(
+      log,
+      every,
+      "sender connections refused: out of file descriptors",
+    );
   }
 
   /** Starts listening. Resolves with the bound TCP (and UDP) ports. */
   async listen(): Promise<{ port: number; udpPort: number | null }> {
     const { host, port } = this.#config.listen;
     const server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
-    if (this.#config.maxConnections > 0) server.maxConnections = this.#config.maxConnections;
-    server.on("drop", () => {
+    const cap = this.#config.maxConnections;
+    if (cap > 0) server.maxConnections = cap;
+    // Node accepts a connection over the cap and closes it at once.
+    server.on("drop", (d) => {
       this.counters.connectionsRefused++;
+      this.#atCap.note({ remote: d?.remoteAddress, maxConnections: cap });
     });
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
@@ -76,7 +109,18 @@ export class LineListener {
         resolve();
       });
     });
-    server.on("error", (err) => this.#log.error({ err }, "listener error"));
+    server.on("error", (err: NodeJS.ErrnoException) => {
+      // Out of descriptors at accept(). On Linux libuv closes such
+      // connections itself (uv__emfile_trick) and Node never hears of them;
+      // where an error does come, it is one refusal at least. The cap
+      // exists so that this does not happen.
+      if (err.syscall === "accept" && OUT_OF_DESCRIPTORS.has(err.code ?? "")) {
+        this.counters.connectionsRefused++;
+        this.#noDescriptors.note({ code: err.code });
+        return;
+      }
+      this.#log.error({ err }, "listener error");
+    });
     const bound = (server.address() as net.AddressInfo).port;
     let udpPort: number | null = null;
     const u = this.#config.udp;
@@ -104,14 +148,23 @@ export class LineListener {
     }
     const counters = this.counters;
     counters.connectionsTotal++;
-    this.#sockets.add(socket);
+    const idleMs = this.#config.idleTimeoutMs;
+    this.#sockets.set(socket, idleMs);
     const source = `${socket.remoteAddress}:${socket.remotePort}`;
     const framer = new LineFramer(counters.handler(this.#sink, source), {
       maxLineLength: this.#config.maxLineLength,
     });
-    if (this.#config.idleTimeoutMs > 0) {
-      socket.setTimeout(this.#config.idleTimeoutMs, () => socket.destroy());
-    }
+    // Armed only while reading (see pause()): a paused sender is not idle.
+    if (!this.#paused) socket.setTimeout(idleMs);
+    socket.on("timeout", () => {
+      // A timer that fired just before pause() disarmed it.
+      if (this.#paused) return;
+      counters.connectionsIdleClosed++;
+      // An unfinished line is framed as at the sender's end: accepted or
+      // rejected, counted either way.
+      framer.end();
+      socket.destroy();
+    });
     socket.on("data", (chunk: Buffer) => {
       counters.bytesIn += chunk.length;
       framer.push(chunk);
@@ -153,9 +206,14 @@ export class LineListener {
   pause(paused: boolean): void {
     if (paused === this.#paused) return;
     this.#paused = paused;
-    for (const s of this.#sockets) {
-      if (paused) s.pause();
-      else s.resume();
+    for (const [s, idleMs] of this.#sockets) {
+      if (paused) {
+        s.pause();
+        s.setTimeout(0);
+      } else {
+        s.resume();
+        s.setTimeout(idleMs);
+      }
     }
   }
 
@@ -182,7 +240,7 @@ export class LineListener {
     this.#server = null;
     this.#udp?.close();
     this.#udp = null;
-    await closeSockets(this.#sockets, graceMs);
+    await closeSockets(new Set(this.#sockets.keys()), graceMs);
   }
 }
 

@@ -195,19 +195,21 @@ function environment(svc: Service): Record<string, string> {
 /** Published ports: host side (if any) and container side, with protocol. */
 function publishedPorts(
   svc: Service,
-): Array<{ host: number | null; container: Port; text: string }> {
+): Array<{ host: number | null; hostIp: string; container: Port; text: string }> {
   return (svc.ports ?? []).map((p) => {
     if (typeof p === "object") {
       const protocol = (p.protocol ?? "tcp") as "tcp" | "udp";
       const host = p.published === undefined ? null : Number(p.published);
-      return { host, container: { port: Number(p.target), protocol }, text: JSON.stringify(p) };
+      const text = JSON.stringify(p);
+      return { host, hostIp: "", container: { port: Number(p.target), protocol }, text };
     }
     const text = String(p);
     const [spec = "", proto = "tcp"] = text.split("/");
     const parts = spec.split(":");
     const container = Number(parts.at(-1));
     const host = parts.length >= 2 ? Number(parts.at(-2)) : null;
-    return { host, container: { port: container, protocol: proto as "tcp" | "udp" }, text };
+    const hostIp = parts.length >= 3 ? parts.slice(0, -2).join(":") : "";
+    return { host, hostIp, container: { port: container, protocol: proto as "tcp" | "udp" }, text };
   });
 }
 
@@ -1036,6 +1038,11 @@ function checkCompose(text: string): string[] {
         );
       } else if (isLoopback(l.host)) {
         bad(`${name}: publishes ${p.text} but ${l.what} binds ${l.host}, unreachable from outside`);
+      } else if (l.what === "--stat-addr" && p.hostIp !== "127.0.0.1") {
+        // /debug/rejects shows sender addresses and line text.
+        bad(
+          `${name}: publishes the stats endpoint (${p.text}) on every host interface; publish it on 127.0.0.1`,
+        );
       }
     }
     // A listener that other services reach must not be loopback-only.
@@ -1319,11 +1326,16 @@ describe("docker-compose.yml", () => {
       ],
       // Listeners, ports, health checks.
       ["--stat-addr=0.0.0.0:2020", "--stat-addr=127.0.0.1:2020", /binds 127\.0\.0\.1, unreachable/],
-      ['"2020:2020"', '"2003:2020"', /host port 2003\/tcp already published/],
+      ['"127.0.0.1:2020:2020"', '"2003:2020"', /host port 2003\/tcp already published/],
       [
+        '"127.0.0.1:2021:2020"',
         '"2021:2020"',
-        '"2021:2021"',
-        /gateway: publishes 2021:2021 but listens on no tcp port 2021/,
+        /publishes the stats endpoint \(2021:2020\) on every host interface/,
+      ],
+      [
+        '"127.0.0.1:2021:2020"',
+        '"127.0.0.1:2021:2021"',
+        /gateway: publishes 127.0.0.1:2021:2021 but listens on no tcp port 2021/,
       ],
       ["--api-addr=", "--api-addr=0.0.0.0:2030", /not a loopback address: set --api-token/],
       ["127.0.0.1:2020/readyz", "127.0.0.1:2003/readyz", /health check fetches \/readyz on 2003/],

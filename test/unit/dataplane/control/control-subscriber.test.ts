@@ -1,4 +1,4 @@
-import { readFileSync, writeFileSync } from "node:fs";
+import { readFileSync, statSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
@@ -101,6 +101,10 @@ describe("createControlSubscriber", () => {
     n.sub.start();
     await until("version 1", () => n.sub.appliedVersion === 1n);
     const saved = readFileSync(join(stateDir, "control-config.json"), "utf8");
+    // The state directory and its files are private (key digests, node identity).
+    expect(statSync(stateDir).mode & 0o777).toBe(0o700);
+    expect(statSync(join(stateDir, "control-config.json")).mode & 0o777).toBe(0o600);
+    expect(statSync(join(stateDir, "node-id")).mode & 0o777).toBe(0o600);
 
     await control.addDestination("10.0.0.66:2003"); // version 2: refused
     await until("the refusal logged", () => n.logs.some((l) => l.msg.includes("refused")));

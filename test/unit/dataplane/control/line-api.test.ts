@@ -1,8 +1,15 @@
 import { once } from "node:events";
 import net from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { ErrorCode, PolymurError } from "../../../../common/errors.ts";
-import { type LineApiTarget, startLineApi } from "../../../../dataplane/control/line-api.ts";
+import { isLoopbackAddress } from "../../../../common/loopback.ts";
+import {
+  LINE_API_LIMITS,
+  type LineApiLimits,
+  type LineApiTarget,
+  startLineApi,
+} from "../../../../dataplane/control/line-api.ts";
+import { kernelResendBytes } from "../../../../dataplane/forward/kernel-buffers.ts";
 import { type CapturedLine, captureLog } from "../../../fixtures/capture-log.ts";
 import { closeServer } from "../../../fixtures/local-server.ts";
 import { until } from "../../../fixtures/until.ts";
@@ -107,10 +114,11 @@ afterEach(async () => {
 
 async function api(
   token = "",
+  limits: Partial<LineApiLimits> = {},
 ): Promise<{ relay: FakeRelay; logs: CapturedLine[]; server: net.Server; port: number }> {
   const relay = new FakeRelay();
   const { log, lines } = captureLog();
-  const server = await startLineApi(relay, { host: "127.0.0.1", port: 0, token }, log);
+  const server = await startLineApi(relay, { host: "127.0.0.1", port: 0, token, limits }, log);
   cleanup.push(() => closeServer(server));
   return { relay, logs: lines, server, port: (server.address() as net.AddressInfo).port };
 }
@@ -275,24 +283,91 @@ describe("startLineApi", () => {
       expect(relay.list).toEqual(["a:1"]);
     });
 
-    it("refuses a wrong token (shorter, longer, missing), logs it without the token, and stays locked", async () => {
-      const { relay, logs, port } = await api(TOKEN);
-      const c = await connect(port);
+    it("refuses a wrong token (shorter, longer, other case, missing), logs it without the token, and stays locked", async () => {
+      // Every bad token logged: no interval between log lines.
+      const { relay, logs, port } = await api(TOKEN, { logIntervalMs: 0 });
       for (const attempt of [
         "auth wrong",
         `auth ${TOKEN.slice(0, -1)}`,
         `auth ${TOKEN}x`,
         `auth ${TOKEN.toUpperCase()}`,
+        `auth ${"s".repeat(TOKEN.length)}`,
         "auth",
       ]) {
+        const c = await connect(port);
         expect(await c.command(attempt)).toEqual(["error: bad token"]);
+        expect(await c.command("getdest")).toEqual(["error: authenticate first with `auth TOKEN`"]);
       }
-      expect(await c.command("getdest")).toEqual(["error: authenticate first with `auth TOKEN`"]);
       expect(relay.calls).toEqual([]);
       const warnings = logs.filter((l) => l.msg === "line api: bad token");
-      expect(warnings).toHaveLength(5);
-      expect(warnings[0]).toMatchObject({ level: 40, remote: "127.0.0.1" });
+      expect(warnings).toHaveLength(6);
+      expect(warnings[0]).toMatchObject({ level: 40, remote: "127.0.0.1", count: 1, total: 1 });
+      expect(warnings[5]).toMatchObject({ count: 1, total: 6 });
       expect(JSON.stringify(logs)).not.toContain(TOKEN.slice(0, -1));
+    });
+
+    it(`closes a connection at its ${LINE_API_LIMITS.maxAuthFailures}rd wrong token`, async () => {
+      expect(LINE_API_LIMITS.maxAuthFailures).toBe(3);
+      const { relay, port } = await api(TOKEN);
+      const c = await connect(port);
+      expect(await c.command("auth a")).toEqual(["error: bad token"]);
+      expect(await c.command("getdest")).toEqual(["error: authenticate first with `auth TOKEN`"]);
+      expect(await c.command("auth b")).toEqual(["error: bad token"]);
+      expect(await c.command("auth c", 2)).toEqual([
+        "error: bad token",
+        "error: 3 bad tokens: closing",
+      ]);
+      await until("the server closes the connection", () => c.closed);
+      // The right token on a new connection still works: the limit is per connection.
+      const d = await connect(port);
+      expect(await d.command(`auth ${TOKEN}`)).toEqual(["ok authenticated"]);
+      expect(relay.calls).toEqual([]);
+    });
+
+    it("1,000 wrong tokens in one write: three are tried, then the connection is closed", async () => {
+      const { relay, logs, port } = await api(TOKEN);
+      const c = await connect(port);
+      const flood = Array.from({ length: 1000 }, (_, i) => `auth guess-${i}\n`).join("");
+      await c.send(`${flood}getdest\n`);
+      await until("the server closes the connection", () => c.closed);
+      // Replies sent before the close may be lost to a reset (unread input
+      // makes the kernel reset rather than close), never more than three.
+      expect(c.lines.filter((l) => l === "error: bad token").length).toBeLessThanOrEqual(3);
+      expect(c.lines.filter((l) => l.startsWith("ok"))).toEqual([]);
+      expect(relay.calls).toEqual([]);
+      expect(logs.filter((l) => l.msg === "line api: bad token")).toHaveLength(1);
+    });
+
+    it("1,000 wrong tokens over 334 connections: one log line per interval, counting them all", async () => {
+      const now = Date.now();
+      vi.useFakeTimers({ toFake: ["Date"], now });
+      cleanup.push(() => {
+        vi.useRealTimers();
+      });
+      const { relay, logs, port } = await api(TOKEN);
+      let sent = 0;
+      // Eight clients at a time, each sending three guesses (the last one, one).
+      const client = async (): Promise<void> => {
+        while (sent < 1000) {
+          const n = Math.min(3, 1000 - sent);
+          const guesses = Array.from({ length: n }, () => `auth guess-${sent++}\n`).join("");
+          const c = await connect(port);
+          await c.send(guesses);
+          if (n === 3) await until("the server closes the connection", () => c.closed);
+          else await c.finish();
+        }
+      };
+      await Promise.all(Array.from({ length: 8 }, client));
+      expect(relay.calls).toEqual([]);
+      const warnings = (): CapturedLine[] => logs.filter((l) => l.msg === "line api: bad token");
+      expect(warnings()).toHaveLength(1);
+      expect(warnings()[0]).toMatchObject({ count: 1, total: 1 });
+      // The interval over, the next bad token is logged with the 999 held back.
+      vi.setSystemTime(now + LINE_API_LIMITS.logIntervalMs);
+      const c = await connect(port);
+      expect(await c.command("auth late")).toEqual(["error: bad token"]);
+      expect(warnings()).toHaveLength(2);
+      expect(warnings()[1]).toMatchObject({ count: 1000, total: 1001 });
     });
 
     it("a failed `auth` after a good one takes the authentication back", async () => {
@@ -308,7 +383,7 @@ describe("startLineApi", () => {
 
   describe("without a token", () => {
     it("serves commands at once; `auth` with any token is refused", async () => {
-      const { logs, port } = await api("");
+      const { logs, port } = await api("", { logIntervalMs: 0 });
       const c = await connect(port);
       expect(await c.command("getdest")).toEqual(["ok 0 destinations"]);
       // There is nothing to authenticate against: no token is right, not even an empty one.
@@ -317,13 +392,9 @@ describe("startLineApi", () => {
       expect(logs.filter((l) => l.msg === "line api: bad token")).toHaveLength(2);
     });
 
-    // BUG (dataplane/control/line-api.ts, run(): `authed = options.token !== "" && ...`):
-    // with no token configured, a failed `auth` sets `authed` to false, and
-    // since no token can ever succeed, the connection is locked out for good:
-    // every later command answers "error: authenticate first with `auth TOKEN`",
-    // although the API's contract is that authentication is required only
-    // "when [a token is] set". Expected: getdest still answers "ok 0 destinations".
-    it.fails("a refused `auth` does not lock a connection out when no token is configured", async () => {
+    // Was a bug: with no token configured, a failed `auth` set `authed` to
+    // false, and since no token can ever succeed, locked the connection out.
+    it("a refused `auth` does not lock a connection out when no token is configured", async () => {
       const { port } = await api("");
       const c = await connect(port);
       expect(await c.command("auth anything")).toEqual(["error: bad token"]);
@@ -332,14 +403,10 @@ describe("startLineApi", () => {
   });
 
   describe("the 64 KiB bound", () => {
-    // What the code does today: the bound is on what a connection has
-    // buffered and not yet split into lines, in UTF-16 code units of the
-    // decoded text (64 * 1024 = 65536), checked on every read before the
-    // buffer is split. Going over it answers "error: line too long" and ends
-    // the server's side of the connection (a half-close). The buffer is not
-    // cleared and reading goes on; a client that closes on EOF (as Node's
-    // sockets do by default, allowHalfOpen false) then closes its side too,
-    // and the connection is gone.
+    // The bound is on one command, newline included, in UTF-16 code units
+    // of the decoded text (64 * 1024 = 65536). A longer one (or the start of
+    // one, without its newline yet) is answered "error: line too long" and
+    // the connection is destroyed: nothing more is read, buffered or run.
 
     it("serves a command of exactly 65536 characters, newline included", async () => {
       const { relay, port } = await api();
@@ -372,19 +439,10 @@ describe("startLineApi", () => {
       expect(c.lines).toEqual(["error: line too long"]);
     });
 
-    // BUG (dataplane/control/line-api.ts, the "data" handler, `if (buf.length >
-    // 64 * 1024) { socket.end("error: line too long\n"); return; }`, with the
-    // "end" handler below it): the refused text stays in `buf`, and when the
-    // client's side ends (at once for a client that closes on EOF, such as a
-    // default Node socket, or `nc -N`), the "end" handler runs it as a command
-    // with `run(buf.trim())`. Input: "putdest " + 65,529 × "a" + "\n" (65,537
-    // characters, one over the bound) on a fresh connection. Expected: the
-    // reply "error: line too long" and no call to the target. Actual: after
-    // that reply, addDestination("aaa…") is called with the refused spec (its
-    // "ok added …" reply is lost: the server's side has ended). The refused
-    // input also stays buffered, growing with anything more the client
-    // sends, until the client closes.
-    it.fails("never runs the input it refused as too long", async () => {
+    // Was a bug: the refused text stayed buffered (growing with anything
+    // more the client sent) and, when the client's side ended, the "end"
+    // handler ran it as a command.
+    it("never runs the input it refused as too long", async () => {
       const { relay, port } = await api();
       const c = await connect(port);
       await c.send(`putdest ${"a".repeat(65537 - "putdest \n".length)}\n`);
@@ -392,6 +450,135 @@ describe("startLineApi", () => {
       expect(c.lines).toEqual(["error: line too long"]);
       // Lengths only: the refused spec is 65,528 characters long.
       expect(relay.calls.map((call) => call.length)).toEqual([]);
+    });
+
+    it("refuses a too-long command that comes whole, newline and all, in one read", async () => {
+      const { relay, port } = await api("", { maxLineChars: 100 });
+      const c = await connect(port);
+      await c.send(`putdest ${"a".repeat(100)}\nputdest b:1\n`);
+      await until("the connection is closed", () => c.closed);
+      expect(c.lines).toEqual(["error: line too long"]);
+      expect(relay.calls).toEqual([]);
+    });
+
+    it("100 MiB without a newline: the connection is destroyed, not read to the end", async () => {
+      const { relay, port } = await api();
+      // A client that goes on sending after the server's EOF (as `nc` does).
+      const s = net.connect({ port, host: "127.0.0.1", allowHalfOpen: true });
+      s.on("error", () => {});
+      cleanup.push(() => {
+        s.destroy();
+      });
+      await once(s, "connect");
+      let closed = false;
+      s.on("close", () => {
+        closed = true;
+      });
+      const total = 100 * 1024 * 1024;
+      const chunk = Buffer.alloc(64 * 1024, "x");
+      let written = 0;
+      while (written < total && !closed) {
+        const ok = await new Promise<boolean>((resolve) => s.write(chunk, (err) => resolve(!err)));
+        if (!ok) break;
+        written += chunk.length;
+      }
+      await until("the connection is closed", () => closed);
+      // The server read past the bound, then stopped: what was written is
+      // at most what the two kernels' socket buffers held when it closed.
+      expect(written).toBeLessThan(kernelResendBytes() + 1024 * 1024);
+      expect(written).toBeLessThan(total);
+      expect(relay.calls).toEqual([]);
+    });
+  });
+
+  describe("bounds on connections", () => {
+    it("stops reading from a client that does not read its replies; idle, it is closed", async () => {
+      const { relay, port } = await api("", { idleTimeoutMs: 300 });
+      const s = net.connect({ port, host: "127.0.0.1" });
+      s.on("error", () => {});
+      cleanup.push(() => {
+        s.destroy();
+      });
+      await once(s, "connect");
+      s.pause(); // never reads a reply
+      let closed = false;
+      s.on("close", () => {
+        closed = true;
+      });
+      const total = 16 * 1024 * 1024;
+      const chunk = Buffer.from("help\n".repeat(13_107)); // 64 KiB less a byte
+      let written = 0;
+      while (written < total && !closed) {
+        const ok = await new Promise<boolean>((resolve) => s.write(chunk, (err) => resolve(!err)));
+        if (!ok) break;
+        written += chunk.length;
+      }
+      await until("the connection is closed", () => closed);
+      // Had it read on, buffering a reply per command, all 16 MiB would be in.
+      expect(written).toBeLessThan(Math.min(total, kernelResendBytes() * 2 + 1024 * 1024));
+      expect(relay.calls).toEqual([]);
+    });
+
+    it("closes a connection that sends nothing for the idle timeout", async () => {
+      const { logs, port } = await api("", { idleTimeoutMs: 200 });
+      const c = await connect(port);
+      expect(await c.command("getdest")).toEqual(["ok 0 destinations"]);
+      await until("the server closes the idle connection", () => c.closed);
+      expect(logs.some((l) => l.msg === "line api: idle connection closed")).toBe(true);
+    });
+
+    it(`refuses connections over the cap (${LINE_API_LIMITS.maxConnections} by default), logged once per interval`, async () => {
+      const { logs, port } = await api("", { maxConnections: 2 });
+      const a = await connect(port);
+      const b = await connect(port);
+      expect(await a.command("help")).toHaveLength(1);
+      expect(await b.command("help")).toHaveLength(1);
+      for (let i = 0; i < 5; i++) {
+        const over = await connect(port);
+        await until("the connection over the cap is closed", () => over.closed);
+        expect(over.text).toBe("");
+      }
+      const refusals = logs.filter((l) => l.msg.startsWith("line api: connection refused"));
+      expect(refusals).toHaveLength(1);
+      expect(refusals[0]).toMatchObject({ level: 40, count: 1, total: 1 });
+      // A place freed is taken again.
+      await a.finish();
+      await until(async () => {
+        const c = await connect(port);
+        const ok = await c
+          .command("getdest")
+          .then((r) => r[0] === "ok 0 destinations")
+          .catch(() => false);
+        c.socket.destroy();
+        return ok;
+      });
+    });
+  });
+
+  describe("where it listens", () => {
+    it("refuses to run without a token on an address that is not loopback", async () => {
+      const { log } = captureLog();
+      await expect(
+        startLineApi(new FakeRelay(), { host: "0.0.0.0", port: 0, token: "" }, log),
+      ).rejects.toMatchObject({ code: ErrorCode.Config });
+      const server = await startLineApi(
+        new FakeRelay(),
+        { host: "0.0.0.0", port: 0, token: "t" },
+        log,
+      );
+      cleanup.push(() => closeServer(server));
+      expect(server.listening).toBe(true);
+    });
+
+    it("takes `localhost` without a token: it binds a loopback address", async () => {
+      const { log } = captureLog();
+      const server = await startLineApi(
+        new FakeRelay(),
+        { host: "localhost", port: 0, token: "" },
+        log,
+      );
+      cleanup.push(() => closeServer(server));
+      expect(isLoopbackAddress((server.address() as net.AddressInfo).address)).toBe(true);
     });
   });
 });

@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../../../common/logger.ts";
 import { LineListener, type ListenerConfig } from "../../../../dataplane/ingest/line-listener.ts";
 import type { LineSink } from "../../../../dataplane/ingest/line-sink.ts";
+import { captureLog } from "../../../fixtures/capture-log.ts";
 import { sendLines } from "../../../fixtures/line-sink.ts";
 import { until } from "../../../fixtures/until.ts";
 
@@ -40,9 +41,10 @@ function config(over: Partial<ListenerConfig> = {}): ListenerConfig {
 
 async function start(
   over: Partial<ListenerConfig> = {},
+  logger = log,
 ): Promise<{ l: LineListener; sink: Recorder; port: number; udpPort: number }> {
   const sink = new Recorder();
-  const l = new LineListener(config(over), sink, log);
+  const l = new LineListener(config(over), sink, logger);
   cleanup.push(() => l.close(0));
   const { port, udpPort } = await l.listen();
   return { l, sink, port, udpPort: udpPort ?? -1 };
@@ -80,7 +82,9 @@ describe("LineListener", () => {
     expect(sink.lines).toEqual(["a.b 1 1700000000", "c.d 2 1700000000"]);
     await until(() => l.stats().connections === 0);
     expect(l.stats()).toMatchObject({
-      received: 2,
+      // Every line read: the two valid ones and the rejected one.
+      received: 3,
+      accepted: 2,
       connections: 0,
       connectionsTotal: 1,
       bytesIn: text.length,
@@ -96,7 +100,7 @@ describe("LineListener", () => {
     await datagram(udpPort, "u.a 1 1700000000\nu.b 2 1700000000\n");
     await until(() => sink.lines.length === 2);
     expect(sink.lines).toEqual(["u.a 1 1700000000", "u.b 2 1700000000"]);
-    expect(l.stats().received).toBe(2);
+    expect(l.stats()).toMatchObject({ received: 2, accepted: 2 });
   });
 
   it("pause stops reading from TCP senders, resume delivers; datagrams meanwhile are dropped and counted", async () => {
@@ -119,7 +123,8 @@ describe("LineListener", () => {
     await datagram(udpPort, "u.a 1 1700000000\nu.b 2 1700000000\n");
     await until(() => l.stats().droppedPaused === 2);
     expect(sink.lines).toEqual(["before 1 1700000000"]);
-    expect(l.stats().received).toBe(1);
+    // The dropped datagram's lines were received, not accepted.
+    expect(l.stats()).toMatchObject({ received: 3, accepted: 1 });
 
     l.pause(false);
     expect(l.stats().paused).toBe(false);
@@ -133,7 +138,7 @@ describe("LineListener", () => {
     await write(early, "after 4 1700000000\n");
     await until(() => sink.lines.length === 5);
     expect(l.stats().droppedPaused).toBe(2);
-    expect(l.stats().received).toBe(5);
+    expect(l.stats()).toMatchObject({ received: 7, accepted: 5 });
   });
 
   it("refuses connections beyond maxConnections and counts them", async () => {
@@ -148,6 +153,85 @@ describe("LineListener", () => {
     await once(second, "close");
     expect(l.stats()).toMatchObject({ connections: 1, connectionsTotal: 1, connectionsRefused: 1 });
     expect(first.destroyed).toBe(false);
+  });
+
+  it("logs refused connections once per interval, with how many were refused since and in all", async () => {
+    const { log: captured, lines } = captureLog();
+    const { l, port } = await start({ maxConnections: 1 }, captured);
+    await connect(port);
+    await until(() => l.stats().connections === 1);
+    for (let i = 0; i < 5; i++) {
+      const over = net.connect({ port, host: "127.0.0.1" });
+      over.on("error", () => {});
+      cleanup.push(() => {
+        over.destroy();
+      });
+      await once(over, "close");
+    }
+    expect(l.stats().connectionsRefused).toBe(5);
+    const warnings = lines.filter((x) => x.msg.startsWith("sender connections refused"));
+    expect(warnings).toEqual([
+      expect.objectContaining({
+        level: 40,
+        msg: "sender connections refused: at --max-connections",
+        maxConnections: 1,
+        count: 1,
+        total: 1,
+        remote: "127.0.0.1",
+      }),
+    ]);
+  });
+
+  it("closes a slow-drip sender that goes silent for the idle timeout, frames its unfinished line and counts it", async () => {
+    const { l, sink, port } = await start({ idleTimeoutMs: 200 });
+    const s = await connect(port);
+    await write(s, "whole 1 1700000000\n");
+    // Then a byte of the next line, and nothing more.
+    await write(s, "d");
+    await once(s, "close");
+    await until(() => l.stats().connections === 0);
+    expect(sink.lines).toEqual(["whole 1 1700000000"]);
+    expect(l.stats()).toMatchObject({
+      received: 2,
+      accepted: 1,
+      connectionsTotal: 1,
+      connectionsIdleClosed: 1,
+    });
+    // The dribbled byte, framed as a line when the connection was closed.
+    expect(l.stats().rejected.field_count).toBe(1);
+  });
+
+  it("keeps a sender that sends more often than the idle timeout, whole lines or not", async () => {
+    const { l, sink, port } = await start({ idleTimeoutMs: 1_000 });
+    const s = await connect(port);
+    // One byte every 50 ms (a twentieth of the timeout) for 2.5 s: 2.5 timeouts.
+    const line = "drip.a 1 1700000000\n";
+    for (let i = 0; i < 50; i++) {
+      await write(s, line[i % line.length]!);
+      await new Promise((r) => setTimeout(r, 50));
+    }
+    expect(s.destroyed).toBe(false);
+    expect(l.stats()).toMatchObject({ connections: 1, connectionsIdleClosed: 0 });
+    expect(sink.lines).toEqual(["drip.a 1 1700000000", "drip.a 1 1700000000"]);
+  });
+
+  it("does not close senders while it does not read from them (paused), and their lines are kept", async () => {
+    const { l, sink, port } = await start({ idleTimeoutMs: 200 });
+    const s = await connect(port);
+    await until(() => l.stats().connections === 1);
+    l.pause(true);
+    await write(s, "held 1 1700000000\n");
+    // Four timeouts of silence from where the listener stands.
+    await new Promise((r) => setTimeout(r, 800));
+    expect(s.destroyed).toBe(false);
+    expect(l.stats()).toMatchObject({ connections: 1, connectionsIdleClosed: 0 });
+    l.pause(false);
+    await until(() => sink.lines.length === 1);
+    expect(sink.lines).toEqual(["held 1 1700000000"]);
+    // Reading again, the timeout counts again.
+    await once(s, "close");
+    await until(() => l.stats().connections === 0);
+    expect(l.stats().connectionsIdleClosed).toBe(1);
   });
 
   it("close() stops listening and ends sender connections once they close their side", async () => {
