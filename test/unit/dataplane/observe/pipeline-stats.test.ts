@@ -23,6 +23,7 @@ describe("pipelineStats", () => {
       connections: 2,
       connectionsTotal: 3,
       connectionsRefused: 1,
+      connectionsIdleClosed: 6,
       bytesIn: 400,
       droppedPaused: 4,
       paused: true,
@@ -42,6 +43,7 @@ describe("pipelineStats", () => {
       connections: 2,
       connectionsTotal: 3,
       connectionsRefused: 1,
+      connectionsIdleClosed: 6,
       bytesIn: 400,
       destinations: [destinationStats("a:1", { routed: 13, forwarded: 13 })],
       paused: true,
@@ -138,6 +140,7 @@ describe("mergeStats", () => {
       connections: 1,
       connectionsTotal: 2,
       connectionsRefused: 3,
+      connectionsIdleClosed: 5,
       bytesIn: 4,
     });
     a.rejected.bad_value = 1;
@@ -149,6 +152,7 @@ describe("mergeStats", () => {
       connections: 20,
       connectionsTotal: 30,
       connectionsRefused: 40,
+      connectionsIdleClosed: 50,
       bytesIn: 50,
     });
     b.rejected.bad_value = 2;
@@ -162,6 +166,7 @@ describe("mergeStats", () => {
       connections: 21,
       connectionsTotal: 32,
       connectionsRefused: 43,
+      connectionsIdleClosed: 55,
       bytesIn: 54,
       paused: false,
     });
