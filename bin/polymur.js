@@ -2,4 +2,13 @@
 // Runs the JavaScript that `npm run build` (run by `npm ci` through `prepare`)
 // compiles from the TypeScript sources: compiled code starts faster and uses
 // about 35 MB less memory per process than Node's on-the-fly type stripping.
-import "../dist/cli/polymur/main.js";
+// First, the Node version (require-node.js), before anything else is loaded.
+import { requireNode } from "./require-node.js";
+
+requireNode(
+  "polymur",
+  import.meta.url,
+  ", which lacks what polymur uses (a relay's workers could not share its port)",
+  " (in a systemd unit, name that node in ExecStart).",
+);
+await import("../dist/cli/polymur/main.js");

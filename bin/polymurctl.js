@@ -1,2 +1,6 @@
 #!/usr/bin/env node
-import "../dist/cli/polymurctl/main.js";
+// First, the Node version (require-node.js), before anything else is loaded.
+import { requireNode } from "./require-node.js";
+
+requireNode("polymurctl", import.meta.url);
+await import("../dist/cli/polymurctl/main.js");

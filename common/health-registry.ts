@@ -9,6 +9,16 @@ import { ChangeSignal } from "./change-signal.ts";
 export { ServingStatus };
 
 /**
+ * The largest health request message read, in bytes. A request names one
+ * service (`""` or a service's full name): anything longer is not a health
+ * check. Health is open to every caller, so this limit, not the server's,
+ * bounds what an unauthenticated caller can make it read; past it a call is
+ * answered RESOURCE_EXHAUSTED, without reading the message when its length
+ * is declared.
+ */
+export const HEALTH_READ_MAX_BYTES = 16 * 1024;
+
+/**
  * The gRPC health checking protocol (grpc/grpc doc/health-checking.md) for a
  * Connect router: `""` is the whole server, other names are services.
  * `Check` on an unknown service is NOT_FOUND; `Watch` on one sends
@@ -41,19 +51,25 @@ export class HealthRegistry {
   }
 
   register(router: ConnectRouter): void {
-    router.service(Health, {
-      check: (req: HealthCheckRequest) => {
-        const status = this.#status.get(req.service);
-        if (status === undefined) {
-          throw new ConnectError(`unknown service "${req.service}"`, Code.NotFound);
-        }
-        return { status };
+    router.service(
+      Health,
+      {
+        check: (req: HealthCheckRequest) => {
+          const status = this.#status.get(req.service);
+          if (status === undefined) {
+            throw new ConnectError(`unknown service "${req.service}"`, Code.NotFound);
+          }
+          return { status };
+        },
+        list: () => ({
+          statuses: Object.fromEntries(
+            [...this.#status].map(([name, status]) => [name, { status }]),
+          ),
+        }),
+        watch: (req: HealthCheckRequest, ctx: HandlerContext) => this.#watch(req.service, ctx),
       },
-      list: () => ({
-        statuses: Object.fromEntries([...this.#status].map(([name, status]) => [name, { status }])),
-      }),
-      watch: (req: HealthCheckRequest, ctx: HandlerContext) => this.#watch(req.service, ctx),
-    });
+      { readMaxBytes: HEALTH_READ_MAX_BYTES },
+    );
   }
 
   async *#watch(service: string, ctx: HandlerContext) {

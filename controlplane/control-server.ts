@@ -1,11 +1,18 @@
 import http2 from "node:http2";
 import type { Socket } from "node:net";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { HealthRegistry } from "../common/health-registry.ts";
+import { MAX_CONCURRENT_STREAMS } from "../common/http2-limits.ts";
 import type { Logger } from "../common/logger.ts";
 import { ControlService, NodeService } from "../gen/polymur/control/v1/control_pb.ts";
-import { type Credentials, createAuthInterceptor } from "./auth.ts";
+import {
+  type AuthDenial,
+  CredentialCheck,
+  type CredentialKind,
+  type Credentials,
+  createAuthInterceptor,
+} from "./auth.ts";
+import { createControlHandler } from "./control-handler.ts";
 import { createControlService } from "./control-service.ts";
 import type { ControlStore } from "./control-store.ts";
 import { withSpecGrpcMessage } from "./grpc-message.ts";
@@ -13,7 +20,7 @@ import { createNodeService } from "./node-service.ts";
 
 export interface ControlRoutesOptions {
   store: ControlStore;
-  credentials: Credentials;
+  credentials: Credentials | CredentialCheck;
   health: HealthRegistry;
   /** This replica's id (for node statuses). */
   replica: string;
@@ -23,12 +30,31 @@ export interface ControlRoutesOptions {
   now?: () => number;
 }
 
+/** The credential each service needs; health is open. */
+export const REQUIRED_CREDENTIAL: ReadonlyMap<string, CredentialKind> = new Map([
+  [ControlService.typeName, "admin"],
+  [NodeService.typeName, "node"],
+]);
+
+/**
+ * The largest request message the control plane reads, in bytes (Connect's
+ * `readMaxBytes`; past it a call is answered RESOURCE_EXHAUSTED, without
+ * reading the message when its length is declared). Its largest legitimate
+ * request is a node's ReportStatus, one DestinationStatus (spec, state and
+ * five counters: 300 bytes at most) per destination: 4 MiB is well over ten
+ * thousand destinations. Snapshots are written, not read. Health checks have
+ * their own, smaller limit (HEALTH_READ_MAX_BYTES).
+ */
+export const CONTROL_READ_MAX_BYTES = 4 * 1024 * 1024;
+
+/** Logs each refused call (never its credential). */
+function deniedLogger(log: Logger): (d: AuthDenial) => void {
+  return (d) => log.warn({ service: d.service, method: d.method, code: Code[d.code] }, d.reason);
+}
+
 /** Health (open), ControlService (admin credential), NodeService (node credential). */
 export function controlRoutes(o: ControlRoutesOptions): (router: ConnectRouter) => void {
-  const onDenied = o.log
-    ? (d: { service: string; method: string; code: Code; reason: string }) =>
-        o.log?.warn({ service: d.service, method: d.method, code: Code[d.code] }, d.reason)
-    : undefined;
+  const onDenied = o.log ? deniedLogger(o.log) : undefined;
   const control = createControlService({
     store: o.store,
     ...(o.log ? { log: o.log } : {}),
@@ -41,14 +67,15 @@ export function controlRoutes(o: ControlRoutesOptions): (router: ConnectRouter) 
     ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}),
     ...(o.now ? { now: o.now } : {}),
   });
+  const check =
+    o.credentials instanceof CredentialCheck ? o.credentials : new CredentialCheck(o.credentials);
+  const auth = (service: string) => [
+    createAuthInterceptor(REQUIRED_CREDENTIAL.get(service)!, check, onDenied),
+  ];
   return (router) => {
     o.health.register(router);
-    router.service(ControlService, control, {
-      interceptors: [createAuthInterceptor("admin", o.credentials, onDenied)],
-    });
-    router.service(NodeService, node, {
-      interceptors: [createAuthInterceptor("node", o.credentials, onDenied)],
-    });
+    router.service(ControlService, control, { interceptors: auth(ControlService.typeName) });
+    router.service(NodeService, node, { interceptors: auth(NodeService.typeName) });
   };
 }
 
@@ -74,11 +101,16 @@ export interface ControlServerOptions {
   pingIntervalMs?: number;
   /** On shutdown, how long open connections get to finish before they are destroyed. Default 2000 ms. */
   closeGraceMs?: number;
+  /** The largest request message read. Default CONTROL_READ_MAX_BYTES. */
+  readMaxBytes?: number;
 }
 
 /**
  * The control plane's server: Connect, gRPC and gRPC-Web over HTTP/2 (cleartext
- * with prior knowledge, or TLS with ALPN h2), plus gRPC health checking.
+ * with prior knowledge, or TLS with ALPN h2), plus gRPC health checking. A
+ * call's credential is checked before its body is read (createControlHandler);
+ * no request message over CONTROL_READ_MAX_BYTES (health: HEALTH_READ_MAX_BYTES)
+ * is read.
  */
 export class ControlServer {
   readonly health: HealthRegistry;
@@ -93,23 +125,33 @@ export class ControlServer {
   private constructor(o: ControlServerOptions) {
     this.#options = o;
     this.health = new HealthRegistry(SERVICE_NAMES);
+    const check = new CredentialCheck(o.credentials);
     const handler = withSpecGrpcMessage(
-      connectNodeAdapter({
+      createControlHandler({
         routes: controlRoutes({
           store: o.store,
-          credentials: o.credentials,
+          credentials: check,
           health: this.health,
           replica: o.replica,
           log: o.log,
           ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}),
         }),
+        required: REQUIRED_CREDENTIAL,
+        check,
+        onDenied: deniedLogger(o.log),
+        log: o.log,
+        readMaxBytes: o.readMaxBytes ?? CONTROL_READ_MAX_BYTES,
         shutdownSignal: this.#shutdown.signal,
       }),
     );
+    const settings: http2.Settings = { maxConcurrentStreams: MAX_CONCURRENT_STREAMS };
     this.#server =
       o.tls === undefined
-        ? http2.createServer(handler)
-        : http2.createSecureServer({ cert: o.tls.cert, key: o.tls.key, allowHTTP1: true }, handler);
+        ? http2.createServer({ settings }, handler)
+        : http2.createSecureServer(
+            { cert: o.tls.cert, key: o.tls.key, allowHTTP1: true, settings },
+            handler,
+          );
     this.#server.on("connection", (s: Socket) => {
       this.#sockets.add(s);
       s.once("close", () => this.#sockets.delete(s));

@@ -2,8 +2,9 @@ import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
 import { Duplex } from "node:stream";
-
 import type { connectNodeAdapter } from "@connectrpc/connect-node";
+import { drainWhenAnswered } from "../../../common/drain-when-answered.ts";
+import { MAX_CONCURRENT_STREAMS } from "../../../common/http2-limits.ts";
 
 /** A request handler for both http and http2 (what connectNodeAdapter returns). */
 export type RequestHandler = ReturnType<typeof connectNodeAdapter>;
@@ -65,7 +66,10 @@ export class GatewayListener {
   async listen(): Promise<number> {
     const o = this.#o;
     const window = o.windowBytes ?? 1024 * 1024;
-    const settings: http2.Settings = { initialWindowSize: window };
+    const settings: http2.Settings = {
+      initialWindowSize: window,
+      maxConcurrentStreams: MAX_CONCURRENT_STREAMS,
+    };
     const onSession = (session: http2.ServerHttp2Session): void => {
       this.#sessions.add(session);
       session.once("close", () => this.#sessions.delete(session));
@@ -80,19 +84,26 @@ export class GatewayListener {
         peers.set(session, sock.remoteAddress);
       }
     };
+    // A caller refused early (an unknown key, a message over the read limit)
+    // may still be sending: see drainWhenAnswered.
+    const serve = answerUnservable(o.handler);
+    const handler: RequestHandler = (req, res) => {
+      drainWhenAnswered(req);
+      serve(req, res);
+    };
     let server: net.Server;
     if (o.tls !== null) {
       const h2 = http2.createSecureServer(
         { cert: o.tls.cert, key: o.tls.key, allowHTTP1: true, settings },
-        o.handler,
+        handler,
       );
       h2.on("session", onSession);
       h2.on("secureConnection", (s: net.Socket) => this.#track(s));
       server = h2;
     } else {
-      const h2 = http2.createServer({ settings }, o.handler);
+      const h2 = http2.createServer({ settings }, handler);
       h2.on("session", onSession);
-      const h1 = http.createServer(o.handler);
+      const h1 = http.createServer(handler);
       h1.keepAliveTimeout = 30_000;
       this.#h1 = h1;
       server = net.createServer({ noDelay: true }, (socket) => this.#sniff(socket, h2, h1));
@@ -163,6 +174,24 @@ export class GatewayListener {
     this.#h1?.closeAllConnections();
     for (const s of this.#sockets) s.destroy();
   }
+}
+
+/**
+ * Answers 400 to a request the handler throws on instead of serving: thrown
+ * from a request listener, the error would end the process. connect-node
+ * throws on a request with no authority (an HTTP/1.0 request without Host),
+ * which it cannot make a URL of: one such request, with no API key, stopped
+ * the gateway.
+ */
+export function answerUnservable(handler: RequestHandler): RequestHandler {
+  return (req, res) => {
+    try {
+      handler(req, res);
+    } catch {
+      if (!res.headersSent) res.writeHead(400);
+      res.end();
+    }
+  };
 }
 
 /** A Duplex over `socket` whose readable side starts with `head`. */

@@ -1,5 +1,6 @@
 import http2 from "node:http2";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { CLIENT_SESSION_MEMORY_MB } from "../../../common/http2-limits.ts";
 
 /** Every LinkSessionOptions default, in one place: the session falls back to these. */
 export const LINK_SESSION_DEFAULTS = {
@@ -82,6 +83,7 @@ export class LinkSession {
     const s = http2.connect(this.authority, {
       ...(this.#o.ca === undefined ? {} : { ca: this.#o.ca }),
       settings: { initialWindowSize: window, enablePush: false },
+      maxSessionMemory: CLIENT_SESSION_MEMORY_MB,
     });
     this.#session = s;
     // For the session's whole life: errors reach the stream through
