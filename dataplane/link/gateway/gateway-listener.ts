@@ -98,13 +98,20 @@ export class GatewayListener {
         handler,
       );
       h2.on("session", onSession);
-      h2.on("secureConnection", (s: net.Socket) => this.#track(s));
+      // Tracked from the TCP connection, not the end of the TLS handshake:
+      // destroy() must also close one still in (or never starting) its handshake.
+      h2.on("connection", (s: net.Socket) => this.#track(s));
       server = h2;
     } else {
       const h2 = http2.createServer({ settings }, handler);
       h2.on("session", onSession);
       const h1 = http.createServer(handler);
       h1.keepAliveTimeout = 30_000;
+      // Node tracks an http.Server's connections (closeIdleConnections, and
+      // the headersTimeout / requestTimeout checks on slow senders) from its
+      // 'listening' event. This one never listens: the sniffer hands it its
+      // connections. So it is told it does.
+      h1.emit("listening");
       this.#h1 = h1;
       server = net.createServer({ noDelay: true }, (socket) => this.#sniff(socket, h2, h1));
     }
@@ -165,7 +172,8 @@ export class GatewayListener {
   close(): void {
     this.#server?.close();
     for (const s of this.#sessions) s.close();
-    this.#h1?.closeIdleConnections();
+    // Closes idle HTTP/1.1 connections, and stops the timeout checks.
+    this.#h1?.close();
   }
 
   /** Destroys whatever is still connected. */

@@ -410,15 +410,11 @@ describe("GatewayListener: close() and destroy()", () => {
     });
   }
 
-  // BUG (gateway-listener.ts close(), `this.#h1?.closeIdleConnections()`): in
-  // cleartext mode the http.Server that takes HTTP/1.1 connections never
-  // listens (connections are emitted into it), and Node tracks connections
-  // only from an http.Server's 'listening' event, so closeIdleConnections()
-  // (and closeAllConnections() in destroy()) do nothing: an idle keep-alive
-  // connection of a Go polymur-proxy stays open after close(), until the 30 s
-  // keepAliveTimeout or destroy(). (The same missing tracking switches off
-  // Node's headersTimeout/requestTimeout checks for these connections.)
-  it.fails("cleartext: close() closes idle HTTP/1.1 keep-alive connections", async () => {
+  // In cleartext mode the http.Server that takes HTTP/1.1 connections never
+  // listens (the sniffer emits connections into it), and Node tracks
+  // connections only from an http.Server's 'listening' event: the listener
+  // emits it, or close() would leave an idle keep-alive connection open.
+  it("cleartext: close() closes idle HTTP/1.1 keep-alive connections", async () => {
     await idleKeepAliveClosed("cleartext");
   });
   it("tls: close() closes idle HTTP/1.1 keep-alive connections", async () => {
@@ -428,11 +424,11 @@ describe("GatewayListener: close() and destroy()", () => {
   it("cleartext: destroy() closes a connection that has sent nothing yet", async () => {
     await silentDestroyed("cleartext");
   });
-  // BUG (gateway-listener.ts listen(), `h2.on("secureConnection", ...)`, and
-  // destroy()): in TLS mode a connection is tracked only once its handshake
-  // is done, so destroy() leaves a connection that is still in (or never
-  // starts) its TLS handshake open, until Node's 120 s TLS handshakeTimeout.
-  it.fails("tls: destroy() closes a connection that has sent nothing yet", async () => {
+  // In TLS mode a connection is tracked from its TCP connection, not once its
+  // handshake is done: destroy() also closes one still in (or never
+  // starting) its handshake, which would otherwise wait for Node's 120 s
+  // TLS handshakeTimeout.
+  it("tls: destroy() closes a connection that has sent nothing yet", async () => {
     await silentDestroyed("tls");
   });
 });
