@@ -1,4 +1,3 @@
-import { readFileSync } from "node:fs";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import { createLogger, type Logger } from "../../common/logger.ts";
 import {
@@ -6,6 +5,7 @@ import {
   parseArgv,
   parseConfigFile,
   type RawOptions,
+  readOptionFile,
   resolveOptions,
 } from "../../common/options.ts";
 import type { ControlSubscriber } from "../../dataplane/control/control-subscriber.ts";
@@ -105,7 +105,7 @@ async function subscribe(
       role: "relay",
       nodeToken: proc.nodeToken,
       ...(proc.stateDir === "" ? {} : { stateDir: proc.stateDir }),
-      ...(proc.controlCa === "" ? {} : { ca: readFileSync(proc.controlCa, "utf8") }),
+      ...(proc.controlCa === "" ? {} : { ca: readOptionFile(proc.controlCa, "control-ca") }),
       log,
       onConfig(config) {
         node.apply(configFromSnapshot(base, config));
