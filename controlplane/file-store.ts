@@ -1,6 +1,7 @@
 import { constants, promises as fs, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { ErrorCode, PolymurError } from "../common/errors.ts";
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../common/private-files.ts";
 import { type ControlState, checkState, EMPTY_STATE } from "./control-state.ts";
 import {
   type ControlStore,
@@ -42,7 +43,9 @@ export class FileStore implements ControlStore {
   }
 
   async open(): Promise<void> {
-    await fs.mkdir(this.#dir, { recursive: true, mode: 0o700 });
+    await fs.mkdir(this.#dir, { recursive: true, mode: PRIVATE_DIR_MODE });
+    // One an earlier version (or an operator) made looser is made private.
+    await fs.chmod(this.#dir, PRIVATE_DIR_MODE);
     this.#lock();
     for (const name of await fs.readdir(this.#dir)) {
       // A temp file is a write that never reached its rename: the crash it records
@@ -165,7 +168,11 @@ export class FileStore implements ControlStore {
     const path = join(this.#dir, LOCK_FILE);
     for (let attempt = 0; attempt < 2; attempt++) {
       try {
-        const fd = openSync(path, constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY, 0o600);
+        const fd = openSync(
+          path,
+          constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY,
+          PRIVATE_FILE_MODE,
+        );
         writeSync(fd, `${process.pid}\n`);
         this.#locked = true;
         return;
@@ -203,7 +210,7 @@ let tmpCounter = 0;
  */
 export async function writeFileAtomic(path: string, data: string): Promise<void> {
   const tmp = `${path}.tmp-${process.pid}-${++tmpCounter}`;
-  const fh = await fs.open(tmp, "w", 0o600);
+  const fh = await fs.open(tmp, "w", PRIVATE_FILE_MODE);
   try {
     await fh.writeFile(data, "utf8");
     await fh.sync();

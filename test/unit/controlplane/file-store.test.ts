@@ -1,5 +1,14 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import {
+  chmodSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  statSync,
+  writeFileSync,
+} from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -39,6 +48,17 @@ describe("FileStore", () => {
     const again = await open(dir);
     expect(again.current()?.state).toEqual(written);
     expect(again.current()?.revision).toBe(1n);
+  });
+
+  it("keeps its directory and files private, a directory made looser before included", async () => {
+    const dir = join(tmp(), "store");
+    mkdirSync(dir, { mode: 0o755 });
+    chmodSync(dir, 0o755);
+    const s = await open(dir);
+    await updateState(s, (st) => addKey(st, key("a")));
+    expect(statSync(dir).mode & 0o777).toBe(0o700);
+    for (const f of readdirSync(dir)) expect(statSync(join(dir, f)).mode & 0o777, f).toBe(0o600);
+    expect(readdirSync(dir)).toEqual(expect.arrayContaining(["state.json", "control.lock"]));
   });
 
   it("compare-and-set: a write based on a stale read is refused; updateState re-reads", async () => {
