@@ -11,6 +11,7 @@ import {
 } from "../fixtures/control-plane.ts";
 import { LineSink } from "../fixtures/line-sink.ts";
 import { PolymurProcess, waitForStats } from "../fixtures/polymur.ts";
+import { waitFor } from "../fixtures/until.ts";
 
 // Fleet-wide reconfiguration through the real control plane, with real
 // managed relays under a steady load: the claims are "every node gets the
@@ -117,6 +118,11 @@ describe("fleet-wide reconfiguration", () => {
     expect(first.lines.length).toBe(sent.length);
     expect(new Set(first.lines)).toEqual(new Set(sent));
     // The new one has, from each node, an unbroken tail of that node's stream.
+    // (Its queue is its own: wait until each stream's last line is there too.)
+    const last = senders.map((s) => s.sent.at(-1)!);
+    await waitFor("the new destination has every stream's last line", () =>
+      last.every((l) => second.lines.includes(l)) ? true : undefined,
+    );
     for (const s of senders) {
       const got = second.lines.filter((l) => l.startsWith(s.sent[0]!.split(".")[0]! + "."));
       expect(got.length).toBeGreaterThan(0);
