@@ -7,8 +7,9 @@
 # lines gives the start/stop cost to subtract. Needs valgrind and nc
 # (netcat-openbsd); takes about a minute per 400,000 lines.
 #
-#   [MODE=hash|broadcast] [NODE_FLAGS=…] bash bench/instructions.sh [LINES] [REPO]
+#   [MODE=hash|broadcast] [NODE_FLAGS=…] [RELAY_FLAGS=…] bash bench/instructions.sh [LINES] [REPO]
 #                                 # defaults: hash, no flags, 400000 lines, this repo
+#                                 # RELAY_FLAGS: more relay flags (--resend-window 4MiB)
 #
 # V8 marks the heap on background threads, whose share of the count moves
 # with their timing (a few percent); NODE_FLAGS=--single-threaded keeps
@@ -52,7 +53,7 @@ count() {
   (cd "$repo" && exec valgrind --tool=callgrind --smc-check=all-non-file \
     --callgrind-out-file="$work/callgrind.out" node_modules/.bin/node ${NODE_FLAGS:-} bin/polymur.js relay \
     --workers 1 --listen-addr "127.0.0.1:$pl" "${routing[@]}" \
-    --api-addr= --stat-addr= --metrics-flush 0 > "$work/relay.log" 2>&1) &
+    --api-addr= --stat-addr= --metrics-flush 0 ${RELAY_FLAGS:-} > "$work/relay.log" 2>&1) &
   relay=$!
   for _ in $(seq 1 600); do nc -z 127.0.0.1 "$pl" 2>/dev/null && break; sleep 0.5; done
   want=$(( $(wc -l < "$input") * ${#ports[@]} ))
