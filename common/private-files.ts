@@ -1,4 +1,14 @@
-import { chmodSync, mkdirSync } from "node:fs";
+import {
+  chmodSync,
+  closeSync,
+  fchmodSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  renameSync,
+  writeFileSync,
+} from "node:fs";
+import { dirname } from "node:path";
 
 /**
  * The modes of every directory and file polymur creates for its state (the
@@ -16,4 +26,29 @@ export const PRIVATE_FILE_MODE = 0o600;
 export function privateDir(dir: string): void {
   mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
   chmodSync(dir, PRIVATE_DIR_MODE);
+}
+
+/**
+ * Replaces `file` with `text`, owner-only, so that readers and a crash see
+ * the old file or the new one, never half: a temp file beside it, written
+ * and fsynced, renamed over it, then the directory fsynced (the rename itself
+ * is durable only then).
+ */
+export function writePrivateFile(file: string, text: string): void {
+  const tmp = `${file}.tmp-${process.pid}`;
+  const fd = openSync(tmp, "w", PRIVATE_FILE_MODE);
+  try {
+    fchmodSync(fd, PRIVATE_FILE_MODE); // a temp file left by a crash keeps its old mode otherwise
+    writeFileSync(fd, text);
+    fsyncSync(fd);
+  } finally {
+    closeSync(fd);
+  }
+  renameSync(tmp, file);
+  const dir = openSync(dirname(file), "r");
+  try {
+    fsyncSync(dir);
+  } finally {
+    closeSync(dir);
+  }
 }

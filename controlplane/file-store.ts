@@ -1,6 +1,7 @@
-import { constants, promises as fs, openSync, readFileSync, unlinkSync, writeSync } from "node:fs";
+import { promises as fs } from "node:fs";
 import { dirname, join } from "node:path";
 import { ErrorCode, PolymurError } from "../common/errors.ts";
+import { releasePidLock, takePidLock } from "../common/pid-lock.ts";
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../common/private-files.ts";
 import { type ControlState, checkState, EMPTY_STATE } from "./control-state.ts";
 import {
@@ -158,45 +159,23 @@ export class FileStore implements ControlStore {
     if (this.#locked) {
       this.#locked = false;
       try {
-        unlinkSync(join(this.#dir, LOCK_FILE));
+        releasePidLock(join(this.#dir, LOCK_FILE));
       } catch {}
     }
   }
 
   /** One control plane per state directory: two would overwrite each other's file. */
   #lock(): void {
-    const path = join(this.#dir, LOCK_FILE);
-    for (let attempt = 0; attempt < 2; attempt++) {
-      try {
-        const fd = openSync(
-          path,
-          constants.O_CREAT | constants.O_EXCL | constants.O_WRONLY,
-          PRIVATE_FILE_MODE,
-        );
-        writeSync(fd, `${process.pid}\n`);
-        this.#locked = true;
-        return;
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== "EEXIST") throw storeUnavailable(this, err);
-      }
-      const pid = Number.parseInt(readFileSync(path, "utf8"), 10);
-      if (Number.isInteger(pid) && pid > 0 && isAlive(pid)) {
-        throw new PolymurError(
-          ErrorCode.Config,
-          `--state-dir ${this.#dir} is in use by another control plane (pid ${pid}); give each its own directory, or share state through --store consul://…`,
-        );
-      }
-      unlinkSync(path); // left by a process that is gone
+    const refused = takePidLock(join(this.#dir, LOCK_FILE));
+    if (refused === null) {
+      this.#locked = true;
+      return;
     }
-  }
-}
-
-function isAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
+    if (refused.kind === "failed") throw storeUnavailable(this, refused.err);
+    throw new PolymurError(
+      ErrorCode.Config,
+      `--state-dir ${this.#dir} is in use by another control plane (pid ${refused.pid}); give each its own directory, or share state through --store consul://…`,
+    );
   }
 }
 

@@ -1,13 +1,13 @@
 import { randomBytes } from "node:crypto";
-import { closeSync, fsyncSync, openSync, readFileSync, renameSync, writeFileSync } from "node:fs";
+import { readFileSync } from "node:fs";
 import { hostname } from "node:os";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { create, fromJsonString, toJsonString } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { BACKOFF_DEFAULTS, backoffDelay, sleep } from "../../common/backoff.ts";
 import type { Logger } from "../../common/logger.ts";
-import { PRIVATE_FILE_MODE, privateDir } from "../../common/private-files.ts";
+import { privateDir, writePrivateFile } from "../../common/private-files.ts";
 import {
   type DestinationStatus,
   DestinationStatusSchema,
@@ -131,7 +131,7 @@ export function createControlSubscriber(options: ControlSubscriberOptions): Cont
   const save = (config: NodeConfig): void => {
     if (options.stateDir === undefined) return;
     try {
-      atomicWrite(join(options.stateDir, STATE_FILE), toJsonString(NodeConfigSchema, config));
+      writePrivateFile(join(options.stateDir, STATE_FILE), toJsonString(NodeConfigSchema, config));
     } catch (err) {
       log.warn({ err: (err as Error).message }, "control plane: could not save the configuration");
     }
@@ -251,20 +251,6 @@ function loadNodeId(dir: string | undefined): string {
     const id = readFileSync(path, "utf8").trim();
     if (id !== "") return id;
   } catch {}
-  atomicWrite(path, fresh);
+  writePrivateFile(path, fresh);
   return fresh;
-}
-
-/** Write to a temporary file, fsync, rename over the target: readers see the old or the new file, never half. */
-export function atomicWrite(path: string, data: string): void {
-  const tmp = `${path}.tmp-${process.pid}`;
-  writeFileSync(tmp, data, { flush: true, mode: PRIVATE_FILE_MODE });
-  renameSync(tmp, path);
-  // The rename itself is durable only once the directory is synced.
-  const fd = openSync(dirname(path), "r");
-  try {
-    fsyncSync(fd);
-  } finally {
-    closeSync(fd);
-  }
 }

@@ -4,7 +4,12 @@ import { hostname } from "node:os";
 import path from "node:path";
 import { ErrorCode, PolymurError } from "../../../common/errors.ts";
 import type { Logger } from "../../../common/logger.ts";
-import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../../../common/private-files.ts";
+import { releasePidLock, takePidLock } from "../../../common/pid-lock.ts";
+import {
+  PRIVATE_DIR_MODE,
+  PRIVATE_FILE_MODE,
+  writePrivateFile,
+} from "../../../common/private-files.ts";
 import { errText } from "./err-text.ts";
 
 /**
@@ -71,13 +76,13 @@ export class SpoolDir {
       if (id !== "") return id;
     } catch {}
     const id = `${hostname().split(".")[0]}-${randomUUID()}`;
-    writeAtomic(file, id);
+    writePrivateFile(file, id);
     return id;
   }
 
   /** Replaces the proxy id kept in the directory (a new id after an id conflict). */
   saveProxyId(id: string): void {
-    writeAtomic(path.join(this.path, ID_FILE), id);
+    writePrivateFile(path.join(this.path, ID_FILE), id);
   }
 
   /** The done mark saved last: every seq up to it is done. 0 when there is none, or it is unreadable. */
@@ -98,7 +103,7 @@ export class SpoolDir {
 
   /** Saves the done mark, atomically. */
   saveDone(done: number): void {
-    writeAtomic(path.join(this.path, STATE_FILE), JSON.stringify({ done }));
+    writePrivateFile(path.join(this.path, STATE_FILE), JSON.stringify({ done }));
   }
 
   /** The segment files, oldest (lowest first seq) first. */
@@ -117,22 +122,8 @@ export class SpoolDir {
 
   /** Lets another process use the directory. */
   unlock(): void {
-    fs.rmSync(path.join(this.path, LOCK_FILE), { force: true });
+    releasePidLock(path.join(this.path, LOCK_FILE));
   }
-}
-
-/** Writes a small file whole or not at all, owner-only, via a temp file and a rename. */
-function writeAtomic(file: string, text: string): void {
-  const tmp = `${file}.tmp`;
-  const fd = fs.openSync(tmp, "w", PRIVATE_FILE_MODE);
-  try {
-    fs.fchmodSync(fd, PRIVATE_FILE_MODE); // a temp file left by a crash keeps its old mode otherwise
-    fs.writeFileSync(fd, text);
-    fs.fsyncSync(fd);
-  } finally {
-    fs.closeSync(fd);
-  }
-  fs.renameSync(tmp, file);
 }
 
 /**
@@ -174,38 +165,13 @@ function tightenModes(dir: string, log: Logger): void {
   }
 }
 
-/** One proxy per spool directory: two would hand out the same seqs. */
 function lock(dir: string): void {
-  const file = path.join(dir, LOCK_FILE);
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      fs.writeFileSync(file, String(process.pid), { flag: "wx", mode: PRIVATE_FILE_MODE });
-      return;
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code !== "EEXIST") {
-        throw new PolymurError(
-          ErrorCode.Spool,
-          `cannot lock spool directory ${dir}: ${(err as Error).message}`,
-        );
-      }
-    }
-    const pid = Number(fs.readFileSync(file, "utf8").trim());
-    if (Number.isInteger(pid) && pid > 0 && pid !== process.pid && alive(pid)) {
-      throw new PolymurError(
-        ErrorCode.Spool,
-        `spool directory ${dir} is in use by process ${pid}; each proxy needs its own --spool-dir`,
-      );
-    }
-    fs.rmSync(file, { force: true }); // stale: its proxy died
-  }
-  throw new PolymurError(ErrorCode.Spool, `cannot lock spool directory ${dir}`);
-}
-
-function alive(pid: number): boolean {
-  try {
-    process.kill(pid, 0);
-    return true;
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === "EPERM";
-  }
+  const refused = takePidLock(path.join(dir, LOCK_FILE));
+  if (refused === null) return;
+  throw new PolymurError(
+    ErrorCode.Spool,
+    refused.kind === "in-use"
+      ? `spool directory ${dir} is in use by process ${refused.pid}; each proxy needs its own --spool-dir`
+      : `cannot lock spool directory ${dir}: ${refused.err.message}`,
+  );
 }

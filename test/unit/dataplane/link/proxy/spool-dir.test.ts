@@ -98,14 +98,16 @@ describe("SpoolDir", () => {
     const id = a.proxyId();
     expect(id).toMatch(/^[^.]+-[0-9a-f-]{36}$/);
     expect(a.proxyId()).toBe(id);
-    // Its own pid in the lock is a lock left by an earlier process with the same pid (a container's
-    // pid 1, say): taken over. Another live pid's is not.
-    expect(readFileSync(path.join(d, "lock"), "utf8")).toBe(String(process.pid));
-    SpoolDir.open(d, log);
+    expect(readFileSync(path.join(d, "lock"), "utf8").trim()).toBe(String(process.pid));
+    // Held by this process: a second open is refused. Another live pid's lock too.
+    expect(() => SpoolDir.open(d, log)).toThrow(/in use by process/);
     writeFileSync(path.join(d, "lock"), "1");
     expect(() => SpoolDir.open(d, log)).toThrow(/in use by process 1/);
     a.unlock();
     expect(readdirSync(d)).not.toContain("lock");
+    // Its own pid in a lock it does not hold is a lock left by an earlier
+    // process with the same pid (a container's pid 1, say): taken over.
+    writeFileSync(path.join(d, "lock"), String(process.pid));
     const b = SpoolDir.open(d, log);
     expect(b.proxyId()).toBe(id);
     b.saveProxyId("site-b-2");
