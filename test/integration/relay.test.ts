@@ -515,8 +515,6 @@ describe("relay: command line", () => {
       a.address,
       "--metrics-flush",
       "0",
-      "--workers",
-      "1",
     ]);
     relays.push(p);
     expect(
