@@ -8,7 +8,7 @@ import { fileURLToPath } from "node:url";
 import { afterEach, describe, expect, it } from "vitest";
 import { LineSink } from "../fixtures/line-sink.ts";
 import { LoggedProcess } from "../fixtures/logged-process.ts";
-import type { StatsJson } from "../fixtures/polymur.ts";
+import { RELAY_TEST_ARGS, type StatsJson } from "../fixtures/polymur.ts";
 import { startGateway } from "../fixtures/proxy-gateway.ts";
 import { skipUnlessAvailable } from "../fixtures/requires.ts";
 import { until, waitFor } from "../fixtures/until.ts";
@@ -32,19 +32,7 @@ class Relay extends LoggedProcess {
   maxConnections = 0;
 
   static async start(args: string[], nofile?: number): Promise<Relay> {
-    const relayArgs = [
-      BIN,
-      "relay",
-      "--listen-addr",
-      "127.0.0.1:0",
-      "--api-addr",
-      "127.0.0.1:0",
-      "--stat-addr",
-      "127.0.0.1:0",
-      "--metrics-flush",
-      "0",
-      ...args,
-    ];
+    const relayArgs = [BIN, "relay", ...RELAY_TEST_ARGS, ...args];
     // prlimit sets its own limits, then execs node: the relay keeps its pid.
     const child =
       nofile === undefined

@@ -6,6 +6,7 @@ import { spawnSync } from "node:child_process";
 import { existsSync, readFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { RELAY_TEST_ARGS } from "../fixtures/polymur.ts";
 
 const ROOT = fileURLToPath(new URL("../../", import.meta.url));
 const POLYMUR = `${ROOT}bin/polymur.js`;
@@ -54,18 +55,7 @@ describe("a start under a Node older than package.json's engines", () => {
   it.skipIf(old === null)(
     "polymur relay says which Node it needs and how to run it, and exits 2",
     () => {
-      const r = run(old!.path, [
-        POLYMUR,
-        "relay",
-        "--listen-addr",
-        "127.0.0.1:0",
-        "--api-addr",
-        "127.0.0.1:0",
-        "--stat-addr",
-        "127.0.0.1:0",
-        "--workers",
-        "2",
-      ]);
+      const r = run(old!.path, [POLYMUR, "relay", ...RELAY_TEST_ARGS, "--workers", "2"]);
       expect(r.signal, "it exits by itself, without starting").toBeNull();
       expect(r.status).toBe(2);
       expect(r.stderr).toContain(`polymur: needs Node.js ${LEAST} or newer`);

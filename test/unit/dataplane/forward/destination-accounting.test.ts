@@ -1,11 +1,14 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { Destination, type DestinationOptions } from "../../../../dataplane/forward/destination.ts";
-import { parseDestination } from "../../../../dataplane/forward/destination-spec.ts";
+import { describe, expect, it } from "vitest";
+import type { Destination } from "../../../../dataplane/forward/destination.ts";
 import {
   type DestinationStats,
   DROP_REASONS,
 } from "../../../../dataplane/forward/destination-stats.ts";
-import { freePort, LineSink } from "../../../fixtures/line-sink.ts";
+import {
+  destinationHarness,
+  fixedWidthLines as lines,
+} from "../../../fixtures/destination-harness.ts";
+import { freePort } from "../../../fixtures/line-sink.ts";
 import { until } from "../../../fixtures/until.ts";
 
 /**
@@ -14,36 +17,7 @@ import { until } from "../../../fixtures/until.ts";
  * undelivered, rerouted, at every moment, whatever the peer does.
  */
 
-const open: Array<{ close(): Promise<void> }> = [];
-afterEach(async () => {
-  while (open.length > 0) await open.pop()!.close();
-});
-
-function dest(port: number, options: DestinationOptions = {}): Destination {
-  const d = new Destination(parseDestination(`127.0.0.1:${port}`), {
-    backoffMinMs: 20,
-    backoffMaxMs: 100,
-    ...options,
-  });
-  open.push(d);
-  d.start();
-  return d;
-}
-
-async function sink(port = 0): Promise<LineSink> {
-  const s = await LineSink.start(port);
-  open.push(s);
-  return s;
-}
-
-// Fixed-width names, so that every chunk of n lines has the same size.
-const lines = (from: number, n: number): Buffer =>
-  Buffer.from(
-    Array.from(
-      { length: n },
-      (_, i) => `m.${String(from + i).padStart(6, "0")} 1 1700000000\n`,
-    ).join(""),
-  );
+const { dest, sink, closeAfter } = destinationHarness();
 
 /** What breaks `routed = forwarded + queued + dropped + undelivered + rerouted`, or "" when it holds. */
 function imbalance(s: DestinationStats): string {
@@ -63,9 +37,14 @@ function imbalance(s: DestinationStats): string {
 
 /**
  * Checks the account of `d` on every state change and every millisecond
- * until the test ends; `check()` asserts it now and that it never broke.
+ * until the test ends; `check()` asserts it now and that it never broke;
+ * `enqueueChecked(from, to)` enqueues lines from*100 to to*100 - 1 to `d`,
+ * a hundred at a time, with a check() after each hundred.
  */
-function watchAccount(d: Destination): { check(): void } {
+function watchAccount(d: Destination): {
+  check(): void;
+  enqueueChecked(from: number, to: number): void;
+} {
   const broken: string[] = [];
   const look = (when: string): void => {
     const p = imbalance(d.stats());
@@ -73,15 +52,22 @@ function watchAccount(d: Destination): { check(): void } {
   };
   d.on("state", (state) => look(`on "${state}"`));
   const timer = setInterval(() => look("sampled"), 1);
-  open.push({
+  closeAfter({
     close: async () => {
       clearInterval(timer);
     },
   });
+  const check = (): void => {
+    look("checked");
+    expect(broken).toEqual([]);
+  };
   return {
-    check(): void {
-      look("checked");
-      expect(broken).toEqual([]);
+    check,
+    enqueueChecked(from: number, to: number): void {
+      for (let i = from; i < to; i++) {
+        d.enqueue(lines(i * 100, 100), 100);
+        check();
+      }
     },
   };
 }
@@ -164,10 +150,7 @@ describe("Destination accounting: routed = forwarded + queued + dropped + undeli
     expect(d.stats()).toMatchObject({ queuedLines: 0, queuedBytes: one * 3 });
     // 500 new lines: the queue keeps the newest 300; the owed 300 go first (unconfirmed),
     // then the oldest 200 new ones (dropped, queue_full).
-    for (let i = 3; i < 8; i++) {
-      d.enqueue(lines(i * 100, 100), 100);
-      account.check();
-    }
+    account.enqueueChecked(3, 8);
     expect(d.stats()).toMatchObject({
       routed: 800,
       forwarded: 300,
@@ -189,10 +172,7 @@ describe("Destination accounting: routed = forwarded + queued + dropped + undeli
     const one = lines(0, 100).length;
     const d = dest(await freePort(), { queueBytes: one * 2, overflow: "drop-oldest" });
     const account = watchAccount(d);
-    for (let i = 0; i < 7; i++) {
-      d.enqueue(lines(i * 100, 100), 100);
-      account.check();
-    }
+    account.enqueueChecked(0, 7);
     expect(d.stats()).toMatchObject({
       routed: 700,
       queuedLines: 200,

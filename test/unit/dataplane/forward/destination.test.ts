@@ -1,22 +1,22 @@
 import net from "node:net";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   DESTINATION_DEFAULTS,
   Destination,
-  type DestinationOptions,
   resendWindowBytes,
 } from "../../../../dataplane/forward/destination.ts";
 import { parseDestination } from "../../../../dataplane/forward/destination-spec.ts";
 import type { DestinationState } from "../../../../dataplane/forward/destination-stats.ts";
 import { kernelResendBytes } from "../../../../dataplane/forward/kernel-buffers.ts";
+import {
+  destinationHarness,
+  fixedWidthLines as lines,
+} from "../../../fixtures/destination-harness.ts";
 import { freePort, LineSink } from "../../../fixtures/line-sink.ts";
 import { closeServer, listenLocal } from "../../../fixtures/local-server.ts";
 import { until } from "../../../fixtures/until.ts";
 
-const open: Array<{ close(): Promise<void> }> = [];
-afterEach(async () => {
-  while (open.length > 0) await open.pop()!.close();
-});
+const { dest, closeAfter } = destinationHarness();
 
 /** The state names a destination emits from now on. */
 function states(d: Destination): DestinationState[] {
@@ -25,30 +25,9 @@ function states(d: Destination): DestinationState[] {
   return seen;
 }
 
-function dest(port: number, options: DestinationOptions = {}): Destination {
-  const d = new Destination(parseDestination(`127.0.0.1:${port}`), {
-    backoffMinMs: 20,
-    backoffMaxMs: 100,
-    ...options,
-  });
-  open.push(d);
-  d.start();
-  return d;
-}
-
-// Fixed-width names, so that every chunk of 100 lines has the same size.
-const lines = (from: number, n: number): Buffer =>
-  Buffer.from(
-    Array.from(
-      { length: n },
-      (_, i) => `m.${String(from + i).padStart(6, "0")} 1 1700000000\n`,
-    ).join(""),
-  );
-
 describe("Destination", () => {
   it("delivers in order and counts forwarded datapoints", async () => {
-    const sink = await LineSink.start();
-    open.push(sink);
+    const sink = closeAfter(await LineSink.start());
     const d = dest(sink.port);
     for (let i = 0; i < 100; i++) d.enqueue(lines(i * 10, 10), 10);
     await sink.waitForLines(1000);
@@ -64,8 +43,7 @@ describe("Destination", () => {
     await until(() => d.stats().failures >= 2);
     expect(d.state === "backoff" || d.state === "connecting").toBe(true);
     expect(d.stats().queuedLines).toBe(50);
-    const sink = await LineSink.start(port);
-    open.push(sink);
+    const sink = closeAfter(await LineSink.start(port));
     await sink.waitForLines(50);
     expect(d.stats()).toMatchObject({ forwarded: 50, dropped: 0, queuedLines: 0 });
   });
@@ -76,8 +54,7 @@ describe("Destination", () => {
     const d = dest(port, { queueBytes: one * 3, overflow: "drop-oldest" });
     for (let i = 0; i < 10; i++) d.enqueue(lines(i * 100, 100), 100);
     expect(d.stats()).toMatchObject({ queuedLines: 300, dropped: 700 });
-    const sink = await LineSink.start(port);
-    open.push(sink);
+    const sink = closeAfter(await LineSink.start(port));
     await sink.waitForLines(300);
     expect(sink.lines[0]).toBe("m.000700 1 1700000000");
   });
@@ -88,8 +65,7 @@ describe("Destination", () => {
     const d = dest(port, { queueBytes: one * 3, overflow: "drop-newest" });
     for (let i = 0; i < 10; i++) d.enqueue(lines(i * 100, 100), 100);
     expect(d.stats()).toMatchObject({ queuedLines: 300, dropped: 700 });
-    const sink = await LineSink.start(port);
-    open.push(sink);
+    const sink = closeAfter(await LineSink.start(port));
     await sink.waitForLines(300);
     expect(sink.lines[0]).toBe("m.000000 1 1700000000");
     expect(sink.lines.at(-1)).toBe("m.000299 1 1700000000");
@@ -105,16 +81,14 @@ describe("Destination", () => {
     for (let i = 0; i < 5; i++) d.enqueue(lines(i * 100, 100), 100);
     expect(d.blocking).toBe(true);
     expect(d.stats().dropped).toBe(0);
-    const sink = await LineSink.start(port);
-    open.push(sink);
+    const sink = closeAfter(await LineSink.start(port));
     await sink.waitForLines(500);
     await until(() => !d.blocking);
     expect(events).toEqual(["blocked", "unblocked"]);
   });
 
   it("resends the recent window after the peer dies, counting resends apart", async () => {
-    const sink = await LineSink.start();
-    open.push(sink);
+    const sink = closeAfter(await LineSink.start());
     const d = dest(sink.port, { resendBytes: 1 << 20 });
     d.enqueue(lines(0, 100), 100);
     await sink.waitForLines(100);
@@ -122,8 +96,7 @@ describe("Destination", () => {
     const port = sink.port;
     await sink.crash();
     await until(() => d.stats().failures >= 1);
-    const again = await LineSink.start(port);
-    open.push(again);
+    const again = closeAfter(await LineSink.start(port));
     d.enqueue(lines(100, 10), 10);
     await again.waitForLines(110);
     expect(again.lines.slice(0, 100)).toEqual(sink.lines.slice(0, 100));
@@ -137,8 +110,7 @@ describe("Destination", () => {
     d.enqueue(lines(0, 42), 42);
     expect(await d.drain(200)).toBe(42);
     expect(d.state).toBe("closed");
-    const sink = await LineSink.start();
-    open.push(sink);
+    const sink = closeAfter(await LineSink.start());
     const e = dest(sink.port);
     e.enqueue(lines(0, 42), 42);
     expect(await e.drain(5_000)).toBe(0);
@@ -146,8 +118,7 @@ describe("Destination", () => {
   });
 
   it("drain of a connected destination goes draining, then closed", async () => {
-    const sink = await LineSink.start();
-    open.push(sink);
+    const sink = closeAfter(await LineSink.start());
     const d = dest(sink.port);
     await until(() => d.state === "connected");
     const seen = states(d);
@@ -182,8 +153,7 @@ describe("Destination", () => {
     d.enqueue(lines(0, 20), 20);
     await until(() => d.state === "backoff");
     const left = d.drain(5_000);
-    const sink = await LineSink.start(port);
-    open.push(sink);
+    const sink = closeAfter(await LineSink.start(port));
     expect(await left).toBe(0);
     await sink.waitForLines(20);
     expect(d.state).toBe("closed");
@@ -204,8 +174,7 @@ describe("Destination", () => {
   });
 
   it("close while connecting stays closed when the socket connects", async () => {
-    const sink = await LineSink.start();
-    open.push(sink);
+    const sink = closeAfter(await LineSink.start());
     const d = new Destination(parseDestination(`127.0.0.1:${sink.port}`));
     const seen = states(d);
     d.start();
@@ -249,8 +218,7 @@ describe("Destination", () => {
   });
 
   it("writes at most writeBytes per socket write", async () => {
-    const sink = await LineSink.start();
-    open.push(sink);
+    const sink = closeAfter(await LineSink.start());
     const one = lines(0, 100).length;
     const d = dest(sink.port, { writeBytes: one, flushDelayMs: 0 });
     await until(() => d.state === "connected");
@@ -293,7 +261,7 @@ describe("Destination", () => {
       });
     });
     const port = await listenLocal(server);
-    open.push({
+    closeAfter({
       close: () => {
         for (const p of peers) p.destroy();
         return closeServer(server);

@@ -1,10 +1,11 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { createLogger } from "../../../../common/logger.ts";
+import { describe, expect, it } from "vitest";
 import type { DestinationStats } from "../../../../dataplane/forward/destination-stats.ts";
-import { Router, type RouterConfig } from "../../../../dataplane/route/router.ts";
+import type { Router } from "../../../../dataplane/route/router.ts";
 import { captureLog } from "../../../fixtures/capture-log.ts";
-import { datapoints, freePort, LineSink } from "../../../fixtures/line-sink.ts";
+import { ejectionCase } from "../../../fixtures/ejection-case.ts";
+import { datapoints, freePort } from "../../../fixtures/line-sink.ts";
 import { relayConfig } from "../../../fixtures/relay-config.ts";
+import { feed, routerHarness } from "../../../fixtures/router-harness.ts";
 import { until } from "../../../fixtures/until.ts";
 
 /**
@@ -13,31 +14,8 @@ import { until } from "../../../fixtures/until.ts";
  * each with routed = forwarded + queued + dropped + undelivered + rerouted.
  */
 
-const log = createLogger({ level: "silent" });
-const routers: Router[] = [];
-const sinks: LineSink[] = [];
-afterEach(async () => {
-  for (const r of routers.splice(0)) await r.drain(0);
-  for (const s of sinks.splice(0)) await s.close();
-});
-
-function router(c: RouterConfig, logger = log): Router {
-  const r = new Router(c, logger);
-  routers.push(r);
-  return r;
-}
-
-async function sink(port = 0): Promise<LineSink> {
-  const s = await LineSink.start(port);
-  sinks.push(s);
-  return s;
-}
-
-/** Feeds whole lines to the router as one run, as the ingest stage does. */
-function feed(r: Router, lines: readonly string[]): void {
-  const buf = Buffer.from(lines.join("\n") + "\n");
-  r.write(buf, 0, buf.length, lines.length);
-}
+const harness = routerHarness();
+const { router, sink } = harness;
 
 function rows(r: Router, suffix: string): DestinationStats[] {
   return r.stats().destinations.filter((x) => x.spec.endsWith(suffix));
@@ -225,12 +203,7 @@ describe("Router: removed destinations", () => {
 
 describe("Router: ejection (hash-route, ejectAfter)", () => {
   it("re-routed lines keep every destination's account, and are not routed twice", async () => {
-    const [a, b] = [await sink(), await sink()];
-    const deadPort = await freePort();
-    const dests = `${a.address}:a,${b.address}:b,127.0.0.1:${deadPort}:c`;
-    const r = router(relayConfig(dests, { distribution: "hash-route", ejectAfter: 2 }));
-    const names = Array.from({ length: 300 }, (_, i) => `eject.m${i} 1 1700000000`);
-    feed(r, names);
+    const { a, b, r, names } = await ejectionCase(harness);
     // Queued for c before it is ejected: the flush at the end of the turn.
     await new Promise((resolve) => setImmediate(resolve));
     const forC = dest(r, ":c").routed;

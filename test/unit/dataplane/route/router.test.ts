@@ -1,39 +1,17 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { ErrorCode, PolymurError } from "../../../../common/errors.ts";
-import { createLogger } from "../../../../common/logger.ts";
 import { parseDestinationList } from "../../../../dataplane/forward/destination-spec.ts";
 import { createHashRouter } from "../../../../dataplane/route/hash/hash-router.ts";
-import { Router, type RouterConfig } from "../../../../dataplane/route/router.ts";
+import type { Router } from "../../../../dataplane/route/router.ts";
 import { captureLog } from "../../../fixtures/capture-log.ts";
-import { datapoints, freePort, LineSink } from "../../../fixtures/line-sink.ts";
+import { ejectionCase } from "../../../fixtures/ejection-case.ts";
+import { datapoints, freePort } from "../../../fixtures/line-sink.ts";
 import { relayConfig } from "../../../fixtures/relay-config.ts";
+import { feed, routerHarness } from "../../../fixtures/router-harness.ts";
 import { until } from "../../../fixtures/until.ts";
 
-const log = createLogger({ level: "silent" });
-const routers: Router[] = [];
-const sinks: LineSink[] = [];
-afterEach(async () => {
-  for (const r of routers.splice(0)) await r.drain(0);
-  for (const s of sinks.splice(0)) await s.close();
-});
-
-function router(c: RouterConfig, logger = log): Router {
-  const r = new Router(c, logger);
-  routers.push(r);
-  return r;
-}
-
-async function sink(port = 0): Promise<LineSink> {
-  const s = await LineSink.start(port);
-  sinks.push(s);
-  return s;
-}
-
-/** Feeds whole lines to the router as one run, as the ingest stage does. */
-function feed(r: Router, lines: readonly string[]): void {
-  const buf = Buffer.from(lines.join("\n") + "\n");
-  r.write(buf, 0, buf.length, lines.length);
-}
+const harness = routerHarness();
+const { router, sink } = harness;
 
 function dest(r: Router, suffix: string) {
   const d = r.stats().destinations.find((x) => x.spec.endsWith(suffix));
@@ -45,12 +23,7 @@ const sorted = (xs: readonly string[]): string[] => [...xs].sort();
 
 describe("Router hash-route with ejectAfter", () => {
   it("takes a dead destination out of the ring, re-routes its queue, and takes it back", async () => {
-    const [a, b] = [await sink(), await sink()];
-    const deadPort = await freePort();
-    const dests = `${a.address}:a,${b.address}:b,127.0.0.1:${deadPort}:c`;
-    const r = router(relayConfig(dests, { distribution: "hash-route", ejectAfter: 2 }));
-    const names = Array.from({ length: 300 }, (_, i) => `eject.m${i} 1 1700000000`);
-    feed(r, names);
+    const { a, b, deadPort, dests, r, names } = await ejectionCase(harness);
     await until(() => a.lines.length + b.lines.length === names.length);
     expect(sorted([...a.lines, ...b.lines])).toEqual(sorted(names));
     expect(dest(r, ":c")).toMatchObject({ ejected: true, queuedLines: 0 });

@@ -1,18 +1,20 @@
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import {
   compressBatch,
   compressionCode,
   countNewlines,
 } from "../../../../../dataplane/link/batch-codec.ts";
 import { type ApiKey, sha256 } from "../../../../../dataplane/link/gateway/api-keys.ts";
-import type { Router, RouterConfig } from "../../../../../dataplane/route/router.ts";
+import type { RouterConfig } from "../../../../../dataplane/route/router.ts";
 import { type Batch, BatchSchema } from "../../../../../gen/polymur/ingest/v1/ingest_pb.ts";
 import { captureLog } from "../../../../fixtures/capture-log.ts";
 import { type GatewayIntake, gatewayIntake } from "../../../../fixtures/gateway-intake.ts";
-import { datapoints, LineSink } from "../../../../fixtures/line-sink.ts";
+import { datapoints } from "../../../../fixtures/line-sink.ts";
 import { relayConfig } from "../../../../fixtures/relay-config.ts";
+import { routerHarness } from "../../../../fixtures/router-harness.ts";
+import { stillPending } from "../../../../fixtures/still-pending.ts";
 
 /**
  * A gateway with no destination (a managed gateway before its first
@@ -20,18 +22,7 @@ import { relayConfig } from "../../../../fixtures/relay-config.ts";
  * them again, instead of having them acknowledged and counted as unrouted.
  */
 
-const routers: Router[] = [];
-const sinks: LineSink[] = [];
-afterEach(async () => {
-  for (const r of routers.splice(0)) await r.drain(0);
-  for (const s of sinks.splice(0)) await s.close();
-});
-
-async function sink(): Promise<LineSink> {
-  const s = await LineSink.start();
-  sinks.push(s);
-  return s;
-}
+const { drainAfter, sink } = routerHarness();
 
 const KEY: ApiKey = { name: "tenant-a", digest: sha256("secret-a") };
 const CLIENT = "192.0.2.7";
@@ -41,7 +32,7 @@ function gateway(
 ): GatewayIntake & { logs: ReturnType<typeof captureLog>["lines"] } {
   const { log, lines } = captureLog();
   const g = gatewayIntake(config, log);
-  routers.push(g.router);
+  drainAfter(g.router);
   return { ...g, logs: lines };
 }
 
@@ -141,18 +132,12 @@ describe("BatchIntake.ready without destinations", () => {
   it("resolves true only once a configuration with destinations is applied", async () => {
     const s = await sink();
     const g = gateway(relayConfig(""));
-    let settled: boolean | undefined;
-    const p = g.intake.ready(new AbortController().signal).then((v) => {
-      settled = v;
-      return v;
-    });
-    await new Promise((r) => setImmediate(r));
-    expect(settled).toBeUndefined();
+    const p = g.intake.ready(new AbortController().signal);
+    expect(await stillPending(p)).toBe(true);
     expect(g.logs.some((l) => /^no destinations: holding/.test(l.msg))).toBe(true);
     // A configuration still without destinations changes nothing.
     g.router.apply(relayConfig(""));
-    await new Promise((r) => setImmediate(r));
-    expect(settled).toBeUndefined();
+    expect(await stillPending(p)).toBe(true);
     g.router.apply(relayConfig(s.address));
     expect(await p).toBe(true);
     expect(g.router.listenerCount("routable")).toBe(0);

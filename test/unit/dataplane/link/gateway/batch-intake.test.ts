@@ -1,6 +1,6 @@
 import zlib from "node:zlib";
 import { create } from "@bufbuild/protobuf";
-import { afterEach, describe, expect, it } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createLogger } from "../../../../../common/logger.ts";
 import {
   type CompressionName,
@@ -25,23 +25,14 @@ import {
   type GatewayIntakeOptions,
   gatewayIntake,
 } from "../../../../fixtures/gateway-intake.ts";
-import { datapoints, freePort, LineSink } from "../../../../fixtures/line-sink.ts";
+import { datapoints, freePort } from "../../../../fixtures/line-sink.ts";
 import { relayConfig } from "../../../../fixtures/relay-config.ts";
+import { routerHarness } from "../../../../fixtures/router-harness.ts";
+import { stillPending } from "../../../../fixtures/still-pending.ts";
 import { until } from "../../../../fixtures/until.ts";
 
 const log = createLogger({ level: "silent" });
-const routers: Router[] = [];
-const sinks: LineSink[] = [];
-afterEach(async () => {
-  for (const r of routers.splice(0)) await r.drain(0);
-  for (const s of sinks.splice(0)) await s.close();
-});
-
-async function sink(port = 0): Promise<LineSink> {
-  const s = await LineSink.start(port);
-  sinks.push(s);
-  return s;
-}
+const { drainAfter, sink } = routerHarness();
 
 const KEY: ApiKey = { name: "tenant-a", digest: sha256("secret-a") };
 const CLIENT = "192.0.2.7";
@@ -54,7 +45,7 @@ const CLIENT = "192.0.2.7";
  */
 function gateway(config: RouterConfig, over: GatewayIntakeOptions = {}): GatewayIntake {
   const g = gatewayIntake(config, log, over);
-  routers.push(g.router);
+  drainAfter(g.router);
   return g;
 }
 
@@ -273,13 +264,8 @@ describe("BatchIntake.ready", () => {
 
   it('waits while the router is blocked and resolves true on its "unblocked"', async () => {
     const { g, port, lines } = await blocked();
-    let settled: boolean | undefined;
-    const p = g.intake.ready(new AbortController().signal).then((v) => {
-      settled = v;
-      return v;
-    });
-    await new Promise((r) => setImmediate(r));
-    expect(settled).toBeUndefined();
+    const p = g.intake.ready(new AbortController().signal);
+    expect(await stillPending(p)).toBe(true);
     const s = await sink(port); // the destination comes up and its queue drains
     expect(await p).toBe(true);
     expect(g.router.blocking).toBe(false);

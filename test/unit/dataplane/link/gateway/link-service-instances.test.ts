@@ -1,85 +1,21 @@
 // The link service and proxy instances: two processes claiming one proxy id
 // (a copied spool directory) are refused while one is connected, and never
 // have one's batches acknowledged or dropped for the other's seqs.
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import { Code, type ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
+import { Code, type ConnectError } from "@connectrpc/connect";
 import { afterEach, describe, expect, it } from "vitest";
-import { compressBatch, countNewlines } from "../../../../../dataplane/link/batch-codec.ts";
-import { ApiKeyRing, parseKeysFile } from "../../../../../dataplane/link/gateway/api-keys.ts";
-import { createLinkService } from "../../../../../dataplane/link/gateway/link-service.ts";
-import {
-  Compression,
-  IngestService,
-  type StreamRequestSchema,
-  type StreamResponse,
-} from "../../../../../gen/polymur/ingest/v1/ingest_pb.ts";
+import type { GatewayCounters } from "../../../../../dataplane/link/gateway/gateway-counters.ts";
 import { type CapturedLine, captureLog } from "../../../../fixtures/capture-log.ts";
-import { gatewayIntake } from "../../../../fixtures/gateway-intake.ts";
 import { LineSink } from "../../../../fixtures/line-sink.ts";
+import {
+  ackedSeq,
+  batchRequest as batch,
+  helloRequest as hello,
+  LinkServiceHarness,
+  type LinkStream as Stream,
+} from "../../../../fixtures/link-service-harness.ts";
 import { refusal } from "../../../../fixtures/refusal.ts";
 import { relayConfig } from "../../../../fixtures/relay-config.ts";
 import { until } from "../../../../fixtures/until.ts";
-
-type Request = MessageInitShape<typeof StreamRequestSchema>;
-
-/** The request side of one stream: messages pushed by the test. */
-class Requests implements AsyncIterable<Request> {
-  readonly #items: Request[] = [];
-  #wake: (() => void) | null = null;
-  #ended = false;
-
-  push(m: Request): void {
-    this.#items.push(m);
-    this.#wake?.();
-  }
-
-  end(): void {
-    this.#ended = true;
-    this.#wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncGenerator<Request> {
-    for (;;) {
-      const m = this.#items.shift();
-      if (m !== undefined) {
-        yield m;
-        continue;
-      }
-      if (this.#ended) return;
-      await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-      });
-      this.#wake = null;
-    }
-  }
-}
-
-function hello(proxyId: string, instanceId?: string): Request {
-  return {
-    msg: { case: "hello", value: { proxyId, ...(instanceId === undefined ? {} : { instanceId }) } },
-  };
-}
-
-function batch(seq: number, text: string): Request {
-  const raw = Buffer.from(text);
-  return {
-    msg: {
-      case: "batch",
-      value: {
-        seq: BigInt(seq),
-        compression: Compression.ZSTD,
-        payload: compressBatch(raw, "zstd"),
-        lines: countNewlines(raw),
-        rawBytes: raw.length,
-      },
-    },
-  };
-}
-
-interface Stream {
-  requests: Requests;
-  next(): Promise<StreamResponse | "end">;
-}
 
 const cleanup: Array<() => Promise<void> | void> = [];
 afterEach(async () => {
@@ -87,38 +23,34 @@ afterEach(async () => {
 });
 
 /**
- * A gateway's link service in memory (createRouterTransport), with a real
+ * A gateway's link service in memory (LinkServiceHarness), with a real
  * destination, a captured log, and `alive` answering what the test says
- * for each stream (by its proxy's instance id).
+ * for each stream (by its client, which the test names).
  */
 async function gateway(): Promise<{
   out: LineSink;
-  counters: ReturnType<typeof gatewayIntake>["counters"];
+  counters: GatewayCounters;
   lines: CapturedLine[];
   dead: Set<string>;
   probes: string[];
-  open(instanceHeader: string): Stream;
+  /** A stream from `client`, with tenant-a's key. */
+  open(client: string): Stream;
+  /** A stream from `client` that has sent its Hello, and its Welcome's acked seq. */
+  connect(
+    client: string,
+    proxyId: string,
+    instance?: string,
+  ): Promise<{ s: Stream; acked: bigint }>;
 }> {
   const out = await LineSink.start();
   cleanup.push(() => out.close());
   const { log, lines } = captureLog();
-  const { intake, router, counters, dedup } = gatewayIntake(relayConfig(out.address), log);
-  cleanup.push(async () => {
-    await router.drain(0);
-  });
-  const keys = new ApiKeyRing();
-  keys.replace(parseKeysFile("tenant-a secret-a\n", "keys"));
-  const shutdown = new AbortController();
-  cleanup.push(() => shutdown.abort());
   const dead = new Set<string>();
   const probes: string[] = [];
-  const service = createLinkService({
-    intake,
-    keys,
-    dedup,
-    counters,
+  const h = new LinkServiceHarness({
+    config: relayConfig(out.address),
     log,
-    shutdown: shutdown.signal,
+    keysFile: "tenant-a secret-a\n",
     clientOf: (ctx) => ctx.requestHeader.get("x-test-client") ?? "?",
     alive: async (ctx) => {
       const who = ctx.requestHeader.get("x-test-client") ?? "?";
@@ -127,59 +59,34 @@ async function gateway(): Promise<{
     },
     probeTimeoutMs: 50,
   });
-  const open = (client: string): Stream => {
-    const transport = createRouterTransport((r) => r.service(IngestService, service), {
-      transport: {
-        interceptors: [
-          (next) => async (req) => {
-            req.header.set("authorization", "Bearer secret-a");
-            req.header.set("x-test-client", client);
-            return next(req);
-          },
-        ],
-      },
-    });
-    const requests = new Requests();
-    const ac = new AbortController();
-    cleanup.push(() => {
-      requests.end();
-      ac.abort();
-    });
-    const it = createClient(IngestService, transport)
-      .stream(requests, { signal: ac.signal })
-      [Symbol.asyncIterator]();
-    return {
-      requests,
-      next: async () => {
-        const r = await it.next();
-        return r.done === true ? "end" : r.value;
-      },
-    };
+  cleanup.push(() => h.close());
+  const headers = (client: string) => ({
+    authorization: "Bearer secret-a",
+    "x-test-client": client,
+  });
+  return {
+    out,
+    counters: h.counters,
+    lines,
+    dead,
+    probes,
+    open: (client) => h.open(headers(client)),
+    connect: async (client, proxyId, instance) => {
+      const { stream, acked } = await h.connect(headers(client), proxyId, instance);
+      return { s: stream, acked };
+    },
   };
-  return { out, counters, lines, dead, probes, open };
 }
 
-type Gateway = Awaited<ReturnType<typeof gateway>>;
-
-/** Opens a stream as `client` and returns it with its Welcome's acked seq. */
-async function connect(
-  g: Gateway,
-  client: string,
-  proxyId: string,
-  instance?: string,
-): Promise<{ s: Stream; acked: bigint }> {
-  const s = g.open(client);
-  s.requests.push(hello(proxyId, instance));
-  const w = await s.next();
-  if (w === "end" || w.msg.case !== "welcome") throw new Error(`expected a Welcome, got ${w}`);
-  return { s, acked: w.msg.value.ackedSeq };
-}
-
-async function ack(s: Stream): Promise<bigint> {
-  const r = await s.next();
-  if (r === "end" || r.msg.case !== "ack")
-    throw new Error(`expected an Ack, got ${JSON.stringify(r)}`);
-  return r.msg.value.seq;
+/**
+ * Sends one batch per seq, each the one line `<name> <seq> 1700000000`,
+ * all before reading; then the seqs of the Acks, one per batch.
+ */
+async function send(s: Stream, name: string, ...seqs: number[]): Promise<bigint[]> {
+  for (const seq of seqs) s.requests.push(batch(seq, `${name} ${seq} 1700000000\n`));
+  const acked: bigint[] = [];
+  for (const _ of seqs) acked.push(ackedSeq(await s.next()));
+  return acked;
 }
 
 async function closed(s: Stream): Promise<void> {
@@ -190,7 +97,7 @@ async function closed(s: Stream): Promise<void> {
 describe("link service: one proxy id, one instance at a time", () => {
   it("refuses a second instance while the first is connected (AlreadyExists), counted and logged; the first carries on", async () => {
     const g = await gateway();
-    const a = await connect(g, "10.0.0.1", "p1", "inst-A");
+    const a = await g.connect("10.0.0.1", "p1", "inst-A");
     const b = g.open("10.0.0.2");
     b.requests.push(hello("p1", "inst-B"));
     const e: ConnectError = await refusal(b.next());
@@ -209,34 +116,32 @@ describe("link service: one proxy id, one instance at a time", () => {
     });
     // The refused stream is not left open; the connected one still works.
     await until(() => g.counters.openStreams() === 1);
-    a.s.requests.push(batch(1, "a.x 1 1700000000\n"));
-    expect(await ack(a.s)).toBe(1n);
+    expect(await send(a.s, "a.x", 1)).toEqual([1n]);
     // Once the first is gone, the second is taken.
     await closed(a.s);
-    const b2 = await connect(g, "10.0.0.2", "p1", "inst-B");
+    const b2 = await g.connect("10.0.0.2", "p1", "inst-B");
     expect(b2.acked).toBe(0n);
   });
 
   it("the same instance may open a second stream (a reconnect racing a half-dead one)", async () => {
     const g = await gateway();
-    const a = await connect(g, "10.0.0.1", "p1", "inst-A");
-    a.s.requests.push(batch(1, "a.x 1 1700000000\n"));
-    expect(await ack(a.s)).toBe(1n);
-    const again = await connect(g, "10.0.0.1", "p1", "inst-A");
+    const a = await g.connect("10.0.0.1", "p1", "inst-A");
+    expect(await send(a.s, "a.x", 1)).toEqual([1n]);
+    const again = await g.connect("10.0.0.1", "p1", "inst-A");
     expect(again.acked).toBe(1n);
     expect(g.counters.streamsRefused.proxy_id_in_use).toBe(0);
   });
 
   it("other keys' and other ids' streams are not in the way", async () => {
     const g = await gateway();
-    await connect(g, "10.0.0.1", "p1", "inst-A");
-    await connect(g, "10.0.0.2", "p2", "inst-B");
+    await g.connect("10.0.0.1", "p1", "inst-A");
+    await g.connect("10.0.0.2", "p2", "inst-B");
     expect(g.counters.streamsRefused.proxy_id_in_use).toBe(0);
   });
 
   it("asks the connected stream for a PING; cuts it if none comes back, and the waiting instance gets in", async () => {
     const g = await gateway();
-    const a = await connect(g, "10.0.0.1", "p1", "inst-A");
+    const a = await g.connect("10.0.0.1", "p1", "inst-A");
     // Alive: refused, and the connected stream stays.
     const b = g.open("10.0.0.2");
     b.requests.push(hello("p1", "inst-B"));
@@ -257,7 +162,7 @@ describe("link service: one proxy id, one instance at a time", () => {
       g.lines.some((l) => l.msg.startsWith("proxy stream cut: its connection did not answer")),
     ).toBe(true);
     await until(() => g.counters.openStreams() === 0);
-    const b3 = await connect(g, "10.0.0.2", "p1", "inst-B");
+    const b3 = await g.connect("10.0.0.2", "p1", "inst-B");
     expect(b3.acked).toBe(0n);
   });
 });
@@ -265,24 +170,18 @@ describe("link service: one proxy id, one instance at a time", () => {
 describe("link service: each instance's batches are its own", () => {
   it("a copy behind the other: its batches at seqs the other already sent are queued, not dropped as duplicates", async () => {
     const g = await gateway();
-    const a = await connect(g, "10.0.0.1", "p1", "inst-A");
-    for (let seq = 1; seq <= 3; seq++) {
-      a.s.requests.push(batch(seq, `a.m ${seq} 1700000000\n`));
-      expect(await ack(a.s)).toBe(BigInt(seq));
-    }
+    const a = await g.connect("10.0.0.1", "p1", "inst-A");
+    expect(await send(a.s, "a.m", 1, 2, 3)).toEqual([1n, 2n, 3n]);
     await closed(a.s);
     // B, a copy of A's spool, made batches 1 and 2 of its own.
-    const b = await connect(g, "10.0.0.2", "p1", "inst-B");
+    const b = await g.connect("10.0.0.2", "p1", "inst-B");
     expect(b.acked).toBe(0n); // nothing of B's is freed by A's seqs
     expect(g.counters.proxyInstances.new).toBe(1);
     expect(g.lines.find((l) => String(l.msg).startsWith("proxy id taken over"))).toMatchObject({
       instance: "inst-B",
       previous: "inst-A",
     });
-    b.s.requests.push(batch(1, "b.m 1 1700000000\n"));
-    b.s.requests.push(batch(2, "b.m 2 1700000000\n"));
-    expect(await ack(b.s)).toBe(1n);
-    expect(await ack(b.s)).toBe(2n);
+    expect(await send(b.s, "b.m", 1, 2)).toEqual([1n, 2n]);
     await g.out.waitForLines(5);
     expect(g.out.lines).toEqual([
       "a.m 1 1700000000",
@@ -296,43 +195,32 @@ describe("link service: each instance's batches are its own", () => {
 
   it("a copy ahead of the other: the other's later Welcome does not acknowledge what it never sent", async () => {
     const g = await gateway();
-    const b = await connect(g, "10.0.0.2", "p1", "inst-B");
-    for (let seq = 1; seq <= 5; seq++) {
-      b.s.requests.push(batch(seq, `b.m ${seq} 1700000000\n`));
-      expect(await ack(b.s)).toBe(BigInt(seq));
-    }
+    const b = await g.connect("10.0.0.2", "p1", "inst-B");
+    expect(await send(b.s, "b.m", 1, 2, 3, 4, 5)).toEqual([1n, 2n, 3n, 4n, 5n]);
     await closed(b.s);
     // A holds its own unsent batches 1..3: a Welcome saying 5 would free them.
-    const a = await connect(g, "10.0.0.1", "p1", "inst-A");
+    const a = await g.connect("10.0.0.1", "p1", "inst-A");
     expect(a.acked).toBe(0n);
-    a.s.requests.push(batch(1, "a.m 1 1700000000\n"));
-    expect(await ack(a.s)).toBe(1n);
+    expect(await send(a.s, "a.m", 1)).toEqual([1n]);
     await g.out.waitForLines(6);
     expect(g.out.lines.filter((l) => l.startsWith("a.m"))).toEqual(["a.m 1 1700000000"]);
   });
 
   it("two instances taking turns: 'returning' is logged and counted, and each keeps its own de-duplication", async () => {
     const g = await gateway();
-    const a = await connect(g, "10.0.0.1", "p1", "inst-A");
-    a.s.requests.push(batch(1, "a.m 1 1700000000\n"));
-    a.s.requests.push(batch(2, "a.m 2 1700000000\n"));
-    expect(await ack(a.s)).toBe(1n);
-    expect(await ack(a.s)).toBe(2n);
+    const a = await g.connect("10.0.0.1", "p1", "inst-A");
+    expect(await send(a.s, "a.m", 1, 2)).toEqual([1n, 2n]);
     await closed(a.s);
-    const b = await connect(g, "10.0.0.2", "p1", "inst-B");
-    b.s.requests.push(batch(1, "b.m 1 1700000000\n"));
-    expect(await ack(b.s)).toBe(1n);
+    const b = await g.connect("10.0.0.2", "p1", "inst-B");
+    expect(await send(b.s, "b.m", 1)).toEqual([1n]);
     await closed(b.s);
-    const a2 = await connect(g, "10.0.0.1", "p1", "inst-A");
+    const a2 = await g.connect("10.0.0.1", "p1", "inst-A");
     expect(a2.acked).toBe(2n);
     expect(g.counters.proxyInstances).toEqual({ new: 1, returning: 1 });
     const warn = g.lines.find((l) => String(l.msg).startsWith("two live proxy instances"));
     expect(warn).toMatchObject({ level: 40, instance: "inst-A", previous: "inst-B" });
     // A's resend of 2 (its Ack lost) is a duplicate of its own; 3 is new.
-    a2.s.requests.push(batch(2, "a.m 2 1700000000\n"));
-    a2.s.requests.push(batch(3, "a.m 3 1700000000\n"));
-    expect(await ack(a2.s)).toBe(2n);
-    expect(await ack(a2.s)).toBe(3n);
+    expect(await send(a2.s, "a.m", 2, 3)).toEqual([2n, 3n]);
     await g.out.waitForLines(4);
     expect(g.out.lines).toEqual([
       "a.m 1 1700000000",
@@ -345,10 +233,9 @@ describe("link service: each instance's batches are its own", () => {
 
   it("proxies that send no instance id are one instance, as before", async () => {
     const g = await gateway();
-    const a = await connect(g, "10.0.0.1", "p1");
-    a.s.requests.push(batch(1, "a.m 1 1700000000\n"));
-    expect(await ack(a.s)).toBe(1n);
-    const again = await connect(g, "10.0.0.2", "p1");
+    const a = await g.connect("10.0.0.1", "p1");
+    expect(await send(a.s, "a.m", 1)).toEqual([1n]);
+    const again = await g.connect("10.0.0.2", "p1");
     expect(again.acked).toBe(1n);
     expect(g.counters.streamsRefused.proxy_id_in_use).toBe(0);
     expect(g.counters.proxyInstances).toEqual({ new: 0, returning: 0 });

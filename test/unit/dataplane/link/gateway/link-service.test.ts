@@ -1,110 +1,23 @@
-import type { MessageInitShape } from "@bufbuild/protobuf";
-import {
-  Code,
-  ConnectError,
-  createClient,
-  createRouterTransport,
-  type Interceptor,
-} from "@connectrpc/connect";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../../../../common/logger.ts";
-import type { IngestCounters } from "../../../../../dataplane/ingest/ingest-counters.ts";
-import { compressBatch, countNewlines } from "../../../../../dataplane/link/batch-codec.ts";
-import { ApiKeyRing, parseKeysFile } from "../../../../../dataplane/link/gateway/api-keys.ts";
-import type { DedupTable } from "../../../../../dataplane/link/gateway/dedup-table.ts";
-import type { GatewayCounters } from "../../../../../dataplane/link/gateway/gateway-counters.ts";
-import { createLinkService } from "../../../../../dataplane/link/gateway/link-service.ts";
-import type { Router, RouterConfig } from "../../../../../dataplane/route/router.ts";
-import {
-  Compression,
-  IngestService,
-  type StreamRequestSchema,
-  type StreamResponse,
-} from "../../../../../gen/polymur/ingest/v1/ingest_pb.ts";
-import { gatewayIntake } from "../../../../fixtures/gateway-intake.ts";
+import { parseKeysFile } from "../../../../../dataplane/link/gateway/api-keys.ts";
+import type { RouterConfig } from "../../../../../dataplane/route/router.ts";
+import { Compression } from "../../../../../gen/polymur/ingest/v1/ingest_pb.ts";
 import { datapoints, freePort, LineSink } from "../../../../fixtures/line-sink.ts";
+import {
+  ackedSeq as ackOf,
+  batchRequest as batch,
+  helloRequest as hello,
+  LinkServiceHarness,
+  type LinkStream,
+} from "../../../../fixtures/link-service-harness.ts";
 import { refusal } from "../../../../fixtures/refusal.ts";
 import { relayConfig } from "../../../../fixtures/relay-config.ts";
+import { stillPending } from "../../../../fixtures/still-pending.ts";
 import { until } from "../../../../fixtures/until.ts";
 
-type Request = MessageInitShape<typeof StreamRequestSchema>;
-
-/** The request side of one stream: messages pushed by the test, sent as they come. */
-class Requests implements AsyncIterable<Request> {
-  readonly #items: Request[] = [];
-  #wake: (() => void) | null = null;
-  #ended = false;
-
-  push(m: Request): void {
-    this.#items.push(m);
-    this.#wake?.();
-  }
-
-  end(): void {
-    this.#ended = true;
-    this.#wake?.();
-  }
-
-  async *[Symbol.asyncIterator](): AsyncGenerator<Request> {
-    for (;;) {
-      const m = this.#items.shift();
-      if (m !== undefined) {
-        yield m;
-        continue;
-      }
-      if (this.#ended) return;
-      await new Promise<void>((resolve) => {
-        this.#wake = resolve;
-      });
-      this.#wake = null;
-    }
-  }
-}
-
-const hello = (proxyId: string): Request => ({ msg: { case: "hello", value: { proxyId } } });
-
-function batch(seq: number, text: string): Request {
-  const raw = Buffer.from(text);
-  return {
-    msg: {
-      case: "batch",
-      value: {
-        seq: BigInt(seq),
-        compression: Compression.ZSTD,
-        payload: compressBatch(raw, "zstd"),
-        lines: countNewlines(raw),
-        rawBytes: raw.length,
-      },
-    },
-  };
-}
-
-/** Sets the authorization header as given (undefined: none). */
-function authorization(value: string | undefined): Interceptor {
-  return (next) => async (req) => {
-    if (value !== undefined) req.header.set("authorization", value);
-    return next(req);
-  };
-}
-
 const log = createLogger({ level: "silent" });
-
-interface Gateway {
-  router: Router;
-  ingest: IngestCounters;
-  counters: GatewayCounters;
-  dedup: DedupTable;
-  keys: ApiKeyRing;
-  shutdown: AbortController;
-  /** A stream authenticated with `authorization` (a whole header value). */
-  open(header: string | undefined): Stream;
-}
-
-/** One open stream: push requests, read responses one at a time. */
-interface Stream {
-  requests: Requests;
-  next(): Promise<StreamResponse | "end">;
-}
 
 let cleanup: Array<() => Promise<void> | void> = [];
 beforeEach(() => {
@@ -120,65 +33,25 @@ async function sink(port = 0): Promise<LineSink> {
   return s;
 }
 
-/**
- * The link service over createRouterTransport: in memory, but every message
- * is serialized and parsed as on the wire, and headers pass through
- * interceptors as they would over HTTP/2.
- */
-function gateway(config: RouterConfig): Gateway {
-  const { intake, router, ingest, counters, dedup } = gatewayIntake(config, log);
-  cleanup.push(async () => {
-    await router.drain(0);
-  });
-  const keys = new ApiKeyRing();
-  keys.replace(parseKeysFile("tenant-a secret-a\ntenant-b secret-b\n", "keys"));
-  const shutdown = new AbortController();
-  const service = createLinkService({
-    intake,
-    keys,
-    dedup,
-    counters,
+/** The link service in memory, with two keys (tenant-a, tenant-b); every client is 192.0.2.7. */
+function gateway(config: RouterConfig): LinkServiceHarness {
+  const g = new LinkServiceHarness({
+    config,
     log,
-    shutdown: shutdown.signal,
+    keysFile: "tenant-a secret-a\ntenant-b secret-b\n",
     clientOf: () => "192.0.2.7",
   });
-  const open = (header: string | undefined): Stream => {
-    const transport = createRouterTransport((r) => r.service(IngestService, service), {
-      transport: { interceptors: [authorization(header)] },
-    });
-    const requests = new Requests();
-    const ac = new AbortController();
-    cleanup.push(() => {
-      requests.end();
-      ac.abort();
-    });
-    const it = createClient(IngestService, transport)
-      .stream(requests, { signal: ac.signal })
-      [Symbol.asyncIterator]();
-    return {
-      requests,
-      next: async () => {
-        const r = await it.next();
-        return r.done === true ? "end" : r.value;
-      },
-    };
-  };
-  return { router, ingest, counters, dedup, keys, shutdown, open };
+  cleanup.push(() => g.close());
+  return g;
 }
 
-function ackOf(r: StreamResponse | "end"): bigint {
-  if (r === "end" || r.msg.case !== "ack")
-    throw new Error(`expected an Ack, got ${JSON.stringify(r)}`);
-  return r.msg.value.seq;
-}
-
-/** Opens a stream and reads its Welcome. */
-async function connected(g: Gateway, secret: string, proxyId: string): Promise<Stream> {
-  const s = g.open(`Bearer ${secret}`);
-  s.requests.push(hello(proxyId));
-  const w = await s.next();
-  if (w === "end" || w.msg.case !== "welcome") throw new Error("expected a Welcome");
-  return s;
+/** Opens a stream with the key `secret` and reads its Welcome. */
+async function connected(
+  g: LinkServiceHarness,
+  secret: string,
+  proxyId: string,
+): Promise<LinkStream> {
+  return (await g.connect({ authorization: `Bearer ${secret}` }, proxyId)).stream;
 }
 
 describe("link service (polymur.ingest.v1.IngestService)", () => {
@@ -188,7 +61,7 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
     ["another scheme", "Basic secret-a"],
   ])("refuses a stream with %s: Unauthenticated", async (_, header) => {
     const g = gateway(relayConfig(""));
-    const s = g.open(header);
+    const s = g.open({ authorization: header });
     s.requests.push(hello("p1"));
     const e = await refusal(s.next());
     expect(e.code).toBe(Code.Unauthenticated);
@@ -202,7 +75,7 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
     // reading past the Hello, and not see the requests end.
     const g = gateway(relayConfig(`127.0.0.1:${await freePort()}`));
     g.dedup.record("tenant-a", "p1", 7);
-    const s = g.open("Bearer secret-a");
+    const s = g.open({ authorization: "Bearer secret-a" });
     s.requests.push(hello("p1"));
     expect(await s.next()).toMatchObject({
       msg: { case: "welcome", value: { keyName: "tenant-a", ackedSeq: 7n } },
@@ -212,7 +85,7 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
     expect(await s.next()).toBe("end");
     expect(g.counters.openStreams()).toBe(0);
     // The same proxy id under another key is another proxy.
-    const other = g.open("Bearer secret-b");
+    const other = g.open({ authorization: "Bearer secret-b" });
     other.requests.push(hello("p1"));
     expect(await other.next()).toMatchObject({
       msg: { case: "welcome", value: { keyName: "tenant-b", ackedSeq: 0n } },
@@ -258,7 +131,7 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
   ])("ends a stream that sends %s: InvalidArgument", async (_, requests, message) => {
     // A destination (down): with none, the stream would not read past the Hello.
     const g = gateway(relayConfig(`127.0.0.1:${await freePort()}`));
-    const s = g.open("Bearer secret-a");
+    const s = g.open({ authorization: "Bearer secret-a" });
     for (const r of requests) s.requests.push(r);
     let e: ConnectError | undefined;
     for (;;) {
@@ -278,18 +151,13 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
     const g = gateway(relayConfig(""));
     const s = await connected(g, "secret-a", "p1");
     s.requests.push(batch(1, "nd.a 1 1700000000\nnd.b 2 1700000000\n"));
-    let answered = false;
-    const first = s.next().then((r) => {
-      answered = true;
-      return r;
-    });
+    const first = s.next();
     // The handler waits for the router's "routable" before it reads the batch.
     await until(() => g.router.listenerCount("routable") === 1);
-    expect(answered).toBe(false);
+    expect(await stillPending(first)).toBe(true);
     // A configuration still without destinations changes nothing.
     g.router.apply(relayConfig(""));
-    await new Promise((r) => setImmediate(r));
-    expect(answered).toBe(false);
+    expect(await stillPending(first)).toBe(true);
     expect(g.router.listenerCount("routable")).toBe(1);
     expect(g.ingest.accepted).toBe(0);
     expect(g.router.stats()).toMatchObject({ routed: 0, noDestination: 0 });
@@ -318,7 +186,7 @@ describe("link service (polymur.ingest.v1.IngestService)", () => {
     b.requests.push(batch(1, "b.x 1 1700000000\n"));
     expect(ackOf(await b.next())).toBe(1n);
     // A new stream needs the new secret.
-    const again = g.open("Bearer secret-a");
+    const again = g.open({ authorization: "Bearer secret-a" });
     again.requests.push(hello("pa"));
     expect((await refusal(again.next())).code).toBe(Code.Unauthenticated);
     await connected(g, "new-secret-a", "pa");

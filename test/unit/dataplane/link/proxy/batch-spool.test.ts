@@ -1,6 +1,6 @@
 import fs, { readdirSync, truncateSync } from "node:fs";
 import path from "node:path";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { createLogger } from "../../../../../common/logger.ts";
 import {
   BatchSpool,
@@ -13,7 +13,7 @@ import {
   PMB2_HEADER as H,
   spoolPayload as payload,
   spoolSegments as segments,
-  tempDirs,
+  spoolTestDirs,
 } from "../../../../fixtures/spool-files.ts";
 
 // The segments of a spool: append, read back, release, recover. How damaged
@@ -21,12 +21,7 @@ import {
 // id) in spool-dir.test.ts.
 
 const log = createLogger({ level: "silent" });
-const temp = tempDirs();
-afterEach(() => {
-  vi.restoreAllMocks();
-  temp.cleanup();
-});
-const dir = (): string => temp.make();
+const dir = spoolTestDirs();
 
 describe("BatchSpool", () => {
   it("recovers every batch not yet done, with a stable proxy id and seqs never reused", async () => {

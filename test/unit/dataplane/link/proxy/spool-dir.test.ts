@@ -1,6 +1,6 @@
 import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createLogger } from "../../../../../common/logger.ts";
 import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../../../../../common/private-files.ts";
 import { BatchSpool } from "../../../../../dataplane/link/proxy/batch-spool.ts";
@@ -9,19 +9,14 @@ import { captureLog } from "../../../../fixtures/capture-log.ts";
 import {
   spoolPayload as payload,
   spoolSegments as segments,
-  tempDirs,
+  spoolTestDirs,
 } from "../../../../fixtures/spool-files.ts";
 
 // The spool directory: its modes, its lock, its small files. The first tests
 // go through BatchSpool.open, as a proxy opens its spool.
 
 const log = createLogger({ level: "silent" });
-const temp = tempDirs();
-afterEach(() => {
-  vi.restoreAllMocks();
-  temp.cleanup();
-});
-const dir = (): string => temp.make();
+const dir = spoolTestDirs();
 const mode = (p: string): number => statSync(p).mode & 0o777;
 
 describe("SpoolDir", () => {

@@ -12,7 +12,7 @@ import fs, {
 } from "node:fs";
 import path from "node:path";
 import fc from "fast-check";
-import { afterEach, describe, expect, it, vi } from "vitest";
+import { describe, expect, it } from "vitest";
 import { createLogger } from "../../../../../common/logger.ts";
 import { BatchSpool, SpoolReadError } from "../../../../../dataplane/link/proxy/batch-spool.ts";
 import {
@@ -26,11 +26,12 @@ import {
 } from "../../../../../dataplane/link/proxy/spool-record.ts";
 import { captureLog } from "../../../../fixtures/capture-log.ts";
 import {
+  failReadsAt,
   flipByte as flip,
   PMB2_HEADER as H,
   spoolPayload as payload,
   spoolSegments as segments,
-  tempDirs,
+  spoolTestDirs,
   v1Record,
   v2Record,
 } from "../../../../fixtures/spool-files.ts";
@@ -39,12 +40,7 @@ import {
 // through BatchSpool.open (which is how recovery runs) on damaged files.
 
 const log = createLogger({ level: "silent" });
-const temp = tempDirs();
-afterEach(() => {
-  vi.restoreAllMocks();
-  temp.cleanup();
-});
-const dir = (): string => temp.make();
+const dir = spoolTestDirs();
 /** The property's many small spools on tmpfs where there is one: its fsyncs cost nothing there. */
 const fastTmp = existsSync("/dev/shm") ? "/dev/shm" : undefined;
 
@@ -225,18 +221,8 @@ describe("readSegment", () => {
     const data = Buffer.alloc(200 * 1024, 7);
     writeFileSync(file, data);
     expect(readSegment(file)).toEqual({ data, holes: [] });
-    const real = fs.readSync;
     let fail = (pos: number) => pos === 64 * 1024;
-    vi.spyOn(fs, "readSync").mockImplementation(((
-      fd: number,
-      buf: NodeJS.ArrayBufferView,
-      off: number,
-      len: number,
-      pos: number,
-    ) => {
-      if (fail(pos)) throw Object.assign(new Error("EIO: i/o error, read"), { code: "EIO" });
-      return real(fd, buf, off, len, pos);
-    }) as typeof fs.readSync);
+    failReadsAt((pos) => fail(pos));
     const r = readSegment(file);
     expect(r.holes).toEqual([[64 * 1024, 128 * 1024, expect.stringMatching(/^EIO: /)]]);
     expect(r.data.subarray(0, 64 * 1024)).toEqual(data.subarray(0, 64 * 1024));
@@ -372,19 +358,7 @@ describe("recovery of a damaged spool", () => {
     a.spool.close();
     const seg = segments(d)[0]!;
     const hole = [64 * 1024, 128 * 1024];
-    const real = fs.readSync;
-    vi.spyOn(fs, "readSync").mockImplementation(((
-      fd: number,
-      buf: NodeJS.ArrayBufferView,
-      off: number,
-      len: number,
-      pos: number,
-    ) => {
-      if (pos >= hole[0]! && pos < hole[1]!) {
-        throw Object.assign(new Error("EIO: i/o error, read"), { code: "EIO" });
-      }
-      return real(fd, buf, off, len, pos);
-    }) as typeof fs.readSync);
+    failReadsAt((pos) => pos >= hole[0]! && pos < hole[1]!);
     const b = BatchSpool.open(d, { log });
     const rec = H + size;
     const outside = (seq: number): boolean =>
@@ -434,7 +408,7 @@ describe("recovery of a damaged spool (property)", () => {
         fc.integer({ min: 0, max: 3 }),
         fc.array(damage, { minLength: 0, maxLength: 2 }),
         async (bodies, damages, doneCount, later) => {
-          const d = temp.make(fastTmp);
+          const d = dir(fastTmp);
           const a = BatchSpool.open(d, { log });
           const spans: Array<{ seq: number; start: number; end: number; body: Buffer }> = [];
           bodies.forEach((u, i) => {
