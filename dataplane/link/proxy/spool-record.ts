@@ -154,16 +154,7 @@ export function parseRecord(data: Buffer, off: number): ParsedRecord {
     if (zlib.crc32(data.subarray(payloadStart, end)) !== data.readUInt32LE(off + 29)) {
       return { kind: "damaged-payload", seq, lines, size, end };
     }
-    return {
-      kind: "record",
-      seq,
-      compression: data.readUInt8(off + 16),
-      lines,
-      rawBytes: data.readUInt32LE(off + 21),
-      size,
-      payloadStart,
-      end,
-    };
+    return whole(data, off, payloadStart, end);
   }
   if (magic === MAGIC_V1) {
     const payloadStart = off + HEADER_V1;
@@ -174,16 +165,7 @@ export function parseRecord(data: Buffer, off: number): ParsedRecord {
       zlib.crc32(data.subarray(off, off + FIELDS)),
     );
     if (crc !== data.readUInt32LE(off + 25)) return NONE;
-    return {
-      kind: "record",
-      seq,
-      compression: data.readUInt8(off + 16),
-      lines,
-      rawBytes: data.readUInt32LE(off + 21),
-      size,
-      payloadStart,
-      end,
-    };
+    return whole(data, off, payloadStart, end);
   }
   return NONE;
 }
@@ -214,6 +196,20 @@ export function checkRecord(
     detail = "no intact record header (crc mismatch)";
   }
   return { payload: null, detail };
+}
+
+/** An intact record at `off` (either format: the fields sit at the same offsets). */
+function whole(data: Buffer, off: number, payloadStart: number, end: number): ParsedRecord {
+  return {
+    kind: "record",
+    seq: Number(data.readBigUInt64LE(off + 8)),
+    compression: data.readUInt8(off + 16),
+    lines: data.readUInt32LE(off + 17),
+    rawBytes: data.readUInt32LE(off + 21),
+    size: data.readUInt32LE(off + 4),
+    payloadStart,
+    end,
+  };
 }
 
 /** The next offset at or after `from` where a record with an intact header starts, or -1. */
