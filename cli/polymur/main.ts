@@ -1,6 +1,7 @@
 // polymur: every role in one program (relay, gateway, proxy, control). `polymur`
 // with no role, or `polymur relay`, runs a relay.
 import { PolymurError } from "../../common/errors.ts";
+import { versionLine } from "../../common/version.ts";
 import { runRelay } from "./relay-command.ts";
 
 const ROLES: Record<string, (argv: string[]) => Promise<void>> = {
@@ -10,7 +11,7 @@ const ROLES: Record<string, (argv: string[]) => Promise<void>> = {
   gateway: async (argv) => (await import("./gateway-command.ts")).runGateway(argv),
 };
 
-const USAGE = `usage: polymur [relay] [options]     (polymur relay --help for the options)
+const USAGE = `usage: polymur [relay] [options]     (polymur relay --help for the options; polymur --version)
 
 Roles:
   relay    Graphite plaintext in over TCP/UDP, forwarded to destinations (default)
@@ -22,6 +23,10 @@ async function main(argv: string[]): Promise<void> {
   const first = argv[0];
   if (first === "--help" || first === "-h" || first === "help") {
     console.log(USAGE);
+    return;
+  }
+  if (first === "--version" || first === "-V" || first === "version") {
+    console.log(versionLine("polymur"));
     return;
   }
   if (first !== undefined && !first.startsWith("-")) {

@@ -3,6 +3,7 @@
  * under commands/ and is loaded on demand, so a command that talks to the control
  * plane (dest, route, key, nodes, status) never slows down one that does not (hash).
  */
+import { versionLine } from "../../common/version.ts";
 import type { Command, CommandIO } from "./command.ts";
 
 interface CommandEntry {
@@ -48,7 +49,7 @@ export function usage(): string {
     "commands:",
     ...lines,
     "",
-    "Run `polymurctl <command> --help` for a command's options.",
+    "Run `polymurctl <command> --help` for a command's options; `polymurctl --version` for the version.",
   ].join("\n");
 }
 
@@ -57,6 +58,10 @@ export async function main(argv: readonly string[], io: CommandIO): Promise<numb
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
     io.stdout.write(`${usage()}\n`);
     return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-V" || name === "version") {
+    io.stdout.write(`${versionLine("polymurctl")}\n`);
+    return 0;
   }
   const entry = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (entry === undefined) {

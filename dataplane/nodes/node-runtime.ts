@@ -7,6 +7,8 @@ import { startStatsEndpoint } from "../observe/stats-server.ts";
 
 /** How often a node logs what it received. */
 export const HEARTBEAT_MS = 5_000;
+/** While nothing arrives, the heartbeat is logged at most this often. */
+export const IDLE_HEARTBEAT_MS = 60_000;
 
 export interface NodeRuntimeOptions {
   log: Logger;
@@ -38,6 +40,7 @@ export class NodeRuntime {
   #timers: NodeJS.Timeout[] = [];
   #ready = false;
   #lastReceived = 0;
+  #lastLoggedAt = Number.NEGATIVE_INFINITY;
   /** The stats endpoint's bound port; null when off (or its default port was taken). */
   statsPort: number | null = null;
 
@@ -85,10 +88,16 @@ export class NodeRuntime {
   }
 
   #heartbeat(): void {
-    // The Go polymur's heartbeat line, kept verbatim for people who grep for it.
-    const received = this.#o.stats().received;
+    // The Go polymur's heartbeat line, kept verbatim for people who grep for
+    // it: lines from senders (polymur's own are not news), every 5 s while
+    // they arrive, at most once a minute while none do.
+    const s = this.#o.stats();
+    const received = s.received - s.generated;
     const n = received - this.#lastReceived;
     this.#lastReceived = received;
+    const now = Date.now();
+    if (n === 0 && now - this.#lastLoggedAt < IDLE_HEARTBEAT_MS) return;
+    this.#lastLoggedAt = now;
     this.#o.log.info(
       { received: n, ...this.#o.heartbeat?.() },
       `Last 5s: Received ${n} datapoints | Avg: ${(n / (HEARTBEAT_MS / 1000)).toFixed(2)}/sec`,

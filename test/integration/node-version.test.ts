@@ -83,4 +83,18 @@ describe("a start under a Node older than package.json's engines", () => {
       expect(r.stdout).toContain("usage:");
     }
   });
+
+  it("--version names the program, package.json's version and the Node it runs on", () => {
+    const { version } = JSON.parse(readFileSync(`${ROOT}package.json`, "utf8")) as {
+      version: string;
+    };
+    for (const [bin, name] of [
+      [POLYMUR, "polymur"],
+      [POLYMURCTL, "polymurctl"],
+    ] as const) {
+      const r = run(process.execPath, [bin, "--version"]);
+      expect(r.status, r.stderr).toBe(0);
+      expect(r.stdout).toBe(`${name} ${version} (Node.js ${process.version})\n`);
+    }
+  });
 });

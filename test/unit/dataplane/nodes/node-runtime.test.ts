@@ -1,6 +1,11 @@
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, vi } from "vitest";
 import { IngestCounters } from "../../../../dataplane/ingest/ingest-counters.ts";
-import { NodeRuntime, type NodeRuntimeOptions } from "../../../../dataplane/nodes/node-runtime.ts";
+import {
+  HEARTBEAT_MS,
+  IDLE_HEARTBEAT_MS,
+  NodeRuntime,
+  type NodeRuntimeOptions,
+} from "../../../../dataplane/nodes/node-runtime.ts";
 import {
   datapointTotals,
   type PipelineStats,
@@ -150,5 +155,41 @@ describe("NodeRuntime chores", () => {
       msg: "shutdown complete: every queued datapoint was written",
     });
     expect(rt.logUndelivered({})).toBe(0);
+  });
+});
+
+describe("NodeRuntime heartbeat", () => {
+  afterEach(() => {
+    vi.useRealTimers();
+  });
+
+  it("logs every 5 s while lines arrive, at most once a minute while none do; its own lines are not news", () => {
+    vi.useFakeTimers();
+    let received = 0;
+    let generated = 0;
+    const { rt, logs } = runtime({
+      statAddr: null,
+      stats: () => ({ ...stats(received), received, generated }),
+    });
+    rt.ready();
+    const beats = (): number[] =>
+      logs.filter((l) => l.msg.startsWith("Last 5s: Received")).map((l) => l["received"] as number);
+    vi.advanceTimersByTime(HEARTBEAT_MS);
+    expect(beats()).toEqual([0]); // the first one says it is up
+    vi.advanceTimersByTime(IDLE_HEARTBEAT_MS - HEARTBEAT_MS);
+    expect(beats()).toEqual([0]);
+    vi.advanceTimersByTime(HEARTBEAT_MS);
+    expect(beats()).toEqual([0, 0]);
+    received = 10;
+    vi.advanceTimersByTime(HEARTBEAT_MS);
+    received = 25;
+    vi.advanceTimersByTime(HEARTBEAT_MS);
+    expect(beats()).toEqual([0, 0, 10, 15]);
+    // Self-metrics alone: nothing moved.
+    received = 35;
+    generated = 10;
+    vi.advanceTimersByTime(HEARTBEAT_MS);
+    expect(beats()).toEqual([0, 0, 10, 15]);
+    rt.stop();
   });
 });
