@@ -56,7 +56,7 @@ export interface LineApiOptions {
 
 /**
  * The Go polymur's line API, for operators migrating from it:
- *   echo putdest 10.0.5.30:2003 | nc localhost 2030
+ *   echo putdest 10.0.5.30:2003 | nc -q1 localhost 2030
  * Commands: putdest SPEC, deldest SPEC, getdest, auth TOKEN, help. One reply
  * per command, `ok ...` or `error: ...`; getdest lists one destination per line
  * and ends with `ok N destinations`.

@@ -112,7 +112,7 @@ export class RelayNode {
         `no destinations: datapoints are validated and counted as unrouted (no_destination), not forwarded. Add some with --destinations host:port[,...]` +
           (this.ports.api === null
             ? ""
-            : ` or: echo putdest host:port | nc 127.0.0.1 ${this.ports.api}`),
+            : ` or: echo putdest host:port | nc -q1 127.0.0.1 ${this.ports.api}`),
       );
     } else {
       const how =
