@@ -6,6 +6,7 @@ import { type DestinationSpec, parseDestination } from "../forward/destination-s
 import type { RejectSample } from "../ingest/reject-log.ts";
 import { mergeStats, type PipelineStats } from "../observe/pipeline-stats.ts";
 import { isDefaultAddress, startAuxiliary } from "../observe/stats-server.ts";
+import { MIN_QUEUE_BYTES, raisedQueueBounds } from "../route/router.ts";
 import { NodeRuntime } from "./node-runtime.ts";
 import type { RelayConfig } from "./relay-config.ts";
 import type { RelayNodeOptions } from "./relay-options.ts";
@@ -62,6 +63,7 @@ export class RelayNode {
   }
 
   async start(): Promise<void> {
+    this.#warnRaisedQueues(this.#config);
     const { port, udpPort } = await this.#primary.listen();
     this.ports.tcp = port;
     this.ports.udp = udpPort;
@@ -143,10 +145,26 @@ export class RelayNode {
     return all.sort((a, b) => b.at - a.at).slice(0, 64);
   }
 
+  /** Says which queue bounds are too small to split over the processes, and what they become. */
+  #warnRaisedQueues(config: RelayConfig): void {
+    const workers = this.#pool === null ? 1 : this.#proc.workers;
+    const raised = raisedQueueBounds(config, 1 / workers);
+    if (Object.keys(raised).length === 0) return;
+    this.#log.warn(
+      { raised, workers, perProcessBytes: MIN_QUEUE_BYTES },
+      `queue bounds too small for ${workers} processes are raised to ${MIN_QUEUE_BYTES / 1024} KiB per process (the relay holds up to ${(workers * MIN_QUEUE_BYTES) / 1024} KiB per destination): ${Object.entries(
+        raised,
+      )
+        .map(([d, b]) => `${d} ${b} bytes`)
+        .join(", ")}`,
+    );
+  }
+
   /** Applies a configuration to every process; throws (changing nothing) if it is invalid. */
   apply(config: RelayConfig): void {
     this.#primary.apply(config);
     this.#pool?.apply(config);
+    this.#warnRaisedQueues(config);
     const before = new Set(this.#config.destinations.map((d) => d.id));
     const after = new Set(config.destinations.map((d) => d.id));
     this.#log.info(

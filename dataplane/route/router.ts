@@ -71,7 +71,23 @@ export interface RouterEvents {
 }
 
 /** The smallest queue a process gets, however many workers share a bound. */
-const MIN_QUEUE_BYTES = 64 * 1024;
+export const MIN_QUEUE_BYTES = 64 * 1024;
+
+/**
+ * The queue bounds of `config` that are raised to MIN_QUEUE_BYTES once split
+ * over processes taking `share` each: destination spec (or "default") →
+ * the bound asked for. Said at start and on reload (no silent clamp).
+ */
+export function raisedQueueBounds(config: RouterConfig, share: number): Record<string, number> {
+  const raised: Record<string, number> = {};
+  const small = (bytes: number): boolean => Math.floor(bytes * share) < MIN_QUEUE_BYTES;
+  if (small(config.queueBytes)) raised["default"] = config.queueBytes;
+  for (const d of config.destinations) {
+    const own = config.queueBytesFor[d.id];
+    if (own !== undefined && small(own)) raised[d.spec] = own;
+  }
+  return raised;
+}
 /** How often datapoints that had no destination are reported in the log. */
 const UNROUTED_LOG_MS = 5_000;
 

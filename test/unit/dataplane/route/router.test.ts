@@ -2,7 +2,11 @@ import { describe, expect, it } from "vitest";
 import { ErrorCode, PolymurError } from "../../../../common/errors.ts";
 import { parseDestinationList } from "../../../../dataplane/forward/destination-spec.ts";
 import { createHashRouter } from "../../../../dataplane/route/hash/hash-router.ts";
-import type { Router } from "../../../../dataplane/route/router.ts";
+import {
+  MIN_QUEUE_BYTES,
+  type Router,
+  raisedQueueBounds,
+} from "../../../../dataplane/route/router.ts";
 import { captureLog } from "../../../fixtures/capture-log.ts";
 import { ejectionCase } from "../../../fixtures/ejection-case.ts";
 import { datapoints, freePort } from "../../../fixtures/line-sink.ts";
@@ -212,5 +216,21 @@ describe("Router.drain", () => {
     expect(a.lines).toHaveLength(10);
     expect(dest(r, a.address)).toMatchObject({ forwarded: 10, undelivered: 0 });
     expect(dest(r, `:${deadPort}`)).toMatchObject({ forwarded: 0, undelivered: 10 });
+  });
+});
+
+describe("raisedQueueBounds", () => {
+  it("names the bounds that a split over processes would take below 64 KiB each", () => {
+    const config = relayConfig("127.0.0.1:1,127.0.0.1:2", {
+      queueBytes: 100 * 1024,
+      queueBytesFor: { "127.0.0.1:2": 1024 * 1024 },
+    });
+    expect(raisedQueueBounds(config, 1)).toEqual({});
+    expect(raisedQueueBounds(config, 1 / 2)).toEqual({ default: 100 * 1024 });
+    expect(raisedQueueBounds(config, 1 / 32)).toEqual({
+      default: 100 * 1024,
+      "127.0.0.1:2": 1024 * 1024,
+    });
+    expect(MIN_QUEUE_BYTES).toBe(64 * 1024);
   });
 });
