@@ -81,3 +81,35 @@ export function addDestinationStats(a: DestinationStats, b: DestinationStats): v
 export function copyDestinationStats(s: DestinationStats): DestinationStats {
   return { ...s, droppedBy: { ...s.droppedBy } };
 }
+
+// Least healthy first: a destination merged from several processes shows its worst state.
+const STATE_ORDER: readonly DestinationState[] = [
+  "closed",
+  "backoff",
+  "connecting",
+  "draining",
+  "connected",
+];
+
+/**
+ * Rows of the same destinations (from several processes, or a destination's
+ * earlier lives) summed into one row per id, in first-seen order. The state
+ * shown is the live rows' (the least healthy of them); a removed row's state
+ * is only its last. Ejected if any row is.
+ */
+export function mergeDestinations(rows: Iterable<DestinationStats>): DestinationStats[] {
+  const byId = new Map<string, DestinationStats>();
+  for (const d of rows) {
+    const m = byId.get(d.id);
+    if (m === undefined) {
+      byId.set(d.id, copyDestinationStats(d));
+      continue;
+    }
+    addDestinationStats(m, d);
+    if (!d.removed && (m.removed || STATE_ORDER.indexOf(d.state) < STATE_ORDER.indexOf(m.state)))
+      m.state = d.state;
+    if (!d.removed) m.removed = false;
+    if (d.ejected) m.ejected = true;
+  }
+  return [...byId.values()];
+}

@@ -253,11 +253,13 @@ export class Destination extends EventEmitter<DestinationEvents> {
       return;
     }
     if (this.#overflow === "drop-oldest") {
+      // Lines owed as resends were forwarded once: the peer may have them.
+      // They come first in flight, then in the queue; what is in flight does
+      // not change while this loop runs.
+      const inflight = this.#inflightLines();
       while (this.#queue.bytes > this.#queueBytes && this.#queue.length > 1) {
         const n = this.#queue.dropOldest();
-        // Lines owed as resends were forwarded once: the peer may have them.
-        // They come first in flight, then in the queue.
-        const owedQueued = Math.max(0, this.#resendWindow.pending - this.#inflightLines());
+        const owedQueued = Math.max(0, this.#resendWindow.pending - inflight);
         const owed = this.#resendWindow.dropped(Math.min(n, owedQueued));
         this.#unconfirmed += owed;
         this.#drop("queue_full", n - owed);

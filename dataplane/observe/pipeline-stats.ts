@@ -1,10 +1,8 @@
 import {
-  addDestinationStats,
-  copyDestinationStats,
-  type DestinationState,
   type DestinationStats,
   DROP_REASONS,
   type DropReason,
+  mergeDestinations,
   noDrops,
 } from "../forward/destination-stats.ts";
 import type { IngestStats } from "../ingest/ingest-counters.ts";
@@ -138,24 +136,13 @@ function sum(r: Record<string, number>): number {
   return n;
 }
 
-// Least healthy first: an aggregated destination shows its worst worker's state.
-const STATE_ORDER: readonly DestinationState[] = [
-  "closed",
-  "backoff",
-  "connecting",
-  "draining",
-  "connected",
-];
-
 /** Sums the pipelines of a process group into one view. */
 export function mergeStats(all: readonly PipelineStats[]): PipelineStats {
   const first = all[0];
   if (first === undefined) throw new Error("mergeStats needs at least one pipeline");
   const rejected = { ...first.rejected };
   const unrouted = { ...first.unrouted };
-  const dests = new Map<string, DestinationStats>();
-  const out: PipelineStats = { ...first, rejected, unrouted, destinations: [] };
-  for (const d of first.destinations) dests.set(d.id, copyDestinationStats(d));
+  const out: PipelineStats = { ...first, rejected, unrouted };
   for (const s of all.slice(1)) {
     out.received += s.received;
     out.generated += s.generated;
@@ -168,20 +155,7 @@ export function mergeStats(all: readonly PipelineStats[]): PipelineStats {
     out.paused ||= s.paused;
     for (const r of REJECT_REASONS) rejected[r] += s.rejected[r];
     for (const r of UNROUTED_REASONS) unrouted[r] += s.unrouted[r];
-    for (const d of s.destinations) {
-      const m = dests.get(d.id);
-      if (m === undefined) {
-        dests.set(d.id, copyDestinationStats(d));
-        continue;
-      }
-      addDestinationStats(m, d);
-      // The state shown is the live processes' (a removed row's is its last).
-      if (!d.removed && (m.removed || STATE_ORDER.indexOf(d.state) < STATE_ORDER.indexOf(m.state)))
-        m.state = d.state;
-      if (!d.removed) m.removed = false;
-      if (d.ejected) m.ejected = true;
-    }
   }
-  out.destinations = [...dests.values()];
+  out.destinations = mergeDestinations(all.flatMap((s) => s.destinations));
   return out;
 }

@@ -8,8 +8,8 @@ import {
 import type { DestinationSpec } from "../forward/destination-spec.ts";
 import {
   addDestinationStats,
-  copyDestinationStats,
   type DestinationStats,
+  mergeDestinations,
 } from "../forward/destination-stats.ts";
 import type { LineSink } from "../ingest/line-sink.ts";
 import {
@@ -351,27 +351,16 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   stats(): RouterStats {
     // What the table accumulated counts as queued: hand it to the queues first.
     this.#table.flush();
-    const byId = new Map<string, DestinationStats>();
-    const add = (s: DestinationStats): void => {
-      const m = byId.get(s.id);
-      if (m === undefined) byId.set(s.id, copyDestinationStats(s));
-      else {
-        // A destination re-added after removal: one row, current state, summed counters.
-        addDestinationStats(m, s);
-        if (!s.removed) {
-          m.state = s.state;
-          m.removed = false;
-        }
-      }
-    };
+    // A destination re-added after removal: one row, its live state, summed counters.
+    const rows: DestinationStats[] = [];
     for (const d of this.#destinations.values())
-      add({ ...d.stats(), ejected: this.#ejected.has(d.spec.id) });
-    for (const d of this.#draining.keys()) add({ ...d.stats(), removed: true });
-    for (const s of this.#retired.values()) add(s);
+      rows.push({ ...d.stats(), ejected: this.#ejected.has(d.spec.id) });
+    for (const d of this.#draining.keys()) rows.push({ ...d.stats(), removed: true });
+    rows.push(...this.#retired.values());
     return {
       routed: this.#counts.routed,
       noDestination: this.#counts.noDestination,
-      destinations: [...byId.values()],
+      destinations: mergeDestinations(rows),
     };
   }
 

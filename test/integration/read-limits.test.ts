@@ -15,6 +15,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DRAIN_AFTER_ANSWER_BYTES } from "../../common/drain-when-answered.ts";
 import { HEALTH_READ_MAX_BYTES } from "../../common/health-registry.ts";
+import { MAX_CONCURRENT_STREAMS } from "../../common/http2-limits.ts";
 import { CONTROL_READ_MAX_BYTES } from "../../controlplane/control-server.ts";
 import {
   Health,
@@ -277,6 +278,19 @@ describe("the control plane reads no more than its limits, and no body without a
     const res = await adminClient(cp.url).listDestinations({});
     expect(res.destinations).toEqual([]);
   };
+
+  it(`tells HTTP/2 clients they may open at most ${MAX_CONCURRENT_STREAMS} streams at once`, async () => {
+    const session = http2.connect(cp.url);
+    session.on("error", () => {});
+    try {
+      const settings = await new Promise<http2.Settings>((resolve) =>
+        session.once("remoteSettings", resolve),
+      );
+      expect(settings.maxConcurrentStreams).toBe(MAX_CONCURRENT_STREAMS);
+    } finally {
+      session.destroy();
+    }
+  });
 
   it("gRPC, no credential: UNAUTHENTICATED, before a byte of the body is read", async () => {
     const r = await hugeCall(

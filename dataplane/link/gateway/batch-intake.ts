@@ -1,6 +1,7 @@
 import { once } from "node:events";
 import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError } from "@connectrpc/connect";
+import { ThrottledWarning } from "../../../common/log-throttle.ts";
 import type { Logger } from "../../../common/logger.ts";
 import {
   type Batch,
@@ -47,10 +48,23 @@ export class BatchIntake {
   readonly #o: BatchIntakeOptions;
   /** Longest line, newline excluded: applies from the next batch. */
   maxLineLength: number;
+  /** For want of destinations: batches refused, and streams held (each logged at most every 10 s). */
+  readonly #refused: ThrottledWarning;
+  readonly #holding: ThrottledWarning;
 
   constructor(options: BatchIntakeOptions) {
     this.#o = options;
     this.maxLineLength = options.maxLineLength;
+    this.#refused = new ThrottledWarning(
+      options.log,
+      10_000,
+      "no destinations: batches are not acknowledged (proxies keep them and send them again) until there are some",
+    );
+    this.#holding = new ThrottledWarning(
+      options.log,
+      10_000,
+      "no destinations: holding proxies' batches, unacknowledged, until there are some",
+    );
   }
 
   /**
@@ -60,7 +74,7 @@ export class BatchIntake {
   batch(key: ApiKey, proxyId: string, client: string, b: Batch): StreamResponseInit {
     const o = this.#o;
     if (!o.router.routable) {
-      this.#noDestinations(client, key);
+      this.#refused.note({ client, key: key.name });
       throw new ConnectError(
         "the gateway has no destinations: batch not accepted, send it again later",
         Code.Unavailable,
@@ -132,7 +146,7 @@ export class BatchIntake {
   legacy(key: ApiKey, client: string, body: Buffer): { status: number; text: string } {
     const o = this.#o;
     if (!o.router.routable) {
-      this.#noDestinations(client, key);
+      this.#refused.note({ client, key: key.name });
       return { status: 503, text: "No Destinations: send the batch again later\n" };
     }
     let raw: Buffer;
@@ -174,19 +188,6 @@ export class BatchIntake {
     };
   }
 
-  /** Logs (at most every 10 s) that batches are refused for want of destinations. */
-  #noDestinations(client: string, key: ApiKey): void {
-    const now = Date.now();
-    if (now - this.#noDestinationsLogged < 10_000) return;
-    this.#noDestinationsLogged = now;
-    this.#o.log.warn(
-      { client, key: key.name },
-      "no destinations: batches are not acknowledged (proxies keep them and send them again) until there are some",
-    );
-  }
-
-  #noDestinationsLogged = 0;
-
   /**
    * Resolves true once the router takes lines (it has destinations, and no
    * queue full under the block policy holds it), false if `signal` aborts
@@ -198,9 +199,7 @@ export class BatchIntake {
     try {
       while (!router.routable || router.blocking) {
         if (!router.routable) {
-          this.#o.log.warn(
-            "no destinations: holding proxies' batches, unacknowledged, until there are some",
-          );
+          this.#holding.note({});
           await once(router, "routable", { signal });
         } else {
           await once(router, "unblocked", { signal });

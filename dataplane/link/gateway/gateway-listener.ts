@@ -19,12 +19,14 @@ export interface GatewayListenerOptions {
   handler: RequestHandler;
   /** Per-stream and per-connection HTTP/2 receive window. Default 1 MiB. */
   windowBytes?: number;
+  /** How long a new cleartext connection may take to send its first bytes. Default 10 s. */
+  sniffTimeoutMs?: number;
 }
 
 /** The magic that opens every HTTP/2 connection (RFC 9113 §3.4). */
 const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
 
-/** How long a new cleartext connection may take to send its first bytes. */
+/** How long a new cleartext connection may take to send its first bytes (sniffTimeoutMs). */
 const SNIFF_TIMEOUT_MS = 10_000;
 
 /** Every connection's peer, including connections wrapped for cleartext HTTP/2. */
@@ -136,7 +138,7 @@ export class GatewayListener {
     this.#track(socket);
     socket.on("error", () => {});
     // A connection that never says anything must not hold a socket forever.
-    socket.setTimeout(SNIFF_TIMEOUT_MS, () => socket.destroy());
+    socket.setTimeout(this.#o.sniffTimeoutMs ?? SNIFF_TIMEOUT_MS, () => socket.destroy());
     let head: Buffer = Buffer.alloc(0);
     const onData = (chunk: Buffer): void => {
       head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);

@@ -5,6 +5,7 @@ import https from "node:https";
 import net from "node:net";
 import type tls from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
+import { MAX_CONCURRENT_STREAMS } from "../../../../../common/http2-limits.ts";
 import {
   GatewayListener,
   type GatewayListenerOptions,
@@ -475,3 +476,30 @@ async function silentDestroyed(mode: "cleartext" | "tls"): Promise<void> {
   expect(raw[0]?.destroyed).toBe(true);
   await closed(silent);
 }
+
+describe("GatewayListener: bounds on connections", () => {
+  for (const mode of ["cleartext", "tls"] as const) {
+    it(`${mode}: tells HTTP/2 clients they may open at most ${MAX_CONCURRENT_STREAMS} streams at once`, async () => {
+      const { listener } = await start(mode === "tls" ? { tls: tlsFiles } : {});
+      const url =
+        mode === "tls" ? `https://localhost:${listener.port}` : `http://127.0.0.1:${listener.port}`;
+      const session = h2connect(url, { ca: pki.ca });
+      const settings = await new Promise<http2.Settings>((resolve) =>
+        session.once("remoteSettings", resolve),
+      );
+      expect(settings.maxConcurrentStreams).toBe(MAX_CONCURRENT_STREAMS);
+    });
+  }
+
+  it("cleartext: closes a connection that sends nothing for the sniff timeout", async () => {
+    const { listener } = await start({ sniffTimeoutMs: 200 });
+    const silent = net.connect(listener.port, "127.0.0.1");
+    silent.on("error", () => {});
+    silent.resume();
+    cleanups.push(() => {
+      silent.destroy();
+    });
+    await new Promise((resolve) => silent.once("close", resolve));
+    expect(silent.destroyed).toBe(true);
+  });
+});
