@@ -67,6 +67,16 @@ export async function runControl(argv: string[]): Promise<void> {
       `cannot listen on ${o.listen.host}:${o.listen.port}: ${(err as Error).message}`,
     );
   }
+
+  // server.close() turns health to NOT_SERVING first, then ends the streams.
+  handleSignals("control plane", log, {
+    async stop() {
+      await server.close();
+      await store.close();
+      log.info("stopped");
+    },
+  });
+  // Said once the handlers are in place: a signal sent at "listening" finds them.
   const cur = store.current();
   log.info(
     {
@@ -78,13 +88,4 @@ export async function runControl(argv: string[]): Promise<void> {
     },
     "listening",
   );
-
-  // server.close() turns health to NOT_SERVING first, then ends the streams.
-  handleSignals("control plane", log, {
-    async stop() {
-      await server.close();
-      await store.close();
-      log.info("stopped");
-    },
-  });
 }

@@ -47,9 +47,10 @@ export async function runGateway(argv: string[]): Promise<void> {
   const log = createLogger({ level: options.logLevel, bindings: { role: "gateway" } });
   const node = new GatewayNode(options, log);
   const subscriber = options.controlPlane === null ? null : await subscribe(node, options, log);
-  await node.start();
+  const started = node.start();
 
   handleSignals("gateway", log, {
+    ready: started,
     stop: () => Promise.all([node.shutdown(), subscriber?.stop()]),
     // SIGHUP: the keys file again, and (standalone) the config file's
     // reloadable routing and queue options, as a relay does.
@@ -69,6 +70,7 @@ export async function runGateway(argv: string[]): Promise<void> {
       );
     },
   });
+  await started;
 }
 
 /**

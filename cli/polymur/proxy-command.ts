@@ -45,13 +45,15 @@ export async function runProxy(argv: string[]): Promise<void> {
       process.exit(2);
     });
   });
-  await node.start();
+  const started = node.start();
 
   // Nothing of a proxy is reloadable: SIGHUP is logged as reloading nothing.
   handleSignals("proxy", log, {
+    ready: started,
     stop() {
       stopping = true;
       return node.shutdown();
     },
   });
+  await started;
 }

@@ -50,9 +50,10 @@ export async function runRelay(argv: string[]): Promise<void> {
   );
   const node = new RelayNode(config, proc, log);
   const control = proc.controlPlane === "" ? null : await subscribe(node, proc, config, log);
-  await node.start();
+  const started = node.start();
 
   handleSignals("relay", log, {
+    ready: started,
     async stop() {
       await control?.subscriber.stop();
       await node.shutdown();
@@ -76,6 +77,7 @@ export async function runRelay(argv: string[]): Promise<void> {
       );
     },
   });
+  await started;
 }
 
 /**
