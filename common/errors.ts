@@ -8,6 +8,8 @@ export const ErrorCode = {
   Config: "POLYMUR_ERR_CONFIG",
   /** A destination spec (`host:port[:instance]`, `host:port=instance`) cannot be parsed. */
   DestinationSpec: "POLYMUR_ERR_DEST_SPEC",
+  /** A rules file (carbon-c-relay's relay.conf) cannot be used: `file:line:column: what was expected`. */
+  Rules: "POLYMUR_ERR_RULES",
   /** A hash-routing configuration is one the chosen reference rejects. */
   HashConfig: "POLYMUR_ERR_HASH_CONFIG",
   /**
