@@ -412,6 +412,9 @@ async function runCase(name: CaseName): Promise<CaseResult> {
       const table = new RouteTable(dests as unknown as Dests, router as unknown as Hash, {
         routed: 0,
         noDestination: 0,
+        noMatch: 0,
+        blackhole: 0,
+        validate: 0,
       });
       const sink: FrameHandler = {
         segment: (buf, start, end, lines) => table.route(buf, start, end, lines),

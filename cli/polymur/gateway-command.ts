@@ -56,7 +56,8 @@ export async function runGateway(argv: string[]): Promise<void> {
     // reloadable routing and queue options, as a relay does.
     reload() {
       node.reloadKeys();
-      if (path === "" || subscriber !== null) return;
+      const rulesPath = raw.get("rules") ?? "";
+      if ((path === "" && rulesPath === "") || subscriber !== null) return;
       reloadConfig(
         GATEWAY_OPTIONS,
         raw,
@@ -65,7 +66,7 @@ export async function runGateway(argv: string[]): Promise<void> {
           const o = buildGatewayOptions(next);
           node.apply(o.routing, o.maxLineLength);
         },
-        path,
+        [path, rulesPath].filter((p) => p !== "").join(" and "),
         log,
       );
     },

@@ -42,6 +42,13 @@ export async function runRelay(argv: string[]): Promise<void> {
   const files = raiseFileLimit();
   const raw = load();
   const proc = buildNodeOptions(raw);
+  const rulesPath = raw.get("rules") ?? "";
+  if (rulesPath !== "" && proc.controlPlane !== "") {
+    throw new PolymurError(
+      ErrorCode.Config,
+      "--rules and --control-plane are exclusive: a managed relay's rules come from the control plane (polymurctl rules set)",
+    );
+  }
   const config = buildRelayConfig(raw);
   const log = createLogger({ level: proc.logLevel, bindings: { role: "relay" } });
   log[files.error === undefined ? "info" : "warn"](
@@ -59,8 +66,8 @@ export async function runRelay(argv: string[]): Promise<void> {
       await node.shutdown();
     },
     reload() {
-      if (proc.configPath === "") {
-        log.warn("SIGHUP: no --config file to reload");
+      if (proc.configPath === "" && rulesPath === "") {
+        log.warn("SIGHUP: no --config or --rules file to reload");
         return;
       }
       reloadConfig(
@@ -72,7 +79,7 @@ export async function runRelay(argv: string[]): Promise<void> {
           if (control === null) node.reload(base);
           else node.apply(control.overlay(base));
         },
-        proc.configPath,
+        [proc.configPath, rulesPath].filter((p) => p !== "").join(" and "),
         log,
       );
     },

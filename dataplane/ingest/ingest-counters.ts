@@ -75,6 +75,12 @@ export class IngestCounters {
     sink.write(b, 0, b.length, lines);
   }
 
+  /** Counts lines polymur made and routed itself (aggregates) as received, accepted and generated. */
+  countGenerated(lines: number): void {
+    this.accepted += lines;
+    this.generated += lines;
+  }
+
   stats(connections: number, paused: boolean): IngestStats {
     return {
       received: this.accepted + this.rejects.total + this.droppedPaused,

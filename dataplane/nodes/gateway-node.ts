@@ -54,7 +54,9 @@ export class GatewayNode {
   constructor(options: GatewayOptions, log: Logger) {
     this.#o = options;
     this.#log = log;
-    this.#router = new Router(options.routing, log);
+    this.#router = new Router(options.routing, log, {
+      onProduced: (lines) => this.#ingest.countGenerated(lines),
+    });
     this.#dedup = new DedupTable(options.dedupProxies);
     this.#keysFile =
       options.keysFile === null

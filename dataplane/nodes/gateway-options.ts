@@ -142,6 +142,12 @@ export function buildGatewayOptions(o: RawOptions): GatewayOptions {
         "--destinations and --control-plane are exclusive: with a control plane, destinations come from it",
       );
     }
+    if (getString(o, "rules") !== "") {
+      throw new PolymurError(
+        ErrorCode.Config,
+        "--rules and --control-plane are exclusive: a managed gateway's rules come from the control plane (polymurctl rules set)",
+      );
+    }
     const nodeToken = getString(o, "node-token");
     if (nodeToken === "") {
       throw new PolymurError(

@@ -48,7 +48,11 @@ export class RelayNode {
       reusePort: workers > 1,
       ...(proc.consoleOut ? { console: process.stdout } : {}),
     });
-    if (workers > 1) this.#pool = new WorkerPool(workers - 1, config, 1 / workers, log);
+    if (workers > 1) {
+      this.#pool = new WorkerPool(workers - 1, config, 1 / workers, log, (points) =>
+        this.#primary.router.aggregate(points),
+      );
+    }
     this.#runtime = new NodeRuntime({
       log,
       statAddr: proc.statAddr,
@@ -100,7 +104,12 @@ export class RelayNode {
       },
       "listening",
     );
-    if (this.#proc.controlPlane !== "") {
+    if (c.rules !== null) {
+      this.#log.info(
+        { rules: c.rules.files, clusters: c.rules.clusters.map((k) => k.name) },
+        `routing by the rules in ${c.rules.files.join(", ")}: ${c.rules.clusters.length} clusters, ${c.rules.rules.length} rules`,
+      );
+    } else if (this.#proc.controlPlane !== "") {
       this.#log.info(
         {
           controlPlane: this.#proc.controlPlane,
@@ -179,6 +188,13 @@ export class RelayNode {
   }
 
   #refuseIfManaged(): void {
+    const rules = this.#config.rules;
+    if (rules !== null) {
+      throw new PolymurError(
+        ErrorCode.Config,
+        `destinations come from the rules in ${rules.files.join(", ")}; edit the clusters there and send SIGHUP`,
+      );
+    }
     if (this.#proc.controlPlane !== "") {
       throw new PolymurError(
         ErrorCode.Config,

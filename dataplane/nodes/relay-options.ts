@@ -24,8 +24,10 @@ import { DEFAULT_MAX_LINE_LENGTH } from "../ingest/line-framer.ts";
 import { DEFAULT_STAT_ADDR } from "../observe/stats-server.ts";
 import type { HashAlgo, HashCompat } from "../route/hash/hash-router.ts";
 import type { Distribution } from "../route/router.ts";
+import { loadRules } from "../route/rules/rules-files.ts";
 import { autoMaxConnections, readFileLimit } from "./file-limit.ts";
 import type { RelayConfig } from "./relay-config.ts";
+import { rulesListeners } from "./rules-listeners.ts";
 
 /** The relay's options. Names follow the Go polymur where it had them. */
 export const RELAY_OPTIONS: readonly OptionSpec[] = [
@@ -34,6 +36,13 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     type: "string",
     default: "",
     help: "Config file of `name = value` lines (same names as the flags); SIGHUP re-reads it",
+  },
+  {
+    name: "rules",
+    type: "string",
+    default: "",
+    reloadable: true,
+    help: "carbon-c-relay relay.conf: clusters, match, rewrite and aggregate rules decide where datapoints go (instead of --destinations and --distribution); its listen blocks replace --listen-addr and --udp-addr; SIGHUP re-reads it",
   },
   {
     name: "listen-addr",
@@ -287,9 +296,18 @@ export function buildRelayConfig(o: RawOptions): RelayConfig {
   if (maxLineLength < 64)
     throw new PolymurError(ErrorCode.Config, "--max-line-length must be at least 64");
   const normalize = getString(o, "hash-normalize") as "none" | "sorted-tags" | "cleanse";
+  const rulesPath = getString(o, "rules");
+  const rules = rulesPath === "" ? null : loadRules(rulesPath);
+  if (rules !== null && getString(o, "destinations") !== "") {
+    throw new PolymurError(
+      ErrorCode.Config,
+      "--rules and --destinations are exclusive: with a rules file, its clusters are the destinations",
+    );
+  }
+  const listeners = rules === null ? null : rulesListeners(rules);
   return {
-    listen,
-    udp: getAddress(o, "udp-addr"),
+    listen: listeners?.listen ?? listen,
+    udp: listeners === null ? getAddress(o, "udp-addr") : listeners.udp,
     destinations: parseDestinationList(getString(o, "destinations")),
     distribution: getString(o, "distribution") as Distribution,
     hash: {
@@ -304,6 +322,7 @@ export function buildRelayConfig(o: RawOptions): RelayConfig {
       normalize,
     },
     ejectAfter: getInt(o, "eject-after"),
+    rules,
     ...perDestination(o, "queue-size", "queueBytes", "queueBytesFor", parseBytes),
     ...perDestination(o, "overflow", "overflow", "overflowFor", parseOverflow),
     resendBytes: getString(o, "resend-window") === "auto" ? "auto" : getBytes(o, "resend-window"),

@@ -3,6 +3,7 @@ import { LineListener } from "../ingest/line-listener.ts";
 import type { LineSink } from "../ingest/line-sink.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
 import { type PipelineStats, pipelineStats } from "../observe/pipeline-stats.ts";
+import type { KeyedPoints } from "../route/aggregation.ts";
 import { Router } from "../route/router.ts";
 import type { RelayConfig } from "./relay-config.ts";
 
@@ -15,6 +16,8 @@ export interface RelayProcessOptions {
   udp?: boolean;
   /** --console-out: every line routed is also written here. Default none. */
   console?: NodeJS.WritableStream;
+  /** A worker: the points its aggregate rules take go here (to the primary). Default: aggregated here. */
+  remoteAggregates?: (points: KeyedPoints) => void;
 }
 
 /**
@@ -29,7 +32,13 @@ export class RelayProcess {
   readonly #sink: LineSink;
 
   constructor(config: RelayConfig, log: Logger, options: RelayProcessOptions = {}) {
-    this.router = new Router(config, log, { share: options.share ?? 1 });
+    this.router = new Router(config, log, {
+      share: options.share ?? 1,
+      ...(options.remoteAggregates === undefined
+        ? {}
+        : { remoteAggregates: options.remoteAggregates }),
+      onProduced: (lines) => this.listener.counters.countGenerated(lines),
+    });
     const out = options.console;
     this.#sink = out === undefined ? this.router : new ConsoleSink(out, this.router);
     this.listener = new LineListener(config, this.#sink, log, {

@@ -32,6 +32,7 @@ async function handle(m: ToWorker): Promise<void> {
         share: m.share,
         reusePort: true,
         udp: false,
+        remoteAggregates: (points) => send({ t: "aggregate", points }),
       });
       await relay.listen();
       timer = setInterval(() => {

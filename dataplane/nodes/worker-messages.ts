@@ -1,5 +1,6 @@
 import type { RejectSample } from "../ingest/reject-log.ts";
 import type { PipelineStats } from "../observe/pipeline-stats.ts";
+import type { KeyedPoints } from "../route/aggregation.ts";
 import type { RelayConfig } from "./relay-config.ts";
 
 /** Messages between the primary process and its relay workers (JSON over the IPC channel). */
@@ -11,4 +12,6 @@ export type FromWorker =
   | { t: "ready" }
   | { t: "error"; message: string }
   | { t: "stats"; stats: PipelineStats; rejects: RejectSample[] }
+  /** Points the worker's aggregate rules took: the primary aggregates them. */
+  | { t: "aggregate"; points: KeyedPoints }
   | { t: "done"; undelivered: Record<string, number> };

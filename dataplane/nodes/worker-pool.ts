@@ -5,6 +5,7 @@ import type { Logger } from "../../common/logger.ts";
 import type { DestinationStats } from "../forward/destination-stats.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
 import type { PipelineStats } from "../observe/pipeline-stats.ts";
+import type { KeyedPoints } from "../route/aggregation.ts";
 import type { RelayConfig } from "./relay-config.ts";
 import type { FromWorker, ToWorker } from "./worker-messages.ts";
 
@@ -77,7 +78,17 @@ export class WorkerPool {
   #port = 0;
   #stopping = false;
 
-  constructor(count: number, config: RelayConfig, share: number, log: Logger) {
+  readonly #onAggregate: (points: KeyedPoints) => void;
+
+  /** `onAggregate`: where the points the workers' aggregate rules take go (the primary's router). */
+  constructor(
+    count: number,
+    config: RelayConfig,
+    share: number,
+    log: Logger,
+    onAggregate: (points: KeyedPoints) => void = () => {},
+  ) {
+    this.#onAggregate = onAggregate;
     this.#count = count;
     this.#config = config;
     this.#share = share;
@@ -101,6 +112,7 @@ export class WorkerPool {
       child.on("message", (m: FromWorker) => {
         if (m.t === "ready") resolve();
         else if (m.t === "error") reject(new Error(`worker ${id}: ${m.message}`));
+        else if (m.t === "aggregate") this.#onAggregate(m.points);
         else if (m.t === "stats") {
           w.stats = m.stats;
           w.rejects = m.rejects;

@@ -1,4 +1,5 @@
 import { type DestinationStats, DROP_REASONS } from "../forward/destination-stats.ts";
+import { noAggregation } from "../route/aggregation.ts";
 import { datapointTotals, type PipelineStats } from "./pipeline-stats.ts";
 import { PrometheusText } from "./prometheus-text.ts";
 
@@ -90,6 +91,30 @@ export function pipelinePrometheus(s: PipelineStats): string {
       "counter",
       "Datapoints moved from an ejected destination to the rest of the ring.",
       one(t.rerouted),
+    )
+    .metric(
+      "polymur_aggregate_points_total",
+      "counter",
+      "Points given to aggregate rules (one per rule and compute that took a line).",
+      one(s.aggregation?.points ?? 0),
+    )
+    .metric(
+      "polymur_aggregate_dropped_total",
+      "counter",
+      "Points aggregate rules did not aggregate, by reason.",
+      by("reason", s.aggregation?.droppedBy ?? noAggregation().droppedBy),
+    )
+    .metric(
+      "polymur_aggregate_produced_total",
+      "counter",
+      "Datapoints aggregate rules wrote (counted as received and generated too).",
+      one(s.aggregation?.produced ?? 0),
+    )
+    .metric(
+      "polymur_aggregate_open_series",
+      "gauge",
+      "Series with an open aggregation bucket.",
+      one(s.aggregation?.openSeries ?? 0),
     )
     .metric("polymur_received_bytes_total", "counter", "Bytes read from senders.", one(s.bytesIn))
     .metric("polymur_connections", "gauge", "Open sender connections.", one(s.connections))

@@ -7,14 +7,28 @@ import {
 } from "../forward/destination-stats.ts";
 import type { IngestStats } from "../ingest/ingest-counters.ts";
 import { REJECT_REASONS, type RejectReason } from "../ingest/line-validator.ts";
+import type { AggregationStats } from "../route/aggregation.ts";
 import type { RouterStats } from "../route/router.ts";
 
 /**
  * Why valid lines went to no destination: none was configured (or none is in
- * the ring), or ingest was paused when a datagram came (it cannot wait).
+ * the ring), ingest was paused when a datagram came (it cannot wait), or a
+ * rules file sent them nowhere (no rule matched, only the blackhole, or a
+ * validate clause stopped them).
  */
-export type UnroutedReason = "no_destination" | "ingest_paused";
-export const UNROUTED_REASONS: readonly UnroutedReason[] = ["no_destination", "ingest_paused"];
+export type UnroutedReason =
+  | "no_destination"
+  | "ingest_paused"
+  | "no_match"
+  | "blackhole"
+  | "validate";
+export const UNROUTED_REASONS: readonly UnroutedReason[] = [
+  "no_destination",
+  "ingest_paused",
+  "no_match",
+  "blackhole",
+  "validate",
+];
 
 /**
  * Every counter of a pipeline (ingest → route → forward), of one process or
@@ -43,6 +57,8 @@ export interface PipelineStats {
   destinations: DestinationStats[];
   /** True while ingest is paused (a full queue under the block policy, or a full proxy buffer). */
   paused: boolean;
+  /** A rules file's aggregate rules: what they took and wrote; null without any. */
+  aggregation: AggregationStats | null;
 }
 
 /**
@@ -87,6 +103,9 @@ export function pipelineStats(ingest: IngestStats, router: RouterStats | null): 
     unrouted: {
       no_destination: router?.noDestination ?? 0,
       ingest_paused: ingest.droppedPaused,
+      no_match: router?.noMatch ?? 0,
+      blackhole: router?.blackhole ?? 0,
+      validate: router?.validate ?? 0,
     },
     routed: router?.routed ?? 0,
     connections: ingest.connections,
@@ -96,6 +115,7 @@ export function pipelineStats(ingest: IngestStats, router: RouterStats | null): 
     bytesIn: ingest.bytesIn,
     destinations: router?.destinations ?? [],
     paused: ingest.paused,
+    aggregation: router?.aggregation ?? null,
   };
 }
 
@@ -155,7 +175,24 @@ export function mergeStats(all: readonly PipelineStats[]): PipelineStats {
     out.paused ||= s.paused;
     for (const r of REJECT_REASONS) rejected[r] += s.rejected[r];
     for (const r of UNROUTED_REASONS) unrouted[r] += s.unrouted[r];
+    out.aggregation = addAggregation(out.aggregation, s.aggregation);
   }
   out.destinations = mergeDestinations(all.flatMap((s) => s.destinations));
   return out;
+}
+
+/** The sum of two processes' aggregation counters (only the primary aggregates; null when neither does). */
+function addAggregation(
+  a: AggregationStats | null,
+  b: AggregationStats | null,
+): AggregationStats | null {
+  if (a === null || b === null) return a ?? b;
+  const droppedBy = { ...a.droppedBy };
+  for (const [r, n] of Object.entries(b.droppedBy)) droppedBy[r as keyof typeof droppedBy] += n;
+  return {
+    points: a.points + b.points,
+    droppedBy,
+    produced: a.produced + b.produced,
+    openSeries: a.openSeries + b.openSeries,
+  };
 }

@@ -34,6 +34,13 @@ export class SelfMetrics {
     for (const [r, n] of Object.entries(t.rejectedBy)) counter(`rejected.${r}`, n);
     for (const [r, n] of Object.entries(t.unroutedBy)) counter(`unrouted.${r}`, n);
     gauge("connections", s.connections);
+    const a = s.aggregation;
+    if (a !== null) {
+      counter("aggregation.points", a.points);
+      for (const [r, n] of Object.entries(a.droppedBy)) counter(`aggregation.dropped.${r}`, n);
+      counter("aggregation.produced", a.produced);
+      gauge("aggregation.open_series", a.openSeries);
+    }
     counter("undelivered", t.undelivered);
     for (const d of s.destinations) {
       const p = `destinations.${pathElement(d.spec)}`;

@@ -15,6 +15,16 @@ const ACCUMULATOR_BYTES = 64 * 1024;
 export interface RouteCounts {
   routed: number;
   noDestination: number;
+  /** Rules: no rule sent the line anywhere. */
+  noMatch: number;
+  /** Rules: the line reached only the blackhole. */
+  blackhole: number;
+  /** Rules: a validate clause stopped the line. */
+  validate: number;
+}
+
+export function noRouteCounts(): RouteCounts {
+  return { routed: 0, noDestination: 0, noMatch: 0, blackhole: 0, validate: 0 };
 }
 
 /**
@@ -96,8 +106,8 @@ function flushTable(t: RouteTable): void {
   t.flush();
 }
 
-/** One destination's hash-routed lines, copied together so that its queue gets one chunk per turn. */
-class Accumulator {
+/** One destination's routed lines, copied together so that its queue gets one chunk per turn. */
+export class Accumulator {
   readonly #dest: Destination;
   #buf: Buffer = Buffer.allocUnsafe(ACCUMULATOR_BYTES);
   #pos = 0;
@@ -126,6 +136,29 @@ class Accumulator {
     }
     this.#pos = p;
     this.#lines++;
+  }
+
+  /** Appends a line under another name: `name`, then src[s, e) (the rest of the line, newline included). */
+  appendRenamed(name: string, src: Buffer, s: number, e: number): void {
+    const n = name.length + (e - s);
+    if (this.#pos + n > this.#buf.length) {
+      this.flush();
+      if (n > this.#buf.length) {
+        const line = Buffer.allocUnsafe(n);
+        line.write(name, 0, "latin1");
+        src.copy(line, name.length, s, e);
+        this.#dest.enqueue(line, 1);
+        return;
+      }
+    }
+    this.#pos += this.#buf.write(name, this.#pos, "latin1");
+    this.#pos += src.copy(this.#buf, this.#pos, s, e);
+    this.#lines++;
+  }
+
+  /** Whether the destination is connected or still trying (not failing). */
+  get destinationUp(): boolean {
+    return this.#dest.state !== "backoff" && this.#dest.state !== "closed";
   }
 
   flush(): void {

@@ -13,12 +13,22 @@ import {
 } from "../forward/destination-stats.ts";
 import type { LineSink } from "../ingest/line-sink.ts";
 import {
+  Aggregation,
+  type AggregationStats,
+  aggregateKey,
+  type KeyedPoints,
+} from "./aggregation.ts";
+import {
   createHashRouter,
   type HashRouter,
   type HashRouterOptions,
   withoutMember,
 } from "./hash/hash-router.ts";
-import { type RouteCounts, RouteTable } from "./route-table.ts";
+import { noRouteCounts, type RouteCounts, RouteTable } from "./route-table.ts";
+import { refuseUnforwardable } from "./rules/forwardable.ts";
+import type { RulesConfig } from "./rules/rules-config.ts";
+import { RulesProgram } from "./rules/rules-program.ts";
+import { type AggregateSink, RulesTable } from "./rules-table.ts";
 
 export type Distribution = "broadcast" | "hash-route";
 
@@ -39,11 +49,25 @@ export interface RouterConfig {
   resendBytes: number | "auto";
   backoffMinMs: number;
   backoffMaxMs: number;
+  /**
+   * A relay.conf (`--rules`, or a control plane's rules): its clusters and
+   * rules decide where lines go, and `destinations`, `distribution` and
+   * `hash` are not used. null: every line goes to `destinations`.
+   */
+  rules: RulesConfig | null;
 }
 
 export interface RouterOptions {
   /** This process's share of the queue bounds (1 / number of worker processes). Default 1. */
   share?: number;
+  /**
+   * A worker process: the points aggregate rules take go to the process
+   * that aggregates (the primary), batched per event-loop turn. Default:
+   * this process aggregates.
+   */
+  remoteAggregates?: (points: KeyedPoints) => void;
+  /** Counts datapoints the aggregations produced (as received and generated). */
+  onProduced?: (lines: number) => void;
 }
 
 /** What the route and forward stages of one process have counted. */
@@ -52,6 +76,14 @@ export interface RouterStats {
   routed: number;
   /** Valid lines with no destination to go to (none configured, or none in the ring). */
   noDestination: number;
+  /** Rules: valid lines no rule sent anywhere. */
+  noMatch: number;
+  /** Rules: valid lines that reached only the blackhole. */
+  blackhole: number;
+  /** Rules: valid lines a validate clause stopped. */
+  validate: number;
+  /** Rules with aggregate rules, in the process that aggregates: what they did. */
+  aggregation: AggregationStats | null;
   /**
    * Every destination this router has had: current ones, removed ones still
    * draining, and the last counters of removed ones (`removed: true`).
@@ -104,8 +136,12 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   readonly #share: number;
   #config: RouterConfig;
   #destinations = new Map<string, Destination>();
-  #table: RouteTable;
-  readonly #counts: RouteCounts = { routed: 0, noDestination: 0 };
+  #table: RouteTable | RulesTable;
+  readonly #counts: RouteCounts = noRouteCounts();
+  /** This process's aggregations (null in a worker, or before a rules file with aggregate rules). */
+  #aggregation: Aggregation | null = null;
+  readonly #remoteAggregates: ((points: KeyedPoints) => void) | undefined;
+  readonly #onProduced: ((lines: number) => void) | undefined;
   /** Removed destinations still delivering their queue, and the promise of their drain. */
   readonly #draining = new Map<Destination, Promise<void>>();
   /** The final counters of removed destinations, by id (summed if one was removed twice). */
@@ -121,7 +157,10 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     this.#config = config;
     this.#log = log;
     this.#share = options.share ?? 1;
+    this.#remoteAggregates = options.remoteAggregates;
+    this.#onProduced = options.onProduced;
     this.#table = this.#buildTable(config, this.#destinations);
+    this.#updateAggregation();
     this.#unroutedTimer = setInterval(() => this.#logUnrouted(), UNROUTED_LOG_MS);
     this.#unroutedTimer.unref();
   }
@@ -157,7 +196,12 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
 
   /** False while there is no destination to route to: lines would be unrouted. */
   get routable(): boolean {
-    return this.#table.destinations.length > 0;
+    return this.#table instanceof RulesTable || this.#table.destinations.length > 0;
+  }
+
+  /** Points a worker process's aggregate rules took (this process aggregates). */
+  aggregate(points: KeyedPoints): void {
+    this.#aggregation?.addKeyed(points);
   }
 
   /**
@@ -172,11 +216,13 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     const ids = new Set(config.destinations.map((d) => d.id));
     const ejected = new Set([...this.#ejected].filter((id) => ids.has(id)));
     // Build the routing first: a configuration the router rejects changes nothing.
-    for (const spec of config.destinations) {
-      const d = old.get(spec.id);
-      if (d !== undefined) next.set(spec.id, d);
+    if (config.rules === null) {
+      for (const spec of config.destinations) {
+        const d = old.get(spec.id);
+        if (d !== undefined) next.set(spec.id, d);
+      }
     }
-    const table = this.#buildTable(config, next, ejected);
+    const table = this.#buildTable(config, next, ejected, old);
     this.#ejected = ejected;
     for (const d of old.values())
       if (next.has(d.spec.id)) d.reconfigure(this.#destOptions(config, d.spec.id));
@@ -202,8 +248,18 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     this.#config = config;
     this.#table = table;
     this.#destinations = next;
+    this.#updateAggregation();
     this.#updateBlocking();
     if (!wasRoutable && this.routable) this.emit("routable");
+  }
+
+  /** Gives this process's aggregations the aggregate rules of the current table. */
+  #updateAggregation(): void {
+    const a = this.#aggregation;
+    if (a === null) return;
+    const table = this.#table;
+    a.setRules(table instanceof RulesTable ? table.program.aggregates : []);
+    a.start((aggregate, name, rest) => this.#routeProduced(aggregate, name, rest));
   }
 
   #destOptions(config: RouterConfig, id: string): DestinationOptions {
@@ -226,7 +282,9 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     config: RouterConfig,
     keep: Map<string, Destination>,
     ejected = this.#ejected,
-  ): RouteTable {
+    reuse: ReadonlyMap<string, Destination> = keep,
+  ): RouteTable | RulesTable {
+    if (config.rules !== null) return this.#buildRulesTable(config, config.rules, keep, reuse);
     let hash: HashRouter | null = null;
     if (config.distribution === "hash-route") {
       hash = createHashRouter(config.destinations, config.hash);
@@ -251,6 +309,73 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   }
 
   /**
+   * The routing of a relay.conf: one destination per server (id) across its
+   * clusters. Throws RulesError, changing nothing, for a file polymur cannot
+   * run.
+   */
+  #buildRulesTable(
+    config: RouterConfig,
+    rules: RulesConfig,
+    keep: Map<string, Destination>,
+    reuse: ReadonlyMap<string, Destination>,
+  ): RulesTable {
+    const program = RulesProgram.compile(rules);
+    refuseUnforwardable(program);
+    const sink = this.#aggregateSink(program);
+    const targets: Destination[] = [];
+    for (const t of program.targets) {
+      if (t.kind !== "tcp") continue;
+      let d = keep.get(t.spec.id) ?? reuse.get(t.spec.id);
+      if (d !== undefined) keep.set(t.spec.id, d);
+      else {
+        d = new Destination(t.spec, this.#destOptions(config, t.spec.id));
+        this.#watch(d);
+        keep.set(t.spec.id, d);
+        d.start();
+      }
+      targets.push(d);
+    }
+    return new RulesTable(program, targets, this.#counts, sink);
+  }
+
+  /** Where the points of a program's aggregate rules go: this process's aggregations, or the primary's. */
+  #aggregateSink(program: RulesProgram): AggregateSink {
+    const remote = this.#remoteAggregates;
+    if (remote !== undefined) {
+      const keys = program.aggregates.map(aggregateKey);
+      let batch: KeyedPoints | null = null;
+      return {
+        add(aggregate, compute, metric, value, timestamp) {
+          if (batch === null) {
+            batch = {};
+            const b = batch;
+            setImmediate(() => {
+              batch = null;
+              remote(b);
+            });
+          }
+          const key = keys[aggregate]!;
+          const list = batch[key];
+          if (list === undefined) batch[key] = [compute, metric, value, timestamp];
+          else list.push(compute, metric, value, timestamp);
+        },
+      };
+    }
+    if (program.aggregates.length > 0 && this.#aggregation === null) {
+      this.#aggregation = new Aggregation(this.#log);
+    }
+    return this.#aggregation ?? { add() {} };
+  }
+
+  /** Routes what the aggregations produced, counted as generated. */
+  #routeProduced(aggregate: number, name: string, rest: string): void {
+    const table = this.#table;
+    if (!(table instanceof RulesTable)) return;
+    this.#onProduced?.(1);
+    table.routeProduced(aggregate, name, rest);
+  }
+
+  /**
    * Hash-route with ejectAfter: a destination that failed that many
    * connection attempts in a row leaves the ring, and its queue is re-routed
    * over the remaining ring (so nothing waits on it); it rejoins, with the
@@ -258,14 +383,15 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
    */
   #checkEjection(d: Destination, state: string): void {
     const config = this.#config;
-    if (config.distribution !== "hash-route" || config.ejectAfter <= 0) return;
+    if (config.rules !== null || config.distribution !== "hash-route" || config.ejectAfter <= 0)
+      return;
     if (this.#destinations.get(d.spec.id) !== d) return;
     const id = d.spec.id;
     if (state === "backoff" && d.failStreak >= config.ejectAfter && !this.#ejected.has(id)) {
       // The last member stays: with no ring at all, datapoints would have nowhere to go.
       if (config.destinations.length - this.#ejected.size <= 1) return;
       this.#ejected.add(id);
-      let table: RouteTable;
+      let table: RouteTable | RulesTable;
       try {
         table = this.#buildTable(config, this.#destinations);
       } catch (err) {
@@ -357,9 +483,14 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
       rows.push({ ...d.stats(), ejected: this.#ejected.has(d.spec.id) });
     for (const d of this.#draining.keys()) rows.push({ ...d.stats(), removed: true });
     rows.push(...this.#retired.values());
+    const c = this.#counts;
     return {
-      routed: this.#counts.routed,
-      noDestination: this.#counts.noDestination,
+      routed: c.routed,
+      noDestination: c.noDestination,
+      noMatch: c.noMatch,
+      blackhole: c.blackhole,
+      validate: c.validate,
+      aggregation: this.#aggregation?.stats() ?? null,
       destinations: mergeDestinations(rows),
     };
   }
@@ -370,6 +501,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
    * delivered, per destination.
    */
   async drain(deadlineMs: number): Promise<Record<string, number>> {
+    this.#aggregation?.flush();
     this.#table.flush();
     clearInterval(this.#unroutedTimer);
     this.#logUnrouted();

@@ -37,6 +37,7 @@ function base(): RelayConfig {
     resendBytes: 4096,
     backoffMinMs: 50,
     backoffMaxMs: 5_000,
+    rules: null,
   };
 }
 
@@ -215,7 +216,7 @@ function stats(over: Partial<PipelineStats> = {}): PipelineStats {
     received: 0,
     generated: 0,
     rejected: rejected(),
-    unrouted: { no_destination: 0, ingest_paused: 0 },
+    unrouted: { no_destination: 0, ingest_paused: 0, no_match: 0, blackhole: 0, validate: 0 },
     routed: 0,
     connections: 0,
     connectionsTotal: 0,
@@ -224,6 +225,7 @@ function stats(over: Partial<PipelineStats> = {}): PipelineStats {
     bytesIn: 0,
     destinations: [],
     paused: false,
+    aggregation: null,
     ...over,
   };
 }

@@ -127,7 +127,7 @@ describe("RelayProcess", () => {
       generated: 1,
       rejected: 1,
       unrouted: 4,
-      unroutedBy: { no_destination: 4, ingest_paused: 0 },
+      unroutedBy: { no_destination: 4, ingest_paused: 0, no_match: 0, blackhole: 0, validate: 0 },
       routed: 0,
     });
     expect(t.received).toBe(t.rejected + t.unrouted + t.routed);

@@ -241,6 +241,10 @@ describe("retireStats", () => {
     return pipelineStats(c.stats(4, true), {
       routed: 100,
       noDestination: 0,
+      noMatch: 0,
+      blackhole: 0,
+      validate: 0,
+      aggregation: null,
       destinations: [
         destinationStats("a:1", {
           routed: 100,

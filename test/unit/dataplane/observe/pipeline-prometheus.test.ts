@@ -29,6 +29,10 @@ function sampleStats(): PipelineStats {
   return pipelineStats(ingest.stats(2, true), {
     routed: 1200,
     noDestination: 34,
+    noMatch: 0,
+    blackhole: 0,
+    validate: 0,
+    aggregation: null,
     destinations: [
       destinationStats("127.0.0.1:2003:a", {
         routed: 1200,
@@ -65,6 +69,10 @@ const FAMILIES: Record<string, string> = {
   polymur_unconfirmed_total: "counter",
   polymur_resent_total: "counter",
   polymur_rerouted_total: "counter",
+  polymur_aggregate_points_total: "counter",
+  polymur_aggregate_dropped_total: "counter",
+  polymur_aggregate_produced_total: "counter",
+  polymur_aggregate_open_series: "gauge",
   polymur_received_bytes_total: "counter",
   polymur_connections: "gauge",
   polymur_connections_total: "counter",
@@ -119,6 +127,9 @@ describe("pipelinePrometheus(PipelineStats)", () => {
     expect(f.get("polymur_unrouted_total")?.samples).toEqual([
       { labels: { reason: "no_destination" }, value: 34 },
       { labels: { reason: "ingest_paused" }, value: 0 },
+      { labels: { reason: "no_match" }, value: 0 },
+      { labels: { reason: "blackhole" }, value: 0 },
+      { labels: { reason: "validate" }, value: 0 },
     ]);
     expect(f.get("polymur_dropped_total")?.samples).toEqual(
       DROP_REASONS.map((r) => ({ labels: { reason: r }, value: t.droppedBy[r] })),

@@ -32,13 +32,17 @@ describe("pipelineStats", () => {
     const r: RouterStats = {
       routed: 13,
       noDestination: 7,
+      noMatch: 0,
+      blackhole: 0,
+      validate: 0,
+      aggregation: null,
       destinations: [destinationStats("a:1", { routed: 13, forwarded: 13 })],
     };
     expect(pipelineStats(i, r)).toEqual({
       received: 30,
       generated: 5,
       rejected: i.rejected,
-      unrouted: { no_destination: 7, ingest_paused: 4 },
+      unrouted: { no_destination: 7, ingest_paused: 4, no_match: 0, blackhole: 0, validate: 0 },
       routed: 13,
       connections: 2,
       connectionsTotal: 3,
@@ -47,6 +51,7 @@ describe("pipelineStats", () => {
       bytesIn: 400,
       destinations: [destinationStats("a:1", { routed: 13, forwarded: 13 })],
       paused: true,
+      aggregation: null,
     });
   });
 
@@ -54,7 +59,7 @@ describe("pipelineStats", () => {
     const s = pipelineStats(ingest({ droppedPaused: 3 }), null);
     expect(s.destinations).toEqual([]);
     expect(s.routed).toBe(0);
-    expect(s.unrouted).toEqual({ no_destination: 0, ingest_paused: 3 });
+    expect(s.unrouted).toEqual({ no_destination: 0, ingest_paused: 3, no_match: 0, blackhole: 0, validate: 0 });
     expect(s.paused).toBe(false);
   });
 });
@@ -67,6 +72,10 @@ describe("datapointTotals", () => {
     const s = pipelineStats(i, {
       routed: 80,
       noDestination: 11,
+      noMatch: 0,
+      blackhole: 0,
+      validate: 0,
+      aggregation: null,
       destinations: [
         destinationStats("a:1", {
           routed: 80,
@@ -106,7 +115,7 @@ describe("datapointTotals", () => {
       rerouted: 10,
       generated: 6,
       rejectedBy: { ...i.rejected },
-      unroutedBy: { no_destination: 11, ingest_paused: 4 },
+      unroutedBy: { no_destination: 11, ingest_paused: 4, no_match: 0, blackhole: 0, validate: 0 },
       droppedBy: { queue_full: 7, closed: 1, worker_died: 2 },
     });
     // Its records are copies.
@@ -121,7 +130,7 @@ describe("datapointTotals", () => {
     const { rejectedBy, unroutedBy, droppedBy, ...terms } = t;
     expect(Object.values(terms).every((v) => v === 0)).toBe(true);
     expect(Object.values(rejectedBy).every((v) => v === 0)).toBe(true);
-    expect(unroutedBy).toEqual({ no_destination: 0, ingest_paused: 0 });
+    expect(unroutedBy).toEqual({ no_destination: 0, ingest_paused: 0, no_match: 0, blackhole: 0, validate: 0 });
     expect(droppedBy).toEqual({ queue_full: 0, closed: 0, worker_died: 0 });
   });
 });
@@ -136,7 +145,7 @@ describe("mergeStats", () => {
       received: 1,
       generated: 6,
       routed: 7,
-      unrouted: { no_destination: 8, ingest_paused: 9 },
+      unrouted: { no_destination: 8, ingest_paused: 9, no_match: 0, blackhole: 0, validate: 0 },
       connections: 1,
       connectionsTotal: 2,
       connectionsRefused: 3,
@@ -148,7 +157,7 @@ describe("mergeStats", () => {
       received: 10,
       generated: 60,
       routed: 70,
-      unrouted: { no_destination: 80, ingest_paused: 90 },
+      unrouted: { no_destination: 80, ingest_paused: 90, no_match: 0, blackhole: 0, validate: 0 },
       connections: 20,
       connectionsTotal: 30,
       connectionsRefused: 40,
@@ -162,7 +171,7 @@ describe("mergeStats", () => {
       received: 11,
       generated: 66,
       routed: 77,
-      unrouted: { no_destination: 88, ingest_paused: 99 },
+      unrouted: { no_destination: 88, ingest_paused: 99, no_match: 0, blackhole: 0, validate: 0 },
       connections: 21,
       connectionsTotal: 32,
       connectionsRefused: 43,

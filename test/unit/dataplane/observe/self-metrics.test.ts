@@ -49,7 +49,7 @@ describe("SelfMetrics.lines", () => {
     const s = stats({
       received: 100,
       connections: 3,
-      unrouted: { no_destination: 6, ingest_paused: 8 },
+      unrouted: { no_destination: 6, ingest_paused: 8, no_match: 0, blackhole: 0, validate: 0 },
       destinations: [
         destinationStats("127.0.0.1:2003:a", {
           forwarded: 90,
@@ -131,7 +131,13 @@ describe("SelfMetrics.lines", () => {
     const m = new SelfMetrics("p");
     const s = (n: number) =>
       stats({
-        unrouted: { no_destination: n, ingest_paused: 2 * n },
+        unrouted: {
+          no_destination: n,
+          ingest_paused: 2 * n,
+          no_match: 0,
+          blackhole: 0,
+          validate: 0,
+        },
         destinations: [destinationStats("d:1", { undelivered: 3 * n, unconfirmed: 4 * n })],
       });
     m.lines(s(1), 1);

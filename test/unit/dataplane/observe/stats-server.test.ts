@@ -38,6 +38,10 @@ function sampleStats(): PipelineStats {
   return pipelineStats(ingest.stats(2, true), {
     routed: 1230,
     noDestination: 4,
+    noMatch: 0,
+    blackhole: 0,
+    validate: 0,
+    aggregation: null,
     destinations: [
       destinationStats("127.0.0.1:2003:a", {
         routed: 1230,

@@ -5,7 +5,11 @@ import {
   parseDestinationList,
 } from "../../../../dataplane/forward/destination-spec.ts";
 import { createHashRouter } from "../../../../dataplane/route/hash/hash-router.ts";
-import { type RouteCounts, RouteTable } from "../../../../dataplane/route/route-table.ts";
+import {
+  noRouteCounts,
+  type RouteCounts,
+  RouteTable,
+} from "../../../../dataplane/route/route-table.ts";
 
 // Real Destinations that are never started: one opens no socket and keeps
 // what it is given in its queue, which takeQueued() hands back in order.
@@ -27,7 +31,7 @@ function take(d: Destination): { chunks: Buffer[]; text: string; lines: number }
   };
 }
 
-const counts = (): RouteCounts => ({ routed: 0, noDestination: 0 });
+const counts = (): RouteCounts => noRouteCounts();
 
 const text = (lines: readonly string[]): string => lines.map((l) => l + "\n").join("");
 const nextTurn = (): Promise<void> => new Promise((r) => setImmediate(r));
@@ -55,7 +59,7 @@ describe("RouteTable, broadcast", () => {
       expect(d.stats().routed).toBe(2);
     }
     // The table counts lines once, however many destinations get them.
-    expect(c).toEqual({ routed: 2, noDestination: 0 });
+    expect(c).toMatchObject({ routed: 2, noDestination: 0 });
   });
 
   it("without destinations counts the lines as having no destination, not as routed", () => {
@@ -64,16 +68,16 @@ describe("RouteTable, broadcast", () => {
     const buf = Buffer.from("x 1 1\n");
     expect(() => t.route(buf, 0, buf.length, 1)).not.toThrow();
     t.route(buf, 0, buf.length, 1);
-    expect(c).toEqual({ routed: 0, noDestination: 2 });
+    expect(c).toMatchObject({ routed: 0, noDestination: 2 });
   });
 
   it("adds to the counts it is given (shared by a router's successive tables)", () => {
-    const c = { routed: 10, noDestination: 5 };
+    const c = { ...noRouteCounts(), routed: 10, noDestination: 5 };
     const buf = Buffer.from("x 1 1\ny 1 1\n");
     new RouteTable(destinations(), null, c).route(buf, 0, buf.length, 2);
     new RouteTable([], null, c).route(buf, 0, buf.length, 2);
     new RouteTable(destinations(), createHashRouter(SPECS, {}), c).route(buf, 0, buf.length, 2);
-    expect(c).toEqual({ routed: 14, noDestination: 7 });
+    expect(c).toMatchObject({ routed: 14, noDestination: 7 });
   });
 });
 
@@ -108,7 +112,7 @@ describe("RouteTable, hash", () => {
     });
     expect(total).toBe(names.length);
     // Counted when routed, not when handed to the queues.
-    expect(c).toEqual({ routed: names.length, noDestination: 0 });
+    expect(c).toMatchObject({ routed: names.length, noDestination: 0 });
   });
 
   it("hands what accumulated to the queues on flush(), without waiting for the turn", () => {
@@ -142,7 +146,7 @@ describe("RouteTable, hash", () => {
     });
     expect(total).toBe(2 * names.length);
     // A line is routed once, whatever its replicas.
-    expect(c).toEqual({ routed: names.length, noDestination: 0 });
+    expect(c).toMatchObject({ routed: names.length, noDestination: 0 });
     expect(dests.reduce((n, d) => n + d.stats().routed, 0)).toBe(2 * names.length);
   });
 

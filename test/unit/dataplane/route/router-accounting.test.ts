@@ -42,7 +42,15 @@ describe("Router: lines with no destination", () => {
     expect(r.routable).toBe(false);
     feed(r, datapoints("nowhere", 7));
     feed(r, datapoints("nowhere", 3));
-    expect(r.stats()).toEqual({ routed: 0, noDestination: 10, destinations: [] });
+    expect(r.stats()).toEqual({
+      routed: 0,
+      noDestination: 10,
+      noMatch: 0,
+      blackhole: 0,
+      validate: 0,
+      aggregation: null,
+      destinations: [],
+    });
     expect(await r.drain(0)).toEqual({});
     expect(
       captured.lines
