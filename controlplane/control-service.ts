@@ -13,14 +13,17 @@ import {
   removeKey,
   replaceKey,
   setRouting,
+  setRules,
 } from "./control-state.ts";
 import { type ControlStore, updateState } from "./control-store.ts";
 import { toConnectError } from "./rpc-errors.ts";
+import { rulesFromProto } from "./rules-validation.ts";
 import {
   destinationToProto,
   keyToProto,
   nodeToProto,
   routingToProto,
+  rulesToProto,
   scopeToProto,
 } from "./state-proto.ts";
 import {
@@ -154,6 +157,41 @@ export function createControlService(
           scope: scopeToProto(r.scope),
           routing: routingToProto(r.routing),
         })),
+        version: BigInt(s.version),
+      };
+    },
+
+    async setRules(req) {
+      // Parsed and compiled here, so a file a node could not run never reaches one.
+      const { scope, rules } = guard(() => ({
+        scope: scopeFromProto(req.scope),
+        rules: rulesFromProto(req.rules),
+      }));
+      const s = await mutate("rules set", req.expectedVersion, (st) => setRules(st, scope, rules), {
+        scope: describeScope(scope),
+        file: rules.fileName,
+        bytes: rules.text.length,
+      });
+      return { version: BigInt(s.version) };
+    },
+
+    async unsetRules(req) {
+      const scope = guard(() => scopeFromProto(req.scope));
+      const s = await mutate(
+        "rules unset",
+        req.expectedVersion,
+        (st) => setRules(st, scope, null),
+        {
+          scope: describeScope(scope),
+        },
+      );
+      return { version: BigInt(s.version) };
+    },
+
+    getRules() {
+      const s = current();
+      return {
+        rules: s.rules.map((r) => ({ scope: scopeToProto(r.scope), rules: rulesToProto(r.rules) })),
         version: BigInt(s.version),
       };
     },

@@ -35,6 +35,23 @@ export interface RoutingEntry {
   readonly routing: RoutingPolicy;
 }
 
+/**
+ * A relay.conf, as `polymurctl rules set` sent it and the control plane
+ * checked it (validation.ts `rulesFromProto`): one file, no `include`, no
+ * `listen`.
+ */
+export interface RulesFile {
+  /** The file's bytes, one char per byte (latin1), as the rules engine reads them. */
+  readonly text: string;
+  /** The name the file was sent under: errors on nodes say `fileName:line:column`. */
+  readonly fileName: string;
+}
+
+export interface RulesEntry {
+  readonly scope: Scope;
+  readonly rules: RulesFile;
+}
+
 export interface KeyEntry {
   readonly name: string;
   /** `sha256:<hex>` of the secret; the secret itself is never stored. */
@@ -50,10 +67,18 @@ export interface ControlState {
   readonly version: number;
   readonly destinations: readonly DestinationEntry[];
   readonly routing: readonly RoutingEntry[];
+  /** The fleet's rules first, then groups' own by group name; at most one per scope. */
+  readonly rules: readonly RulesEntry[];
   readonly keys: readonly KeyEntry[];
 }
 
-export const EMPTY_STATE: ControlState = { version: 0, destinations: [], routing: [], keys: [] };
+export const EMPTY_STATE: ControlState = {
+  version: 0,
+  destinations: [],
+  routing: [],
+  rules: [],
+  keys: [],
+};
 
 /** What a node gets when neither its group nor the fleet has a routing policy. */
 export const BROADCAST: RoutingPolicy = {
@@ -140,6 +165,28 @@ export function setRouting(
   return { ...s, routing: next };
 }
 
+/**
+ * Sets (or, with `rules` null, removes) the rules of one scope. Removing a
+ * group's rules makes it follow the fleet's; with none at all, nodes route by
+ * their destinations and routing policy.
+ */
+export function setRules(s: ControlState, scope: Scope, rules: RulesFile | null): ControlState {
+  const rest = s.rules.filter((r) => !sameScope(r.scope, scope));
+  if (rules === null) {
+    if (rest.length === s.rules.length) {
+      fail(
+        ErrorCode.NotFound,
+        "all" in scope
+          ? "the fleet has no rules (polymurctl rules show)"
+          : `${describeScope(scope)} has no rules of its own (polymurctl rules show --group ${scope.group})`,
+      );
+    }
+    return { ...s, rules: rest };
+  }
+  const next = [...rest, { scope, rules }].sort((a, b) => scopeOrder(a.scope, b.scope));
+  return { ...s, rules: next };
+}
+
 function scopeOrder(a: Scope, b: Scope): number {
   if ("all" in a) return "all" in b ? 0 : -1;
   if ("all" in b) return 1;
@@ -182,6 +229,13 @@ export function effectiveRouting(s: ControlState, group: string): RoutingPolicy 
   return own?.routing ?? s.routing.find((r) => "all" in r.scope)?.routing ?? BROADCAST;
 }
 
+/** The rules nodes of `group` run, and whose they are: the group's own, else the fleet's, else none. */
+export function effectiveRules(s: ControlState, group: string): RulesEntry | null {
+  const own =
+    group === "" ? undefined : s.rules.find((r) => "group" in r.scope && r.scope.group === group);
+  return own ?? s.rules.find((r) => "all" in r.scope) ?? null;
+}
+
 /** Fleet-wide destinations first, then the group's, each in the order added. */
 export function destinationsFor(s: ControlState, group: string): string[] {
   const all = s.destinations.filter((d) => "all" in d.scope).map((d) => d.spec);
@@ -200,9 +254,10 @@ export function checkState(value: unknown, where: string): ControlState {
   const bad = (why: string): never =>
     fail(ErrorCode.StoreCorrupt, `${where} does not hold a polymur control state: ${why}`);
   if (typeof value !== "object" || value === null) return bad("not a JSON object");
-  const v = value as Record<string, unknown>;
+  // Documents written before rules existed have none.
+  const v: Record<string, unknown> = { rules: [], ...(value as Record<string, unknown>) };
   if (!Number.isSafeInteger(v["version"]) || (v["version"] as number) < 0) bad("bad version");
-  for (const f of ["destinations", "routing", "keys"]) {
+  for (const f of ["destinations", "routing", "rules", "keys"]) {
     if (!Array.isArray(v[f])) bad(`"${f}" is not a list`);
   }
   const scopeOk = (sc: unknown): boolean =>
@@ -222,11 +277,24 @@ export function checkState(value: unknown, where: string): ControlState {
       bad(`bad routing entry ${JSON.stringify(r)}`);
     }
   }
+  for (const r of v["rules"] as unknown[]) {
+    const e = r as Record<string, unknown>;
+    const f = e["rules"] as Record<string, unknown> | null | undefined;
+    if (
+      !scopeOk(e["scope"]) ||
+      typeof f !== "object" ||
+      f === null ||
+      typeof f["text"] !== "string" ||
+      typeof f["fileName"] !== "string"
+    ) {
+      bad(`bad rules entry for ${JSON.stringify(e["scope"])}`);
+    }
+  }
   for (const k of v["keys"] as unknown[]) {
     const e = k as Record<string, unknown>;
     if (typeof e["name"] !== "string" || typeof e["digest"] !== "string") {
       bad(`bad API key entry for ${JSON.stringify(e["name"])}`);
     }
   }
-  return value as ControlState;
+  return v as unknown as ControlState;
 }

@@ -8,6 +8,7 @@ const CODES: Partial<Record<ErrorCode, Code>> = {
   [ErrorCode.Config]: Code.InvalidArgument,
   [ErrorCode.DestinationSpec]: Code.InvalidArgument,
   [ErrorCode.HashConfig]: Code.InvalidArgument,
+  [ErrorCode.Rules]: Code.InvalidArgument,
   [ErrorCode.VersionConflict]: Code.FailedPrecondition,
   [ErrorCode.AlreadyExists]: Code.AlreadyExists,
   [ErrorCode.NotFound]: Code.NotFound,

@@ -7,6 +7,7 @@ import {
   type NodeSchema,
   Distribution as ProtoDistribution,
   type RoutingSchema,
+  type RulesSchema,
   type ScopeSchema,
 } from "../gen/polymur/control/v1/control_pb.ts";
 import {
@@ -14,8 +15,10 @@ import {
   type DestinationEntry,
   destinationsFor,
   effectiveRouting,
+  effectiveRules,
   type KeyEntry,
   type RoutingPolicy,
+  type RulesFile,
   type Scope,
 } from "./control-state.ts";
 import type { NodeRecord } from "./control-store.ts";
@@ -47,6 +50,11 @@ export function routingToProto(r: RoutingPolicy): MessageInitShape<typeof Routin
   };
 }
 
+/** Rules as sent: the file's bytes (the state keeps them one char per byte) and its name. */
+export function rulesToProto(r: RulesFile): MessageInitShape<typeof RulesSchema> {
+  return { content: Buffer.from(r.text, "latin1"), fileName: r.fileName };
+}
+
 export function keyToProto(k: KeyEntry): MessageInitShape<typeof ApiKeySchema> {
   return {
     name: k.name,
@@ -67,7 +75,16 @@ export function nodeConfigFor(
     destinations: destinationsFor(s, group),
     routing: routingToProto(effectiveRouting(s, group)),
     keys: s.keys.map(keyToProto),
+    ...rulesFor(s, group),
   };
+}
+
+function rulesFor(
+  s: ControlState,
+  group: string,
+): { rules?: MessageInitShape<typeof RulesSchema> } {
+  const r = effectiveRules(s, group);
+  return r === null ? {} : { rules: rulesToProto(r.rules) };
 }
 
 /** A node is connected while some replica holds its stream and refreshed it recently. */

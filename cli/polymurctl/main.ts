@@ -1,7 +1,7 @@
 /**
  * `polymurctl`: the operator's command-line tool. Each subcommand lives in its own module
  * under commands/ and is loaded on demand, so a command that talks to the control
- * plane (dest, route, key, nodes, status) never slows down one that does not (hash).
+ * plane (dest, route, rules, key, nodes, status) never slows down one that does not (hash).
  */
 import { versionLine } from "../../common/version.ts";
 import type { Command, CommandIO } from "./command.ts";
@@ -23,6 +23,10 @@ const commands: Record<string, CommandEntry> = {
   route: {
     summary: "set and show the routing policy (broadcast or hash-route), fleet-wide or per group",
     load: async () => (await import("./commands/route.ts")).routeCommand,
+  },
+  rules: {
+    summary: "set, show, diff and unset relay.conf rules (clusters, match, rewrite, aggregate)",
+    load: async () => (await import("./commands/rules.ts")).rulesCommand,
   },
   key: {
     summary: "create, list, rotate and remove API keys (the secret is shown once)",

@@ -3,20 +3,28 @@ import { parseDestinationList } from "../forward/destination-spec.ts";
 import type { PipelineStats } from "../observe/pipeline-stats.ts";
 import type { HashAlgo, HashCompat } from "../route/hash/hash-router.ts";
 import type { RouterConfig } from "../route/router.ts";
+import { type RulesConfig, RulesError } from "../route/rules/rules-config.ts";
+import { parseRules } from "../route/rules/rules-parser.ts";
 import type { NodeStatus } from "./control-subscriber.ts";
 
 /**
- * The configuration a control-plane snapshot asks for: destinations and
- * routing from the snapshot, everything else (listen address, queues, limits)
- * from the node's own options. Throws if the snapshot is not usable, so that
- * the node keeps its previous configuration.
+ * The configuration a control-plane snapshot asks for: destinations, routing
+ * and rules from the snapshot, everything else (listen address, queues,
+ * limits) from the node's own options. Throws if the snapshot is not usable
+ * (rules that do not parse: RulesError), so that the node keeps its previous
+ * configuration.
  */
 export function configFromSnapshot<C extends RouterConfig>(base: C, snapshot: NodeConfig): C {
   const r = snapshot.routing;
   const hashRoute = r?.distribution === Distribution.HASH_ROUTE;
+  const rules = rulesFromSnapshot(snapshot);
+  const destinations = parseDestinationList(snapshot.destinations.join(","));
   return {
     ...base,
-    destinations: parseDestinationList(snapshot.destinations.join(",")),
+    rules,
+    // While rules are in effect their clusters are the destinations: the
+    // group's and fleet's (kept for nodes without rules) are not opened.
+    destinations: rules === null ? destinations : [],
     distribution: hashRoute ? "hash-route" : "broadcast",
     hash:
       r === undefined || !hashRoute
@@ -31,6 +39,29 @@ export function configFromSnapshot<C extends RouterConfig>(base: C, snapshot: No
             normalize: (r.normalize || "none") as "none" | "sorted-tags" | "cleanse",
           },
   };
+}
+
+/**
+ * The snapshot's rules parsed, or null when it has none. The control plane
+ * sends only files it has parsed and compiled; a node checks again, as it
+ * would a file of its own, and refuses `listen` (it listens where its flags
+ * say).
+ */
+export function rulesFromSnapshot(snapshot: NodeConfig): RulesConfig | null {
+  const r = snapshot.rules;
+  if (r === undefined) return null;
+  const c = r.content;
+  // One char per byte, as the rules engine reads a file.
+  const text = Buffer.from(c.buffer, c.byteOffset, c.byteLength).toString("latin1");
+  const rules = parseRules(text, r.fileName);
+  const listen = rules.listen[0];
+  if (listen !== undefined) {
+    throw new RulesError(
+      listen.pos,
+      "listen blocks in the control plane's rules: a managed node listens where its --listen-addr and --udp-addr say",
+    );
+  }
+  return rules;
 }
 
 /** What a node reports to the control plane, from its pipeline counters. */

@@ -17,6 +17,7 @@ import {
   NodeCountersSchema,
   NodeService,
 } from "../../gen/polymur/control/v1/control_pb.ts";
+import { unusedWithRules } from "./unused-with-rules.ts";
 
 export type NodeRole = "relay" | "gateway" | "proxy";
 
@@ -104,6 +105,8 @@ export function createControlSubscriber(options: ControlSubscriberOptions): Cont
   const stop = new AbortController();
   let applied = 0n;
   let appliedAny = false;
+  /** The last unusedWithRules warning: logged once, again only when it changes. */
+  let unusedWarned: string | null = null;
   let running: Promise<void> | null = null;
   let reportTimer: NodeJS.Timeout | null = null;
   const min = options.backoffMinMs ?? CONTROL_SUBSCRIBER_DEFAULTS.backoffMinMs;
@@ -122,9 +125,18 @@ export function createControlSubscriber(options: ControlSubscriberOptions): Cont
     applied = config.version;
     appliedAny = true;
     log.info(
-      { version: String(config.version), destinations: config.destinations, source },
+      {
+        version: String(config.version),
+        destinations: config.destinations,
+        ...(config.rules === undefined ? {} : { rules: config.rules.fileName }),
+        source,
+      },
       `control plane: configuration version ${config.version} applied`,
     );
+    const unused = unusedWithRules(config);
+    if (unused !== null && unused !== unusedWarned)
+      log.warn({ version: String(config.version) }, unused);
+    unusedWarned = unused;
     return true;
   };
 

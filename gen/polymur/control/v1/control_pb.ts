@@ -1,5 +1,5 @@
 // The polymur control plane: the desired state of a fleet of data-plane nodes
-// (destinations, routing, API keys) and the nodes' view of it.
+// (destinations, routing, relay.conf rules, API keys) and the nodes' view of it.
 //
 // Credentials: ControlService needs the admin credential; NodeService needs
 // the node credential. Both are bearer tokens in the `authorization` header.
@@ -24,7 +24,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file polymur/control/v1/control.proto.
  */
 export const file_polymur_control_v1_control: GenFile = /*@__PURE__*/
-  fileDesc("CiBwb2x5bXVyL2NvbnRyb2wvdjEvY29udHJvbC5wcm90bxIScG9seW11ci5jb250cm9sLnYxIjEKBVNjb3BlEg0KA2FsbBgBIAEoCEgAEg8KBWdyb3VwGAIgASgJSABCCAoGdGFyZ2V0IkUKC0Rlc3RpbmF0aW9uEgwKBHNwZWMYASABKAkSKAoFc2NvcGUYAiABKAsyGS5wb2x5bXVyLmNvbnRyb2wudjEuU2NvcGUisQEKB1JvdXRpbmcSNgoMZGlzdHJpYnV0aW9uGAEgASgOMiAucG9seW11ci5jb250cm9sLnYxLkRpc3RyaWJ1dGlvbhIMCgRoYXNoGAIgASgJEg4KBmNvbXBhdBgDIAEoCRITCgtyZXBsaWNhdGlvbhgEIAEoDRIYChBkaXZlcnNlX3JlcGxpY2FzGAUgASgIEg4KBnJvdXRlchgGIAEoCRIRCglub3JtYWxpemUYByABKAkiZgoMR3JvdXBSb3V0aW5nEigKBXNjb3BlGAEgASgLMhkucG9seW11ci5jb250cm9sLnYxLlNjb3BlEiwKB3JvdXRpbmcYAiABKAsyGy5wb2x5bXVyLmNvbnRyb2wudjEuUm91dGluZyKGAQoGQXBpS2V5EgwKBG5hbWUYASABKAkSDgoGZGlnZXN0GAIgASgJEi4KCmNyZWF0ZWRfYXQYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KCnJvdGF0ZWRfYXQYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIoEBChVBZGREZXN0aW5hdGlvblJlcXVlc3QSNAoLZGVzdGluYXRpb24YASABKAsyHy5wb2x5bXVyLmNvbnRyb2wudjEuRGVzdGluYXRpb24SHQoQZXhwZWN0ZWRfdmVyc2lvbhgCIAEoBEgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uIikKFkFkZERlc3RpbmF0aW9uUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCKEAQoYUmVtb3ZlRGVzdGluYXRpb25SZXF1ZXN0EjQKC2Rlc3RpbmF0aW9uGAEgASgLMh8ucG9seW11ci5jb250cm9sLnYxLkRlc3RpbmF0aW9uEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKARIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiIsChlSZW1vdmVEZXN0aW5hdGlvblJlc3BvbnNlEg8KB3ZlcnNpb24YASABKAQiGQoXTGlzdERlc3RpbmF0aW9uc1JlcXVlc3QiYgoYTGlzdERlc3RpbmF0aW9uc1Jlc3BvbnNlEjUKDGRlc3RpbmF0aW9ucxgBIAMoCzIfLnBvbHltdXIuY29udHJvbC52MS5EZXN0aW5hdGlvbhIPCgd2ZXJzaW9uGAIgASgEIp8BChFTZXRSb3V0aW5nUmVxdWVzdBIoCgVzY29wZRgBIAEoCzIZLnBvbHltdXIuY29udHJvbC52MS5TY29wZRIsCgdyb3V0aW5nGAIgASgLMhsucG9seW11ci5jb250cm9sLnYxLlJvdXRpbmcSHQoQZXhwZWN0ZWRfdmVyc2lvbhgDIAEoBEgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uIiUKElNldFJvdXRpbmdSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEIhMKEUdldFJvdXRpbmdSZXF1ZXN0IlgKEkdldFJvdXRpbmdSZXNwb25zZRIxCgdyb3V0aW5nGAEgAygLMiAucG9seW11ci5jb250cm9sLnYxLkdyb3VwUm91dGluZxIPCgd2ZXJzaW9uGAIgASgEIlQKEENyZWF0ZUtleVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIdChBleHBlY3RlZF92ZXJzaW9uGAIgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iXQoRQ3JlYXRlS2V5UmVzcG9uc2USJwoDa2V5GAEgASgLMhoucG9seW11ci5jb250cm9sLnYxLkFwaUtleRIOCgZzZWNyZXQYAiABKAkSDwoHdmVyc2lvbhgDIAEoBCIRCg9MaXN0S2V5c1JlcXVlc3QiTQoQTGlzdEtleXNSZXNwb25zZRIoCgRrZXlzGAEgAygLMhoucG9seW11ci5jb250cm9sLnYxLkFwaUtleRIPCgd2ZXJzaW9uGAIgASgEIlQKEFJvdGF0ZUtleVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIdChBleHBlY3RlZF92ZXJzaW9uGAIgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iXQoRUm90YXRlS2V5UmVzcG9uc2USJwoDa2V5GAEgASgLMhoucG9seW11ci5jb250cm9sLnYxLkFwaUtleRIOCgZzZWNyZXQYAiABKAkSDwoHdmVyc2lvbhgDIAEoBCJUChBEZWxldGVLZXlSZXF1ZXN0EgwKBG5hbWUYASABKAkSHQoQZXhwZWN0ZWRfdmVyc2lvbhgCIAEoBEgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uIiQKEURlbGV0ZUtleVJlc3BvbnNlEg8KB3ZlcnNpb24YASABKAQiigEKEURlc3RpbmF0aW9uU3RhdHVzEgwKBHNwZWMYASABKAkSDQoFc3RhdGUYAiABKAkSEQoJZm9yd2FyZGVkGAMgASgEEg8KB2Ryb3BwZWQYBCABKAQSDgoGcXVldWVkGAUgASgEEhQKDHF1ZXVlZF9ieXRlcxgGIAEoBBIOCgZyZXNlbnQYByABKAQiawoMTm9kZUNvdW50ZXJzEhAKCHJlY2VpdmVkGAEgASgEEhEKCWZvcndhcmRlZBgCIAEoBBIPCgdkcm9wcGVkGAMgASgEEhAKCHJlamVjdGVkGAQgASgEEhMKC2Nvbm5lY3Rpb25zGAUgASgEIo0CCgROb2RlEgoKAmlkGAEgASgJEg0KBWdyb3VwGAIgASgJEgwKBHJvbGUYAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSFwoPYXBwbGllZF92ZXJzaW9uGAUgASgEEhEKCWNvbm5lY3RlZBgGIAEoCBItCglsYXN0X3NlZW4YByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKCGNvdW50ZXJzGAggASgLMiAucG9seW11ci5jb250cm9sLnYxLk5vZGVDb3VudGVycxI7CgxkZXN0aW5hdGlvbnMYCSADKAsyJS5wb2x5bXVyLmNvbnRyb2wudjEuRGVzdGluYXRpb25TdGF0dXMiEgoQTGlzdE5vZGVzUmVxdWVzdCJNChFMaXN0Tm9kZXNSZXNwb25zZRInCgVub2RlcxgBIAMoCzIYLnBvbHltdXIuY29udHJvbC52MS5Ob2RlEg8KB3ZlcnNpb24YAiABKAQimgEKCk5vZGVDb25maWcSDwoHdmVyc2lvbhgBIAEoBBINCgVncm91cBgCIAEoCRIUCgxkZXN0aW5hdGlvbnMYAyADKAkSLAoHcm91dGluZxgEIAEoCzIbLnBvbHltdXIuY29udHJvbC52MS5Sb3V0aW5nEigKBGtleXMYBSADKAsyGi5wb2x5bXVyLmNvbnRyb2wudjEuQXBpS2V5ImsKEFN1YnNjcmliZVJlcXVlc3QSDwoHbm9kZV9pZBgBIAEoCRINCgVncm91cBgCIAEoCRIMCgRyb2xlGAMgASgJEhAKCGhvc3RuYW1lGAQgASgJEhcKD2FwcGxpZWRfdmVyc2lvbhgFIAEoBCJDChFTdWJzY3JpYmVSZXNwb25zZRIuCgZjb25maWcYASABKAsyHi5wb2x5bXVyLmNvbnRyb2wudjEuTm9kZUNvbmZpZyLfAQoTUmVwb3J0U3RhdHVzUmVxdWVzdBIPCgdub2RlX2lkGAEgASgJEg0KBWdyb3VwGAIgASgJEgwKBHJvbGUYAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSFwoPYXBwbGllZF92ZXJzaW9uGAUgASgEEjIKCGNvdW50ZXJzGAYgASgLMiAucG9seW11ci5jb250cm9sLnYxLk5vZGVDb3VudGVycxI7CgxkZXN0aW5hdGlvbnMYByADKAsyJS5wb2x5bXVyLmNvbnRyb2wudjEuRGVzdGluYXRpb25TdGF0dXMiFgoUUmVwb3J0U3RhdHVzUmVzcG9uc2UqZQoMRGlzdHJpYnV0aW9uEhwKGERJU1RSSUJVVElPTl9VTlNQRUNJRklFRBAAEhoKFkRJU1RSSUJVVElPTl9CUk9BRENBU1QQARIbChdESVNUUklCVVRJT05fSEFTSF9ST1VURRACMtMHCg5Db250cm9sU2VydmljZRJnCg5BZGREZXN0aW5hdGlvbhIpLnBvbHltdXIuY29udHJvbC52MS5BZGREZXN0aW5hdGlvblJlcXVlc3QaKi5wb2x5bXVyLmNvbnRyb2wudjEuQWRkRGVzdGluYXRpb25SZXNwb25zZRJwChFSZW1vdmVEZXN0aW5hdGlvbhIsLnBvbHltdXIuY29udHJvbC52MS5SZW1vdmVEZXN0aW5hdGlvblJlcXVlc3QaLS5wb2x5bXVyLmNvbnRyb2wudjEuUmVtb3ZlRGVzdGluYXRpb25SZXNwb25zZRJtChBMaXN0RGVzdGluYXRpb25zEisucG9seW11ci5jb250cm9sLnYxLkxpc3REZXN0aW5hdGlvbnNSZXF1ZXN0GiwucG9seW11ci5jb250cm9sLnYxLkxpc3REZXN0aW5hdGlvbnNSZXNwb25zZRJbCgpTZXRSb3V0aW5nEiUucG9seW11ci5jb250cm9sLnYxLlNldFJvdXRpbmdSZXF1ZXN0GiYucG9seW11ci5jb250cm9sLnYxLlNldFJvdXRpbmdSZXNwb25zZRJbCgpHZXRSb3V0aW5nEiUucG9seW11ci5jb250cm9sLnYxLkdldFJvdXRpbmdSZXF1ZXN0GiYucG9seW11ci5jb250cm9sLnYxLkdldFJvdXRpbmdSZXNwb25zZRJYCglDcmVhdGVLZXkSJC5wb2x5bXVyLmNvbnRyb2wudjEuQ3JlYXRlS2V5UmVxdWVzdBolLnBvbHltdXIuY29udHJvbC52MS5DcmVhdGVLZXlSZXNwb25zZRJVCghMaXN0S2V5cxIjLnBvbHltdXIuY29udHJvbC52MS5MaXN0S2V5c1JlcXVlc3QaJC5wb2x5bXVyLmNvbnRyb2wudjEuTGlzdEtleXNSZXNwb25zZRJYCglSb3RhdGVLZXkSJC5wb2x5bXVyLmNvbnRyb2wudjEuUm90YXRlS2V5UmVxdWVzdBolLnBvbHltdXIuY29udHJvbC52MS5Sb3RhdGVLZXlSZXNwb25zZRJYCglEZWxldGVLZXkSJC5wb2x5bXVyLmNvbnRyb2wudjEuRGVsZXRlS2V5UmVxdWVzdBolLnBvbHltdXIuY29udHJvbC52MS5EZWxldGVLZXlSZXNwb25zZRJYCglMaXN0Tm9kZXMSJC5wb2x5bXVyLmNvbnRyb2wudjEuTGlzdE5vZGVzUmVxdWVzdBolLnBvbHltdXIuY29udHJvbC52MS5MaXN0Tm9kZXNSZXNwb25zZTLMAQoLTm9kZVNlcnZpY2USWgoJU3Vic2NyaWJlEiQucG9seW11ci5jb250cm9sLnYxLlN1YnNjcmliZVJlcXVlc3QaJS5wb2x5bXVyLmNvbnRyb2wudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJhCgxSZXBvcnRTdGF0dXMSJy5wb2x5bXVyLmNvbnRyb2wudjEuUmVwb3J0U3RhdHVzUmVxdWVzdBooLnBvbHltdXIuY29udHJvbC52MS5SZXBvcnRTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiBwb2x5bXVyL2NvbnRyb2wvdjEvY29udHJvbC5wcm90bxIScG9seW11ci5jb250cm9sLnYxIjEKBVNjb3BlEg0KA2FsbBgBIAEoCEgAEg8KBWdyb3VwGAIgASgJSABCCAoGdGFyZ2V0IkUKC0Rlc3RpbmF0aW9uEgwKBHNwZWMYASABKAkSKAoFc2NvcGUYAiABKAsyGS5wb2x5bXVyLmNvbnRyb2wudjEuU2NvcGUisQEKB1JvdXRpbmcSNgoMZGlzdHJpYnV0aW9uGAEgASgOMiAucG9seW11ci5jb250cm9sLnYxLkRpc3RyaWJ1dGlvbhIMCgRoYXNoGAIgASgJEg4KBmNvbXBhdBgDIAEoCRITCgtyZXBsaWNhdGlvbhgEIAEoDRIYChBkaXZlcnNlX3JlcGxpY2FzGAUgASgIEg4KBnJvdXRlchgGIAEoCRIRCglub3JtYWxpemUYByABKAkiZgoMR3JvdXBSb3V0aW5nEigKBXNjb3BlGAEgASgLMhkucG9seW11ci5jb250cm9sLnYxLlNjb3BlEiwKB3JvdXRpbmcYAiABKAsyGy5wb2x5bXVyLmNvbnRyb2wudjEuUm91dGluZyIrCgVSdWxlcxIPCgdjb250ZW50GAEgASgMEhEKCWZpbGVfbmFtZRgCIAEoCSJgCgpHcm91cFJ1bGVzEigKBXNjb3BlGAEgASgLMhkucG9seW11ci5jb250cm9sLnYxLlNjb3BlEigKBXJ1bGVzGAIgASgLMhkucG9seW11ci5jb250cm9sLnYxLlJ1bGVzIoYBCgZBcGlLZXkSDAoEbmFtZRgBIAEoCRIOCgZkaWdlc3QYAiABKAkSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcm90YXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAigQEKFUFkZERlc3RpbmF0aW9uUmVxdWVzdBI0CgtkZXN0aW5hdGlvbhgBIAEoCzIfLnBvbHltdXIuY29udHJvbC52MS5EZXN0aW5hdGlvbhIdChBleHBlY3RlZF92ZXJzaW9uGAIgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iKQoWQWRkRGVzdGluYXRpb25SZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEIoQBChhSZW1vdmVEZXN0aW5hdGlvblJlcXVlc3QSNAoLZGVzdGluYXRpb24YASABKAsyHy5wb2x5bXVyLmNvbnRyb2wudjEuRGVzdGluYXRpb24SHQoQZXhwZWN0ZWRfdmVyc2lvbhgCIAEoBEgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uIiwKGVJlbW92ZURlc3RpbmF0aW9uUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCIZChdMaXN0RGVzdGluYXRpb25zUmVxdWVzdCJiChhMaXN0RGVzdGluYXRpb25zUmVzcG9uc2USNQoMZGVzdGluYXRpb25zGAEgAygLMh8ucG9seW11ci5jb250cm9sLnYxLkRlc3RpbmF0aW9uEg8KB3ZlcnNpb24YAiABKAQinwEKEVNldFJvdXRpbmdSZXF1ZXN0EigKBXNjb3BlGAEgASgLMhkucG9seW11ci5jb250cm9sLnYxLlNjb3BlEiwKB3JvdXRpbmcYAiABKAsyGy5wb2x5bXVyLmNvbnRyb2wudjEuUm91dGluZxIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iJQoSU2V0Um91dGluZ1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAQiEwoRR2V0Um91dGluZ1JlcXVlc3QiWAoSR2V0Um91dGluZ1Jlc3BvbnNlEjEKB3JvdXRpbmcYASADKAsyIC5wb2x5bXVyLmNvbnRyb2wudjEuR3JvdXBSb3V0aW5nEg8KB3ZlcnNpb24YAiABKAQimQEKD1NldFJ1bGVzUmVxdWVzdBIoCgVzY29wZRgBIAEoCzIZLnBvbHltdXIuY29udHJvbC52MS5TY29wZRIoCgVydWxlcxgCIAEoCzIZLnBvbHltdXIuY29udHJvbC52MS5SdWxlcxIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iIwoQU2V0UnVsZXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEInEKEVVuc2V0UnVsZXNSZXF1ZXN0EigKBXNjb3BlGAEgASgLMhkucG9seW11ci5jb250cm9sLnYxLlNjb3BlEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKARIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiIlChJVbnNldFJ1bGVzUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCIRCg9HZXRSdWxlc1JlcXVlc3QiUgoQR2V0UnVsZXNSZXNwb25zZRItCgVydWxlcxgBIAMoCzIeLnBvbHltdXIuY29udHJvbC52MS5Hcm91cFJ1bGVzEg8KB3ZlcnNpb24YAiABKAQiVAoQQ3JlYXRlS2V5UmVxdWVzdBIMCgRuYW1lGAEgASgJEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKARIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiJdChFDcmVhdGVLZXlSZXNwb25zZRInCgNrZXkYASABKAsyGi5wb2x5bXVyLmNvbnRyb2wudjEuQXBpS2V5Eg4KBnNlY3JldBgCIAEoCRIPCgd2ZXJzaW9uGAMgASgEIhEKD0xpc3RLZXlzUmVxdWVzdCJNChBMaXN0S2V5c1Jlc3BvbnNlEigKBGtleXMYASADKAsyGi5wb2x5bXVyLmNvbnRyb2wudjEuQXBpS2V5Eg8KB3ZlcnNpb24YAiABKAQiVAoQUm90YXRlS2V5UmVxdWVzdBIMCgRuYW1lGAEgASgJEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKARIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiJdChFSb3RhdGVLZXlSZXNwb25zZRInCgNrZXkYASABKAsyGi5wb2x5bXVyLmNvbnRyb2wudjEuQXBpS2V5Eg4KBnNlY3JldBgCIAEoCRIPCgd2ZXJzaW9uGAMgASgEIlQKEERlbGV0ZUtleVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIdChBleHBlY3RlZF92ZXJzaW9uGAIgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iJAoRRGVsZXRlS2V5UmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCKKAQoRRGVzdGluYXRpb25TdGF0dXMSDAoEc3BlYxgBIAEoCRINCgVzdGF0ZRgCIAEoCRIRCglmb3J3YXJkZWQYAyABKAQSDwoHZHJvcHBlZBgEIAEoBBIOCgZxdWV1ZWQYBSABKAQSFAoMcXVldWVkX2J5dGVzGAYgASgEEg4KBnJlc2VudBgHIAEoBCJrCgxOb2RlQ291bnRlcnMSEAoIcmVjZWl2ZWQYASABKAQSEQoJZm9yd2FyZGVkGAIgASgEEg8KB2Ryb3BwZWQYAyABKAQSEAoIcmVqZWN0ZWQYBCABKAQSEwoLY29ubmVjdGlvbnMYBSABKAQijQIKBE5vZGUSCgoCaWQYASABKAkSDQoFZ3JvdXAYAiABKAkSDAoEcm9sZRgDIAEoCRIQCghob3N0bmFtZRgEIAEoCRIXCg9hcHBsaWVkX3ZlcnNpb24YBSABKAQSEQoJY29ubmVjdGVkGAYgASgIEi0KCWxhc3Rfc2VlbhgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoIY291bnRlcnMYCCABKAsyIC5wb2x5bXVyLmNvbnRyb2wudjEuTm9kZUNvdW50ZXJzEjsKDGRlc3RpbmF0aW9ucxgJIAMoCzIlLnBvbHltdXIuY29udHJvbC52MS5EZXN0aW5hdGlvblN0YXR1cyISChBMaXN0Tm9kZXNSZXF1ZXN0Ik0KEUxpc3ROb2Rlc1Jlc3BvbnNlEicKBW5vZGVzGAEgAygLMhgucG9seW11ci5jb250cm9sLnYxLk5vZGUSDwoHdmVyc2lvbhgCIAEoBCLEAQoKTm9kZUNvbmZpZxIPCgd2ZXJzaW9uGAEgASgEEg0KBWdyb3VwGAIgASgJEhQKDGRlc3RpbmF0aW9ucxgDIAMoCRIsCgdyb3V0aW5nGAQgASgLMhsucG9seW11ci5jb250cm9sLnYxLlJvdXRpbmcSKAoEa2V5cxgFIAMoCzIaLnBvbHltdXIuY29udHJvbC52MS5BcGlLZXkSKAoFcnVsZXMYBiABKAsyGS5wb2x5bXVyLmNvbnRyb2wudjEuUnVsZXMiawoQU3Vic2NyaWJlUmVxdWVzdBIPCgdub2RlX2lkGAEgASgJEg0KBWdyb3VwGAIgASgJEgwKBHJvbGUYAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSFwoPYXBwbGllZF92ZXJzaW9uGAUgASgEIkMKEVN1YnNjcmliZVJlc3BvbnNlEi4KBmNvbmZpZxgBIAEoCzIeLnBvbHltdXIuY29udHJvbC52MS5Ob2RlQ29uZmlnIt8BChNSZXBvcnRTdGF0dXNSZXF1ZXN0Eg8KB25vZGVfaWQYASABKAkSDQoFZ3JvdXAYAiABKAkSDAoEcm9sZRgDIAEoCRIQCghob3N0bmFtZRgEIAEoCRIXCg9hcHBsaWVkX3ZlcnNpb24YBSABKAQSMgoIY291bnRlcnMYBiABKAsyIC5wb2x5bXVyLmNvbnRyb2wudjEuTm9kZUNvdW50ZXJzEjsKDGRlc3RpbmF0aW9ucxgHIAMoCzIlLnBvbHltdXIuY29udHJvbC52MS5EZXN0aW5hdGlvblN0YXR1cyIWChRSZXBvcnRTdGF0dXNSZXNwb25zZSplCgxEaXN0cmlidXRpb24SHAoYRElTVFJJQlVUSU9OX1VOU1BFQ0lGSUVEEAASGgoWRElTVFJJQlVUSU9OX0JST0FEQ0FTVBABEhsKF0RJU1RSSUJVVElPTl9IQVNIX1JPVVRFEAIy3gkKDkNvbnRyb2xTZXJ2aWNlEmcKDkFkZERlc3RpbmF0aW9uEikucG9seW11ci5jb250cm9sLnYxLkFkZERlc3RpbmF0aW9uUmVxdWVzdBoqLnBvbHltdXIuY29udHJvbC52MS5BZGREZXN0aW5hdGlvblJlc3BvbnNlEnAKEVJlbW92ZURlc3RpbmF0aW9uEiwucG9seW11ci5jb250cm9sLnYxLlJlbW92ZURlc3RpbmF0aW9uUmVxdWVzdBotLnBvbHltdXIuY29udHJvbC52MS5SZW1vdmVEZXN0aW5hdGlvblJlc3BvbnNlEm0KEExpc3REZXN0aW5hdGlvbnMSKy5wb2x5bXVyLmNvbnRyb2wudjEuTGlzdERlc3RpbmF0aW9uc1JlcXVlc3QaLC5wb2x5bXVyLmNvbnRyb2wudjEuTGlzdERlc3RpbmF0aW9uc1Jlc3BvbnNlElsKClNldFJvdXRpbmcSJS5wb2x5bXVyLmNvbnRyb2wudjEuU2V0Um91dGluZ1JlcXVlc3QaJi5wb2x5bXVyLmNvbnRyb2wudjEuU2V0Um91dGluZ1Jlc3BvbnNlElsKCkdldFJvdXRpbmcSJS5wb2x5bXVyLmNvbnRyb2wudjEuR2V0Um91dGluZ1JlcXVlc3QaJi5wb2x5bXVyLmNvbnRyb2wudjEuR2V0Um91dGluZ1Jlc3BvbnNlElUKCFNldFJ1bGVzEiMucG9seW11ci5jb250cm9sLnYxLlNldFJ1bGVzUmVxdWVzdBokLnBvbHltdXIuY29udHJvbC52MS5TZXRSdWxlc1Jlc3BvbnNlElsKClVuc2V0UnVsZXMSJS5wb2x5bXVyLmNvbnRyb2wudjEuVW5zZXRSdWxlc1JlcXVlc3QaJi5wb2x5bXVyLmNvbnRyb2wudjEuVW5zZXRSdWxlc1Jlc3BvbnNlElUKCEdldFJ1bGVzEiMucG9seW11ci5jb250cm9sLnYxLkdldFJ1bGVzUmVxdWVzdBokLnBvbHltdXIuY29udHJvbC52MS5HZXRSdWxlc1Jlc3BvbnNlElgKCUNyZWF0ZUtleRIkLnBvbHltdXIuY29udHJvbC52MS5DcmVhdGVLZXlSZXF1ZXN0GiUucG9seW11ci5jb250cm9sLnYxLkNyZWF0ZUtleVJlc3BvbnNlElUKCExpc3RLZXlzEiMucG9seW11ci5jb250cm9sLnYxLkxpc3RLZXlzUmVxdWVzdBokLnBvbHltdXIuY29udHJvbC52MS5MaXN0S2V5c1Jlc3BvbnNlElgKCVJvdGF0ZUtleRIkLnBvbHltdXIuY29udHJvbC52MS5Sb3RhdGVLZXlSZXF1ZXN0GiUucG9seW11ci5jb250cm9sLnYxLlJvdGF0ZUtleVJlc3BvbnNlElgKCURlbGV0ZUtleRIkLnBvbHltdXIuY29udHJvbC52MS5EZWxldGVLZXlSZXF1ZXN0GiUucG9seW11ci5jb250cm9sLnYxLkRlbGV0ZUtleVJlc3BvbnNlElgKCUxpc3ROb2RlcxIkLnBvbHltdXIuY29udHJvbC52MS5MaXN0Tm9kZXNSZXF1ZXN0GiUucG9seW11ci5jb250cm9sLnYxLkxpc3ROb2Rlc1Jlc3BvbnNlMswBCgtOb2RlU2VydmljZRJaCglTdWJzY3JpYmUSJC5wb2x5bXVyLmNvbnRyb2wudjEuU3Vic2NyaWJlUmVxdWVzdBolLnBvbHltdXIuY29udHJvbC52MS5TdWJzY3JpYmVSZXNwb25zZTABEmEKDFJlcG9ydFN0YXR1cxInLnBvbHltdXIuY29udHJvbC52MS5SZXBvcnRTdGF0dXNSZXF1ZXN0GigucG9seW11ci5jb250cm9sLnYxLlJlcG9ydFN0YXR1c1Jlc3BvbnNlYgZwcm90bzM", [file_google_protobuf_timestamp]);
 
 /**
  * Where a setting applies: every node of the fleet, or one group of nodes.
@@ -163,6 +163,61 @@ export const GroupRoutingSchema: GenMessage<GroupRouting> = /*@__PURE__*/
   messageDesc(file_polymur_control_v1_control, 3);
 
 /**
+ * A carbon-c-relay relay.conf (clusters, match, rewrite, aggregate), held by
+ * the control plane for the fleet or for one group. It is one file: the
+ * control plane refuses `include` (it cannot read the operator's files) and
+ * `listen` blocks (a node listens where its --listen-addr/--udp-addr say).
+ *
+ * @generated from message polymur.control.v1.Rules
+ */
+export type Rules = Message<"polymur.control.v1.Rules"> & {
+  /**
+   * The file, byte for byte (relay.conf is bytes: expressions match the
+   * bytes of metric names, whatever their encoding).
+   *
+   * @generated from field: bytes content = 1;
+   */
+  content: Uint8Array;
+
+  /**
+   * The name of the file it was read from: positions in errors
+   * (file:line:column), at the control plane and on nodes, name it.
+   *
+   * @generated from field: string file_name = 2;
+   */
+  fileName: string;
+};
+
+/**
+ * Describes the message polymur.control.v1.Rules.
+ * Use `create(RulesSchema)` to create a new message.
+ */
+export const RulesSchema: GenMessage<Rules> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 4);
+
+/**
+ * @generated from message polymur.control.v1.GroupRules
+ */
+export type GroupRules = Message<"polymur.control.v1.GroupRules"> & {
+  /**
+   * @generated from field: polymur.control.v1.Scope scope = 1;
+   */
+  scope?: Scope | undefined;
+
+  /**
+   * @generated from field: polymur.control.v1.Rules rules = 2;
+   */
+  rules?: Rules | undefined;
+};
+
+/**
+ * Describes the message polymur.control.v1.GroupRules.
+ * Use `create(GroupRulesSchema)` to create a new message.
+ */
+export const GroupRulesSchema: GenMessage<GroupRules> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 5);
+
+/**
  * @generated from message polymur.control.v1.ApiKey
  */
 export type ApiKey = Message<"polymur.control.v1.ApiKey"> & {
@@ -194,7 +249,7 @@ export type ApiKey = Message<"polymur.control.v1.ApiKey"> & {
  * Use `create(ApiKeySchema)` to create a new message.
  */
 export const ApiKeySchema: GenMessage<ApiKey> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 4);
+  messageDesc(file_polymur_control_v1_control, 6);
 
 /**
  * @generated from message polymur.control.v1.AddDestinationRequest
@@ -216,7 +271,7 @@ export type AddDestinationRequest = Message<"polymur.control.v1.AddDestinationRe
  * Use `create(AddDestinationRequestSchema)` to create a new message.
  */
 export const AddDestinationRequestSchema: GenMessage<AddDestinationRequest> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 5);
+  messageDesc(file_polymur_control_v1_control, 7);
 
 /**
  * @generated from message polymur.control.v1.AddDestinationResponse
@@ -233,7 +288,7 @@ export type AddDestinationResponse = Message<"polymur.control.v1.AddDestinationR
  * Use `create(AddDestinationResponseSchema)` to create a new message.
  */
 export const AddDestinationResponseSchema: GenMessage<AddDestinationResponse> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 6);
+  messageDesc(file_polymur_control_v1_control, 8);
 
 /**
  * @generated from message polymur.control.v1.RemoveDestinationRequest
@@ -255,7 +310,7 @@ export type RemoveDestinationRequest = Message<"polymur.control.v1.RemoveDestina
  * Use `create(RemoveDestinationRequestSchema)` to create a new message.
  */
 export const RemoveDestinationRequestSchema: GenMessage<RemoveDestinationRequest> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 7);
+  messageDesc(file_polymur_control_v1_control, 9);
 
 /**
  * @generated from message polymur.control.v1.RemoveDestinationResponse
@@ -272,7 +327,7 @@ export type RemoveDestinationResponse = Message<"polymur.control.v1.RemoveDestin
  * Use `create(RemoveDestinationResponseSchema)` to create a new message.
  */
 export const RemoveDestinationResponseSchema: GenMessage<RemoveDestinationResponse> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 8);
+  messageDesc(file_polymur_control_v1_control, 10);
 
 /**
  * @generated from message polymur.control.v1.ListDestinationsRequest
@@ -285,7 +340,7 @@ export type ListDestinationsRequest = Message<"polymur.control.v1.ListDestinatio
  * Use `create(ListDestinationsRequestSchema)` to create a new message.
  */
 export const ListDestinationsRequestSchema: GenMessage<ListDestinationsRequest> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 9);
+  messageDesc(file_polymur_control_v1_control, 11);
 
 /**
  * @generated from message polymur.control.v1.ListDestinationsResponse
@@ -307,7 +362,7 @@ export type ListDestinationsResponse = Message<"polymur.control.v1.ListDestinati
  * Use `create(ListDestinationsResponseSchema)` to create a new message.
  */
 export const ListDestinationsResponseSchema: GenMessage<ListDestinationsResponse> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 10);
+  messageDesc(file_polymur_control_v1_control, 12);
 
 /**
  * @generated from message polymur.control.v1.SetRoutingRequest
@@ -334,7 +389,7 @@ export type SetRoutingRequest = Message<"polymur.control.v1.SetRoutingRequest"> 
  * Use `create(SetRoutingRequestSchema)` to create a new message.
  */
 export const SetRoutingRequestSchema: GenMessage<SetRoutingRequest> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 11);
+  messageDesc(file_polymur_control_v1_control, 13);
 
 /**
  * @generated from message polymur.control.v1.SetRoutingResponse
@@ -351,7 +406,7 @@ export type SetRoutingResponse = Message<"polymur.control.v1.SetRoutingResponse"
  * Use `create(SetRoutingResponseSchema)` to create a new message.
  */
 export const SetRoutingResponseSchema: GenMessage<SetRoutingResponse> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 12);
+  messageDesc(file_polymur_control_v1_control, 14);
 
 /**
  * @generated from message polymur.control.v1.GetRoutingRequest
@@ -364,7 +419,7 @@ export type GetRoutingRequest = Message<"polymur.control.v1.GetRoutingRequest"> 
  * Use `create(GetRoutingRequestSchema)` to create a new message.
  */
 export const GetRoutingRequestSchema: GenMessage<GetRoutingRequest> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 13);
+  messageDesc(file_polymur_control_v1_control, 15);
 
 /**
  * @generated from message polymur.control.v1.GetRoutingResponse
@@ -386,7 +441,133 @@ export type GetRoutingResponse = Message<"polymur.control.v1.GetRoutingResponse"
  * Use `create(GetRoutingResponseSchema)` to create a new message.
  */
 export const GetRoutingResponseSchema: GenMessage<GetRoutingResponse> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 14);
+  messageDesc(file_polymur_control_v1_control, 16);
+
+/**
+ * @generated from message polymur.control.v1.SetRulesRequest
+ */
+export type SetRulesRequest = Message<"polymur.control.v1.SetRulesRequest"> & {
+  /**
+   * @generated from field: polymur.control.v1.Scope scope = 1;
+   */
+  scope?: Scope | undefined;
+
+  /**
+   * Refused with INVALID_ARGUMENT (POLYMUR_ERR_RULES: file:line:column and
+   * what is wrong) when the text does not parse or compile; nothing changes.
+   *
+   * @generated from field: polymur.control.v1.Rules rules = 2;
+   */
+  rules?: Rules | undefined;
+
+  /**
+   * @generated from field: optional uint64 expected_version = 3;
+   */
+  expectedVersion?: bigint | undefined;
+};
+
+/**
+ * Describes the message polymur.control.v1.SetRulesRequest.
+ * Use `create(SetRulesRequestSchema)` to create a new message.
+ */
+export const SetRulesRequestSchema: GenMessage<SetRulesRequest> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 17);
+
+/**
+ * @generated from message polymur.control.v1.SetRulesResponse
+ */
+export type SetRulesResponse = Message<"polymur.control.v1.SetRulesResponse"> & {
+  /**
+   * @generated from field: uint64 version = 1;
+   */
+  version: bigint;
+};
+
+/**
+ * Describes the message polymur.control.v1.SetRulesResponse.
+ * Use `create(SetRulesResponseSchema)` to create a new message.
+ */
+export const SetRulesResponseSchema: GenMessage<SetRulesResponse> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 18);
+
+/**
+ * @generated from message polymur.control.v1.UnsetRulesRequest
+ */
+export type UnsetRulesRequest = Message<"polymur.control.v1.UnsetRulesRequest"> & {
+  /**
+   * A group then follows the fleet's rules; with no rules at all, nodes
+   * route by their destinations and routing policy.
+   *
+   * @generated from field: polymur.control.v1.Scope scope = 1;
+   */
+  scope?: Scope | undefined;
+
+  /**
+   * @generated from field: optional uint64 expected_version = 2;
+   */
+  expectedVersion?: bigint | undefined;
+};
+
+/**
+ * Describes the message polymur.control.v1.UnsetRulesRequest.
+ * Use `create(UnsetRulesRequestSchema)` to create a new message.
+ */
+export const UnsetRulesRequestSchema: GenMessage<UnsetRulesRequest> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 19);
+
+/**
+ * @generated from message polymur.control.v1.UnsetRulesResponse
+ */
+export type UnsetRulesResponse = Message<"polymur.control.v1.UnsetRulesResponse"> & {
+  /**
+   * @generated from field: uint64 version = 1;
+   */
+  version: bigint;
+};
+
+/**
+ * Describes the message polymur.control.v1.UnsetRulesResponse.
+ * Use `create(UnsetRulesResponseSchema)` to create a new message.
+ */
+export const UnsetRulesResponseSchema: GenMessage<UnsetRulesResponse> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 20);
+
+/**
+ * @generated from message polymur.control.v1.GetRulesRequest
+ */
+export type GetRulesRequest = Message<"polymur.control.v1.GetRulesRequest"> & {
+};
+
+/**
+ * Describes the message polymur.control.v1.GetRulesRequest.
+ * Use `create(GetRulesRequestSchema)` to create a new message.
+ */
+export const GetRulesRequestSchema: GenMessage<GetRulesRequest> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 21);
+
+/**
+ * @generated from message polymur.control.v1.GetRulesResponse
+ */
+export type GetRulesResponse = Message<"polymur.control.v1.GetRulesResponse"> & {
+  /**
+   * The fleet's rules first (if any), then groups' own, by group name.
+   *
+   * @generated from field: repeated polymur.control.v1.GroupRules rules = 1;
+   */
+  rules: GroupRules[];
+
+  /**
+   * @generated from field: uint64 version = 2;
+   */
+  version: bigint;
+};
+
+/**
+ * Describes the message polymur.control.v1.GetRulesResponse.
+ * Use `create(GetRulesResponseSchema)` to create a new message.
+ */
+export const GetRulesResponseSchema: GenMessage<GetRulesResponse> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 22);
 
 /**
  * @generated from message polymur.control.v1.CreateKeyRequest
@@ -408,7 +589,7 @@ export type CreateKeyRequest = Message<"polymur.control.v1.CreateKeyRequest"> & 
  * Use `create(CreateKeyRequestSchema)` to create a new message.
  */
 export const CreateKeyRequestSchema: GenMessage<CreateKeyRequest> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 15);
+  messageDesc(file_polymur_control_v1_control, 23);
 
 /**
  * @generated from message polymur.control.v1.CreateKeyResponse
@@ -437,7 +618,7 @@ export type CreateKeyResponse = Message<"polymur.control.v1.CreateKeyResponse"> 
  * Use `create(CreateKeyResponseSchema)` to create a new message.
  */
 export const CreateKeyResponseSchema: GenMessage<CreateKeyResponse> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 16);
+  messageDesc(file_polymur_control_v1_control, 24);
 
 /**
  * @generated from message polymur.control.v1.ListKeysRequest
@@ -450,7 +631,7 @@ export type ListKeysRequest = Message<"polymur.control.v1.ListKeysRequest"> & {
  * Use `create(ListKeysRequestSchema)` to create a new message.
  */
 export const ListKeysRequestSchema: GenMessage<ListKeysRequest> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 17);
+  messageDesc(file_polymur_control_v1_control, 25);
 
 /**
  * @generated from message polymur.control.v1.ListKeysResponse
@@ -472,7 +653,7 @@ export type ListKeysResponse = Message<"polymur.control.v1.ListKeysResponse"> & 
  * Use `create(ListKeysResponseSchema)` to create a new message.
  */
 export const ListKeysResponseSchema: GenMessage<ListKeysResponse> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 18);
+  messageDesc(file_polymur_control_v1_control, 26);
 
 /**
  * @generated from message polymur.control.v1.RotateKeyRequest
@@ -494,7 +675,7 @@ export type RotateKeyRequest = Message<"polymur.control.v1.RotateKeyRequest"> & 
  * Use `create(RotateKeyRequestSchema)` to create a new message.
  */
 export const RotateKeyRequestSchema: GenMessage<RotateKeyRequest> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 19);
+  messageDesc(file_polymur_control_v1_control, 27);
 
 /**
  * @generated from message polymur.control.v1.RotateKeyResponse
@@ -521,7 +702,7 @@ export type RotateKeyResponse = Message<"polymur.control.v1.RotateKeyResponse"> 
  * Use `create(RotateKeyResponseSchema)` to create a new message.
  */
 export const RotateKeyResponseSchema: GenMessage<RotateKeyResponse> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 20);
+  messageDesc(file_polymur_control_v1_control, 28);
 
 /**
  * @generated from message polymur.control.v1.DeleteKeyRequest
@@ -543,7 +724,7 @@ export type DeleteKeyRequest = Message<"polymur.control.v1.DeleteKeyRequest"> & 
  * Use `create(DeleteKeyRequestSchema)` to create a new message.
  */
 export const DeleteKeyRequestSchema: GenMessage<DeleteKeyRequest> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 21);
+  messageDesc(file_polymur_control_v1_control, 29);
 
 /**
  * @generated from message polymur.control.v1.DeleteKeyResponse
@@ -560,7 +741,7 @@ export type DeleteKeyResponse = Message<"polymur.control.v1.DeleteKeyResponse"> 
  * Use `create(DeleteKeyResponseSchema)` to create a new message.
  */
 export const DeleteKeyResponseSchema: GenMessage<DeleteKeyResponse> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 22);
+  messageDesc(file_polymur_control_v1_control, 30);
 
 /**
  * @generated from message polymur.control.v1.DestinationStatus
@@ -609,7 +790,7 @@ export type DestinationStatus = Message<"polymur.control.v1.DestinationStatus"> 
  * Use `create(DestinationStatusSchema)` to create a new message.
  */
 export const DestinationStatusSchema: GenMessage<DestinationStatus> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 23);
+  messageDesc(file_polymur_control_v1_control, 31);
 
 /**
  * @generated from message polymur.control.v1.NodeCounters
@@ -646,7 +827,7 @@ export type NodeCounters = Message<"polymur.control.v1.NodeCounters"> & {
  * Use `create(NodeCountersSchema)` to create a new message.
  */
 export const NodeCountersSchema: GenMessage<NodeCounters> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 24);
+  messageDesc(file_polymur_control_v1_control, 32);
 
 /**
  * @generated from message polymur.control.v1.Node
@@ -709,7 +890,7 @@ export type Node = Message<"polymur.control.v1.Node"> & {
  * Use `create(NodeSchema)` to create a new message.
  */
 export const NodeSchema: GenMessage<Node> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 25);
+  messageDesc(file_polymur_control_v1_control, 33);
 
 /**
  * @generated from message polymur.control.v1.ListNodesRequest
@@ -722,7 +903,7 @@ export type ListNodesRequest = Message<"polymur.control.v1.ListNodesRequest"> & 
  * Use `create(ListNodesRequestSchema)` to create a new message.
  */
 export const ListNodesRequestSchema: GenMessage<ListNodesRequest> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 26);
+  messageDesc(file_polymur_control_v1_control, 34);
 
 /**
  * @generated from message polymur.control.v1.ListNodesResponse
@@ -744,7 +925,7 @@ export type ListNodesResponse = Message<"polymur.control.v1.ListNodesResponse"> 
  * Use `create(ListNodesResponseSchema)` to create a new message.
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 27);
+  messageDesc(file_polymur_control_v1_control, 35);
 
 /**
  * What one node must apply: a full snapshot, never a delta.
@@ -782,6 +963,14 @@ export type NodeConfig = Message<"polymur.control.v1.NodeConfig"> & {
    * @generated from field: repeated polymur.control.v1.ApiKey keys = 5;
    */
   keys: ApiKey[];
+
+  /**
+   * The group's rules, or the fleet's, or unset (none). While set, they
+   * decide where datapoints go: destinations and routing are not used.
+   *
+   * @generated from field: polymur.control.v1.Rules rules = 6;
+   */
+  rules?: Rules | undefined;
 };
 
 /**
@@ -789,7 +978,7 @@ export type NodeConfig = Message<"polymur.control.v1.NodeConfig"> & {
  * Use `create(NodeConfigSchema)` to create a new message.
  */
 export const NodeConfigSchema: GenMessage<NodeConfig> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 28);
+  messageDesc(file_polymur_control_v1_control, 36);
 
 /**
  * @generated from message polymur.control.v1.SubscribeRequest
@@ -828,7 +1017,7 @@ export type SubscribeRequest = Message<"polymur.control.v1.SubscribeRequest"> & 
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 29);
+  messageDesc(file_polymur_control_v1_control, 37);
 
 /**
  * @generated from message polymur.control.v1.SubscribeResponse
@@ -845,7 +1034,7 @@ export type SubscribeResponse = Message<"polymur.control.v1.SubscribeResponse"> 
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 30);
+  messageDesc(file_polymur_control_v1_control, 38);
 
 /**
  * @generated from message polymur.control.v1.ReportStatusRequest
@@ -892,7 +1081,7 @@ export type ReportStatusRequest = Message<"polymur.control.v1.ReportStatusReques
  * Use `create(ReportStatusRequestSchema)` to create a new message.
  */
 export const ReportStatusRequestSchema: GenMessage<ReportStatusRequest> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 31);
+  messageDesc(file_polymur_control_v1_control, 39);
 
 /**
  * @generated from message polymur.control.v1.ReportStatusResponse
@@ -905,7 +1094,7 @@ export type ReportStatusResponse = Message<"polymur.control.v1.ReportStatusRespo
  * Use `create(ReportStatusResponseSchema)` to create a new message.
  */
 export const ReportStatusResponseSchema: GenMessage<ReportStatusResponse> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 32);
+  messageDesc(file_polymur_control_v1_control, 40);
 
 /**
  * @generated from enum polymur.control.v1.Distribution
@@ -976,6 +1165,30 @@ export const ControlService: GenService<{
     methodKind: "unary";
     input: typeof GetRoutingRequestSchema;
     output: typeof GetRoutingResponseSchema;
+  },
+  /**
+   * @generated from rpc polymur.control.v1.ControlService.SetRules
+   */
+  setRules: {
+    methodKind: "unary";
+    input: typeof SetRulesRequestSchema;
+    output: typeof SetRulesResponseSchema;
+  },
+  /**
+   * @generated from rpc polymur.control.v1.ControlService.UnsetRules
+   */
+  unsetRules: {
+    methodKind: "unary";
+    input: typeof UnsetRulesRequestSchema;
+    output: typeof UnsetRulesResponseSchema;
+  },
+  /**
+   * @generated from rpc polymur.control.v1.ControlService.GetRules
+   */
+  getRules: {
+    methodKind: "unary";
+    input: typeof GetRulesRequestSchema;
+    output: typeof GetRulesResponseSchema;
   },
   /**
    * @generated from rpc polymur.control.v1.ControlService.CreateKey
