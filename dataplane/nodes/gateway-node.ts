@@ -18,6 +18,7 @@ import { type PipelineStats, pipelineStats } from "../observe/pipeline-stats.ts"
 import { Router, type RouterConfig } from "../route/router.ts";
 import type { GatewayOptions } from "./gateway-options.ts";
 import { NodeRuntime } from "./node-runtime.ts";
+import { statisticsSettings } from "./statistics-settings.ts";
 
 const kClient = createContextKey<string>("unknown", { description: "client address" });
 const kAlive = createContextKey<(timeoutMs: number) => Promise<boolean>>(
@@ -77,9 +78,15 @@ export class GatewayNode {
         json: { gateway: { ...this.#counters.json(), dedupProxies: this.#dedup.size } },
       }),
       selfMetrics: {
-        flushSec: options.metricsFlushSec,
-        prefix: options.metricsPrefix,
-        inject: (text) => this.#ingest.generate(this.#router, text),
+        ...statisticsSettings(options.routing, options.metricsFlushSec, options.metricsPrefix),
+        inject: (text) =>
+          this.#ingest.generate(
+            {
+              write: (buf, start, end, lines) =>
+                this.#router.writeStatistics(buf, start, end, lines),
+            },
+            text,
+          ),
       },
     });
     this.#intake = new BatchIntake({

@@ -26,7 +26,13 @@ export interface NodeRuntimeOptions {
    * polymur's own metrics, sent as Graphite lines every `flushSec` seconds
    * (0 = off) under `prefix`, through `inject` (the node's router).
    */
-  selfMetrics?: { flushSec: number; prefix: string; inject(text: string): void };
+  selfMetrics?: {
+    flushSec: number;
+    prefix: string;
+    /** Counters as totals since start rather than increases (a rules file's `statistics` without `reset counters after interval`). */
+    cumulative?: boolean;
+    inject(text: string): void;
+  };
 }
 
 /**
@@ -71,7 +77,7 @@ export class NodeRuntime {
     this.every(HEARTBEAT_MS, () => this.#heartbeat());
     const m = this.#o.selfMetrics;
     if (m !== undefined && m.flushSec > 0) {
-      const metrics = new SelfMetrics(m.prefix);
+      const metrics = new SelfMetrics(m.prefix, m.cumulative ?? false);
       this.every(m.flushSec * 1000, () => {
         m.inject(metrics.lines(this.#o.stats(), Math.floor(Date.now() / 1000)));
       });

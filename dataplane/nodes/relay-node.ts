@@ -11,6 +11,7 @@ import { NodeRuntime } from "./node-runtime.ts";
 import type { RelayConfig } from "./relay-config.ts";
 import type { RelayNodeOptions } from "./relay-options.ts";
 import { RelayProcess } from "./relay-process.ts";
+import { statisticsSettings } from "./statistics-settings.ts";
 import { WorkerPool } from "./worker-pool.ts";
 
 /**
@@ -59,8 +60,7 @@ export class RelayNode {
       stats: () => this.stats(),
       rejects: () => this.rejects(),
       selfMetrics: {
-        flushSec: proc.metricsFlushSec,
-        prefix: proc.metricsPrefix,
+        ...statisticsSettings(config, proc.metricsFlushSec, proc.metricsPrefix),
         inject: (text) => this.#primary.inject(text),
       },
     });

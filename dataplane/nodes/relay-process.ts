@@ -30,6 +30,8 @@ export class RelayProcess {
   readonly router: Router;
   /** Where lines go: the router, or the console and then the router. */
   readonly #sink: LineSink;
+  /** Where polymur's own metrics go (a rules file's `statistics` may name clusters). */
+  readonly #statistics: LineSink;
 
   constructor(config: RelayConfig, log: Logger, options: RelayProcessOptions = {}) {
     this.router = new Router(config, log, {
@@ -41,6 +43,10 @@ export class RelayProcess {
     });
     const out = options.console;
     this.#sink = out === undefined ? this.router : new ConsoleSink(out, this.router);
+    const router = this.router;
+    this.#statistics = {
+      write: (buf, start, end, lines) => router.writeStatistics(buf, start, end, lines),
+    };
     this.listener = new LineListener(config, this.#sink, log, {
       reusePort: options.reusePort ?? false,
       udp: options.udp ?? true,
@@ -64,7 +70,7 @@ export class RelayProcess {
 
   /** Routes polymur's own lines (self-metrics), counted as received and generated. */
   inject(text: string): void {
-    this.listener.counters.generate(this.#sink, text);
+    this.listener.counters.generate(this.#statistics, text);
   }
 
   stats(): PipelineStats {

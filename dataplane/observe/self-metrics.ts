@@ -12,16 +12,19 @@ export function pathElement(s: string): string {
  */
 export class SelfMetrics {
   readonly #prefix: string;
+  readonly #cumulative: boolean;
   #prev = new Map<string, number>();
 
-  constructor(prefix: string) {
+  /** `cumulative`: counters as totals since start (carbon-c-relay's `statistics` default), not increases. */
+  constructor(prefix: string, cumulative = false) {
     this.#prefix = prefix;
+    this.#cumulative = cumulative;
   }
 
   lines(s: PipelineStats, nowSec: number): string {
     const out: string[] = [];
     const counter = (name: string, v: number): void => {
-      const before = this.#prev.get(name) ?? 0;
+      const before = this.#cumulative ? 0 : (this.#prev.get(name) ?? 0);
       this.#prev.set(name, v);
       out.push(`${this.#prefix}.${name} ${v - before} ${nowSec}`);
     };

@@ -184,6 +184,16 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     this.#table.route(buf, start, end, lines);
   }
 
+  /**
+   * polymur's own metrics (self-metrics): where a rules file's `statistics`
+   * sends them, else routed like any line.
+   */
+  writeStatistics(buf: Buffer, start: number, end: number, lines: number): void {
+    const table = this.#table;
+    if (table instanceof RulesTable) table.routeStatistics(buf, start, end);
+    else table.route(buf, start, end, lines);
+  }
+
   /** Hands what the route table accumulated to the destination queues now. */
   flush(): void {
     this.#table.flush();

@@ -72,6 +72,15 @@ export class RulesTable implements RulesVisitor {
 
   /** Whole valid lines in buf[start, end). */
   route(buf: Buffer, start: number, end: number, _lines: number): void {
+    this.#routeLines(buf, start, end, false);
+  }
+
+  /** polymur's own metrics (valid lines): where the file's `statistics` says. */
+  routeStatistics(buf: Buffer, start: number, end: number): void {
+    this.#routeLines(buf, start, end, true);
+  }
+
+  #routeLines(buf: Buffer, start: number, end: number, statistics: boolean): void {
     const program = this.program;
     this.#buf = buf;
     let ls = start;
@@ -85,7 +94,8 @@ export class RulesTable implements RulesVisitor {
       this.#begin(ls, ne, nl);
       this.#name = buf.toString("latin1", ls, ne);
       this.#rest = buf.toString("latin1", ne, nl);
-      program.route(this.#name, this.#rest, this);
+      if (statistics) program.routeStatistics(this.#name, this.#rest, this);
+      else program.route(this.#name, this.#rest, this);
       this.#count();
       ls = nl + 1;
     }

@@ -183,6 +183,33 @@ match * send to rest;
       expect(stats.datapoints.generated).toBe(3);
     });
 
+    it("statistics: polymur's own metrics at the interval and prefix the file asks, to its clusters only", async () => {
+      const [stats, rest] = await Promise.all([sink(), sink()]);
+      const dir = tempDir();
+      const conf = rulesFile(
+        dir,
+        `cluster stats forward ${stats.address};
+cluster rest forward ${rest.address};
+statistics submit every 1 seconds prefix with relays.test send to stats stop;
+match * send to rest;
+`,
+      );
+      const p = await relay(["--rules", conf]);
+      await send(p.port, ["a 1 1700000000", "b 2 1700000000"], 1);
+      await until(
+        "two flushes of self-metrics",
+        () => stats.lines.filter((l) => l.startsWith("relays.test.received ")).length >= 2,
+      );
+      expect(stats.lines.every((l) => l.startsWith("relays.test."))).toBe(true);
+      expect(sorted(rest.lines)).toEqual(["a 1 1700000000", "b 2 1700000000"]);
+      // Without "reset counters after interval": totals since start, as carbon-c-relay.
+      const received = stats.lines
+        .filter((l) => l.startsWith("relays.test.received "))
+        .map((l) => Number(l.split(" ")[1]));
+      expect(received[1]!).toBeGreaterThanOrEqual(received[0]!);
+      expect(received[0]!).toBeGreaterThanOrEqual(2);
+    });
+
     it("SIGHUP applies an edited file; a broken one is refused with file:line:column and changes nothing", async () => {
       const [a, b] = await Promise.all([sink(), sink()]);
       const dir = tempDir();

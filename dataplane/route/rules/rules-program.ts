@@ -227,6 +227,8 @@ export class RulesProgram {
   readonly aggregates: readonly AggregateRule[];
   readonly #steps: readonly Step[];
   readonly #outputs: readonly Output[];
+  /** `statistics ... send to` / `send statistics to`: where polymur's own metrics go; null: through the rules. */
+  readonly #statistics: Output;
   readonly #key = new HashKey();
 
   private constructor(
@@ -235,12 +237,14 @@ export class RulesProgram {
     aggregates: readonly AggregateRule[],
     steps: readonly Step[],
     outputs: readonly Output[],
+    statistics: Output,
   ) {
     this.config = config;
     this.targets = targets;
     this.aggregates = aggregates;
     this.#steps = steps;
     this.#outputs = outputs;
+    this.#statistics = statistics;
   }
 
   /** Throws RulesError (at the expression, for a bad regular expression). */
@@ -294,7 +298,12 @@ export class RulesProgram {
         }
       }
     }
-    return new RulesProgram(config, targets, aggregates, steps, outputs);
+    const stats = config.statistics?.sendTo ?? null;
+    const statistics: Output =
+      stats === null || config.statistics === null
+        ? null
+        : { blackhole: stats.blackhole, clusters: resolve(stats, config.statistics.pos) };
+    return new RulesProgram(config, targets, aggregates, steps, outputs, statistics);
   }
 
   /** Routes one line: name is the metric name (latin1 string), rest is the rest of the line after the name, e.g. " 1.5 1700000000". */
@@ -354,6 +363,15 @@ export class RulesProgram {
   routeProduced(aggregate: number, metric: string, rest: string, visitor: RulesVisitor): void {
     const out = this.#outputs[aggregate];
     if (out === undefined) throw new RangeError(`no aggregate ${aggregate}`);
+    this.#output(out, metric, rest, visitor);
+  }
+
+  /** polymur's own metrics: to the `statistics` clusters, or through the rules when the file names none. */
+  routeStatistics(metric: string, rest: string, visitor: RulesVisitor): void {
+    this.#output(this.#statistics, metric, rest, visitor);
+  }
+
+  #output(out: Output, metric: string, rest: string, visitor: RulesVisitor): void {
     if (out === null) {
       this.route(metric, rest, visitor);
       return;
