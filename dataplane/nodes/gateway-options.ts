@@ -14,6 +14,7 @@ import {
 import { TrustedProxies } from "../link/gateway/client-address.ts";
 import { DEDUP_TABLE_DEFAULTS } from "../link/gateway/dedup-table.ts";
 import type { RouterConfig } from "../route/router.ts";
+import { RulesError } from "../route/rules/rules-config.ts";
 import { buildRelayConfig, RELAY_OPTIONS } from "./relay-options.ts";
 
 /** Relay options a gateway does not have: it has no plaintext listener, line API or workers. */
@@ -173,6 +174,13 @@ export function buildGatewayOptions(o: RawOptions): GatewayOptions {
     throw new PolymurError(ErrorCode.Config, "--max-batch-bytes must be at least 64KiB");
   }
   const relay = buildRelayConfig(full);
+  const listenBlock = relay.rules?.listen[0];
+  if (listenBlock !== undefined) {
+    throw new RulesError(
+      listenBlock.pos,
+      "a gateway listens for proxies on its --listen-addr: remove the listen block from its rules",
+    );
+  }
   return {
     routing: relay,
     maxLineLength: relay.maxLineLength,

@@ -9,6 +9,7 @@ import { expectBalanced } from "../fixtures/accounting.ts";
 import { ccrTrace } from "../fixtures/ccr-trace.ts";
 import { LineSink } from "../fixtures/line-sink.ts";
 import { PolymurProcess, waitForStats } from "../fixtures/polymur.ts";
+import { startGateway, startProxy } from "../fixtures/proxy-gateway.ts";
 import { ccrBinary } from "../fixtures/references.ts";
 import { skipUnlessAvailable } from "../fixtures/requires.ts";
 import { until } from "../fixtures/until.ts";
@@ -231,6 +232,30 @@ match * send to rest;
       await send(p.port, ["three 3 1700000000"], 1);
       await until("third line still at y", () => b.lines.length === 2, 10_000);
       expect(a.lines).toEqual(["one 1 1700000000"]);
+    });
+
+    it("a gateway runs the rules on what proxies send, after the key's prefix", async () => {
+      const [a, b] = await Promise.all([sink(), sink()]);
+      const dir = tempDir();
+      const conf = rulesFile(
+        dir,
+        `cluster apps forward ${a.address};
+cluster rest forward ${b.address};
+rewrite ^site-a\\.servers\\.([^.]+)\\.(.*) into site-a.hosts.\\^1.\\2;
+match ^site-a\\.apps\\. send to apps stop;
+match * send to rest;
+`,
+      );
+      const keys = `${dir}/keys`;
+      writeFileSync(keys, "site-a s3cret-site-a-0123456789\n");
+      const gw = await startGateway(["--keys-file", keys, "--key-prefix", "--rules", conf]);
+      procs.push(gw);
+      const proxy = await startProxy(`http://127.0.0.1:${gw.port}`, "s3cret-site-a-0123456789");
+      procs.push(proxy);
+      await send(proxy.port, ["apps.x 1 1700000000", "servers.web1.cpu 2 1700000000"], 1);
+      await until("both lines", () => a.lines.length + b.lines.length === 2, 15_000);
+      expect(a.lines).toEqual(["site-a.apps.x 1 1700000000"]);
+      expect(b.lines).toEqual(["site-a.hosts.WEB1.cpu 2 1700000000"]);
     });
 
     it("refuses to start with a file that does not parse, saying where", async () => {
