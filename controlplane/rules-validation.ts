@@ -1,5 +1,4 @@
 import { ErrorCode, PolymurError } from "../common/errors.ts";
-import { refuseUnforwardable } from "../dataplane/route/rules/forwardable.ts";
 import { type RulesConfig, RulesError } from "../dataplane/route/rules/rules-config.ts";
 import { type IncludeReader, parseRules } from "../dataplane/route/rules/rules-parser.ts";
 import { RulesProgram } from "../dataplane/route/rules/rules-program.ts";
@@ -58,7 +57,8 @@ function checkRulesFileName(name: string): string {
  * Parses and compiles one relay.conf as the control plane holds it: one
  * file, so `include` (which would name files on the operator's machine) and
  * `listen` (a node listens where its own flags say) are refused at their
- * position. Throws RulesError; returns the parsed rules.
+ * position, and so are `file` clusters (they would have every node write to a
+ * path the control plane chose). Throws RulesError; returns the parsed rules.
  */
 export function checkRulesText(text: string, fileName: string): RulesConfig {
   const config = parseRules(text, fileName, NO_INCLUDE);
@@ -69,8 +69,14 @@ export function checkRulesText(text: string, fileName: string): RulesConfig {
       "listen blocks are per node: a managed node listens where its own --listen-addr and --udp-addr say; remove the listen block from the rules you give the control plane",
     );
   }
-  const program = RulesProgram.compile(config);
-  refuseUnforwardable(program);
+  const file = config.clusters.find((c) => c.type === "file");
+  if (file !== undefined) {
+    throw new RulesError(
+      file.pos,
+      `file cluster "${file.name}": file clusters are per node (the control plane would have every node write that path); give the node its own --rules instead`,
+    );
+  }
+  RulesProgram.compile(config);
   return config;
 }
 

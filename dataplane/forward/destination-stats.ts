@@ -3,12 +3,18 @@ export type DestinationState = "connecting" | "connected" | "backoff" | "drainin
 
 /**
  * Why a destination dropped datapoints: its queue was full (drop-oldest or
- * drop-newest), it was already closed when they were routed to it, or the
+ * drop-newest), it was already closed when they were routed to it, the
  * worker process holding its queue died (set when the counters of a dead
- * worker are kept, see WorkerPool).
+ * worker are kept, see WorkerPool), or the kernel refused to send them (a
+ * UDP datagram whose send failed, udp-destination.ts).
  */
-export type DropReason = "queue_full" | "closed" | "worker_died";
-export const DROP_REASONS: readonly DropReason[] = ["queue_full", "closed", "worker_died"];
+export type DropReason = "queue_full" | "closed" | "worker_died" | "send_failed";
+export const DROP_REASONS: readonly DropReason[] = [
+  "queue_full",
+  "closed",
+  "worker_died",
+  "send_failed",
+];
 
 /**
  * One destination's counters. Every datapoint routing gave it (`routed`) is
@@ -57,7 +63,7 @@ export interface DestinationStats {
 
 /** A drop-reason record with every reason at zero. */
 export function noDrops(): Record<DropReason, number> {
-  return { queue_full: 0, closed: 0, worker_died: 0 };
+  return { queue_full: 0, closed: 0, worker_died: 0, send_failed: 0 };
 }
 
 /** Adds the counters of `b` into `a` (same destination, another process or an earlier life). */

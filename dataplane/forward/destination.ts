@@ -1,7 +1,12 @@
 import { EventEmitter } from "node:events";
-import net from "node:net";
 import { BACKOFF_DEFAULTS, backoffDelay } from "../../common/backoff.ts";
 import { ByteQueue } from "./byte-queue.ts";
+import {
+  type DestinationLink,
+  type DestinationName,
+  type DestinationTransport,
+  tcpTransport,
+} from "./destination-link.ts";
 import type { DestinationSpec } from "./destination-spec.ts";
 import {
   type DestinationState,
@@ -26,7 +31,8 @@ export interface DestinationOptions {
    * again when the connection fails, because a TCP peer that dies loses what
    * sat in the two socket buffers. 0 disables. Default "auto": what those two
    * buffers can hold (kernel-buffers.ts). Resent lines are duplicates, which
-   * Graphite stores idempotently (same name, timestamp, value).
+   * Graphite stores idempotently (same name, timestamp, value). Ignored by a
+   * transport that does not resend (UDP, files: DestinationTransport.resends).
    */
   resendBytes?: number | "auto";
   /** First reconnect delay. Default 100 ms (BACKOFF_DEFAULTS.minMs). */
@@ -81,8 +87,8 @@ export interface DestinationEvents {
  */
 type Link =
   /** A socket is connecting (writes wait: nothing is written before "connect"). */
-  | { readonly kind: "connecting"; readonly socket: net.Socket }
-  | { readonly kind: "connected"; readonly socket: net.Socket }
+  | { readonly kind: "connecting"; readonly socket: DestinationLink }
+  | { readonly kind: "connected"; readonly socket: DestinationLink }
   /** Waiting to reconnect after `timer`; null before start(). */
   | { readonly kind: "backoff"; readonly timer: NodeJS.Timeout | null };
 
@@ -100,16 +106,20 @@ type State =
 const CLOSED: State = { kind: "closed" };
 
 /**
- * One downstream TCP destination: a bounded queue, a connection state
- * machine (connect → connected → backoff → connect …, DNS re-resolved on
- * every connect), writes that wait for 'drain', and a resend window.
+ * One downstream destination: a bounded queue, a connection state machine
+ * (connect → connected → backoff → connect …, DNS re-resolved on every
+ * connect), writes that wait for 'drain', and a resend window. TCP by
+ * default; the link is the transport's (DestinationTransport: UDP in
+ * udp-destination.ts, files in file-destination.ts), and the queue, its
+ * policies and the accounting are the same whatever it is.
  *
  * Events (DestinationEvents): "state", "blocked" and "unblocked" (the block
  * policy's hold on ingest). "error" is never emitted: failures are counted
  * and retried.
  */
 export class Destination extends EventEmitter<DestinationEvents> {
-  readonly spec: DestinationSpec;
+  readonly spec: DestinationName;
+  readonly #transport: DestinationTransport;
   #queue = new ByteQueue();
   #queueBytes: number;
   #overflow: OverflowPolicy;
@@ -158,15 +168,21 @@ export class Destination extends EventEmitter<DestinationEvents> {
   readonly #pump = (): void => this.#writeQueued();
   readonly #reconnect = (): void => this.#connect();
 
-  constructor(spec: DestinationSpec, options: DestinationOptions = {}) {
+  /** TCP to `to`, or the destination `to` is the transport of. */
+  constructor(to: DestinationSpec | DestinationTransport, options: DestinationOptions = {}) {
     super();
-    this.spec = spec;
+    const transport = "open" in to ? to : tcpTransport(to);
+    this.#transport = transport;
+    this.spec = transport.name;
     this.#queueBytes = options.queueBytes ?? DESTINATION_DEFAULTS.queueBytes;
     this.#overflow = options.overflow ?? DESTINATION_DEFAULTS.overflow;
-    this.#resendWindow = new ResendWindow(
-      resendWindowBytes(options.resendBytes ?? DESTINATION_DEFAULTS.resendBytes),
-      kernelResendBytes(),
-    );
+    // Without resending, nothing is kept and nothing is counted unconfirmed.
+    this.#resendWindow = transport.resends
+      ? new ResendWindow(
+          resendWindowBytes(options.resendBytes ?? DESTINATION_DEFAULTS.resendBytes),
+          kernelResendBytes(),
+        )
+      : new ResendWindow(0, 0);
     this.#backoffMin = options.backoffMinMs ?? DESTINATION_DEFAULTS.backoffMinMs;
     this.#backoffMax = options.backoffMaxMs ?? DESTINATION_DEFAULTS.backoffMaxMs;
     this.#connectTimeout = options.connectTimeoutMs ?? DESTINATION_DEFAULTS.connectTimeoutMs;
@@ -188,11 +204,14 @@ export class Destination extends EventEmitter<DestinationEvents> {
     return this.#blocked;
   }
 
-  /** Changes queue bound and policy in place (a reload that keeps this destination). */
+  /**
+   * Changes queue bound and policy in place (a reload that keeps this
+   * destination), and tells the transport (a file is reopened).
+   */
   reconfigure(options: DestinationOptions): void {
     if (options.queueBytes !== undefined) this.#queueBytes = options.queueBytes;
     if (options.overflow !== undefined) this.#overflow = options.overflow;
-    if (options.resendBytes !== undefined)
+    if (options.resendBytes !== undefined && this.#transport.resends)
       this.#resendWindow.limitBytes = resendWindowBytes(options.resendBytes);
     if (options.backoffMinMs !== undefined) this.#backoffMin = options.backoffMinMs;
     if (options.backoffMaxMs !== undefined) this.#backoffMax = options.backoffMaxMs;
@@ -200,6 +219,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
     if (options.flushDelayMs !== undefined) this.#flushDelay = options.flushDelayMs;
     this.#checkUnblocked();
     this.#enforceBound();
+    this.#transport.reload?.();
   }
 
   stats(): DestinationStats {
@@ -211,7 +231,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
       routed: this.#routed,
       forwarded: this.#forwarded,
       resent: this.#resent,
-      dropped: d.queue_full + d.closed + d.worker_died,
+      dropped: d.queue_full + d.closed + d.worker_died + d.send_failed,
       droppedBy: { ...d },
       undelivered: this.#undelivered,
       unconfirmed: this.#unconfirmed,
@@ -282,7 +302,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
   }
 
   /** The socket of the current link, connecting or connected; null in backoff and once closed. */
-  #socket(): net.Socket | null {
+  #socket(): DestinationLink | null {
     const s = this.#state;
     const link = s.kind === "draining" ? s.link : s;
     return link.kind === "connecting" || link.kind === "connected" ? link.socket : null;
@@ -332,7 +352,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
         write.lines = [write.count];
       }
       this.#inflight.push(write);
-      const ok = socket.write(write.chunks[0]!, (err) => this.#written(write, err));
+      const ok = socket.write(write.chunks[0]!, (err, unsent) => this.#written(write, err, unsent));
       if (!ok) {
         this.#waitingDrain = true;
         break;
@@ -341,14 +361,16 @@ export class Destination extends EventEmitter<DestinationEvents> {
     this.#checkUnblocked();
   }
 
-  #written(write: Write, err: Error | null | undefined): void {
+  /** A write completed; `unsent` of its lines were given up on (dropped, send_failed). */
+  #written(write: Write, err: Error | null | undefined, unsent = 0): void {
     if (err) return; // the socket's 'close' handler requeues everything in flight
     const i = this.#inflight.indexOf(write);
     if (i < 0) return;
     this.#inflight.splice(i, 1);
     const resent = this.#resendWindow.written(write);
     this.#resent += resent;
-    this.#forwarded += write.count - resent;
+    this.#forwarded += write.count - resent - unsent;
+    if (unsent > 0) this.#drop("send_failed", unsent);
     if (this.#inflight.length === 0 && this.#queue.length === 0) this.#notifyDrained();
   }
 
@@ -361,13 +383,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
       this.#setState(CLOSED);
       return;
     }
-    const socket = net.connect({
-      host: this.spec.host,
-      port: this.spec.port,
-      noDelay: true,
-      keepAlive: true,
-      keepAliveInitialDelay: 30_000,
-    });
+    const socket = this.#transport.open();
     this.#enter({ kind: "connecting", socket });
     const timer = setTimeout(() => {
       socket.destroy(new Error(`connect timeout after ${this.#connectTimeout} ms`));
@@ -387,8 +403,6 @@ export class Destination extends EventEmitter<DestinationEvents> {
       this.#waitingDrain = false;
       this.#schedulePump();
     });
-    // Graphite receivers send nothing; read and discard so nothing accumulates.
-    socket.on("data", noop);
     socket.on("error", (err) => {
       this.#lastError = err.message;
     });
@@ -398,7 +412,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
     });
   }
 
-  #onClose(socket: net.Socket): void {
+  #onClose(socket: DestinationLink): void {
     // Not the current link's socket: close() already let go of it.
     if (this.#socket() !== socket) return;
     this.#waitingDrain = false;
@@ -566,5 +580,3 @@ export class Destination extends EventEmitter<DestinationEvents> {
     this.#notifyDrained();
   }
 }
-
-function noop(): void {}

@@ -5,12 +5,15 @@ import {
   type DestinationOptions,
   type OverflowPolicy,
 } from "../forward/destination.ts";
+import { type DestinationTransport, tcpTransport } from "../forward/destination-link.ts";
 import type { DestinationSpec } from "../forward/destination-spec.ts";
 import {
   addDestinationStats,
   type DestinationStats,
   mergeDestinations,
 } from "../forward/destination-stats.ts";
+import { fileTransport } from "../forward/file-destination.ts";
+import { udpTransport } from "../forward/udp-destination.ts";
 import type { LineSink } from "../ingest/line-sink.ts";
 import {
   Aggregation,
@@ -25,9 +28,8 @@ import {
   withoutMember,
 } from "./hash/hash-router.ts";
 import { noRouteCounts, type RouteCounts, RouteTable } from "./route-table.ts";
-import { refuseUnforwardable } from "./rules/forwardable.ts";
 import type { RulesConfig } from "./rules/rules-config.ts";
-import { RulesProgram } from "./rules/rules-program.ts";
+import { RulesProgram, type RulesTarget } from "./rules/rules-program.ts";
 import { type AggregateSink, RulesTable } from "./rules-table.ts";
 
 export type Distribution = "broadcast" | "hash-route";
@@ -319,9 +321,9 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   }
 
   /**
-   * The routing of a relay.conf: one destination per server (id) across its
-   * clusters. Throws RulesError, changing nothing, for a file polymur cannot
-   * run.
+   * The routing of a relay.conf: one destination per target (id) across its
+   * clusters: a TCP or UDP server, or a file. Throws RulesError, changing
+   * nothing, for a file polymur cannot run.
    */
   #buildRulesTable(
     config: RouterConfig,
@@ -330,17 +332,17 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     reuse: ReadonlyMap<string, Destination>,
   ): RulesTable {
     const program = RulesProgram.compile(rules);
-    refuseUnforwardable(program);
     const sink = this.#aggregateSink(program);
     const targets: Destination[] = [];
     for (const t of program.targets) {
-      if (t.kind !== "tcp") continue;
-      let d = keep.get(t.spec.id) ?? reuse.get(t.spec.id);
-      if (d !== undefined) keep.set(t.spec.id, d);
+      const transport = targetTransport(t);
+      const id = transport.name.id;
+      let d = keep.get(id) ?? reuse.get(id);
+      if (d !== undefined) keep.set(id, d);
       else {
-        d = new Destination(t.spec, this.#destOptions(config, t.spec.id));
+        d = new Destination(transport, this.#destOptions(config, id));
         this.#watch(d);
-        keep.set(t.spec.id, d);
+        keep.set(id, d);
         d.start();
       }
       targets.push(d);
@@ -528,4 +530,10 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     for (const [spec, n] of entries) result[spec] = (result[spec] ?? 0) + n;
     return result;
   }
+}
+
+/** How a relay.conf target is reached; its name's id keys the router's destinations. */
+function targetTransport(t: RulesTarget): DestinationTransport {
+  if (t.kind === "file") return fileTransport(t.path, t.ip);
+  return t.kind === "udp" ? udpTransport(t.spec) : tcpTransport(t.spec);
 }

@@ -1,12 +1,13 @@
 import { spawnSync } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { afterEach, describe, expect, it } from "vitest";
+import { afterEach, describe, expect, it, onTestFinished } from "vitest";
 import { expectBalanced } from "../fixtures/accounting.ts";
 import { ccrTrace } from "../fixtures/ccr-trace.ts";
+import { DatagramSink } from "../fixtures/datagram-sink.ts";
 import { LineSink } from "../fixtures/line-sink.ts";
 import { PolymurProcess, waitForStats } from "../fixtures/polymur.ts";
 import { startGateway, startProxy } from "../fixtures/proxy-gateway.ts";
@@ -256,6 +257,60 @@ match * send to rest;
       await until("both lines", () => a.lines.length + b.lines.length === 2, 15_000);
       expect(a.lines).toEqual(["site-a.apps.x 1 1700000000"]);
       expect(b.lines).toEqual(["site-a.hosts.WEB1.cpu 2 1700000000"]);
+    });
+
+    it("forwards to UDP members and file clusters: every line arrives, the accounting balances", async () => {
+      const udp = await DatagramSink.start();
+      onTestFinished(() => udp.close());
+      const dir = tempDir();
+      const out = `${dir}/out.log`;
+      const ipOut = `${dir}/ip.log`;
+      const conf = rulesFile(
+        dir,
+        `cluster u forward 127.0.0.1:${udp.port} proto udp;
+cluster f file ${out};
+cluster fi file ip ${ipOut};
+match ^udp\\. send to u stop;
+match * send to f fi;
+`,
+      );
+      const lines: string[] = [];
+      for (let i = 0; i < 600; i++) {
+        lines.push(`${i % 2 === 0 ? "udp" : "disk"}.n${i} ${i} ${1_700_000_000 + i}`);
+      }
+      const toUdp = lines.filter((l) => l.startsWith("udp."));
+      const toFiles = lines.filter((l) => l.startsWith("disk."));
+      const p = await relay(["--rules", conf]);
+      // Little enough for the sink's receive buffer: UDP has no flow control.
+      await send(p.port, lines);
+      const fileLines = (path: string): string[] =>
+        existsSync(path)
+          ? readFileSync(path, "latin1")
+              .split("\n")
+              .filter((l) => l !== "")
+          : [];
+      await until(
+        "every line at the UDP sink and in both files",
+        () =>
+          udp.lines.length >= toUdp.length &&
+          fileLines(out).length >= toFiles.length &&
+          fileLines(ipOut).length >= toFiles.length,
+        15_000,
+      );
+      expect(sorted(udp.lines)).toEqual(sorted(toUdp));
+      expect(sorted(fileLines(out))).toEqual(sorted(toFiles));
+      expect(sorted(fileLines(ipOut))).toEqual(sorted(toFiles.map((l) => `(unknown) ${l}`)));
+      const stats = await waitForStats(
+        p,
+        (s) =>
+          s.datapoints.received === lines.length && s.datapoints.forwarded === lines.length * 1.5,
+      );
+      expectBalanced(stats.datapoints, stats.destinations, false);
+      const row = (spec: string) => stats.destinations.find((d) => d.spec === spec);
+      expect(row(`udp:127.0.0.1:${udp.port}`)).toMatchObject({ routed: 300, forwarded: 300 });
+      expect(row(`file:${out}`)).toMatchObject({ routed: 300, forwarded: 300 });
+      expect(row(`file-ip:${ipOut}`)).toMatchObject({ routed: 300, forwarded: 300 });
+      expect(stats.datapoints).toMatchObject({ routed: 600, dropped: 0, queued: 0 });
     });
 
     it("refuses to start with a file that does not parse, saying where", async () => {

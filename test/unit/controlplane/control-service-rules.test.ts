@@ -256,6 +256,14 @@ describe("refused files: INVALID_ARGUMENT, POLYMUR_ERR_RULES, file:line:column, 
     );
   });
 
+  it("file clusters: every node would write the path the control plane chose", async () => {
+    const r = await refusedRules(`${FLEET}cluster disk file /var/log/metrics.log;\n`);
+    expect(r.polymur).toBe("POLYMUR_ERR_RULES");
+    expect(r.message).toMatch(
+      /^relay\.conf:\d+:1: file cluster "disk": file clusters are per node/,
+    );
+  });
+
   it("a file over RULES_MAX_BYTES", async () => {
     const big = `${FLEET}${"#".repeat(RULES_MAX_BYTES)}\n`;
     const e = await refusal(admin.setRules({ scope: all, rules: rules(big) }));

@@ -134,7 +134,7 @@ describe("pipelinePrometheus(PipelineStats)", () => {
     expect(f.get("polymur_dropped_total")?.samples).toEqual(
       DROP_REASONS.map((r) => ({ labels: { reason: r }, value: t.droppedBy[r] })),
     );
-    expect(t.droppedBy).toEqual({ queue_full: 5, closed: 0, worker_died: 50 });
+    expect(t.droppedBy).toEqual({ queue_full: 5, closed: 0, worker_died: 50, send_failed: 0 });
     // received = rejected + unrouted + routed, as exposed.
     const sum = (n: string): number => (f.get(n)?.samples ?? []).reduce((a, x) => a + x.value, 0);
     expect(sum("polymur_received_total")).toBe(
@@ -196,9 +196,11 @@ describe("pipelinePrometheus(PipelineStats)", () => {
       [a, "queue_full", 5],
       [a, "closed", 0],
       [a, "worker_died", 0],
+      [a, "send_failed", 0],
       [WEIRD, "queue_full", 0],
       [WEIRD, "closed", 0],
       [WEIRD, "worker_died", 50],
+      [WEIRD, "send_failed", 0],
     ]);
     for (const d of [a, WEIRD]) {
       const v = (n: string): number =>

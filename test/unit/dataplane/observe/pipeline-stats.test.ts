@@ -59,7 +59,13 @@ describe("pipelineStats", () => {
     const s = pipelineStats(ingest({ droppedPaused: 3 }), null);
     expect(s.destinations).toEqual([]);
     expect(s.routed).toBe(0);
-    expect(s.unrouted).toEqual({ no_destination: 0, ingest_paused: 3, no_match: 0, blackhole: 0, validate: 0 });
+    expect(s.unrouted).toEqual({
+      no_destination: 0,
+      ingest_paused: 3,
+      no_match: 0,
+      blackhole: 0,
+      validate: 0,
+    });
     expect(s.paused).toBe(false);
   });
 });
@@ -116,7 +122,7 @@ describe("datapointTotals", () => {
       generated: 6,
       rejectedBy: { ...i.rejected },
       unroutedBy: { no_destination: 11, ingest_paused: 4, no_match: 0, blackhole: 0, validate: 0 },
-      droppedBy: { queue_full: 7, closed: 1, worker_died: 2 },
+      droppedBy: { queue_full: 7, closed: 1, worker_died: 2, send_failed: 0 },
     });
     // Its records are copies.
     t.rejectedBy.field_count = 99;
@@ -130,8 +136,14 @@ describe("datapointTotals", () => {
     const { rejectedBy, unroutedBy, droppedBy, ...terms } = t;
     expect(Object.values(terms).every((v) => v === 0)).toBe(true);
     expect(Object.values(rejectedBy).every((v) => v === 0)).toBe(true);
-    expect(unroutedBy).toEqual({ no_destination: 0, ingest_paused: 0, no_match: 0, blackhole: 0, validate: 0 });
-    expect(droppedBy).toEqual({ queue_full: 0, closed: 0, worker_died: 0 });
+    expect(unroutedBy).toEqual({
+      no_destination: 0,
+      ingest_paused: 0,
+      no_match: 0,
+      blackhole: 0,
+      validate: 0,
+    });
+    expect(droppedBy).toEqual({ queue_full: 0, closed: 0, worker_died: 0, send_failed: 0 });
   });
 });
 
