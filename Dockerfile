@@ -16,7 +16,10 @@ WORKDIR /app
 ENV NODE_ENV=production
 COPY package.json package-lock.json ./
 # --ignore-scripts: "prepare" would try to compile again without TypeScript.
-RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force
+# The `node` package (the Node 24 a checkout runs under) is not needed: the
+# image's own Node is 24, so its empty shell is removed.
+RUN npm ci --omit=dev --ignore-scripts && npm cache clean --force \
+ && rm -rf node_modules/node node_modules/.bin/node
 COPY --from=build /src/dist ./dist
 COPY bin ./bin
 # `polymur` and `polymurctl` on the PATH. /var/lib/polymur holds what the roles
