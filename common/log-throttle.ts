@@ -10,20 +10,31 @@ export class ThrottledWarning {
   readonly #log: Logger;
   readonly #intervalMs: number;
   readonly #msg: string;
+  readonly #now: () => number;
   #lastAt = Number.NEGATIVE_INFINITY;
   #count = 0;
   #total = 0;
 
-  constructor(log: Logger, intervalMs: number, msg: string) {
+  /** `now`: the clock (milliseconds), for tests. Default Date.now. */
+  constructor(log: Logger, intervalMs: number, msg: string, now: () => number = Date.now) {
     this.#log = log;
     this.#intervalMs = intervalMs;
     this.#msg = msg;
+    this.#now = now;
+  }
+
+  /**
+   * Starts an interval now, as if a line had just been logged: for a caller
+   * that has just said the first occurrence in its own words.
+   */
+  hold(): void {
+    this.#lastAt = this.#now();
   }
 
   note(fields: Record<string, unknown>): void {
     this.#count++;
     this.#total++;
-    const now = Date.now();
+    const now = this.#now();
     if (now - this.#lastAt < this.#intervalMs) return;
     this.#lastAt = now;
     this.#log.warn({ ...fields, count: this.#count, total: this.#total }, this.#msg);

@@ -1,7 +1,7 @@
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
 import { isLoopbackHost } from "../../common/loopback.ts";
-import { formatHelp, parseArgv, parseConfigFile, resolveOptions } from "../../common/options.ts";
+import { formatHelp, parseConfigFile, resolveOptions } from "../../common/options.ts";
 import { ConsulStore } from "../../controlplane/consul-store.ts";
 import {
   buildControlOptions,
@@ -11,6 +11,7 @@ import {
 import { ControlServer } from "../../controlplane/control-server.ts";
 import type { ControlStore } from "../../controlplane/control-store.ts";
 import { FileStore } from "../../controlplane/file-store.ts";
+import { parseRoleArgv } from "./role-args.ts";
 import { handleSignals } from "./signals.ts";
 
 /** `polymur control`: the control plane, in the foreground until SIGTERM/SIGINT. */
@@ -19,10 +20,7 @@ export async function runControl(argv: string[]): Promise<void> {
     console.log(formatHelp("usage: polymur control [options]", CONTROL_OPTIONS));
     return;
   }
-  const { flags, positional } = parseArgv(CONTROL_OPTIONS, argv);
-  if (positional.length > 0) {
-    throw new PolymurError(ErrorCode.Config, `unexpected argument "${positional[0]}" (see --help)`);
-  }
+  const flags = parseRoleArgv("control", CONTROL_OPTIONS, argv);
   const configPath = flags.get("config") ?? process.env["POLYMUR_CONFIG"] ?? "";
   const file =
     configPath === "" ? new Map<string, string>() : parseConfigFile(CONTROL_OPTIONS, configPath);

@@ -1,8 +1,6 @@
-import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import { createLogger, type Logger } from "../../common/logger.ts";
 import {
   formatHelp,
-  parseArgv,
   parseConfigFile,
   type RawOptions,
   resolveOptions,
@@ -12,11 +10,13 @@ import { type ApiKey, checkKeyName, parseDigest } from "../../dataplane/link/gat
 import { GatewayNode } from "../../dataplane/nodes/gateway-node.ts";
 import {
   buildGatewayOptions,
+  GATEWAY_GO_FLAGS,
   GATEWAY_OPTIONS,
   type GatewayOptions,
 } from "../../dataplane/nodes/gateway-options.ts";
 import { reloadConfig } from "./reload-config.ts";
-import { handleSignals } from "./signals.ts";
+import { parseRoleArgv } from "./role-args.ts";
+import { handleSignals, undeliveredTotal } from "./signals.ts";
 
 /**
  * `polymur gateway`: proxy streams in (HTTP/2, TLS or cleartext), API keys
@@ -33,10 +33,7 @@ export async function runGateway(argv: string[]): Promise<void> {
     );
     return;
   }
-  const { flags, positional } = parseArgv(GATEWAY_OPTIONS, argv);
-  if (positional.length > 0) {
-    throw new PolymurError(ErrorCode.Config, `unexpected argument "${positional[0]}" (see --help)`);
-  }
+  const flags = parseRoleArgv("gateway", GATEWAY_OPTIONS, argv, GATEWAY_GO_FLAGS);
   const path = flags.get("config") ?? process.env["POLYMUR_CONFIG"] ?? "";
   const load = (): RawOptions => {
     const file = path === "" ? new Map<string, string>() : parseConfigFile(GATEWAY_OPTIONS, path);
@@ -51,7 +48,10 @@ export async function runGateway(argv: string[]): Promise<void> {
 
   handleSignals("gateway", log, {
     ready: started,
-    stop: () => Promise.all([node.shutdown(), subscriber?.stop()]),
+    async stop() {
+      const [undelivered] = await Promise.all([node.shutdown(), subscriber?.stop()]);
+      return { undelivered: undeliveredTotal(undelivered) };
+    },
     // SIGHUP: the keys file again, and (standalone) the config file's
     // reloadable routing and queue options, as a relay does.
     reload() {

@@ -1,10 +1,15 @@
 import { Code } from "@connectrpc/connect";
-import { ErrorCode, PolymurError } from "../../common/errors.ts";
+import { ErrorCode } from "../../common/errors.ts";
 import { createLogger } from "../../common/logger.ts";
-import { formatHelp, parseArgv, parseConfigFile, resolveOptions } from "../../common/options.ts";
+import { formatHelp, parseConfigFile, resolveOptions } from "../../common/options.ts";
 import { fileLimitText, raiseFileLimit } from "../../dataplane/nodes/file-limit.ts";
 import { ProxyNode } from "../../dataplane/nodes/proxy-node.ts";
-import { buildProxyOptions, PROXY_OPTIONS } from "../../dataplane/nodes/proxy-options.ts";
+import {
+  buildProxyOptions,
+  PROXY_GO_FLAGS,
+  PROXY_OPTIONS,
+} from "../../dataplane/nodes/proxy-options.ts";
+import { parseRoleArgv } from "./role-args.ts";
 import { handleSignals } from "./signals.ts";
 
 /**
@@ -17,10 +22,7 @@ export async function runProxy(argv: string[]): Promise<void> {
     console.log(formatHelp("usage: polymur proxy --gateway URL [options]", PROXY_OPTIONS));
     return;
   }
-  const { flags, positional } = parseArgv(PROXY_OPTIONS, argv);
-  if (positional.length > 0) {
-    throw new PolymurError(ErrorCode.Config, `unexpected argument "${positional[0]}" (see --help)`);
-  }
+  const flags = parseRoleArgv("proxy", PROXY_OPTIONS, argv, PROXY_GO_FLAGS);
   const path = flags.get("config") ?? process.env["POLYMUR_CONFIG"] ?? "";
   const file = path === "" ? new Map<string, string>() : parseConfigFile(PROXY_OPTIONS, path);
   // Before --max-connections auto is derived from the limit (as the relay does).
@@ -41,7 +43,7 @@ export async function runProxy(argv: string[]): Promise<void> {
     const reason = `gateway ${gateway} ${what} the API key (${Code[err.code]}: ${err.rawMessage}); not retrying: check POLYMUR_API_KEY`;
     log.error({ gateway, code: Code[err.code], errorCode: ErrorCode.Auth }, reason);
     void node.close().finally(() => {
-      console.error(`polymur proxy: ${reason}`);
+      console.error(`polymur proxy: ${ErrorCode.Auth}: ${reason}`);
       process.exit(2);
     });
   });
@@ -52,7 +54,8 @@ export async function runProxy(argv: string[]): Promise<void> {
     ready: started,
     stop() {
       stopping = true;
-      return node.shutdown();
+      // Datapoints kept in the spool are sent by the next start: only lost ones count.
+      return node.shutdown().then((exit) => ({ undelivered: exit.lostLines }));
     },
   });
   await started;

@@ -2,7 +2,6 @@ import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import { createLogger, type Logger } from "../../common/logger.ts";
 import {
   formatHelp,
-  parseArgv,
   parseConfigFile,
   type RawOptions,
   readOptionFile,
@@ -15,12 +14,14 @@ import { RelayNode } from "../../dataplane/nodes/relay-node.ts";
 import {
   buildNodeOptions,
   buildRelayConfig,
+  RELAY_GO_FLAGS,
   RELAY_OPTIONS,
   type RelayNodeOptions,
 } from "../../dataplane/nodes/relay-options.ts";
 import type { NodeConfig } from "../../gen/polymur/control/v1/control_pb.ts";
 import { reloadConfig } from "./reload-config.ts";
-import { handleSignals } from "./signals.ts";
+import { parseRoleArgv } from "./role-args.ts";
+import { handleSignals, undeliveredTotal } from "./signals.ts";
 
 /** `polymur relay`: runs in the foreground until SIGTERM/SIGINT; SIGHUP reloads. */
 export async function runRelay(argv: string[]): Promise<void> {
@@ -28,10 +29,7 @@ export async function runRelay(argv: string[]): Promise<void> {
     console.log(formatHelp("usage: polymur relay [options]", RELAY_OPTIONS));
     return;
   }
-  const { flags, positional } = parseArgv(RELAY_OPTIONS, argv);
-  if (positional.length > 0) {
-    throw new PolymurError(ErrorCode.Config, `unexpected argument "${positional[0]}" (see --help)`);
-  }
+  const flags = parseRoleArgv("relay", RELAY_OPTIONS, argv, RELAY_GO_FLAGS);
   const load = (): RawOptions => {
     const path = flags.get("config") ?? process.env["POLYMUR_CONFIG"] ?? "";
     const file = path === "" ? new Map<string, string>() : parseConfigFile(RELAY_OPTIONS, path);
@@ -63,7 +61,7 @@ export async function runRelay(argv: string[]): Promise<void> {
     ready: started,
     async stop() {
       await control?.subscriber.stop();
-      await node.shutdown();
+      return { undelivered: undeliveredTotal(await node.shutdown()) };
     },
     reload() {
       if (proc.configPath === "" && rulesPath === "") {

@@ -6,6 +6,7 @@ import { create, fromJsonString, toJsonString } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { BACKOFF_DEFAULTS, backoffDelay, sleep } from "../../common/backoff.ts";
+import { ThrottledWarning } from "../../common/log-throttle.ts";
 import type { Logger } from "../../common/logger.ts";
 import { privateDir, writePrivateFile } from "../../common/private-files.ts";
 import {
@@ -34,6 +35,7 @@ export interface NodeStatus {
  */
 export const CONTROL_SUBSCRIBER_DEFAULTS = {
   reportIntervalMs: 5_000,
+  logRepeatMs: 60_000,
   backoffMinMs: 200,
   backoffMaxMs: BACKOFF_DEFAULTS.maxMs,
 } as const satisfies Partial<ControlSubscriberOptions>;
@@ -63,6 +65,12 @@ export interface ControlSubscriberOptions {
   status(): NodeStatus;
   /** Interval of status reports. Default 5 s. */
   reportIntervalMs?: number;
+  /**
+   * While the control plane stays unreachable (or refuses the credential),
+   * the failure is logged again at most this often, with how many attempts
+   * failed since. Default 60 s.
+   */
+  logRepeatMs?: number;
   /** Reconnect delays. Default 200 ms doubling to 10 s, with jitter. */
   backoffMinMs?: number;
   backoffMaxMs?: number;
@@ -111,6 +119,52 @@ export function createControlSubscriber(options: ControlSubscriberOptions): Cont
   let reportTimer: NodeJS.Timeout | null = null;
   const min = options.backoffMinMs ?? CONTROL_SUBSCRIBER_DEFAULTS.backoffMinMs;
   const max = options.backoffMaxMs ?? CONTROL_SUBSCRIBER_DEFAULTS.backoffMaxMs;
+  const repeatMs = options.logRepeatMs ?? CONTROL_SUBSCRIBER_DEFAULTS.logRepeatMs;
+  /**
+   * The current outage: since when, its failed attempts, and its repeats
+   * (one line per repeatMs); null while subscribed (or before the first try).
+   */
+  let outage: { since: number; failures: number; repeats: ThrottledWarning } | null = null;
+
+  /** A failed attempt: said once in full, then at most once per repeatMs with a count. */
+  const failed = (ce: ConnectError): void => {
+    const refused = ce.code === Code.Unauthenticated || ce.code === Code.PermissionDenied;
+    const fields = { code: Code[ce.code], url: options.url, applied: String(applied) };
+    if (outage !== null) {
+      outage.failures++;
+      outage.repeats.note({ ...fields, err: ce.rawMessage });
+      return;
+    }
+    const repeats = new ThrottledWarning(
+      log,
+      repeatMs,
+      `control plane still unreachable or refusing; retrying, forwarding on configuration version ${applied} (count: failed attempts since the last line)`,
+    );
+    repeats.hold();
+    outage = { since: Date.now(), failures: 1, repeats };
+    if (refused) {
+      log.error(
+        fields,
+        `control plane refused the node credential: ${ce.rawMessage}; check POLYMUR_NODE_TOKEN (retrying)`,
+      );
+    } else {
+      log.warn(
+        fields,
+        `control plane unreachable (${ce.rawMessage}); forwarding on configuration version ${applied}`,
+      );
+    }
+  };
+
+  /** A stream delivered a snapshot: if it was unreachable, say once that it is back. */
+  const reached = (): void => {
+    if (outage === null) return;
+    const downMs = Date.now() - outage.since;
+    log.info(
+      { url: options.url, downMs, failures: outage.failures },
+      `control plane reachable again after ${Math.round(downMs / 1000)} s (${outage.failures} failed attempts)`,
+    );
+    outage = null;
+  };
 
   const apply = (config: NodeConfig, source: string): boolean => {
     try {
@@ -165,6 +219,7 @@ export function createControlSubscriber(options: ControlSubscriberOptions): Cont
         );
         for await (const res of stream) {
           attempt = 0;
+          reached();
           const config = res.config;
           // Version 0 is a real state too (a control plane nobody has changed yet).
           if (config === undefined || (appliedAny && config.version === applied)) continue;
@@ -174,18 +229,7 @@ export function createControlSubscriber(options: ControlSubscriberOptions): Cont
         if (!stop.signal.aborted) log.warn("control plane: subscription ended; reconnecting");
       } catch (err) {
         if (stop.signal.aborted) break;
-        const ce = ConnectError.from(err);
-        if (ce.code === Code.Unauthenticated || ce.code === Code.PermissionDenied) {
-          log.error(
-            { code: Code[ce.code] },
-            `control plane refused the node credential: ${ce.rawMessage}; check POLYMUR_NODE_TOKEN (retrying)`,
-          );
-        } else {
-          log.warn(
-            { code: Code[ce.code], url: options.url, applied: String(applied) },
-            `control plane unreachable (${ce.rawMessage}); forwarding on configuration version ${applied}`,
-          );
-        }
+        failed(ConnectError.from(err));
       }
       await sleep(backoffDelay(attempt, min, max), stop.signal);
       attempt = Math.min(attempt + 1, 30);

@@ -1,12 +1,14 @@
 import { hostname } from "node:os";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import {
+  copyOptions,
   getAddress,
   getBool,
   getBytes,
   getInt,
   getSeconds,
   getString,
+  type LegacyFlag,
   type OptionSpec,
   type RawOptions,
   readOptionFile,
@@ -15,7 +17,7 @@ import { TrustedProxies } from "../link/gateway/client-address.ts";
 import { DEDUP_TABLE_DEFAULTS } from "../link/gateway/dedup-table.ts";
 import type { RouterConfig } from "../route/router.ts";
 import { RulesError } from "../route/rules/rules-config.ts";
-import { buildRelayConfig, RELAY_OPTIONS } from "./relay-options.ts";
+import { buildRelayConfig, RELAY_GO_FLAGS, RELAY_OPTIONS } from "./relay-options.ts";
 
 /** Relay options a gateway does not have: it has no plaintext listener, line API or workers. */
 const NOT_FOR_GATEWAY = new Set([
@@ -41,12 +43,14 @@ export const GATEWAY_OPTIONS: readonly OptionSpec[] = [
     name: "tls-cert",
     type: "string",
     default: "",
+    aliases: ["cert"], // the Go polymur-gateway's -cert
     help: "PEM certificate (chain) file: serve HTTPS; without it the listener is cleartext (TLS terminated in front)",
   },
   {
     name: "tls-key",
     type: "string",
     default: "",
+    aliases: ["key"], // the Go polymur-gateway's -key
     help: "PEM private key file for --tls-cert",
   },
   {
@@ -80,6 +84,44 @@ export const GATEWAY_OPTIONS: readonly OptionSpec[] = [
     help: "Proxies remembered for de-duplicating resent batches (least recently seen forgotten first)",
   },
   ...RELAY_OPTIONS.filter((s) => !NOT_FOR_GATEWAY.has(s.name)),
+];
+
+/**
+ * The Go polymur-gateway's flags that polymur has no option of that name for
+ * (its -cert and -key are aliases of --tls-cert and --tls-key; -listen-addr,
+ * -stat-addr, -destinations, -distribution, -metrics-flush and -key-prefix
+ * are polymur's options of the same name).
+ */
+export const GATEWAY_GO_FLAGS: readonly LegacyFlag[] = [
+  ...RELAY_GO_FLAGS.filter((f) => f.name !== "listen-port"),
+  ...["listen-http-port", "listen-https-port"].map(
+    (name): LegacyFlag => ({
+      name,
+      takesValue: true,
+      action: "refuse",
+      advice:
+        "give host:port in --listen-addr; the listener serves HTTPS when --tls-cert and --tls-key are set",
+    }),
+  ),
+  {
+    name: "dev-mode",
+    takesValue: false,
+    action: "refuse",
+    advice: "polymur has no built-in test key: put one in --keys-file (a line `name secret`)",
+  },
+  {
+    name: "api-addr",
+    takesValue: true,
+    action: "ignore",
+    advice:
+      "a gateway has no line API: its destinations come from --destinations, --rules or the control plane",
+  },
+  {
+    name: "console-out",
+    takesValue: false,
+    action: "refuse",
+    advice: "a gateway does not print datapoints: run `polymur relay --console-out` behind it",
+  },
 ];
 
 export interface GatewayOptions {
@@ -166,7 +208,7 @@ export function buildGatewayOptions(o: RawOptions): GatewayOptions {
       ...(caPath === "" ? {} : { ca: readOptionFile(caPath, "control-ca") }),
     };
   }
-  const full = new Map(o);
+  const full = copyOptions(o);
   for (const s of RELAY_OPTIONS) if (NOT_FOR_GATEWAY.has(s.name)) full.set(s.name, s.default);
   full.set("udp-addr", "");
   const maxBatchBytes = getBytes(o, "max-batch-bytes");

@@ -6,6 +6,7 @@ import {
   getInt,
   getSeconds,
   getString,
+  type LegacyFlag,
   type OptionSpec,
   type RawOptions,
   readOptionFile,
@@ -27,6 +28,39 @@ const SHARED = [
   "stat-addr",
   "shutdown-timeout",
   "log-level",
+];
+
+/**
+ * The Go polymur-proxy's flags that polymur has no option of that name for
+ * (its -cert is an alias of --ca; -api-key, -gateway, -listen-addr and
+ * -stat-addr are polymur's options of the same name).
+ */
+export const PROXY_GO_FLAGS: readonly LegacyFlag[] = [
+  {
+    name: "queue-cap",
+    takesValue: true,
+    action: "ignore",
+    advice:
+      "polymur proxy bounds what it holds in bytes: --buffer-size in memory, --spool-size on disk",
+  },
+  {
+    name: "workers",
+    takesValue: true,
+    action: "ignore",
+    advice: "one HTTP/2 connection to the gateway carries every batch",
+  },
+  {
+    name: "metrics-flush",
+    takesValue: true,
+    action: "ignore",
+    advice: "a proxy's own metrics are at --stat-addr /metrics",
+  },
+  {
+    name: "console-out",
+    takesValue: false,
+    action: "refuse",
+    advice: "a proxy does not print datapoints: run `polymur relay --console-out`",
+  },
 ];
 
 /** `polymur proxy`: the relay's ingest options plus the link to the gateway. */
@@ -53,6 +87,7 @@ export const PROXY_OPTIONS: readonly OptionSpec[] = [
     name: "ca",
     type: "string",
     default: "",
+    aliases: ["cert"], // the Go polymur-proxy's -cert: the certificate to trust for the gateway
     help: "PEM file of CA certificate(s) to trust for https gateways (default: the system's)",
   },
   {

@@ -1,4 +1,5 @@
 import type net from "node:net";
+import { DestinationStateLog } from "../../common/destination-state-log.ts";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import type { Logger } from "../../common/logger.ts";
 import { DEFAULT_API_ADDR, startLineApi } from "../control/line-api.ts";
@@ -44,14 +45,22 @@ export class RelayNode {
     this.#log = log;
     // --console-out: one process, and every forwarded line also goes to stdout.
     const workers = proc.consoleOut ? 1 : proc.workers;
+    // Destination state changes of every process, logged once for the group.
+    const states = new DestinationStateLog(log);
     this.#primary = new RelayProcess(config, log, {
       share: 1 / workers,
+      onDestinationState: (report) => states.report(0, report),
       reusePort: workers > 1,
       ...(proc.consoleOut ? { console: process.stdout } : {}),
     });
     if (workers > 1) {
-      this.#pool = new WorkerPool(workers - 1, config, 1 / workers, log, (points) =>
-        this.#primary.router.aggregate(points),
+      this.#pool = new WorkerPool(
+        workers - 1,
+        config,
+        1 / workers,
+        log,
+        (points) => this.#primary.router.aggregate(points),
+        states,
       );
     }
     this.#runtime = new NodeRuntime({

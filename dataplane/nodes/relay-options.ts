@@ -4,13 +4,16 @@ import { isLoopbackHost } from "../../common/loopback.ts";
 import {
   addressText,
   bytesText,
+  bytesValue,
   getAddress,
   getBool,
   getBytes,
   getInt,
   getSeconds,
   getString,
+  type LegacyFlag,
   type OptionSpec,
+  optionLabel,
   type RawOptions,
 } from "../../common/options.ts";
 import { DEFAULT_API_ADDR } from "../control/line-api.ts";
@@ -22,7 +25,12 @@ import {
 import { parseDestination, parseDestinationList } from "../forward/destination-spec.ts";
 import { DEFAULT_MAX_LINE_LENGTH } from "../ingest/line-framer.ts";
 import { DEFAULT_STAT_ADDR } from "../observe/stats-server.ts";
-import type { HashAlgo, HashCompat } from "../route/hash/hash-router.ts";
+import {
+  type HashAlgo,
+  type HashCompat,
+  type HashRouterKind,
+  resolveOptions as resolveHashOptions,
+} from "../route/hash/hash-config.ts";
 import type { Distribution } from "../route/router.ts";
 import { loadRules } from "../route/rules/rules-files.ts";
 import { autoMaxConnections, readFileLimit } from "./file-limit.ts";
@@ -74,10 +82,11 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
   {
     name: "hash",
     type: "string",
-    default: "carbon_ch",
+    // Unset: the router's own default (carbon_ch; mmh3_ch for fast-hashing).
+    default: "",
     reloadable: true,
     choices: ["carbon_ch", "fnv1a_ch", "mmh3_ch", "jump_fnv1a_ch"],
-    help: "Hash algorithm for hash-route",
+    help: "Hash algorithm for hash-route (default carbon_ch; mmh3_ch with --router fast-hashing, as carbon)",
   },
   {
     name: "compat",
@@ -268,6 +277,32 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
   },
 ];
 
+const QUEUE_IN_BYTES = `polymur bounds each destination's queue in bytes, not datapoints: --queue-size (default ${bytesText(DESTINATION_DEFAULTS.queueBytes)})`;
+
+/**
+ * The Go polymur's relay flags (cmd/polymur, and the earlier graphite
+ * multiplier) that polymur has no option of that name for; the others
+ * (-listen-addr, -api-addr, -stat-addr, -destinations, -distribution,
+ * -metrics-flush, -console-out) are polymur's options of the same name.
+ */
+export const RELAY_GO_FLAGS: readonly LegacyFlag[] = [
+  { name: "queue-cap", takesValue: true, action: "ignore", advice: QUEUE_IN_BYTES },
+  { name: "outgoing-queue-cap", takesValue: true, action: "ignore", advice: QUEUE_IN_BYTES },
+  {
+    name: "incoming-queue-cap",
+    takesValue: true,
+    action: "ignore",
+    advice:
+      "polymur has no shared incoming queue: lines go straight to each destination's queue (--queue-size), and --overflow block pauses reading from senders when one is full",
+  },
+  {
+    name: "listen-port",
+    takesValue: true,
+    action: "refuse",
+    advice: "give the port in --listen-addr host:port",
+  },
+];
+
 /** Node-level settings around the pipeline: workers, line API, stats, self-metrics, control plane. */
 export interface RelayNodeOptions {
   apiAddr: { host: string; port: number } | null;
@@ -291,10 +326,18 @@ export function buildRelayConfig(o: RawOptions): RelayConfig {
   const listen = getAddress(o, "listen-addr");
   if (listen === null) throw new PolymurError(ErrorCode.Config, "--listen-addr is required");
   const replication = getInt(o, "replication");
-  if (replication < 1) throw new PolymurError(ErrorCode.Config, "--replication must be at least 1");
+  if (replication < 1) {
+    throw new PolymurError(ErrorCode.Config, `${optionLabel(o, "replication")} must be at least 1`);
+  }
   const maxLineLength = getInt(o, "max-line-length");
-  if (maxLineLength < 64)
-    throw new PolymurError(ErrorCode.Config, "--max-line-length must be at least 64");
+  if (maxLineLength < 64) {
+    throw new PolymurError(
+      ErrorCode.Config,
+      `${optionLabel(o, "max-line-length")} must be at least 64`,
+    );
+  }
+  const router = getString(o, "router") as HashRouterKind;
+  const algo = getString(o, "hash");
   const normalize = getString(o, "hash-normalize") as "none" | "sorted-tags" | "cleanse";
   const rulesPath = getString(o, "rules");
   const rules = rulesPath === "" ? null : loadRules(rulesPath);
@@ -311,19 +354,20 @@ export function buildRelayConfig(o: RawOptions): RelayConfig {
     destinations: parseDestinationList(getString(o, "destinations")),
     distribution: getString(o, "distribution") as Distribution,
     hash: {
-      algo: getString(o, "hash") as HashAlgo,
+      // An unset --hash is the router's default, not carbon_ch for every router.
+      algo: algo === "" ? resolveHashOptions({ router }).algo : (algo as HashAlgo),
       compat: getString(o, "compat") as HashCompat,
       replication,
       // Unset: the chosen reference's default (true for carbon, absent in carbon-c-relay).
       ...(getString(o, "diverse-replicas") === ""
         ? {}
         : { diverseReplicas: getBool(o, "diverse-replicas") }),
-      router: getString(o, "router") as "consistent-hashing" | "fast-hashing",
+      router,
       normalize,
     },
     ejectAfter: getInt(o, "eject-after"),
     rules,
-    ...perDestination(o, "queue-size", "queueBytes", "queueBytesFor", parseBytes),
+    ...perDestination(o, "queue-size", "queueBytes", "queueBytesFor", bytesValue),
     ...perDestination(o, "overflow", "overflow", "overflowFor", parseOverflow),
     resendBytes: getString(o, "resend-window") === "auto" ? "auto" : getBytes(o, "resend-window"),
     backoffMinMs: Math.max(1, getSeconds(o, "backoff-min") * 1000),
@@ -384,18 +428,14 @@ export function buildNodeOptions(o: RawOptions): RelayNodeOptions {
   };
 }
 
-function parseOverflow(v: string, name: string): OverflowPolicy {
+function parseOverflow(v: string, label: string): OverflowPolicy {
   if (!(OVERFLOW_POLICIES as readonly string[]).includes(v)) {
     throw new PolymurError(
       ErrorCode.Config,
-      `--${name} must be one of ${OVERFLOW_POLICIES.join(", ")}; got "${v}"`,
+      `${label} must be one of ${OVERFLOW_POLICIES.join(", ")}; got "${v}"`,
     );
   }
   return v as OverflowPolicy;
-}
-
-function parseBytes(v: string, name: string): number {
-  return getBytes(new Map([[name, v]]), name);
 }
 
 /**
@@ -407,8 +447,9 @@ function perDestination<T, K extends string, KF extends string>(
   name: string,
   key: K,
   keyFor: KF,
-  parse: (v: string, name: string) => T,
+  parse: (v: string, label: string) => T,
 ): Record<K, T> & Record<KF, Record<string, T>> {
+  const label = optionLabel(o, name);
   let def: T | undefined;
   const overrides: Record<string, T> = {};
   for (const item of getString(o, name).split(",")) {
@@ -416,14 +457,14 @@ function perDestination<T, K extends string, KF extends string>(
     if (part === "") continue;
     const at = part.lastIndexOf("@");
     if (at < 0) {
-      def = parse(part, name);
+      def = parse(part, label);
     } else {
-      overrides[parseDestination(part.slice(0, at)).id] = parse(part.slice(at + 1), name);
+      overrides[parseDestination(part.slice(0, at)).id] = parse(part.slice(at + 1), label);
     }
   }
   if (def === undefined) {
     const spec = RELAY_OPTIONS.find((s) => s.name === name)!;
-    def = parse(spec.default, name);
+    def = parse(spec.default, `--${name}`);
   }
   return { [key]: def, [keyFor]: overrides } as Record<K, T> & Record<KF, Record<string, T>>;
 }
@@ -435,7 +476,7 @@ function maxConnections(o: RawOptions): number {
   if (!/^\d+$/.test(v)) {
     throw new PolymurError(
       ErrorCode.Config,
-      `--max-connections must be auto or a whole number (0 = no limit); got "${v}"`,
+      `${optionLabel(o, "max-connections")} must be auto or a whole number (0 = no limit); got "${v}"`,
     );
   }
   return Number(v);

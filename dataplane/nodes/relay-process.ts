@@ -1,3 +1,4 @@
+import type { DestinationStateReport } from "../../common/destination-state-log.ts";
 import type { Logger } from "../../common/logger.ts";
 import { LineListener } from "../ingest/line-listener.ts";
 import type { LineSink } from "../ingest/line-sink.ts";
@@ -18,6 +19,8 @@ export interface RelayProcessOptions {
   console?: NodeJS.WritableStream;
   /** A worker: the points its aggregate rules take go here (to the primary). Default: aggregated here. */
   remoteAggregates?: (points: KeyedPoints) => void;
+  /** Where destination state changes go (the group's log). Default: this process logs them. */
+  onDestinationState?: (report: DestinationStateReport) => void;
 }
 
 /**
@@ -39,14 +42,18 @@ export class RelayProcess {
       ...(options.remoteAggregates === undefined
         ? {}
         : { remoteAggregates: options.remoteAggregates }),
+      ...(options.onDestinationState === undefined
+        ? {}
+        : { onDestinationState: options.onDestinationState }),
       onProduced: (lines) => this.listener.counters.countGenerated(lines),
     });
     const out = options.console;
     this.#sink = out === undefined ? this.router : new ConsoleSink(out, this.router);
     const router = this.router;
-    this.#statistics = {
+    const statistics: LineSink = {
       write: (buf, start, end, lines) => router.writeStatistics(buf, start, end, lines),
     };
+    this.#statistics = out === undefined ? statistics : new ConsoleSink(out, statistics);
     this.listener = new LineListener(config, this.#sink, log, {
       reusePort: options.reusePort ?? false,
       udp: options.udp ?? true,

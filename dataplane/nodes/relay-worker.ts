@@ -33,6 +33,7 @@ async function handle(m: ToWorker): Promise<void> {
         reusePort: true,
         udp: false,
         remoteAggregates: (points) => send({ t: "aggregate", points }),
+        onDestinationState: (report) => send({ t: "destination", report }),
       });
       await relay.listen();
       timer = setInterval(() => {

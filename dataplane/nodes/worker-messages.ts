@@ -1,3 +1,4 @@
+import type { DestinationStateReport } from "../../common/destination-state-log.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
 import type { PipelineStats } from "../observe/pipeline-stats.ts";
 import type { KeyedPoints } from "../route/aggregation.ts";
@@ -14,4 +15,6 @@ export type FromWorker =
   | { t: "stats"; stats: PipelineStats; rejects: RejectSample[] }
   /** Points the worker's aggregate rules took: the primary aggregates them. */
   | { t: "aggregate"; points: KeyedPoints }
+  /** A destination changed state in the worker: the primary logs it once for the group. */
+  | { t: "destination"; report: DestinationStateReport }
   | { t: "done"; undelivered: Record<string, number> };

@@ -1,6 +1,7 @@
 import { type ChildProcess, fork } from "node:child_process";
 import { extname } from "node:path";
 import { fileURLToPath } from "node:url";
+import type { DestinationStateLog } from "../../common/destination-state-log.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { DestinationStats } from "../forward/destination-stats.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
@@ -79,16 +80,24 @@ export class WorkerPool {
   #stopping = false;
 
   readonly #onAggregate: (points: KeyedPoints) => void;
+  readonly #states: DestinationStateLog | null;
 
-  /** `onAggregate`: where the points the workers' aggregate rules take go (the primary's router). */
+  /**
+   * `onAggregate`: where the points the workers' aggregate rules take go (the
+   * primary's router). `states`: the group's destination state log, which
+   * the workers report to (process id = worker id). Default: none (workers'
+   * reports are dropped).
+   */
   constructor(
     count: number,
     config: RelayConfig,
     share: number,
     log: Logger,
     onAggregate: (points: KeyedPoints) => void = () => {},
+    states: DestinationStateLog | null = null,
   ) {
     this.#onAggregate = onAggregate;
+    this.#states = states;
     this.#count = count;
     this.#config = config;
     this.#share = share;
@@ -113,6 +122,7 @@ export class WorkerPool {
         if (m.t === "ready") resolve();
         else if (m.t === "error") reject(new Error(`worker ${id}: ${m.message}`));
         else if (m.t === "aggregate") this.#onAggregate(m.points);
+        else if (m.t === "destination") this.#states?.report(id, m.report);
         else if (m.t === "stats") {
           w.stats = m.stats;
           w.rejects = m.rejects;
@@ -122,6 +132,7 @@ export class WorkerPool {
         // During a shutdown, shutdown() accounts for every worker.
         if (this.#stopping) return;
         this.#workers = this.#workers.filter((x) => x !== w);
+        this.#states?.forget(id);
         const lost = w.stats === null ? {} : retireStats(w.stats, "worker_died");
         if (w.stats !== null) this.#retired.push(w.stats);
         const n = total(lost);

@@ -1,4 +1,8 @@
 import { EventEmitter } from "node:events";
+import {
+  DestinationStateLog,
+  type DestinationStateReport,
+} from "../../common/destination-state-log.ts";
 import type { Logger } from "../../common/logger.ts";
 import {
   Destination,
@@ -70,6 +74,12 @@ export interface RouterOptions {
   remoteAggregates?: (points: KeyedPoints) => void;
   /** Counts datapoints the aggregations produced (as received and generated). */
   onProduced?: (lines: number) => void;
+  /**
+   * Where destination state changes go: a relay worker sends them to its
+   * primary, which logs them once for the group. Default: this process's
+   * own DestinationStateLog.
+   */
+  onDestinationState?: (report: DestinationStateReport) => void;
 }
 
 /** What the route and forward stages of one process have counted. */
@@ -144,6 +154,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   #aggregation: Aggregation | null = null;
   readonly #remoteAggregates: ((points: KeyedPoints) => void) | undefined;
   readonly #onProduced: ((lines: number) => void) | undefined;
+  readonly #onDestinationState: (report: DestinationStateReport) => void;
   /** Removed destinations still delivering their queue, and the promise of their drain. */
   readonly #draining = new Map<Destination, Promise<void>>();
   /** The final counters of removed destinations, by id (summed if one was removed twice). */
@@ -161,6 +172,8 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     this.#share = options.share ?? 1;
     this.#remoteAggregates = options.remoteAggregates;
     this.#onProduced = options.onProduced;
+    const states = new DestinationStateLog(log);
+    this.#onDestinationState = options.onDestinationState ?? ((r) => states.report(0, r));
     this.#table = this.#buildTable(config, this.#destinations);
     this.#updateAggregation();
     this.#unroutedTimer = setInterval(() => this.#logUnrouted(), UNROUTED_LOG_MS);
@@ -447,11 +460,14 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     d.on("state", (state) => {
       this.#checkEjection(d, state);
       const s = d.stats();
-      const level = state === "backoff" ? "warn" : "info";
-      this.#log[level](
-        { destination: d.spec.spec, state, error: s.lastError, queued: s.queuedLines },
-        `destination ${d.spec.spec} ${state}`,
-      );
+      // Logged once for the process group (DestinationStateLog), not here per process.
+      this.#log.debug({ destination: d.spec.spec, state, error: s.lastError }, "destination state");
+      this.#onDestinationState({
+        destination: d.spec.spec,
+        state,
+        error: s.lastError,
+        queued: s.queuedLines,
+      });
       if (s.unconfirmed > unconfirmed) {
         this.#log.warn(
           { destination: d.spec.spec, unconfirmed: s.unconfirmed - unconfirmed },

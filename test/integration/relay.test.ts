@@ -430,7 +430,8 @@ describe("relay: graceful shutdown", () => {
     await sendLines(p.port, datapoints("dead", 1234).join("\n") + "\n");
     await waitForStats(p, (x) => x.received === 1234);
     p.kill("SIGTERM");
-    expect(await p.exited()).toBe(0);
+    // Exit status 3: stopped, datapoints left undelivered (docs/errors.md "Exit codes").
+    expect(await p.exited()).toBe(3);
     const l = p.logs.find((x) => x.msg.startsWith("shutdown complete"))!;
     expect(l.msg).toBe("shutdown complete: 1234 datapoints left undelivered");
     expect(l["undelivered"]).toEqual({ [`127.0.0.1:${deadPort}`]: 1234 });

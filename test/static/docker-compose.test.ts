@@ -242,8 +242,13 @@ function polymurRoles(): string[] {
   const src = readFileSync(path.join(ROOT, "cli/polymur/main.ts"), "utf8");
   const m = /const ROLES\b[^{]*?\s=\s*\{([^}]*)\}/.exec(src);
   if (m === null) throw new Error("cannot find `const ROLES = {...}` in cli/polymur/main.ts");
-  return [...m[1]!.matchAll(/([A-Za-z][\w-]*)\s*:/g)].map((x) => x[1]!);
+  return [...m[1]!.matchAll(/([A-Za-z][\w-]*)\s*:/g)]
+    .map((x) => x[1]!)
+    .filter((r) => !NOT_SERVICES.has(r));
 }
+
+/** Roles that are no service of their own: `demo` starts the others on one machine. */
+const NOT_SERVICES = new Set(["demo"]);
 
 /** carbon.conf's receivers: every *_PORT with its *_INTERFACE, in the [cache] section. */
 function carbonListeners(conf: string): Array<Port & { iface: string; key: string }> {

@@ -1,4 +1,12 @@
 import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  caHint,
+  HINT_USE_HTTP,
+  HINT_USE_HTTPS,
+  hostHint,
+  TLS_HOST_CODE,
+  TLS_VERIFY_CODES,
+} from "../../../common/connection-hints.ts";
 import { PolymurError, UsageError } from "../../../common/errors.ts";
 import { EXIT } from "./exit.ts";
 
@@ -22,15 +30,6 @@ const ERRNO_WORDS: Record<string, string> = {
   EPIPE: "connection closed",
 };
 
-const TLS_CODES = new Set([
-  "DEPTH_ZERO_SELF_SIGNED_CERT",
-  "SELF_SIGNED_CERT_IN_CHAIN",
-  "UNABLE_TO_VERIFY_LEAF_SIGNATURE",
-  "UNABLE_TO_GET_ISSUER_CERT_LOCALLY",
-  "CERT_HAS_EXPIRED",
-  "ERR_TLS_CERT_ALTNAME_INVALID",
-]);
-
 const TRANSPORT_MESSAGE =
   /^(http\/2 (stream|connection) closed|connection aborted|PING timed out|received GOAWAY|expected open session)/;
 
@@ -53,24 +52,31 @@ export function describeFailure(err: unknown, server: string): Failure {
   const n = nodeCode(err);
   const where = `control plane at ${server}`;
   if (n !== undefined) {
-    if (TLS_CODES.has(n.code)) {
+    if (TLS_VERIFY_CODES.has(n.code)) {
       return {
         exit: EXIT.unreachable,
-        message: `cannot verify the certificate of the ${where}: ${n.message}; pass the CA that signed it with --ca FILE (or POLYMUR_CA)`,
+        message: `cannot verify the certificate of the ${where}: ${n.message}; ${caHint("--ca FILE (or POLYMUR_CA)")}`,
+        code: "unavailable",
+      };
+    }
+    if (n.code === TLS_HOST_CODE) {
+      return {
+        exit: EXIT.unreachable,
+        message: `cannot verify the certificate of the ${where}: ${n.message}; ${hostHint(server)}`,
         code: "unavailable",
       };
     }
     if (n.code.startsWith("ERR_SSL_") && server.startsWith("https://")) {
       return {
         exit: EXIT.unreachable,
-        message: `TLS handshake with the ${where} failed (${n.code}); if it serves cleartext HTTP/2, use an http:// URL`,
+        message: `TLS handshake with the ${where} failed (${n.code}); ${HINT_USE_HTTP}`,
         code: "unavailable",
       };
     }
     const words = ERRNO_WORDS[n.code];
     const tlsHint =
       server.startsWith("http://") && (n.code === "ECONNRESET" || n.code.startsWith("ERR_HTTP2"))
-        ? "; if it serves TLS, use an https:// URL"
+        ? `; ${HINT_USE_HTTPS}`
         : "";
     return {
       exit: EXIT.unreachable,
@@ -81,7 +87,7 @@ export function describeFailure(err: unknown, server: string): Failure {
   // connect-node's own transport failures (node-error.ts, http2-session-manager.ts) carry
   // no Node error: a reset stream, a dead session. The server did not answer them.
   if (TRANSPORT_MESSAGE.test(ce.rawMessage)) {
-    const tlsHint = server.startsWith("http://") ? "; if it serves TLS, use an https:// URL" : "";
+    const tlsHint = server.startsWith("http://") ? `; ${HINT_USE_HTTPS}` : "";
     return {
       exit: EXIT.unreachable,
       message: `cannot talk to ${where}: ${ce.rawMessage}${tlsHint}`,

@@ -16,6 +16,7 @@ import {
   type HashRouterKind,
   type HashRouterOptions,
 } from "../../../dataplane/route/hash/hash-router.ts";
+import { checkArgv } from "../client/args.ts";
 import type { Command, CommandIO } from "../command.ts";
 
 const usage = `usage: polymurctl hash [options] DEST...
@@ -30,7 +31,7 @@ IPv6 as [addr]:port. Order matters: it is the DESTINATIONS / cluster member orde
 
 options:
   --compat carbon|carbon-c-relay        reference to be bit-exact with (default carbon)
-  --algo ALGO                           carbon_ch, fnv1a_ch, mmh3_ch (carbon) or
+  --hash ALGO                           carbon_ch, fnv1a_ch, mmh3_ch (carbon) or
                                         jump_fnv1a_ch (carbon-c-relay); default carbon_ch,
                                         or mmh3_ch with --router fast-hashing
   --replication N                       destinations per metric (default 1)
@@ -38,62 +39,69 @@ options:
                                         false under carbon-c-relay)
   --router consistent-hashing|fast-hashing
                                         carbon RELAY_METHOD (default consistent-hashing)
-  --normalize none|sorted-tags|cleanse  rewrite the key before hashing: carbon's
+  --hash-normalize none|sorted-tags|cleanse
+                                        rewrite the key before hashing: carbon's
                                         TAG_RELAY_NORMALIZED, or carbon-c-relay's live
                                         cleansing (default none)
   -h, --help                            this help
 
+The options are named as \`polymur relay\` names them; --algo and --normalize, their
+old names here, still work (with a note on stderr).
+
 Exits 2 on bad usage and 1 on a configuration the chosen reference rejects, with a
 one-line reason on stderr.`;
 
-function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(value)) {
-    throw new UsageError(`--${flag} must be one of ${allowed.join(", ")}, got "${value}"`);
-  }
-  return value as T;
-}
+/** The options, as `polymur relay` and `polymurctl route set` name them. */
+const OPTIONS = {
+  compat: { type: "string" },
+  hash: { type: "string" },
+  replication: { type: "string" },
+  "diverse-replicas": { type: "string" },
+  router: { type: "string" },
+  "hash-normalize": { type: "string" },
+  help: { type: "boolean", short: "h" },
+} as const;
+
+const EXTRAS = {
+  // Before polymur's names were one vocabulary: polymurctl hash said --algo and --normalize.
+  aliases: { algo: "hash", normalize: "hash-normalize" },
+  choices: {
+    compat: HASH_COMPATS,
+    hash: HASH_ALGOS,
+    router: HASH_ROUTER_KINDS,
+    "hash-normalize": ["none", "sorted-tags", "cleanse"],
+    "diverse-replicas": ["true", "false"],
+  },
+} as const;
 
 function parseOptions(
   argv: readonly string[],
+  notes: string[],
 ): { options: HashRouterOptions; dests: string[] } | "help" {
+  const checked = checkArgv("polymurctl hash", argv, OPTIONS, EXTRAS);
+  notes.push(...checked.notes);
   const { values, positionals } = parseArgs({
-    args: [...argv],
+    args: checked.argv,
     allowPositionals: true,
     strict: true,
-    options: {
-      compat: { type: "string" },
-      algo: { type: "string" },
-      replication: { type: "string" },
-      "diverse-replicas": { type: "string" },
-      router: { type: "string" },
-      normalize: { type: "string" },
-      help: { type: "boolean", short: "h" },
-    },
+    options: OPTIONS,
   });
   if (values.help === true) return "help";
+  // checkArgv has checked each value against its choices.
   const options: HashRouterOptions = {};
-  if (values.compat !== undefined)
-    options.compat = oneOf<HashCompat>("compat", values.compat, HASH_COMPATS);
-  if (values.algo !== undefined) options.algo = oneOf<HashAlgo>("algo", values.algo, HASH_ALGOS);
-  if (values.router !== undefined)
-    options.router = oneOf<HashRouterKind>("router", values.router, HASH_ROUTER_KINDS);
-  if (values.normalize !== undefined) {
-    options.normalize = oneOf<HashKeyNormalize>("normalize", values.normalize, [
-      "none",
-      "sorted-tags",
-      "cleanse",
-    ]);
-  }
+  if (values.compat !== undefined) options.compat = values.compat as HashCompat;
+  if (values.hash !== undefined) options.algo = values.hash as HashAlgo;
+  if (values.router !== undefined) options.router = values.router as HashRouterKind;
+  const normalize = values["hash-normalize"];
+  if (normalize !== undefined) options.normalize = normalize as HashKeyNormalize;
   if (values.replication !== undefined) {
     if (!/^[0-9]+$/.test(values.replication)) {
-      throw new UsageError(`--replication must be a whole number, got "${values.replication}"`);
+      throw new UsageError(`--replication must be a whole number; got "${values.replication}"`);
     }
     options.replication = Number(values.replication);
   }
   const diverse = values["diverse-replicas"];
-  if (diverse !== undefined) {
-    options.diverseReplicas = oneOf("diverse-replicas", diverse, ["true", "false"]) === "true";
-  }
+  if (diverse !== undefined) options.diverseReplicas = diverse === "true";
   if (positionals.length === 0) throw new UsageError("no destinations given (see --help)");
   return { options, dests: positionals };
 }
@@ -265,7 +273,9 @@ export const hashCommand: Command = {
     let router: HashRouter;
     let dests: string[];
     try {
-      const parsed = parseOptions(argv);
+      const notes: string[] = [];
+      const parsed = parseOptions(argv, notes);
+      for (const note of notes) io.stderr.write(`polymurctl hash: ${note}\n`);
       if (parsed === "help") {
         io.stdout.write(`${usage}\n`);
         return 0;

@@ -23,7 +23,8 @@ import { routeTest } from "./route-test.ts";
 
 const usage = `usage: polymurctl route set (--all | --group NAME) broadcast
        polymurctl route set (--all | --group NAME) hash-route [--hash ALGO] [--compat C]
-                 [--replication N] [--diverse-replicas true|false] [--router R] [--normalize N]
+                 [--replication N] [--diverse-replicas true|false] [--router R]
+                 [--hash-normalize N]
        polymurctl route set --group NAME inherit
        polymurctl route show [--group NAME]
        polymurctl route test --rules relay.conf [--json]
@@ -49,7 +50,7 @@ hash-route options (as \`polymur relay\` and \`polymurctl hash\`):
   --replication N                                   default 1
   --diverse-replicas true|false                     default true with carbon, false otherwise
   --router consistent-hashing|fast-hashing          default consistent-hashing
-  --normalize none|sorted-tags|cleanse              default none
+  --hash-normalize none|sorted-tags|cleanse         default none (--normalize: its old name)
   --expected-version N                              change only if the state is at version N
 
 ${COMMON_HELP}`;
@@ -62,9 +63,21 @@ const OPTIONS = {
   replication: { type: "string" },
   "diverse-replicas": { type: "string" },
   router: { type: "string" },
-  normalize: { type: "string" },
+  "hash-normalize": { type: "string" },
   "expected-version": { type: "string" },
   rules: { type: "string" },
+} as const;
+
+const EXTRAS = {
+  // route set said --normalize before the names were one vocabulary with polymur relay.
+  aliases: { normalize: "hash-normalize" },
+  choices: {
+    hash: ["carbon_ch", "fnv1a_ch", "mmh3_ch", "jump_fnv1a_ch"],
+    compat: ["carbon", "carbon-c-relay"],
+    router: ["consistent-hashing", "fast-hashing"],
+    "hash-normalize": ["none", "sorted-tags", "cleanse"],
+    "diverse-replicas": ["true", "false"],
+  },
 } as const;
 
 function distributionName(d: Distribution | undefined): string {
@@ -122,7 +135,7 @@ function row(scope: string, r: Routing | undefined): string[] {
 export const routeCommand: Command = {
   usage,
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
-    const parsed = commandArgs("route", usage, argv, OPTIONS, io);
+    const parsed = commandArgs("route", usage, argv, OPTIONS, io, EXTRAS);
     if (typeof parsed === "number") return parsed;
     const { values, positionals } = parsed;
     const [sub, ...args] = positionals;
@@ -139,7 +152,7 @@ export const routeCommand: Command = {
           "replication",
           "diverse-replicas",
           "router",
-          "normalize",
+          "hash-normalize",
         ] as const;
         const given = hashFlags.filter((f) => values[f] !== undefined);
         let routing: MessageInitShape<typeof RoutingSchema>;
@@ -167,7 +180,7 @@ export const routeCommand: Command = {
             replication: Number(rep),
             diverseReplicas: diverse === "true",
             router: values.router ?? "",
-            normalize: values.normalize ?? "",
+            normalize: values["hash-normalize"] ?? "",
           };
         } else {
           throw new UsageError(

@@ -1,10 +1,19 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import { UsageError } from "../../../common/errors.ts";
 import {
   Health,
   HealthCheckResponse_ServingStatus as ServingStatus,
 } from "../../../gen/grpc/health/v1/health_pb.ts";
 import { ControlService } from "../../../gen/polymur/control/v1/control_pb.ts";
-import { COMMON_HELP, commandArgs, EXIT, printJson, runWithConnection } from "../client/index.ts";
+import { describeFailure } from "../client/failure.ts";
+import {
+  COMMON_HELP,
+  commandArgs,
+  EXIT,
+  fail,
+  printJson,
+  runWithConnection,
+} from "../client/index.ts";
 import type { Command, CommandIO } from "../command.ts";
 
 const usage = `usage: polymurctl status
@@ -12,7 +21,8 @@ const usage = `usage: polymurctl status
 The control plane's health (gRPC health checking, no credential needed) and, with the
 admin credential, a summary of the fleet: state version, destinations, routing
 policies, API keys, and how many nodes are connected and up to date.
-Exits 0 when the control plane is SERVING, 1 when it is not.
+Exits 0 when the control plane is SERVING, 1 when it is not, 2 when it is
+SERVING but refuses the admin credential (the health is still shown).
 
 ${COMMON_HELP}`;
 
@@ -39,12 +49,27 @@ export const statusCommand: Command = {
         return exit;
       }
       const c = conn.client(ControlService);
-      const [d, r, k, n] = await Promise.all([
+      const fleet = Promise.all([
         c.listDestinations({}),
         c.getRouting({}),
         c.listKeys({}),
         c.listNodes({}),
       ]);
+      const got = await fleet.then(
+        (answers) => ({ answers, err: null }),
+        (err: unknown) => ({ answers: null, err }),
+      );
+      if (got.answers === null) {
+        const err = got.err;
+        const code = err instanceof ConnectError ? err.code : undefined;
+        if (code !== Code.Unauthenticated && code !== Code.PermissionDenied) throw err;
+        // The control plane answers (its health says so): the credential is
+        // what is wrong, a configuration error (2), not "not serving" (1).
+        if (!json) io.stdout.write(`control plane  ${server}  ${health}\n`);
+        const f = describeFailure(err, server);
+        return fail("status", io, { ...f, exit: exit === EXIT.ok ? EXIT.usage : exit }, json);
+      }
+      const [d, r, k, n] = got.answers;
       const version = d.version;
       const connected = n.nodes.filter((x) => x.connected);
       const current = connected.filter((x) => x.appliedVersion === version).length;

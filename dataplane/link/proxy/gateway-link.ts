@@ -4,6 +4,13 @@ import type { MessageInitShape } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { BACKOFF_DEFAULTS, backoffDelay, sleep } from "../../../common/backoff.ts";
+import {
+  caHint,
+  connectionMistake,
+  HINT_USE_HTTP,
+  HINT_USE_HTTPS,
+  hostHint,
+} from "../../../common/connection-hints.ts";
 import type { Logger } from "../../../common/logger.ts";
 import {
   IngestService,
@@ -278,7 +285,11 @@ export class GatewayLink extends EventEmitter<GatewayLinkEvents> {
         this.#o.onAuthFailure(ce, url);
         return "auth";
       }
-      this.#failed(url, `${Code[ce.code]}: ${ce.rawMessage}`);
+      const hint = linkHint(url, ce, session.sessionError);
+      this.#failed(
+        url,
+        `${Code[ce.code]}: ${ce.rawMessage.trim()}${hint === "" ? "" : `; ${hint}`}`,
+      );
       return welcomed ? "welcomed" : "failed";
     } finally {
       clearTimeout(welcomeTimer);
@@ -428,4 +439,24 @@ function nextBatch(buffer: BatchBuffer, signal: AbortSignal): Promise<boolean> {
     () => true,
     () => false,
   );
+}
+
+/**
+ * What to do about a failed stream when its cause is a URL or TLS mistake
+ * (common/connection-hints.ts, shared with polymurctl); "" otherwise.
+ */
+export function linkHint(url: string, err: unknown, sessionError: Error | null): string {
+  const m = connectionMistake(err, url, sessionError ?? undefined);
+  switch (m?.kind) {
+    case "untrusted":
+      return `cannot verify the gateway's certificate (${m.code}); ${caHint("--ca FILE")}`;
+    case "wrong-host":
+      return hostHint(url);
+    case "https-to-cleartext":
+      return `TLS handshake failed (${m.code}); ${HINT_USE_HTTP}`;
+    case "http-to-tls":
+      return HINT_USE_HTTPS;
+    default:
+      return "";
+  }
 }

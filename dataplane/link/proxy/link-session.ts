@@ -43,6 +43,7 @@ export class LinkSession {
   #pongTimer: NodeJS.Timeout | null = null;
   #connectTimer: NodeJS.Timeout | null = null;
   #lastRead = 0;
+  #sessionError: Error | null = null;
 
   constructor(url: string, options: LinkSessionOptions) {
     this.authority = new URL(url).origin;
@@ -62,6 +63,14 @@ export class LinkSession {
     } catch (err) {
       return Promise.reject(ConnectError.from(err, Code.Unavailable));
     }
+  }
+
+  /**
+   * The last error of the HTTP/2 session itself (TLS, socket), which the
+   * failed stream may report only as "The pending stream has been canceled".
+   */
+  get sessionError(): Error | null {
+    return this.#sessionError;
   }
 
   notifyResponseByteRead(): void {
@@ -88,7 +97,9 @@ export class LinkSession {
     this.#session = s;
     // For the session's whole life: errors reach the stream through
     // connect-node; an unhandled one would kill the process.
-    s.on("error", noop);
+    s.on("error", (err: Error) => {
+      this.#sessionError = err;
+    });
     s.on("close", () => {
       if (this.#session === s) {
         this.#stopTimers();
@@ -147,5 +158,3 @@ export class LinkSession {
     this.#connectTimer = null;
   }
 }
-
-function noop(): void {}

@@ -141,7 +141,11 @@ describe("createControlSubscriber", () => {
     bad.sub.start();
     const refusals = (): CapturedLine[] =>
       bad.logs.filter((l) => l.msg.startsWith("control plane refused the node credential"));
-    await until("refused three times (it keeps retrying)", () => refusals().length >= 3);
+    const wrongCalls = () =>
+      cp.calls.filter((c) => c.authorization === "Bearer not-the-node-token");
+    await until("refused three times (it keeps retrying)", () => wrongCalls().length >= 3);
+    // Said once, not once per retry (again only after logRepeatMs, 60 s by default).
+    expect(refusals()).toHaveLength(1);
     expect(refusals()[0]).toMatchObject({ level: 50, code: "Unauthenticated" });
     expect(refusals()[0]?.msg).toMatch(/check POLYMUR_NODE_TOKEN \(retrying\)$/);
     expect(bad.applied).toEqual([]);
@@ -172,6 +176,14 @@ describe("createControlSubscriber", () => {
     const again = await control.up(cp.port);
     await until("version 2", () => n.sub.appliedVersion === 2n);
     expect(versions(n)).toEqual([1, 2]);
+    // One line for the outage, however many retries, and one when it is back.
+    expect(n.logs.filter((l) => l.msg.startsWith("control plane unreachable"))).toHaveLength(1);
+    const back = n.logs.filter((l) => l.msg.startsWith("control plane reachable again"));
+    expect(back).toHaveLength(1);
+    expect(back[0]).toMatchObject({ level: 30, url: cp.url });
+    expect(back[0]?.msg).toMatch(
+      /^control plane reachable again after \d+ s \(\d+ failed attempts\)$/,
+    );
     expect(again.subscribes()).toBeGreaterThanOrEqual(1);
 
     // Another restart with nothing changed: the same version again is not re-applied.
@@ -184,6 +196,23 @@ describe("createControlSubscriber", () => {
       async () => (await control.store.listNodes())[0]?.subscription?.appliedVersion === 2,
     );
     expect(versions(n)).toEqual([1, 2]);
+  });
+
+  it("while it stays unreachable, says so again once per logRepeatMs with the count of failed attempts", async () => {
+    const cp = await control.up();
+    const n = subscriber(cp.url, { logRepeatMs: 1, backoffMinMs: 5, backoffMaxMs: 10 });
+    n.sub.start();
+    await until("applied", () => n.applied.length === 1);
+    await control.down(cp);
+    const repeats = (): CapturedLine[] =>
+      n.logs.filter((l) => l.msg.startsWith("control plane still unreachable"));
+    await until("two repeats", () => repeats().length >= 2);
+    expect(n.logs.filter((l) => l.msg.startsWith("control plane unreachable"))).toHaveLength(1);
+    expect(repeats()[0]).toMatchObject({ level: 40, code: "Unavailable", url: cp.url });
+    const counts = repeats().map((l) => Number(l["count"]));
+    const totals = repeats().map((l) => Number(l["total"]));
+    // total is the running sum of count: every failed attempt is in exactly one line.
+    expect(totals).toEqual(counts.map((_, i) => counts.slice(0, i + 1).reduce((a, b) => a + b)));
   });
 
   it("with a state dir, a restart while the control plane is down applies the saved config and keeps the node id", async () => {

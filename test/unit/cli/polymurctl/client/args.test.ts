@@ -35,26 +35,26 @@ describe("polymurctl arguments", () => {
     const err = thrown(() => parseCommandArgs(["ls", "--bogus"], OPTIONS));
     expect(err).toBeInstanceOf(UsageError);
     const message = (err as Error).message;
-    expect(message).toMatch(/^Unknown option '--bogus'\..* \(see --help\)$/);
+    expect(message).toBe("unknown option --bogus (see polymurctl --help)");
     expect(message).not.toContain("\n");
   });
 
   it("an option without its value is a UsageError", () => {
     const err = thrown(() => parseCommandArgs(["ls", "--group"], OPTIONS));
     expect(err).toBeInstanceOf(UsageError);
-    expect((err as Error).message).toMatch(
-      /^Option '--group <value>' argument missing.*\(see --help\)$/,
-    );
+    expect((err as Error).message).toBe("option --group needs a value (see polymurctl --help)");
   });
 
   it("a command's options are its own: another command's are unknown", () => {
-    expect(() => parseCommandArgs(["--group", "web"], {})).toThrow(/^Unknown option '--group'/);
+    expect(() => parseCommandArgs(["--group", "web"], {})).toThrow(/^unknown option --group /);
   });
 
   it("commandArgs prints a usage error on stderr and returns 2", () => {
     const c = captureIO();
     expect(commandArgs("dest", "usage: dest", ["ls", "--bogus", "--json"], OPTIONS, c.io)).toBe(2);
-    expect(c.stderr()).toMatch(/^polymurctl dest: Unknown option '--bogus'\..* \(see --help\)\n$/);
+    expect(c.stderr()).toBe(
+      "polymurctl dest: unknown option --bogus (see polymurctl dest --help)\n",
+    );
     expect(c.stdout()).toBe(""); // --json was not understood: no JSON either
   });
 

@@ -667,7 +667,7 @@ describe.skipIf(withoutCarbonCRelay)("polymurctl hash", () => {
           "hash",
           "--compat",
           "carbon-c-relay",
-          "--algo",
+          "--hash",
           c.algo,
           "--replication",
           String(c.replication),
@@ -700,7 +700,7 @@ describe.skipIf(withoutCarbonCRelay)("polymurctl hash", () => {
           "hash",
           "--compat",
           "carbon",
-          "--algo",
+          "--hash",
           "fnv1a_ch",
           "--replication",
           "2",
@@ -733,7 +733,7 @@ describe.skipIf(withoutCarbonCRelay)("polymurctl hash", () => {
     expect(bad.stderr).toMatch(
       /^polymurctl hash: replication count \(3\) is larger than the number of servers \(2\)[^\n]*\n$/,
     );
-    const usage = await polymurctl(["hash", "--algo", "nope", "10.0.0.1:2003"], "");
+    const usage = await polymurctl(["hash", "--hash", "nope", "10.0.0.1:2003"], "");
     expect(usage.code).toBe(2);
     expect(usage.stderr.split("\n")).toHaveLength(2);
     const help = await polymurctl(["--help"], "");
