@@ -4,6 +4,7 @@
 #   * graphite-carbon + python3-whisper: carbon-cache, carbon-relay, whisper-fetch
 #   * carbon-c-relay: the performance yardstick and a second routing reference
 #   * netcat-openbsd: `nc`, handy for poking at line receivers by hand
+#   * zsh, fish: polymurctl's completion scripts are run by each shell
 #   * Consul 1.8.7 (not in Debian 12): extracted from the previous Debian
 #     release's package into .cache/bin/consul, through a private apt
 #     configuration that leaves the system's apt state untouched.
@@ -17,7 +18,7 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-packages=(graphite-carbon python3-whisper carbon-c-relay netcat-openbsd)
+packages=(graphite-carbon python3-whisper carbon-c-relay netcat-openbsd zsh fish)
 consul_bin="$repo_root/.cache/bin/consul"
 
 log() { printf 'install-test-deps: %s\n' "$*" >&2; }

@@ -3,15 +3,12 @@
  * under commands/ and is loaded on demand, so a command that talks to the control
  * plane (dest, route, rules, key, nodes, status) never slows down one that does not (hash).
  */
+import { closestName } from "../../common/option-suggest.ts";
 import { versionLine } from "../../common/version.ts";
-import type { Command, CommandIO } from "./command.ts";
+import type { CommandEntry, CommandIO } from "./command.ts";
 
-interface CommandEntry {
-  summary: string;
-  load: () => Promise<Command>;
-}
-
-const commands: Record<string, CommandEntry> = {
+/** The commands, by name: what `main` dispatches, `usage` lists and `completion` completes. */
+export const commands: Readonly<Record<string, CommandEntry>> = {
   hash: {
     summary: "show where metric names (stdin) are routed by carbon/carbon-c-relay hashing",
     load: async () => (await import("./commands/hash.ts")).hashCommand,
@@ -40,8 +37,13 @@ const commands: Record<string, CommandEntry> = {
     summary: "control plane health and a summary of the fleet",
     load: async () => (await import("./commands/status.ts")).statusCommand,
   },
+  completion: {
+    summary: "print a shell completion script (bash, zsh or fish) made from these commands",
+    load: async () => (await import("./commands/completion.ts")).createCompletionCommand(commands),
+  },
 };
 
+/** The top-level --help text: the commands and their summaries. */
 export function usage(): string {
   const width = Math.max(...Object.keys(commands).map((c) => c.length));
   const lines = Object.entries(commands).map(
@@ -57,6 +59,18 @@ export function usage(): string {
   ].join("\n");
 }
 
+/**
+ * `unknown command "rouet"; did you mean "route"?`, or with nothing close,
+ * the list of commands.
+ */
+export function unknownCommandText(name: string): string {
+  const close = closestName(name, Object.keys(commands));
+  return close === undefined
+    ? `unknown command "${name}" (commands: ${Object.keys(commands).join(", ")}; see polymurctl --help)`
+    : `unknown command "${name}"; did you mean "${close}"?`;
+}
+
+/** Runs polymurctl with `argv` (the arguments after the program name); resolves to the exit status. */
 export async function main(argv: readonly string[], io: CommandIO): Promise<number> {
   const [name, ...rest] = argv;
   if (name === undefined || name === "--help" || name === "-h" || name === "help") {
@@ -69,9 +83,7 @@ export async function main(argv: readonly string[], io: CommandIO): Promise<numb
   }
   const entry = Object.hasOwn(commands, name) ? commands[name] : undefined;
   if (entry === undefined) {
-    io.stderr.write(
-      `polymurctl: unknown command "${name}" (commands: ${Object.keys(commands).join(", ")})\n`,
-    );
+    io.stderr.write(`polymurctl: ${unknownCommandText(name)}\n`);
     return 2;
   }
   const command = await entry.load();

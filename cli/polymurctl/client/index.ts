@@ -8,7 +8,7 @@
  * Exit codes: 0 ok, 1 the control plane said no, 2 usage or configuration,
  * 3 the control plane could not be reached.
  */
-export { COMMON_HELP, commandArgs, expectedVersion } from "./args.ts";
+export { COMMON_HELP, COMMON_OPTIONS, commandArgs, expectedVersion } from "./args.ts";
 export type { CtlConnection } from "./connection.ts";
 export { EXIT } from "./exit.ts";
 export type { Failure } from "./failure.ts";

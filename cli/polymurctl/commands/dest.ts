@@ -3,6 +3,7 @@ import { parseDestination } from "../../../dataplane/forward/destination-spec.ts
 import { ControlService } from "../../../gen/polymur/control/v1/control_pb.ts";
 import {
   COMMON_HELP,
+  COMMON_OPTIONS,
   commandArgs,
   EXIT,
   expectedVersion,
@@ -35,6 +36,7 @@ const OPTIONS = {
 
 export const destCommand: Command = {
   usage,
+  options: { ...COMMON_OPTIONS, ...OPTIONS },
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
     const parsed = commandArgs("dest", usage, argv, OPTIONS, io);
     if (typeof parsed === "number") return parsed;

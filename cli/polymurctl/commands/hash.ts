@@ -269,6 +269,8 @@ async function hashStream(
 
 export const hashCommand: Command = {
   usage,
+  options: OPTIONS,
+  choices: EXTRAS.choices,
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
     let router: HashRouter;
     let dests: string[];

@@ -2,6 +2,7 @@ import { UsageError } from "../../../common/errors.ts";
 import { type ApiKey, ControlService } from "../../../gen/polymur/control/v1/control_pb.ts";
 import {
   COMMON_HELP,
+  COMMON_OPTIONS,
   commandArgs,
   EXIT,
   expectedVersion,
@@ -36,6 +37,7 @@ function keyJson(k: ApiKey | undefined) {
 
 export const keyCommand: Command = {
   usage,
+  options: { ...COMMON_OPTIONS, ...OPTIONS },
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
     const parsed = commandArgs("key", usage, argv, OPTIONS, io);
     if (typeof parsed === "number") return parsed;

@@ -2,6 +2,7 @@ import { UsageError } from "../../../common/errors.ts";
 import { ControlService, type Node } from "../../../gen/polymur/control/v1/control_pb.ts";
 import {
   COMMON_HELP,
+  COMMON_OPTIONS,
   commandArgs,
   EXIT,
   isoTime,
@@ -60,6 +61,7 @@ export function nodeJson(n: Node, version: bigint) {
 
 export const nodesCommand: Command = {
   usage,
+  options: { ...COMMON_OPTIONS, ...OPTIONS },
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
     const parsed = commandArgs("nodes", usage, argv, OPTIONS, io);
     if (typeof parsed === "number") return parsed;

@@ -8,6 +8,7 @@ import {
 } from "../../../gen/polymur/control/v1/control_pb.ts";
 import {
   COMMON_HELP,
+  COMMON_OPTIONS,
   commandArgs,
   EXIT,
   expectedVersion,
@@ -134,6 +135,8 @@ function row(scope: string, r: Routing | undefined): string[] {
 
 export const routeCommand: Command = {
   usage,
+  options: { ...COMMON_OPTIONS, ...OPTIONS },
+  choices: EXTRAS.choices,
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
     const parsed = commandArgs("route", usage, argv, OPTIONS, io, EXTRAS);
     if (typeof parsed === "number") return parsed;

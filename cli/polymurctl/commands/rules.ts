@@ -7,6 +7,7 @@ import {
 } from "../../../gen/polymur/control/v1/control_pb.ts";
 import {
   COMMON_HELP,
+  COMMON_OPTIONS,
   type CtlConnection,
   commandArgs,
   EXIT,
@@ -210,6 +211,7 @@ type Values = { file?: string; "expected-version"?: string };
 
 export const rulesCommand: Command = {
   usage,
+  options: { ...COMMON_OPTIONS, ...OPTIONS },
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
     const parsed = commandArgs("rules", usage, argv, OPTIONS, io);
     if (typeof parsed === "number") return parsed;

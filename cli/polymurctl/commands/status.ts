@@ -8,6 +8,7 @@ import { ControlService } from "../../../gen/polymur/control/v1/control_pb.ts";
 import { describeFailure } from "../client/failure.ts";
 import {
   COMMON_HELP,
+  COMMON_OPTIONS,
   commandArgs,
   EXIT,
   fail,
@@ -30,6 +31,7 @@ const NO_OPTIONS = {} as const;
 
 export const statusCommand: Command = {
   usage,
+  options: { ...COMMON_OPTIONS, ...NO_OPTIONS },
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
     const parsed = commandArgs("status", usage, argv, NO_OPTIONS, io);
     if (typeof parsed === "number") return parsed;
