@@ -405,7 +405,7 @@ describe("API keys", () => {
     const lines = px.stderr.trim().split("\n");
     expect(lines).toHaveLength(1);
     expect(lines[0]).toMatch(
-      /^polymur proxy: gateway .* does not accept the API key .*unknown API key/,
+      /^polymur proxy: POLYMUR_ERR_AUTH: gateway .* does not accept the API key .*unknown API key/,
     );
     expect(px.stdout).not.toContain("not-a-known-key");
     const g = await stats(gw);
