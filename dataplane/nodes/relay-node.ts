@@ -185,12 +185,19 @@ export class RelayNode {
     this.#warnRaisedQueues(config);
     const before = new Set(this.#config.destinations.map((d) => d.id));
     const after = new Set(config.destinations.map((d) => d.id));
+    const rules = config.rules;
     this.#log.info(
-      {
-        added: config.destinations.filter((d) => !before.has(d.id)).map((d) => d.spec),
-        removed: this.#config.destinations.filter((d) => !after.has(d.id)).map((d) => d.spec),
-        distribution: config.distribution,
-      },
+      rules !== null
+        ? {
+            rules: rules.files,
+            clusters: rules.clusters.map((c) => c.name),
+            statements: rules.rules.length,
+          }
+        : {
+            added: config.destinations.filter((d) => !before.has(d.id)).map((d) => d.spec),
+            removed: this.#config.destinations.filter((d) => !after.has(d.id)).map((d) => d.spec),
+            distribution: config.distribution,
+          },
       "configuration applied",
     );
     this.#config = config;

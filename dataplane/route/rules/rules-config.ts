@@ -157,9 +157,26 @@ export class RulesError extends PolymurError {
   readonly detail: string;
 
   constructor(pos: SourcePos, detail: string) {
-    super(ErrorCode.Rules, `${pos.file}:${pos.line}:${pos.column}: ${detail}`);
+    const text = readable(detail);
+    super(ErrorCode.Rules, `${pos.file}:${pos.line}:${pos.column}: ${text}`);
     this.name = "RulesError";
     this.pos = pos;
-    this.detail = detail;
+    this.detail = text;
   }
+}
+
+/**
+ * A message that quotes the file: the rules are read one char per byte
+ * (latin1), so quoted UTF-8 is shown as the text it is, where it decodes.
+ */
+function readable(detail: string): string {
+  let high = false;
+  for (let i = 0; i < detail.length; i++) {
+    const c = detail.charCodeAt(i);
+    if (c > 0xff) return detail;
+    if (c >= 0x80) high = true;
+  }
+  if (!high) return detail;
+  const utf8 = Buffer.from(detail, "latin1").toString("utf8");
+  return utf8.includes("\ufffd") ? detail : utf8;
 }

@@ -445,3 +445,12 @@ describe("rules-address", () => {
     expect(numericAddress("example.org")).toBeNull();
   });
 });
+
+describe("errors quoting the file", () => {
+  it("show UTF-8 text as text (the file is read one char per byte)", () => {
+    const latin1 = Buffer.from(
+      "cluster f forward 127.0.0.1:2003;\nmatch ^é.x sned to f;\n",
+    ).toString("latin1");
+    expect(() => parseRules(latin1, "t.conf")).toThrow(/^t\.conf:2:\d+: .*é/);
+  });
+});
