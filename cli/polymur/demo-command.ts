@@ -71,7 +71,7 @@ export async function runDemo(argv: string[]): Promise<void> {
   const onSignal = (signal: string): void => {
     if (++signals > 1) {
       console.log(`${signal} again: killing everything`);
-      process.exit(130); // the exit hook of demo-process.ts kills the groups
+      process.exit(130); // the exit hook of process-groups.ts kills the groups
     }
     stop(signal, 0);
   };

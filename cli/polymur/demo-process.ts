@@ -5,29 +5,10 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, type WriteStream } from "node:fs";
 import path from "node:path";
 import { createInterface } from "node:readline";
+import { signalGroup, trackGroup, untrackGroup } from "./process-groups.ts";
 
 /** One JSON log line of a polymur process (pino). */
 export type DemoLogLine = Record<string, unknown>;
-
-/** Process groups still running; killed if the demo exits without stopping them. */
-const liveGroups = new Set<number>();
-let exitHookInstalled = false;
-
-function installExitHook(): void {
-  if (exitHookInstalled) return;
-  exitHookInstalled = true;
-  process.once("exit", () => {
-    for (const pgid of liveGroups) signalGroup(pgid, "SIGKILL");
-  });
-}
-
-function signalGroup(pgid: number, signal: NodeJS.Signals): void {
-  try {
-    process.kill(-pgid, signal);
-  } catch {
-    // already gone
-  }
-}
 
 /** What to run and where its output goes. */
 export interface DemoProcessOptions {
@@ -57,7 +38,6 @@ export class DemoProcess {
   #stopping = false;
 
   constructor(o: DemoProcessOptions) {
-    installExitHook();
     this.name = o.name;
     this.logFile = o.logFile;
     this.#log = createWriteStream(o.logFile, { flags: "a" });
@@ -67,7 +47,7 @@ export class DemoProcess {
       stdio: ["ignore", "pipe", "pipe"],
     });
     const pid = this.#child.pid;
-    if (pid !== undefined) liveGroups.add(pid);
+    if (pid !== undefined) trackGroup(pid);
     this.#child.stderr?.pipe(this.#log, { end: false });
     const rl = createInterface({ input: this.#child.stdout! });
     rl.on("line", (line) => {
@@ -85,7 +65,7 @@ export class DemoProcess {
         this.#log.write(`cannot run ${o.command}: ${err.message}\n`);
       });
       this.#child.once("close", (code, signal) => {
-        if (pid !== undefined) liveGroups.delete(pid);
+        if (pid !== undefined) untrackGroup(pid);
         this.#exited = true;
         for (const w of this.#waiters) w();
         this.#log.end();

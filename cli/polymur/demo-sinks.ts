@@ -5,6 +5,11 @@ import { existsSync } from "node:fs";
 import { appendFile, mkdir, readdir, writeFile } from "node:fs/promises";
 import net from "node:net";
 import path from "node:path";
+import {
+  carbonDaemonSettings,
+  carbonReceiverSettings,
+  UNTHROTTLED_CACHE_SETTINGS,
+} from "./carbon-conf.ts";
 import { DemoProcess } from "./demo-process.ts";
 
 const HOST = "127.0.0.1";
@@ -80,28 +85,19 @@ export async function startCarbonCache(name: string, dir: string): Promise<DemoS
   for (const sub of ["conf", "log", "run", "whisper", "lists"]) {
     await mkdir(path.join(root, sub), { recursive: true });
   }
-  const [line, pickle, query] = await freePorts(3);
+  const [line, pickle, query] = (await freePorts(3)) as [number, number, number];
   const conf = [
     "[cache]",
-    `STORAGE_DIR = ${root}`,
-    `CONF_DIR = ${root}/conf`,
-    `LOG_DIR = ${root}/log`,
-    `PID_DIR = ${root}/run`,
+    ...carbonDaemonSettings({
+      storage: root,
+      conf: `${root}/conf`,
+      log: `${root}/log`,
+      pid: `${root}/run`,
+    }),
     `LOCAL_DATA_DIR = ${whisper}`,
     `WHITELISTS_DIR = ${root}/lists`,
-    "ENABLE_LOGROTATION = False",
-    "USER =",
-    "ENABLE_UDP_LISTENER = False",
-    "CARBON_METRIC_INTERVAL = 0",
-    "MAX_CACHE_SIZE = inf",
-    "MAX_UPDATES_PER_SECOND = inf",
-    "MAX_CREATES_PER_MINUTE = inf",
-    `LINE_RECEIVER_INTERFACE = ${HOST}`,
-    `LINE_RECEIVER_PORT = ${line}`,
-    `PICKLE_RECEIVER_INTERFACE = ${HOST}`,
-    `PICKLE_RECEIVER_PORT = ${pickle}`,
-    `CACHE_QUERY_INTERFACE = ${HOST}`,
-    `CACHE_QUERY_PORT = ${query}`,
+    ...UNTHROTTLED_CACHE_SETTINGS,
+    ...carbonReceiverSettings(HOST, { line, pickle, query }),
     "",
   ];
   await writeFile(path.join(root, "conf/carbon.conf"), conf.join("\n"));
@@ -123,7 +119,7 @@ export async function startCarbonCache(name: string, dir: string): Promise<DemoS
     logFile: path.join(root, "carbon.log"),
   });
   const deadline = Date.now() + 30_000;
-  while (!(await canConnect(line!))) {
+  while (!(await canConnect(line))) {
     if (p.exited || Date.now() > deadline) {
       await p.stop();
       throw new Error(`${name} (carbon-cache) did not start on port ${line}; see ${p.logFile}`);

@@ -55,6 +55,43 @@ export interface DestinationTransport {
   reload?(): void;
 }
 
+/** What a Destination does on each event of a link it opened (openLink). */
+export interface LinkHandlers {
+  /** Connected: writes go out now. */
+  connect(): void;
+  /** The link takes more writes. */
+  drain(): void;
+  error(err: Error): void;
+  /** The link is done (failed, timed out or ended). */
+  close(): void;
+}
+
+/**
+ * Opens a new link over `transport` with `on` listening to it: a link not
+ * connected within `connectTimeoutMs` is destroyed (an error, then "close").
+ */
+export function openLink(
+  transport: DestinationTransport,
+  connectTimeoutMs: number,
+  on: LinkHandlers,
+): DestinationLink {
+  const link = transport.open();
+  const timer = setTimeout(() => {
+    link.destroy(new Error(`connect timeout after ${connectTimeoutMs} ms`));
+  }, connectTimeoutMs);
+  link.once("connect", () => {
+    clearTimeout(timer);
+    on.connect();
+  });
+  link.on("drain", () => on.drain());
+  link.on("error", (err) => on.error(err));
+  link.once("close", () => {
+    clearTimeout(timer);
+    on.close();
+  });
+  return link;
+}
+
 /** TCP to `spec` (host name re-resolved on every connect): the default transport. */
 export function tcpTransport(spec: DestinationSpec): DestinationTransport {
   return {

@@ -1,75 +1,35 @@
 import { EventEmitter } from "node:events";
-import { BACKOFF_DEFAULTS, backoffDelay } from "../../common/backoff.ts";
+import { backoffDelay } from "../../common/backoff.ts";
 import { ByteQueue } from "./byte-queue.ts";
+import { DestinationCounters } from "./destination-counters.ts";
 import {
   type DestinationLink,
   type DestinationName,
   type DestinationTransport,
+  openLink,
   tcpTransport,
 } from "./destination-link.ts";
-import type { DestinationSpec } from "./destination-spec.ts";
 import {
-  type DestinationState,
-  type DestinationStats,
-  type DropReason,
-  noDrops,
-} from "./destination-stats.ts";
+  DESTINATION_DEFAULTS,
+  type DestinationOptions,
+  type OverflowPolicy,
+  resendWindowBytes,
+} from "./destination-options.ts";
+import type { DestinationSpec } from "./destination-spec.ts";
+import type { DestinationState, DestinationStats } from "./destination-stats.ts";
+import { DrainDeadline } from "./drain-deadline.ts";
 import { kernelResendBytes } from "./kernel-buffers.ts";
+import { CLOSED, type Link, type LinkState, linkOf, socketOf } from "./link-state.ts";
+import { putBack, takeWrite } from "./queued-writes.ts";
 import { ResendWindow, type Write } from "./resend-window.ts";
 
-/** What to do with new datapoints when a destination's queue is full. */
-export type OverflowPolicy = "drop-oldest" | "drop-newest" | "block";
-export const OVERFLOW_POLICIES: readonly OverflowPolicy[] = ["drop-oldest", "drop-newest", "block"];
-
-export interface DestinationOptions {
-  /** Queue bound in bytes. Default 128 MiB. */
-  queueBytes?: number;
-  /** Overflow policy. Default "drop-oldest" (see docs/queues.md for why). */
-  overflow?: OverflowPolicy;
-  /**
-   * Bytes of the most recently written data kept after the write, and written
-   * again when the connection fails, because a TCP peer that dies loses what
-   * sat in the two socket buffers. 0 disables. Default "auto": what those two
-   * buffers can hold (kernel-buffers.ts). Resent lines are duplicates, which
-   * Graphite stores idempotently (same name, timestamp, value). Ignored by a
-   * transport that does not resend (UDP, files: DestinationTransport.resends).
-   */
-  resendBytes?: number | "auto";
-  /** First reconnect delay. Default 100 ms (BACKOFF_DEFAULTS.minMs). */
-  backoffMinMs?: number;
-  /** Reconnect delay cap. Default 10 s (BACKOFF_DEFAULTS.maxMs). */
-  backoffMaxMs?: number;
-  /** Connect attempt timeout. Default 5 s. */
-  connectTimeoutMs?: number;
-  /** Most bytes handed to the socket in one write. Default 256 KiB. */
-  writeBytes?: number;
-  /**
-   * Longest wait for more data before writing less than a quarter of
-   * `writeBytes`. Default 5 ms; 0 writes at the end of every event-loop turn.
-   */
-  flushDelayMs?: number;
-}
-
-/**
- * Every DestinationOptions default, in one place: the constructor falls back
- * to these, and the relay's flag defaults (`--queue-size`, `--resend-window`,
- * `--overflow`, `--backoff-min`, `--backoff-max`) are built from them.
- */
-export const DESTINATION_DEFAULTS = {
-  queueBytes: 128 * 1024 * 1024,
-  overflow: "drop-oldest",
-  resendBytes: "auto",
-  backoffMinMs: BACKOFF_DEFAULTS.minMs,
-  backoffMaxMs: BACKOFF_DEFAULTS.maxMs,
-  connectTimeoutMs: 5_000,
-  writeBytes: 256 * 1024,
-  flushDelayMs: 5,
-} as const satisfies Required<DestinationOptions>;
-
-/** A resend window size in bytes: "auto" is what the two kernels' socket buffers can hold. */
-export function resendWindowBytes(v: number | "auto"): number {
-  return v === "auto" ? kernelResendBytes() : v;
-}
+export {
+  DESTINATION_DEFAULTS,
+  type DestinationOptions,
+  OVERFLOW_POLICIES,
+  type OverflowPolicy,
+  resendWindowBytes,
+} from "./destination-options.ts";
 
 /** What a Destination emits (listeners are typed by it). */
 export interface DestinationEvents {
@@ -80,30 +40,6 @@ export interface DestinationEvents {
   /** The queue fell to half its bound after "blocked" (or the policy changed). */
   unblocked: [];
 }
-
-/**
- * The connection to the peer. Each state holds what exists only in it, so a
- * socket, a reconnect timer and the state name cannot disagree.
- */
-type Link =
-  /** A socket is connecting (writes wait: nothing is written before "connect"). */
-  | { readonly kind: "connecting"; readonly socket: DestinationLink }
-  | { readonly kind: "connected"; readonly socket: DestinationLink }
-  /** Waiting to reconnect after `timer`; null before start(). */
-  | { readonly kind: "backoff"; readonly timer: NodeJS.Timeout | null };
-
-/**
- * The destination's state: a link, or draining over a link (drain() was
- * called: what is queued is delivered, writing at once, and the destination
- * closes when nothing is left or at the deadline), or closed (no link, no
- * queue; everything offered is dropped). Its `kind` is the public state name.
- */
-type State =
-  | Link
-  | { readonly kind: "draining"; readonly link: Link }
-  | { readonly kind: "closed" };
-
-const CLOSED: State = { kind: "closed" };
 
 /**
  * One downstream destination: a bounded queue, a connection state machine
@@ -131,7 +67,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
   #flushDelay: number;
   #pumpTimer: NodeJS.Timeout | null = null;
 
-  #state: State = { kind: "backoff", timer: null };
+  #state: LinkState = { kind: "backoff", timer: null };
   #waitingDrain = false;
   #pumpScheduled = false;
   #attempt = 0;
@@ -146,19 +82,10 @@ export class Destination extends EventEmitter<DestinationEvents> {
    */
   #blocked = false;
   #drainWaiters: Array<() => void> = [];
-  /** The drain under way (drain() was called): its result, and how to end it sooner. */
-  #drain: { left: Promise<number>; cutAt(ms: number): void } | null = null;
+  /** The drain under way (drain() was called): its result, and its deadline. */
+  #drain: { left: Promise<number>; deadline: DrainDeadline } | null = null;
 
-  #routed = 0;
-  #forwarded = 0;
-  #resent = 0;
-  #droppedBy = noDrops();
-  #undelivered = 0;
-  #unconfirmed = 0;
-  #rerouted = 0;
-  #connects = 0;
-  #failures = 0;
-  #lastError: string | undefined;
+  readonly #count = new DestinationCounters();
 
   /**
    * The write pump and the reconnect, as functions made once per destination
@@ -223,25 +150,10 @@ export class Destination extends EventEmitter<DestinationEvents> {
   }
 
   stats(): DestinationStats {
-    const d = this.#droppedBy;
-    return {
-      id: this.spec.id,
-      spec: this.spec.spec,
-      state: this.#state.kind,
-      routed: this.#routed,
-      forwarded: this.#forwarded,
-      resent: this.#resent,
-      dropped: d.queue_full + d.closed + d.worker_died + d.send_failed,
-      droppedBy: { ...d },
-      undelivered: this.#undelivered,
-      unconfirmed: this.#unconfirmed,
-      rerouted: this.#rerouted,
-      queuedLines: this.#waitingLines(),
-      queuedBytes: this.#queue.bytes,
-      connects: this.#connects,
-      failures: this.#failures,
-      lastError: this.#lastError,
-    };
+    return this.#count.stats(this.spec, this.#state.kind, {
+      lines: this.#waitingLines(),
+      bytes: this.#queue.bytes,
+    });
   }
 
   /**
@@ -249,13 +161,13 @@ export class Destination extends EventEmitter<DestinationEvents> {
    * shared with other destinations).
    */
   enqueue(chunk: Buffer, lines: number): void {
-    this.#routed += lines;
+    this.#count.routed += lines;
     if (this.#state.kind === "closed") {
-      this.#drop("closed", lines);
+      this.#count.drop("closed", lines);
       return;
     }
     if (this.#overflow === "drop-newest" && this.#queue.bytes + chunk.length > this.#queueBytes) {
-      this.#drop("queue_full", lines);
+      this.#count.drop("queue_full", lines);
       return;
     }
     this.#queue.push(chunk, lines);
@@ -281,14 +193,10 @@ export class Destination extends EventEmitter<DestinationEvents> {
         const n = this.#queue.dropOldest();
         const owedQueued = Math.max(0, this.#resendWindow.pending - inflight);
         const owed = this.#resendWindow.dropped(Math.min(n, owedQueued));
-        this.#unconfirmed += owed;
-        this.#drop("queue_full", n - owed);
+        this.#count.unconfirmed += owed;
+        this.#count.drop("queue_full", n - owed);
       }
     }
-  }
-
-  #drop(reason: DropReason, lines: number): void {
-    this.#droppedBy[reason] += lines;
   }
 
   #checkUnblocked(): void {
@@ -301,19 +209,12 @@ export class Destination extends EventEmitter<DestinationEvents> {
     }
   }
 
-  /** The socket of the current link, connecting or connected; null in backoff and once closed. */
-  #socket(): DestinationLink | null {
-    const s = this.#state;
-    const link = s.kind === "draining" ? s.link : s;
-    return link.kind === "connecting" || link.kind === "connected" ? link.socket : null;
-  }
-
   #schedulePump(): void {
     // Connected, or draining over a socket (connected or not: a connecting
     // socket buffers the write until it connects).
     const kind = this.#state.kind;
     if (kind !== "connected" && kind !== "draining") return;
-    if (this.#waitingDrain || this.#socket() === null) return;
+    if (this.#waitingDrain || socketOf(this.#state) === null) return;
     // Deferred so that everything queued meanwhile goes out in one write. With
     // a quarter of writeBytes waiting, that is the end of this event-loop turn
     // (as ioredis autoPipelining does); with less, up to flushDelayMs later, so
@@ -338,19 +239,10 @@ export class Destination extends EventEmitter<DestinationEvents> {
     this.#pumpScheduled = false;
     if (this.#pumpTimer !== null) clearTimeout(this.#pumpTimer);
     this.#pumpTimer = null;
-    const socket = this.#socket();
+    const socket = socketOf(this.#state);
     if (socket === null || this.#waitingDrain) return;
     while (this.#queue.length > 0) {
-      const write: Write = { chunks: [], lines: [], bytes: 0, count: 0 };
-      write.count = this.#queue.shiftInto(write.chunks, write.lines, this.#writeBytes);
-      for (const c of write.chunks) write.bytes += c.length;
-      if (write.chunks.length > 1) {
-        // One copy into one buffer beats a write per chunk: each socket.write
-        // costs a trip through the stream machinery, and the chunks (views of
-        // read buffers, often small) would pin their parents while queued.
-        write.chunks = [Buffer.concat(write.chunks, write.bytes)];
-        write.lines = [write.count];
-      }
+      const write = takeWrite(this.#queue, this.#writeBytes);
       this.#inflight.push(write);
       const ok = socket.write(write.chunks[0]!, (err, unsent) => this.#written(write, err, unsent));
       if (!ok) {
@@ -368,75 +260,59 @@ export class Destination extends EventEmitter<DestinationEvents> {
     if (i < 0) return;
     this.#inflight.splice(i, 1);
     const resent = this.#resendWindow.written(write);
-    this.#resent += resent;
-    this.#forwarded += write.count - resent - unsent;
-    if (unsent > 0) this.#drop("send_failed", unsent);
+    this.#count.resent += resent;
+    this.#count.forwarded += write.count - resent - unsent;
+    if (unsent > 0) this.#count.drop("send_failed", unsent);
     if (this.#inflight.length === 0 && this.#queue.length === 0) this.#notifyDrained();
   }
 
   /** From backoff (start() or the reconnect timer): opens a new socket. */
   #connect(): void {
     const s = this.#state;
-    const link = s.kind === "draining" ? s.link : s;
-    if (link.kind !== "backoff") return;
+    if (linkOf(s)?.kind !== "backoff") return;
     if (s.kind === "draining" && this.#queue.length === 0 && this.#inflight.length === 0) {
       this.#setState(CLOSED);
       return;
     }
-    const socket = this.#transport.open();
+    const socket = openLink(this.#transport, this.#connectTimeout, {
+      connect: () => {
+        // Closed (or replaced) while connecting: close() is ending this socket.
+        if (socketOf(this.#state) !== socket) return;
+        this.#attempt = 0;
+        this.#failStreak = 0;
+        this.#count.connects++;
+        this.#count.lastError = undefined;
+        this.#enter({ kind: "connected", socket });
+        this.#schedulePump();
+      },
+      drain: () => {
+        this.#waitingDrain = false;
+        this.#schedulePump();
+      },
+      error: (err) => {
+        this.#count.lastError = err.message;
+      },
+      close: () => this.#onClose(socket),
+    });
     this.#enter({ kind: "connecting", socket });
-    const timer = setTimeout(() => {
-      socket.destroy(new Error(`connect timeout after ${this.#connectTimeout} ms`));
-    }, this.#connectTimeout);
-    socket.once("connect", () => {
-      clearTimeout(timer);
-      // Closed (or replaced) while connecting: close() is ending this socket.
-      if (this.#socket() !== socket) return;
-      this.#attempt = 0;
-      this.#failStreak = 0;
-      this.#connects++;
-      this.#lastError = undefined;
-      this.#enter({ kind: "connected", socket });
-      this.#schedulePump();
-    });
-    socket.on("drain", () => {
-      this.#waitingDrain = false;
-      this.#schedulePump();
-    });
-    socket.on("error", (err) => {
-      this.#lastError = err.message;
-    });
-    socket.once("close", () => {
-      clearTimeout(timer);
-      this.#onClose(socket);
-    });
   }
 
   #onClose(socket: DestinationLink): void {
     // Not the current link's socket: close() already let go of it.
-    if (this.#socket() !== socket) return;
+    if (socketOf(this.#state) !== socket) return;
     this.#waitingDrain = false;
     this.#pumpScheduled = false;
     if (this.#pumpTimer !== null) clearTimeout(this.#pumpTimer);
     this.#pumpTimer = null;
-    this.#failures++;
+    this.#count.failures++;
     this.#failStreak++;
     // Resend: what was written recently (the peer may not have read it) and what
     // was still in flight, in the original order, ahead of the queue. The
     // window counts the lines it gives back as owed resends.
     const taken = this.#resendWindow.takeBack();
-    this.#unconfirmed += taken.beyond;
-    const back = [...taken.writes, ...this.#inflight];
+    this.#count.unconfirmed += taken.beyond;
+    putBack(this.#queue, [...taken.writes, ...this.#inflight]);
     this.#inflight = [];
-    if (back.length > 0) {
-      const chunks: Buffer[] = [];
-      const lines: number[] = [];
-      for (const w of back) {
-        chunks.push(...w.chunks);
-        lines.push(...w.lines);
-      }
-      this.#queue.unshiftAll(chunks, lines);
-    }
     const delay = this.#nextDelay();
     this.#enter({ kind: "backoff", timer: setTimeout(this.#reconnect, delay) });
   }
@@ -457,7 +333,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
     const lines: number[] = [];
     const taken = this.#queue.shiftInto(chunks, lines, Number.POSITIVE_INFINITY);
     // Owed resends were counted as forwarded here; the rest leaves this destination.
-    this.#rerouted += taken - this.#resendWindow.pending;
+    this.#count.rerouted += taken - this.#resendWindow.pending;
     this.#resendWindow.clearPending();
     this.#checkUnblocked();
     return chunks.map((chunk, i) => ({ chunk, lines: lines[i]! }));
@@ -487,7 +363,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
     this.#setState(s.kind === "draining" ? { kind: "draining", link } : link);
   }
 
-  #setState(next: State): void {
+  #setState(next: LinkState): void {
     const was = this.#state.kind;
     this.#state = next;
     if (next.kind !== was) this.emit("state", next.kind);
@@ -509,7 +385,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
     // A drain already running (a removed destination, then shutdown) is the
     // one drain: it ends by the earlier deadline, and its count is made once.
     if (this.#drain !== null) {
-      this.#drain.cutAt(deadlineMs);
+      this.#drain.deadline.cutAt(deadlineMs);
       return this.#drain.left;
     }
     const s = this.#state;
@@ -518,33 +394,21 @@ export class Destination extends EventEmitter<DestinationEvents> {
       if (this.#queue.length === 0 && this.#inflight.length === 0) resolve();
       else this.#drainWaiters.push(resolve);
     });
-    let end = Date.now() + deadlineMs;
-    let fire = (): void => {};
-    let timer: NodeJS.Timeout | undefined;
-    const timeout = new Promise<void>((resolve) => {
-      fire = resolve;
-      timer = setTimeout(resolve, deadlineMs);
-    });
-    const cutAt = (ms: number): void => {
-      if (Date.now() + ms >= end) return;
-      end = Date.now() + ms;
-      clearTimeout(timer);
-      timer = setTimeout(fire, ms);
-    };
+    const deadline = new DrainDeadline(deadlineMs);
     const left = (async (): Promise<number> => {
-      await Promise.race([done, timeout]);
-      clearTimeout(timer);
+      await Promise.race([done, deadline.reached]);
+      deadline.stop();
       // Counted and let go of in one step, before any event or await: what
       // is left is undelivered (never written) or unconfirmed (owed
       // resends), and a write completing while the socket closes is ignored.
       const n = this.#waitingLines();
-      this.#undelivered += n;
-      this.#unconfirmed += this.#resendWindow.pending;
+      this.#count.undelivered += n;
+      this.#count.unconfirmed += this.#resendWindow.pending;
       this.#discard();
       await this.close();
       return n;
     })();
-    this.#drain = { left, cutAt };
+    this.#drain = { left, deadline };
     return left;
   }
 
@@ -557,10 +421,9 @@ export class Destination extends EventEmitter<DestinationEvents> {
 
   /** Closes at once; queued data is discarded (counted as dropped by the caller's choice). */
   async close(): Promise<void> {
-    const s = this.#state;
-    const link = s.kind === "draining" ? s.link : s;
-    if (link.kind === "backoff" && link.timer !== null) clearTimeout(link.timer);
-    const socket = link.kind === "connecting" || link.kind === "connected" ? link.socket : null;
+    const link = linkOf(this.#state);
+    if (link?.kind === "backoff" && link.timer !== null) clearTimeout(link.timer);
+    const socket = socketOf(this.#state);
     this.#setState(CLOSED);
     if (socket !== null) {
       await new Promise<void>((resolve) => {

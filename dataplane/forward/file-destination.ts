@@ -1,11 +1,6 @@
-import { EventEmitter } from "node:events";
 import fs from "node:fs";
-import type {
-  DestinationLink,
-  DestinationName,
-  DestinationTransport,
-  WriteDone,
-} from "./destination-link.ts";
+import type { DestinationLink, DestinationName, DestinationTransport } from "./destination-link.ts";
+import { type PendingWrite, SerialLink } from "./serial-link.ts";
 
 const NL = 0x0a;
 
@@ -63,28 +58,19 @@ export function fileTransport(path: string, ip: boolean): DestinationTransport {
   };
 }
 
-interface PendingWrite {
-  readonly chunk: Buffer;
-  readonly done: WriteDone;
-}
-
 /**
  * A file opened for appending, as a DestinationLink: "connect" once open;
- * one write at a time (write() returns false, "drain" follows when it is
- * written), each with its `prefix` before every line; one file operation
- * (open, write, close) at a time, so that a reopen or a close never takes
- * the descriptor from under a write.
+ * one write at a time (SerialLink), each with its `prefix` before every
+ * line; one file operation (open, write, close) at a time, so that a reopen
+ * or a close never takes the descriptor from under a write.
  */
-class FileLink extends EventEmitter implements DestinationLink {
+class FileLink extends SerialLink {
   readonly #path: string;
   readonly #prefix: Buffer | null;
   #fd: number | null = null;
   /** A file operation is under way. */
   #busy = true;
-  #writes: PendingWrite[] = [];
   #reopen = false;
-  #ending = false;
-  #destroyed = false;
 
   constructor(path: string, prefix: Buffer | null) {
     super();
@@ -93,31 +79,44 @@ class FileLink extends EventEmitter implements DestinationLink {
     this.#open(() => this.emit("connect"));
   }
 
-  get destroyed(): boolean {
-    return this.#destroyed;
-  }
-
-  write(chunk: Buffer, done: WriteDone): boolean {
-    if (this.#destroyed) return false;
-    this.#writes.push({ chunk, done });
-    this.#pump();
-    return false;
-  }
-
-  end(): void {
-    this.#ending = true;
-    this.#pump();
-  }
-
-  destroy(err?: Error): void {
-    this.#close(err);
-  }
-
   /** Opens the path again after the write under way (the file may have been moved away). */
   reopen(): void {
-    if (this.#destroyed) return;
+    if (this.destroyed) return;
     this.#reopen = true;
-    this.#pump();
+    this.pump();
+  }
+
+  protected override idle(): boolean {
+    return !this.#busy && this.#fd !== null;
+  }
+
+  /** A reopen asked for comes before the next write. */
+  protected override pump(): void {
+    if (!this.#reopen || this.destroyed || !this.idle()) {
+      super.pump();
+      return;
+    }
+    const fd = this.#fd!;
+    this.#reopen = false;
+    this.#busy = true;
+    this.#fd = null;
+    fs.close(fd, () => this.#open(noop));
+  }
+
+  protected override send(w: PendingWrite): void {
+    this.#busy = true;
+    const buf = this.#prefix === null ? w.chunk : prefixLines(w.chunk, this.#prefix);
+    writeAll(this.#fd!, buf, 0, (err) => {
+      this.#busy = false;
+      if (err === null) this.completed(w);
+      if (this.#closedMeanwhile()) return;
+      this.proceed(err);
+    });
+  }
+
+  /** A file operation under way keeps the descriptor until it returns. */
+  protected override release(): void {
+    if (!this.#busy) this.#closeFd();
   }
 
   #open(opened: () => void): void {
@@ -125,67 +124,25 @@ class FileLink extends EventEmitter implements DestinationLink {
     fs.open(this.#path, "a", 0o644, (err, fd) => {
       this.#busy = false;
       if (err === null) this.#fd = fd;
-      if (this.#destroyed) {
-        this.#release();
-        return;
-      }
+      if (this.#closedMeanwhile()) return;
       if (err !== null) {
-        this.#close(err);
+        this.close(err);
         return;
       }
       opened();
-      this.#pump();
+      this.pump();
     });
   }
 
-  #pump(): void {
-    if (this.#busy || this.#destroyed || this.#fd === null) return;
-    const fd = this.#fd;
-    if (this.#reopen) {
-      this.#reopen = false;
-      this.#busy = true;
-      this.#fd = null;
-      fs.close(fd, () => this.#open(noop));
-      return;
-    }
-    const w = this.#writes[0];
-    if (w === undefined) {
-      if (this.#ending) this.#close();
-      return;
-    }
-    this.#busy = true;
-    const buf = this.#prefix === null ? w.chunk : prefixLines(w.chunk, this.#prefix);
-    writeAll(fd, buf, 0, (err) => {
-      this.#busy = false;
-      if (err === null) {
-        this.#writes.shift();
-        w.done(null);
-      }
-      if (this.#destroyed) {
-        this.#release();
-        return;
-      }
-      if (err !== null) {
-        this.#close(err);
-        return;
-      }
-      if (this.#writes.length === 0) this.emit("drain");
-      this.#pump();
-    });
-  }
-
-  /** Done: "error" (when `err`), then "close" once the file is closed. Writes not completed never will be. */
-  #close(err?: Error): void {
-    if (this.#destroyed) return;
-    this.#destroyed = true;
-    this.#writes = [];
-    if (err !== undefined) this.emit("error", err);
-    // A file operation under way keeps the descriptor until it returns.
-    if (!this.#busy) this.#release();
+  /** After a file operation: true when the link was closed while it ran (the descriptor is closed now). */
+  #closedMeanwhile(): boolean {
+    if (!this.destroyed) return false;
+    this.#closeFd();
+    return true;
   }
 
   /** Closes the descriptor, then "close". */
-  #release(): void {
+  #closeFd(): void {
     const fd = this.#fd;
     this.#fd = null;
     if (fd === null) process.nextTick(() => this.emit("close"));

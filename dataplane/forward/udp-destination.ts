@@ -1,13 +1,8 @@
 import dgram from "node:dgram";
 import dns from "node:dns";
-import { EventEmitter } from "node:events";
-import type {
-  DestinationLink,
-  DestinationName,
-  DestinationTransport,
-  WriteDone,
-} from "./destination-link.ts";
+import type { DestinationName, DestinationTransport } from "./destination-link.ts";
 import type { DestinationSpec } from "./destination-spec.ts";
+import { type PendingWrite, SerialLink } from "./serial-link.ts";
 
 const NL = 0x0a;
 
@@ -59,31 +54,22 @@ export function udpTransport(
   };
 }
 
-interface PendingWrite {
-  readonly chunk: Buffer;
-  readonly done: WriteDone;
-}
-
 /**
  * A connected UDP socket as a DestinationLink: the host is resolved, a
  * socket of its family connected to it ("connect"), then each write is
- * sent as datagrams, one write at a time (write() returns false, "drain"
- * follows when it is sent). Its completion tells how many lines were not
- * sent.
+ * sent as datagrams, one write at a time (SerialLink). Its completion tells
+ * how many lines were not sent.
  */
-class UdpLink extends EventEmitter implements DestinationLink {
+class UdpLink extends SerialLink {
   readonly #host: string;
   readonly #port: number;
   readonly #datagramBytes: number;
   #socket: dgram.Socket | null = null;
   #connected = false;
-  /** Writes not completed, oldest first; the first is being sent while #sending. */
-  #writes: PendingWrite[] = [];
+  /** The oldest write is being sent. */
   #sending = false;
   /** A failure seen while a write was being sent: the link closes once it is done. */
   #failure: Error | null = null;
-  #ending = false;
-  #destroyed = false;
 
   constructor(host: string, port: number, datagramBytes: number) {
     super();
@@ -93,14 +79,10 @@ class UdpLink extends EventEmitter implements DestinationLink {
     dns.lookup(host, (err, address, family) => this.#resolved(err, address, family));
   }
 
-  get destroyed(): boolean {
-    return this.#destroyed;
-  }
-
   #resolved(err: Error | null, address: string, family: number): void {
-    if (this.#destroyed) return;
+    if (this.destroyed) return;
     if (err !== null) {
-      this.#close(err);
+      this.close(err);
       return;
     }
     const socket = dgram.createSocket(family === 6 ? "udp6" : "udp4");
@@ -110,50 +92,34 @@ class UdpLink extends EventEmitter implements DestinationLink {
     // for a datagram already sent).
     socket.on("error", (e) => this.#fail(e));
     socket.once("connect", () => {
-      if (this.#destroyed) return;
+      if (this.destroyed) return;
       this.#connected = true;
       this.emit("connect");
-      this.#pump();
+      this.pump();
     });
     socket.connect(this.#port, address);
   }
 
-  write(chunk: Buffer, done: WriteDone): boolean {
-    if (this.#destroyed) return false;
-    this.#writes.push({ chunk, done });
-    this.#pump();
-    return false;
-  }
-
-  end(): void {
-    this.#ending = true;
-    if (!this.#sending && this.#writes.length === 0) this.#close();
-    else this.#pump();
-  }
-
-  destroy(err?: Error): void {
-    this.#close(err);
+  /** With nothing to send, closes at once, connected or not. */
+  override end(): void {
+    if (!this.#sending && this.pendingWrites === 0) this.close();
+    else super.end();
   }
 
   #fail(err: Error): void {
-    if (this.#destroyed) return;
+    if (this.destroyed) return;
     if (this.#sending) this.#failure ??= err;
-    else this.#close(err);
+    else this.close(err);
   }
 
-  #pump(): void {
-    if (!this.#connected || this.#sending || this.#destroyed) return;
-    const w = this.#writes[0];
-    if (w === undefined) {
-      if (this.#ending) this.#close();
-      return;
-    }
-    this.#sending = true;
-    this.#send(w, this.#socket!);
+  protected override idle(): boolean {
+    return this.#connected && !this.#sending;
   }
 
   /** Sends one write as datagrams; completes it when every send has. */
-  #send(w: PendingWrite, socket: dgram.Socket): void {
+  protected override send(w: PendingWrite): void {
+    this.#sending = true;
+    const socket = this.#socket!;
     const { chunk } = w;
     let pending = 0;
     let unsent = 0;
@@ -179,28 +145,18 @@ class UdpLink extends EventEmitter implements DestinationLink {
 
   #sent(w: PendingWrite, unsent: number, err: Error | null): void {
     this.#sending = false;
-    if (this.#destroyed) return;
-    this.#writes.shift();
+    if (this.destroyed) return;
     if (err !== null) {
       this.#failure ??= new Error(
         `${err.message} (to ${this.#host}:${this.#port}): ${unsent} datapoints not sent, counted as dropped (reason send_failed)`,
       );
     }
-    w.done(null, unsent);
-    if (this.#failure !== null) {
-      this.#close(this.#failure);
-      return;
-    }
-    if (this.#writes.length === 0) this.emit("drain");
-    this.#pump();
+    this.completed(w, unsent);
+    this.proceed(this.#failure);
   }
 
-  /** Done: "error" (when `err`), then "close" once the socket is. Writes not completed never will be. */
-  #close(err?: Error): void {
-    if (this.#destroyed) return;
-    this.#destroyed = true;
-    this.#writes = [];
-    if (err !== undefined) this.emit("error", err);
+  /** Closes the socket, then "close". */
+  protected override release(): void {
     const socket = this.#socket;
     this.#socket = null;
     if (socket === null) process.nextTick(emitClose, this);

@@ -1,0 +1,56 @@
+import { BACKOFF_DEFAULTS } from "../../common/backoff.ts";
+import { kernelResendBytes } from "./kernel-buffers.ts";
+
+/** What to do with new datapoints when a destination's queue is full. */
+export type OverflowPolicy = "drop-oldest" | "drop-newest" | "block";
+export const OVERFLOW_POLICIES: readonly OverflowPolicy[] = ["drop-oldest", "drop-newest", "block"];
+
+export interface DestinationOptions {
+  /** Queue bound in bytes. Default 128 MiB. */
+  queueBytes?: number;
+  /** Overflow policy. Default "drop-oldest" (see docs/queues.md for why). */
+  overflow?: OverflowPolicy;
+  /**
+   * Bytes of the most recently written data kept after the write, and written
+   * again when the connection fails, because a TCP peer that dies loses what
+   * sat in the two socket buffers. 0 disables. Default "auto": what those two
+   * buffers can hold (kernel-buffers.ts). Resent lines are duplicates, which
+   * Graphite stores idempotently (same name, timestamp, value). Ignored by a
+   * transport that does not resend (UDP, files: DestinationTransport.resends).
+   */
+  resendBytes?: number | "auto";
+  /** First reconnect delay. Default 100 ms (BACKOFF_DEFAULTS.minMs). */
+  backoffMinMs?: number;
+  /** Reconnect delay cap. Default 10 s (BACKOFF_DEFAULTS.maxMs). */
+  backoffMaxMs?: number;
+  /** Connect attempt timeout. Default 5 s. */
+  connectTimeoutMs?: number;
+  /** Most bytes handed to the socket in one write. Default 256 KiB. */
+  writeBytes?: number;
+  /**
+   * Longest wait for more data before writing less than a quarter of
+   * `writeBytes`. Default 5 ms; 0 writes at the end of every event-loop turn.
+   */
+  flushDelayMs?: number;
+}
+
+/**
+ * Every DestinationOptions default, in one place: the constructor falls back
+ * to these, and the relay's flag defaults (`--queue-size`, `--resend-window`,
+ * `--overflow`, `--backoff-min`, `--backoff-max`) are built from them.
+ */
+export const DESTINATION_DEFAULTS = {
+  queueBytes: 128 * 1024 * 1024,
+  overflow: "drop-oldest",
+  resendBytes: "auto",
+  backoffMinMs: BACKOFF_DEFAULTS.minMs,
+  backoffMaxMs: BACKOFF_DEFAULTS.maxMs,
+  connectTimeoutMs: 5_000,
+  writeBytes: 256 * 1024,
+  flushDelayMs: 5,
+} as const satisfies Required<DestinationOptions>;
+
+/** A resend window size in bytes: "auto" is what the two kernels' socket buffers can hold. */
+export function resendWindowBytes(v: number | "auto"): number {
+  return v === "auto" ? kernelResendBytes() : v;
+}
