@@ -30,11 +30,18 @@ const SCENARIOS = [
   "hash-max",
   "hash-check",
   "idle",
+  "rules-sweep",
+  "rules-max",
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 type RelayName = "polymur" | "carbon-c-relay";
 
 /** README of relaybench, "Hash-routing compatibility check": carbon_ch for this workload. */
+/** The relay.conf both relays run in the rules-* scenarios (a relaybench --relay-config template). */
+const RULES_CONFIG = path.join(REPO, "bench/rules/realistic.conf");
+/** What the aggregation in RULES_CONFIG writes: not input lines, so the sinks do not count them. */
+const RULES_OUTPUT_PREFIX = "agg.";
+
 const REFERENCE_HASH = {
   perPort: [31444, 33244, 35312],
   digests: ["a01cea2f2b1826df", "50d20e3b84d0e85c", "1abfc70a4fec1c5e"],
@@ -50,6 +57,10 @@ scenarios (each runs polymur and carbon-c-relay):
   hash-check       100000 lines at 10000/s, --check-hash: do polymur and carbon-c-relay
                    send every name to the same destination? (exit 1 if not)
   idle             5000 idle connections, hash to 3: RSS per connection, idle CPU
+  rules-sweep      highest lossless rate, both relays running bench/rules/realistic.conf
+                   (30 rules, 3 carbon_ch clusters over the 3 sinks, rewrites, an aggregation;
+                   polymur hi 2M, carbon-c-relay hi 500k)
+  rules-max        as fast as possible, the same file, 5M lines
   all              all of the above, in this order
   micro            bench/micro.bench.ts (in-process hot paths; no relaybench)
 
@@ -58,6 +69,8 @@ options:
                           .cache/relaybench/results/, not bench/results/)
   --reps N                repetitions (default 3; sweeps 2; hash-check always 1)
   --lines N               lines per run of the *-max scenarios (default 5000000)
+  --rules FILE            relay.conf template for the rules-* scenarios
+                          (default bench/rules/realistic.conf)
   --only NAME             polymur or carbon-c-relay
   --label S               suffix for the result labels (e.g. a branch or an experiment)
   --workers N             polymur --workers (default: polymur's own, one per core)
@@ -88,6 +101,7 @@ const parsed = (() => {
         quick: { type: "boolean", default: false },
         reps: { type: "string" },
         lines: { type: "string" },
+        rules: { type: "string" },
         names: { type: "string" },
         runs: { type: "string" },
         only: { type: "string" },
@@ -174,17 +188,19 @@ function shq(s: string): string {
   return /^[\w@%+=:,./{}-]+$/.test(s) ? s : `'${s.replaceAll("'", `'"'"'`)}'`;
 }
 
-function polymurTemplate(mode: "broadcast" | "hash"): string {
-  const words = [
-    NODE,
-    path.join(REPO, "bin/polymur.js"),
-    "relay",
-    "--listen-addr",
-    "{host}:{listen}",
-  ];
-  if (mode === "broadcast") {
-    words.push("--destinations", "{dests}", "--distribution", "broadcast");
+type Routing = "broadcast" | "hash" | "rules";
+
+function polymurTemplate(routing: Routing): string {
+  const words = [NODE, path.join(REPO, "bin/polymur.js"), "relay"];
+  if (routing === "rules") {
+    // the file's listen block says where ({host}:{listen}), its clusters where to
+    words.push("--rules", "{config}");
   } else {
+    words.push("--listen-addr", "{host}:{listen}");
+  }
+  if (routing === "broadcast") {
+    words.push("--destinations", "{dests}", "--distribution", "broadcast");
+  } else if (routing === "hash") {
     words.push("--destinations", "{dests_inst}", "--distribution", "hash-route");
     words.push("--hash", "carbon_ch", "--compat", "carbon", "--replication", "1");
   }
@@ -193,6 +209,9 @@ function polymurTemplate(mode: "broadcast" | "hash"): string {
   const cmd = words.map(shq).join(" ");
   return opts["polymur-args"] ? `${cmd} ${opts["polymur-args"]}` : cmd;
 }
+
+/** carbon-c-relay on a given relay.conf: relaybench's preset command, with our file. */
+const CCR_RULES_TEMPLATE = "carbon-c-relay -f {config} -w {workers} -s -B 1024 {relay_args}";
 
 const polymurWorkers = workers || os.availableParallelism();
 
@@ -205,28 +224,41 @@ interface Plan {
 }
 
 function plan(s: Scenario): Plan {
-  const mode = s.startsWith("broadcast") ? "broadcast" : "hash";
+  const routing: Routing = s.startsWith("broadcast")
+    ? "broadcast"
+    : s.startsWith("rules")
+      ? "rules"
+      : "hash";
+  // rules: relaybench counts as in hash mode, each line once over the 3 sinks
+  const mode = routing === "broadcast" ? "broadcast" : "hash";
   const topology = ["--mode", mode, "--dests", mode === "broadcast" ? "2" : "3", "--conns", "50"];
   const polymur = [
-    `--relay-cmd=${polymurTemplate(mode)}`,
+    `--relay-cmd=${polymurTemplate(routing)}`,
     `--label=polymur -w${polymurWorkers}${labelSuffix}`,
   ];
   const ccr = [
-    "--peer=carbon-c-relay",
+    routing === "rules" ? `--relay-cmd=${CCR_RULES_TEMPLATE}` : "--peer=carbon-c-relay",
     `--workers=${ccrWorkers}`,
     `--relay-args=${opts["ccr-args"]}`,
     `--label=carbon-c-relay${labelSuffix}`,
   ];
   const common = [...topology];
+  if (routing === "rules") {
+    const file = path.resolve(opts.rules ?? RULES_CONFIG);
+    if (!fs.existsSync(file)) die(`--rules: no file ${file}`, 2);
+    common.push("--relay-config", file, "--ignore-prefix", RULES_OUTPUT_PREFIX);
+  }
   const r = (dflt: number) => ["--reps", String(reps ?? (quick ? 1 : dflt))];
   switch (s) {
     case "broadcast-max":
     case "hash-max":
+    case "rules-max":
       common.push("--lines", String(lines ?? (quick ? 200_000 : 5_000_000)), ...r(3));
       polymur.push("--warmup", String(warmup ?? (quick ? 20_000 : 200_000)));
       break;
     case "broadcast-sweep":
     case "hash-sweep":
+    case "rules-sweep":
       common.push("--sweep", "--sweep-secs", String(probeSeconds ?? (quick ? 1 : 8)), ...r(2));
       // relaybench sends the warm-up at the probe's rate, before every probe
       polymur.push("--warmup", String(warmup ?? (quick ? 2_000 : 20_000)));
@@ -236,8 +268,9 @@ function plan(s: Scenario): Plan {
         polymur.push("--sweep-hi", "80000");
         ccr.push("--sweep-hi", "80000");
       } else {
-        polymur.push("--sweep-hi", "4000000");
-        ccr.push("--sweep-hi", "1000000");
+        // with rules both relays run well below their hash-routing ceilings
+        polymur.push("--sweep-hi", s === "rules-sweep" ? "2000000" : "4000000");
+        ccr.push("--sweep-hi", s === "rules-sweep" ? "500000" : "1000000");
       }
       break;
     case "hash-check":

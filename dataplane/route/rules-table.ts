@@ -1,6 +1,6 @@
 import type { Destination } from "../forward/destination.ts";
 import { Accumulator, type RouteCounts } from "./route-table.ts";
-import type { RulesProgram, RulesVisitor } from "./rules/rules-program.ts";
+import type { LineRest, RulesProgram, RulesVisitor } from "./rules/rules-program.ts";
 
 const NL = 0x0a;
 const SP = 0x20;
@@ -39,7 +39,8 @@ export class RulesTable implements RulesVisitor {
   #ne = 0;
   #nl = 0;
   #name = "";
-  #rest = "";
+  /** The rest of the line being routed: a string only if a rule or an aggregate reads it. */
+  readonly #rest = new BufferRest();
   #sent = false;
   #aggregated = false;
   #blackholed = false;
@@ -92,10 +93,11 @@ export class RulesTable implements RulesVisitor {
         if (c === SP || c === TAB) break;
       }
       this.#begin(ls, ne, nl);
-      this.#name = buf.toString("latin1", ls, ne);
-      this.#rest = buf.toString("latin1", ne, nl);
-      if (statistics) program.routeStatistics(this.#name, this.#rest, this);
-      else program.route(this.#name, this.#rest, this);
+      const name = buf.toString("latin1", ls, ne);
+      this.#name = name;
+      this.#rest.set(buf, ne, nl);
+      if (statistics) program.routeStatistics(name, this.#rest.text(), this);
+      else program.route(name, this.#rest, this);
       this.#count();
       ls = nl + 1;
     }
@@ -112,7 +114,7 @@ export class RulesTable implements RulesVisitor {
     this.#buf = line;
     this.#begin(0, name.length, line.length - 1);
     this.#name = name;
-    this.#rest = rest;
+    this.#rest.set(line, name.length, line.length - 1);
     this.program.routeProduced(aggregate, name, rest, this);
     this.#count();
     this.#scheduleFlush();
@@ -159,7 +161,7 @@ export class RulesTable implements RulesVisitor {
   }
 
   aggregate(aggregate: number, compute: number, metric: string): void {
-    const point = parsePoint(this.#rest);
+    const point = parsePoint(this.#rest.text());
     if (point === null) return;
     this.#aggregated = true;
     this.#aggregates.add(aggregate, compute, metric, point.value, point.timestamp);
@@ -178,6 +180,30 @@ export class RulesTable implements RulesVisitor {
   flush(): void {
     this.#flushScheduled = false;
     for (const a of this.#accumulators) a.flush();
+  }
+}
+
+/** buf[start, end) as a LineRest: the string is made on the first text() of each line. */
+class BufferRest implements LineRest {
+  #buf: Buffer = Buffer.alloc(0);
+  #start = 0;
+  #end = 0;
+  #text: string | null = null;
+
+  set(buf: Buffer, start: number, end: number): void {
+    this.#buf = buf;
+    this.#start = start;
+    this.#end = end;
+    this.#text = null;
+  }
+
+  get length(): number {
+    return this.#end - this.#start;
+  }
+
+  text(): string {
+    this.#text ??= this.#buf.toString("latin1", this.#start, this.#end);
+    return this.#text;
   }
 }
 

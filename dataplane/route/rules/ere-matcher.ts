@@ -25,7 +25,9 @@ import {
   failsNext,
 } from "./ere-dfa.ts";
 import type { EreNfa } from "./ere-nfa.ts";
+import { FirstPath } from "./ere-path.ts";
 import { END_OF_RE, EPSILON_BIT, OP_CLOSE_SUBEXP, OP_OPEN_SUBEXP } from "./ere-tree.ts";
+import { dfaDecides } from "./ere-verdict.ts";
 
 /**
  * Epsilon moves the group walk makes at one position before giving up. glibc has no
@@ -50,6 +52,13 @@ export class EreMatcher {
   #stamp = 0;
   readonly #regs: Int32Array;
   readonly #prev: Int32Array;
+  /**
+   * Whether a match is what the DFA alone finds (no groups, or ere-verdict.ts's
+   * conditions): found() answers test(), and groups come from FirstPath.
+   */
+  readonly dfaDecides: boolean;
+  /** Finds set_regs's path without sifting, where dfaDecides; null otherwise. */
+  readonly #path: FirstPath | null;
   // The subject of the current call.
   #s = "";
   #len = 0;
@@ -57,7 +66,14 @@ export class EreMatcher {
   #last = 0;
   #lastNode = 0;
 
-  constructor(nfa: EreNfa, groups: number, subexpMap: Int32Array | null, wordOps: boolean) {
+  /** `shortcuts` false: no dfaDecides (always the whole of glibc's algorithm), for tests. */
+  constructor(
+    nfa: EreNfa,
+    groups: number,
+    subexpMap: Int32Array | null,
+    wordOps: boolean,
+    shortcuts = true,
+  ) {
     this.#nfa = nfa;
     this.#dfa = new EreDfa(nfa, wordOps);
     this.#groups = groups;
@@ -72,6 +88,48 @@ export class EreMatcher {
     this.#epsVia = new Int32Array(nfa.size);
     this.#regs = new Int32Array(2 * (groups + 1));
     this.#prev = new Int32Array(2 * (groups + 1));
+    this.dfaDecides = shortcuts && (groups === 0 || dfaDecides(nfa, wordOps, this.#anchored));
+    this.#path = groups > 0 && this.dfaDecides ? new FirstPath(nfa) : null;
+  }
+
+  /** Only a match at the subject's start is possible (`^...`). */
+  get anchored(): boolean {
+    return this.#anchored;
+  }
+
+  /**
+   * Whether the DFA finds a match anywhere in `s` (a C string: no NUL): the first
+   * end it reaches from the first start that has one, not the longest. This is
+   * regexec's answer for an expression without groups, and for one that
+   * ere-verdict.ts's dfaDecides accepts; exec() is for the others.
+   */
+  found(s: string): boolean {
+    const dfa = this.#dfa;
+    const len = s.length;
+    const wordOps = this.#wordOps;
+    this.#s = s;
+    this.#len = len;
+    try {
+      for (let start = 0; start <= len; start++) {
+        if (start > 0 && this.#anchored) return false;
+        let state =
+          start === 0
+            ? dfa.initBegbuf
+            : wordOps && dfa.isWord(s.charCodeAt(start - 1))
+              ? dfa.initWord
+              : dfa.initPlain;
+        if (state.halt && this.#halts(state, start)) return true;
+        for (let i = start; i < len; i++) {
+          const next = dfa.step(state, s.charCodeAt(i));
+          if (next === null) break;
+          state = next;
+          if (state.halt && this.#halts(state, i + 1)) return true;
+        }
+      }
+      return false;
+    } finally {
+      this.#s = "";
+    }
   }
 
   /**
@@ -93,6 +151,11 @@ export class EreMatcher {
           return true;
         }
         this.#lastNode = this.#haltNode(this.#log[this.#last - this.#start]!, this.#last);
+        const path = this.#path;
+        if (path?.find(s, this.#start, this.#last - this.#start, this.#lastNode) === true) {
+          this.#replay(path, out);
+          return true;
+        }
         const pruned = this.#nfa.hasPluralMatch;
         if (pruned && !this.#prune()) {
           from = this.#start + 1;
@@ -215,6 +278,19 @@ export class EreMatcher {
     }
   }
 
+  /** set_regs along a path FirstPath found: the groups its nodes open and close. */
+  #replay(path: FirstPath, out: Int32Array | null): void {
+    const regs = this.#regs;
+    regs.fill(-1);
+    regs[0] = 0;
+    regs[1] = this.#last - this.#start;
+    this.#prev.set(regs);
+    const nodes = path.nodes;
+    const at = path.at;
+    for (let k = 0; k < path.length; k++) this.#updateRegs(nodes[k]!, at[k]!);
+    if (out !== null) this.#output(out);
+  }
+
   /** set_regs without back-references: walks the match and records the groups. */
   #setRegs(pruned: boolean, out: Int32Array | null): boolean {
     const nfa = this.#nfa;
@@ -264,27 +340,31 @@ export class EreMatcher {
         steps = 0;
       }
     }
-    if (out !== null) {
-      const start = this.#start;
-      for (let i = 0; i < regs.length; i += 2) {
-        if (regs[i] === -1) {
-          out[i] = out[i + 1] = -1;
-        } else {
-          out[i] = regs[i]! + start;
-          out[i + 1] = regs[i + 1]! + start;
-        }
-      }
-      const map = this.#subexpMap;
-      if (map !== null) {
-        for (let g = 0; g < map.length; g++) {
-          const to = map[g]!;
-          if (to === g) continue;
-          out[2 * g + 2] = out[2 * to + 2]!;
-          out[2 * g + 3] = out[2 * to + 3]!;
-        }
+    if (out !== null) this.#output(out);
+    return true;
+  }
+
+  /** The groups recorded, as regexec's offsets into the subject. */
+  #output(out: Int32Array): void {
+    const regs = this.#regs;
+    const start = this.#start;
+    for (let i = 0; i < regs.length; i += 2) {
+      if (regs[i] === -1) {
+        out[i] = out[i + 1] = -1;
+      } else {
+        out[i] = regs[i]! + start;
+        out[i + 1] = regs[i + 1]! + start;
       }
     }
-    return true;
+    const map = this.#subexpMap;
+    if (map !== null) {
+      for (let g = 0; g < map.length; g++) {
+        const to = map[g]!;
+        if (to === g) continue;
+        out[2 * g + 2] = out[2 * to + 2]!;
+        out[2 * g + 3] = out[2 * to + 3]!;
+      }
+    }
   }
 
   /** update_regs, including glibc's undo of an empty pass through an optional group. */

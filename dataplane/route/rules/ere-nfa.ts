@@ -28,8 +28,14 @@ import {
   type TreeNode,
 } from "./ere-tree.ts";
 
-/** Most closure entries over all nodes polymur builds (glibc has no limit). */
-const MAX_CLOSURE_ENTRIES = 20_000_000;
+/**
+ * Limits glibc does not have: beyond them it takes minutes or runs out of memory
+ * (word anchors in nested repetitions multiply the copies, `x{1,n}` has n^2/2 closure
+ * entries); polymur refuses such an expression with REG_ESIZE instead.
+ */
+const MAX_NODES = 200_000;
+/** Steps of the closure computation (set merges, searches for copies): about a second. */
+const MAX_WORK = 100_000_000;
 
 /** The compiled automaton: per node arrays, indexed by node number. */
 export interface EreNfa {
@@ -63,26 +69,32 @@ class NfaBuilder {
   group: number[] = [];
   optSubexp: boolean[] = [];
   duplicated: boolean[] = [];
-  orgIndex: number[] = [];
+  /** Copies made by duplicateNode, by original node and constraint. */
+  readonly #copies = new Map<number, number>();
   nexts: number[] = [];
   edests: number[][] = [];
   /** null: not computed; "busy": being computed; else the closure. */
   eclosures: (number[] | null | "busy")[] = [];
-  closureEntries = 0;
+  work = 0;
 
   add(type: number, constraint: number, accepts: ByteSet, group: number, opt: boolean): number {
     const i = this.type.length;
+    if (i >= MAX_NODES) throw new RegexSyntaxError("REG_ESIZE", 0);
     this.type.push(type);
     this.constraint.push(constraint);
     this.accepts.push(accepts);
     this.group.push(group);
     this.optSubexp.push(opt);
     this.duplicated.push(false);
-    this.orgIndex.push(-1);
     this.nexts.push(-1);
     this.edests.push([]);
     this.eclosures.push(null);
     return i;
+  }
+
+  #spend(units: number): void {
+    this.work += units;
+    if (this.work > MAX_WORK) throw new RegexSyntaxError("REG_ESIZE", 0);
   }
 
   /** re_dfa_add_node for a tree node (calc_first). */
@@ -115,16 +127,16 @@ class NfaBuilder {
       this.optSubexp[org]!,
     );
     this.duplicated[i] = true;
-    this.orgIndex[i] = org;
+    this.#copies.set(org * 0x10000 + this.constraint[i]!, i);
     return i;
   }
 
-  /** search_duplicated_node: an existing copy of `org` with exactly `constraint`, or -1. */
+  /**
+   * search_duplicated_node: the newest copy of `org` with exactly `constraint`, or -1.
+   * (glibc scans the copies from the newest down; they are all after the tree's nodes.)
+   */
   searchDuplicated(org: number, constraint: number): number {
-    for (let i = this.type.length - 1; this.duplicated[i] && i > 0; i--) {
-      if (this.orgIndex[i] === org && this.constraint[i] === constraint) return i;
-    }
-    return -1;
+    return this.#copies.get(org * 0x10000 + constraint) ?? -1;
   }
 
   /**
@@ -202,6 +214,7 @@ class NfaBuilder {
       const f = stack[stack.length - 1]!;
       if (returned !== null) {
         f.closure = mergeSorted(f.closure, returned);
+        this.#spend(f.closure.length);
         if (this.eclosures[returnedFrom] === null) f.incomplete = true;
         returned = null;
       }
@@ -220,6 +233,7 @@ class NfaBuilder {
           break;
         }
         f.closure = mergeSorted(f.closure, known);
+        this.#spend(f.closure.length);
       }
       if (descended) continue;
       stack.pop();
@@ -227,8 +241,6 @@ class NfaBuilder {
         this.eclosures[f.node] = null;
       } else {
         this.eclosures[f.node] = f.closure;
-        this.closureEntries += f.closure.length;
-        if (this.closureEntries > MAX_CLOSURE_ENTRIES) throw new RegexSyntaxError("REG_ESIZE", 0);
       }
       returned = f.closure;
       returnedFrom = f.node;

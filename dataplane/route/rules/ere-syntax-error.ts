@@ -20,7 +20,7 @@ export type RegexErrorCode =
   | "REG_BADRPT"
   | "REG_ESIZE"
   /** A back-reference (`\1`..`\9`) to a completed group: glibc accepts it, polymur does not. */
-  | "POLYMUR_ERR_REGEX_BACKREF";
+  | "BACKREF_UNSUPPORTED";
 
 const MESSAGES: Record<RegexErrorCode, string> = {
   REG_BADPAT: "Invalid regular expression",
@@ -36,7 +36,7 @@ const MESSAGES: Record<RegexErrorCode, string> = {
   REG_ESPACE: "Memory exhausted",
   REG_BADRPT: "Invalid preceding regular expression",
   REG_ESIZE: "Regular expression too big",
-  POLYMUR_ERR_REGEX_BACKREF: "Back references (\\1 to \\9) are not supported",
+  BACKREF_UNSUPPORTED: "Back references (\\1 to \\9) are not supported",
 };
 
 /** An expression glibc's regcomp would refuse (or a back-reference, which polymur refuses). */

@@ -240,7 +240,7 @@ class Parser {
       }
       case BACK_REF:
         if ((this.#completed & (1 << this.#value)) === 0) this.#fail("REG_ESUBREG", at);
-        return this.#fail("POLYMUR_ERR_REGEX_BACKREF", at);
+        return this.#fail("BACKREF_UNSUPPORTED", at);
       case OPEN_DUP_NUM:
       case DUP_ASTERISK:
       case DUP_PLUS:

@@ -6,8 +6,9 @@ import {
   type MemberSink,
   type RulesTarget,
 } from "./cluster-select.ts";
-import { PosixRegex, RegexSyntaxError } from "./posix-regex.ts";
-import { METRIC_BUFSIZ, Replacement } from "./replacement.ts";
+import { NameMemo } from "./name-memo.ts";
+import { cString } from "./posix-regex.ts";
+import { type Plan, RoutePlanner } from "./route-plan.ts";
 import {
   type AggregateRule,
   type Expr,
@@ -15,6 +16,7 @@ import {
   RulesError,
   type Targets,
 } from "./rules-config.ts";
+import { buildSteps, fits, type Output, RuleKind } from "./rules-steps.ts";
 
 /**
  * A relay.conf compiled: per line, what carbon-c-relay 3.7.3's router
@@ -38,9 +40,18 @@ import {
  * `route using` after a `validate` uses the match's offsets, not (as the relay
  * does) those its validate expression left behind.
  *
- * Besides what the expressions' matcher does, route() allocates only for
- * renamed names, route using keys and validate subjects. It is not re-entrant:
- * a visitor must not route from inside a callback.
+ * A line is routed in two parts. What depends on its name alone (which steps
+ * match, the names rewrites give, route using keys, the names aggregates
+ * write) is a plan (route-plan.ts), worked out without asking most of the
+ * steps that cannot match, and remembered for the names routed lately
+ * (name-memo.ts: the same names come back every interval). Following the plan
+ * decides what depends on the rest of the line (validate, whether a renamed
+ * line fits) and on which members are up. Neither part changes a decision.
+ *
+ * route() allocates for the plans of names not seen lately, validate subjects,
+ * and the rest of the line's text (when given as a LineRest) only for
+ * validate. It is not re-entrant: a visitor must not route from inside a
+ * callback.
  */
 
 export type { RulesTarget };
@@ -57,167 +68,18 @@ export interface RulesVisitor extends MemberSink {
   up(target: number): boolean;
 }
 
-/** relay.conf's limit: RE_MAX_MATCHES offset pairs, group 0 included. */
-const MAX_GROUPS = 63;
-
-const Kind = { All: 0, Regex: 1, Contains: 2, StartsWith: 3, EndsWith: 4, Equals: 5 } as const;
-type Kind = (typeof Kind)[keyof typeof Kind];
-
-/** An expression as the relay runs it: `*`, a string comparison, or a regular expression. */
-class Matcher {
-  readonly source: string;
-  readonly kind: Kind;
-  /** Groups the expression has (0 for all but regular expressions). */
-  readonly groups: number;
-  readonly #literal: string;
-  readonly #regex: PosixRegex | null;
-  readonly #match = new Int32Array(2);
-
-  constructor(expr: Expr) {
-    this.source = expr.source;
-    const { kind, literal } = classify(expr.source);
-    this.kind = kind;
-    this.#literal = literal;
-    if (kind !== Kind.Regex) {
-      this.#regex = null;
-      this.groups = 0;
-      return;
-    }
-    try {
-      this.#regex = PosixRegex.compile(expr.source);
-    } catch (err) {
-      if (!(err instanceof RegexSyntaxError)) throw err;
-      const pos = { ...expr.pos, column: expr.pos.column + Math.max(0, err.offset) };
-      throw new RulesError(pos, `invalid expression '${expr.source}': ${err.message}`);
-    }
-    this.groups = this.#regex.groupCount;
-    if (this.groups > MAX_GROUPS) {
-      throw new RulesError(
-        expr.pos,
-        `too many match groups in '${expr.source}' (at most ${MAX_GROUPS})`,
-      );
-    }
-  }
-
-  test(s: string): boolean {
-    const lit = this.#literal;
-    switch (this.kind) {
-      case Kind.All:
-        return true;
-      case Kind.Regex:
-        return this.#regex!.test(s);
-      case Kind.Contains:
-        return s.includes(lit);
-      case Kind.StartsWith:
-        return s.startsWith(lit);
-      case Kind.EndsWith:
-        return s.endsWith(lit);
-      default:
-        return s === lit;
-    }
-  }
-
-  /** Match offsets for a name test() accepted (reused array: use it at once). */
-  exec(s: string): Int32Array | null {
-    if (this.kind === Kind.Regex) return this.#regex!.exec(s);
-    const m = this.#match;
-    const n = this.#literal.length;
-    switch (this.kind) {
-      case Kind.All:
-        m[0] = 0;
-        m[1] = s.length;
-        break;
-      case Kind.Contains:
-        m[0] = s.indexOf(this.#literal);
-        m[1] = m[0] + n;
-        break;
-      case Kind.EndsWith:
-        m[0] = s.length - n;
-        m[1] = s.length;
-        break;
-      default:
-        m[0] = 0;
-        m[1] = n;
-    }
-    return m[0]! < 0 ? null : m;
-  }
-}
-
 /**
- * carbon-c-relay's `determine_if_regex`: `*` matches everything; letters,
- * digits, `_`, `-` and backslash-escaped `.^*+\` make a literal, compared as a
- * string (`^` at the start: a prefix; `$` at the end: a suffix; both: the whole
- * name). Anything else is a regular expression.
+ * Names whose plan a program remembers, per generation (two generations:
+ * name-memo.ts). A plan takes some 200-300 bytes with its names.
  */
-function classify(source: string): { kind: Kind; literal: string } {
-  if (source === "*") return { kind: Kind.All, literal: "" };
-  let kind: Kind = Kind.Contains;
-  let i = 0;
-  if (source.startsWith("^")) {
-    kind = Kind.StartsWith;
-    i = 1;
-  }
-  let literal = "";
-  let esc = false;
-  for (; i < source.length; i++) {
-    const c = source[i]!;
-    if (c === "\\") {
-      if (esc) literal += c;
-      esc = !esc;
-    } else if (c === "." || c === "^" || c === "*" || c === "+") {
-      if (!esc) return { kind: Kind.Regex, literal: "" };
-      literal += c;
-      esc = false;
-    } else if (c === "$") {
-      if (esc || i !== source.length - 1) return { kind: Kind.Regex, literal: "" };
-      kind = kind === Kind.StartsWith ? Kind.Equals : Kind.EndsWith;
-    } else if (!esc && /[A-Za-z0-9_-]/.test(c)) {
-      literal += c;
-    } else {
-      return { kind: Kind.Regex, literal: "" };
-    }
-  }
-  return { kind, literal };
-}
+const PLANS = 65_536;
 
-const RuleKind = { Match: 0, Rewrite: 1, Aggregate: 2 } as const;
-
-interface MatchStep {
-  readonly kind: typeof RuleKind.Match;
-  readonly matcher: Matcher;
-  readonly validate: Matcher | null;
-  readonly using: Replacement | null;
-  /** Clusters that hash (route using applies to them only). */
-  readonly hashes: readonly boolean[];
-  readonly clusters: readonly ClusterSelector[];
-  readonly blackhole: boolean;
-  readonly hasSendTo: boolean;
-  readonly stop: boolean;
-}
-
-interface RewriteStep {
-  readonly kind: typeof RuleKind.Rewrite;
-  readonly matcher: Matcher;
-  readonly into: Replacement;
-}
-
-interface AggregateStep {
-  readonly kind: typeof RuleKind.Aggregate;
-  readonly matcher: Matcher;
-  readonly index: number;
-  /** Per compute: the `write to` template (used as written when the expression has no groups). */
-  readonly computes: readonly Replacement[];
-  readonly stop: boolean;
-}
-
-type Step = MatchStep | RewriteStep | AggregateStep;
-
-/** Where an aggregate's output goes: its clusters, the blackhole, or (null) the rules. */
-type Output = { readonly blackhole: boolean; readonly clusters: readonly ClusterSelector[] } | null;
-
-/** Whether a renamed line (name, rest, newline, NUL) fits the relay's metric buffer. */
-function fits(name: string, rest: string): boolean {
-  return name.length + rest.length + 2 <= METRIC_BUFSIZ;
+/** The rest of a line after its name, made into a string only when a rule reads it. */
+export interface LineRest {
+  /** Its length in bytes (latin1 chars). */
+  readonly length: number;
+  /** The text, e.g. " 1.5 1700000000". */
+  text(): string;
 }
 
 export class RulesProgram {
@@ -225,7 +87,9 @@ export class RulesProgram {
   /** Every network member once (one server per id across clusters, as carbon-c-relay), then file paths, in order of first appearance. */
   readonly targets: readonly RulesTarget[];
   readonly aggregates: readonly AggregateRule[];
-  readonly #steps: readonly Step[];
+  readonly #planner: RoutePlanner;
+  /** The plans of the names routed lately: the same names come back every interval. */
+  readonly #plans = new NameMemo<Plan>(PLANS);
   readonly #outputs: readonly Output[];
   /** `statistics ... send to` / `send statistics to`: where polymur's own metrics go; null: through the rules. */
   readonly #statistics: Output;
@@ -235,14 +99,14 @@ export class RulesProgram {
     config: RulesConfig,
     targets: readonly RulesTarget[],
     aggregates: readonly AggregateRule[],
-    steps: readonly Step[],
+    planner: RoutePlanner,
     outputs: readonly Output[],
     statistics: Output,
   ) {
     this.config = config;
     this.targets = targets;
     this.aggregates = aggregates;
-    this.#steps = steps;
+    this.#planner = planner;
     this.#outputs = outputs;
     this.#statistics = statistics;
   }
@@ -258,76 +122,57 @@ export class RulesProgram {
         return s;
       });
     };
-    const steps: Step[] = [];
-    const aggregates: AggregateRule[] = [];
-    const outputs: Output[] = [];
-    for (const rule of config.rules) {
-      if (rule.kind === "rewrite") {
-        const into = Replacement.compile(rule.into);
-        steps.push({ kind: RuleKind.Rewrite, matcher: new Matcher(rule.expr), into });
-      } else if (rule.kind === "aggregate") {
-        const index = aggregates.length;
-        aggregates.push(rule);
-        outputs.push(
-          rule.sendTo === null
-            ? null
-            : { blackhole: rule.sendTo.blackhole, clusters: resolve(rule.sendTo, rule.pos) },
-        );
-        const computes = rule.computes.map((c) => Replacement.compile(c.writeTo));
-        for (const expr of rule.exprs) {
-          const matcher = new Matcher(expr);
-          steps.push({ kind: RuleKind.Aggregate, matcher, index, computes, stop: rule.stop });
-        }
-      } else {
-        const validate = rule.validate === null ? null : new Matcher(rule.validate.expr);
-        const clusters = rule.sendTo === null ? [] : resolve(rule.sendTo, rule.pos);
-        const blackhole = rule.sendTo?.blackhole === true;
-        const exprs: readonly (Expr | null)[] = rule.exprs ?? [null];
-        for (const expr of exprs) {
-          steps.push({
-            kind: RuleKind.Match,
-            matcher: new Matcher(expr ?? { source: "*", pos: rule.pos }),
-            validate,
-            using: rule.routeUsing === null ? null : Replacement.compile(rule.routeUsing),
-            hashes: clusters.map((c) => c.cluster.type.endsWith("_ch")),
-            clusters,
-            blackhole,
-            hasSendTo: rule.sendTo !== null,
-            stop: rule.sendTo === null ? false : blackhole || rule.stop,
-          });
-        }
-      }
-    }
+    const { steps, aggregates, outputs } = buildSteps(config, resolve);
     const stats = config.statistics?.sendTo ?? null;
     const statistics: Output =
       stats === null || config.statistics === null
         ? null
         : { blackhole: stats.blackhole, clusters: resolve(stats, config.statistics.pos) };
-    return new RulesProgram(config, targets, aggregates, steps, outputs, statistics);
+    const planner = new RoutePlanner(steps);
+    return new RulesProgram(config, targets, aggregates, planner, outputs, statistics);
   }
 
-  /** Routes one line: name is the metric name (latin1 string), rest is the rest of the line after the name, e.g. " 1.5 1700000000". */
-  route(name: string, rest: string, visitor: RulesVisitor): void {
+  /**
+   * Routes one line: name is the metric name (latin1 string), rest is the rest of
+   * the line after the name, e.g. " 1.5 1700000000", or a LineRest that makes
+   * that text only if a `validate` needs it.
+   */
+  route(name: string, rest: string | LineRest, visitor: RulesVisitor): void {
+    const restLength = rest.length;
+    let plan = this.#plans.get(name);
+    if (plan === undefined) {
+      plan = this.#planner.plan(name, restLength);
+      this.#plans.set(name, plan);
+    } else if (restLength < plan.minRest || restLength > plan.maxRest) {
+      // a rewrite that renames with this rest and not with that (32 KiB lines)
+      plan = this.#planner.plan(name, restLength);
+    }
+    this.#follow(plan, rest, restLength, visitor);
+  }
+
+  /** Does what a plan says, deciding what depends on the line's rest and on which members are up. */
+  #follow(plan: Plan, rest: string | LineRest, restLength: number, visitor: RulesVisitor): void {
     const key = this.#key;
     let subject: string | null = null;
-    for (const step of this.#steps) {
-      const matcher = step.matcher;
-      if (!matcher.test(name)) continue;
-      if (step.kind === RuleKind.Rewrite) {
-        const m = matcher.exec(name);
-        if (m === null) continue;
-        const renamed = step.into.apply(name, m, matcher.groups);
-        if (fits(renamed, rest)) name = renamed;
-        continue;
-      }
-      if (step.kind === RuleKind.Aggregate) {
-        this.#aggregate(step, name, rest, visitor);
+    let subjectCut = "";
+    for (const entry of plan.entries) {
+      if (entry.kind === RuleKind.Aggregate) {
+        const { step, produced } = entry;
+        for (let i = 0; i < produced.length; i++) {
+          const metric = produced[i]!;
+          if (entry.filled && !fits(metric.length, restLength)) continue;
+          visitor.aggregate(step.index, i, metric);
+        }
         if (step.stop) return;
         continue;
       }
+      const { step, name } = entry;
       if (step.validate !== null) {
-        subject ??= validateSubject(rest);
-        if (!step.validate.test(subject)) {
+        if (subject === null) {
+          subject = validateSubject(typeof rest === "string" ? rest : rest.text());
+          subjectCut = cString(subject);
+        }
+        if (!step.validate.test(subject, subjectCut)) {
           if (step.stop || !step.hasSendTo) {
             visitor.drop("validate");
             return;
@@ -343,11 +188,9 @@ export class RulesProgram {
       if (clusters.length > 0) {
         key.set(name);
         let hashKeyOk = true;
-        if (step.using !== null) {
-          const m = matcher.exec(name);
-          const k = m === null ? name : step.using.apply(name, m, matcher.groups);
-          hashKeyOk = fits(k, rest);
-          key.set(k);
+        if (entry.key !== null) {
+          hashKeyOk = fits(entry.key.length, restLength);
+          key.set(entry.key);
         }
         for (let i = 0; i < clusters.length; i++) {
           // A route using key that does not fit: the relay skips the hash clusters.
@@ -383,24 +226,6 @@ export class RulesProgram {
     const key = this.#key;
     key.set(metric);
     for (const c of out.clusters) c.select(metric, key, visitor);
-  }
-
-  #aggregate(step: AggregateStep, name: string, rest: string, visitor: RulesVisitor): void {
-    const matcher = step.matcher;
-    const groups = matcher.groups;
-    const computes = step.computes;
-    // Without groups the relay writes the template as it is (no references expanded).
-    const m = groups > 0 ? matcher.exec(name) : null;
-    if (groups > 0 && m === null) return;
-    for (let i = 0; i < computes.length; i++) {
-      const template = computes[i]!;
-      let produced = template.template;
-      if (m !== null) {
-        produced = template.apply(name, m, groups);
-        if (!fits(produced, rest)) continue;
-      }
-      visitor.aggregate(step.index, i, produced);
-    }
   }
 }
 
