@@ -6,7 +6,7 @@ import { LineListener } from "../ingest/line-listener.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
 import { compressBatch, compressionCode } from "../link/batch-codec.ts";
 import { BatchBuffer } from "../link/proxy/batch-buffer.ts";
-import { BatchSpool } from "../link/proxy/batch-spool.ts";
+import { SegmentSpool } from "../spool/segment-spool.ts";
 import { GatewayLink } from "../link/proxy/gateway-link.ts";
 import { LineBatcher } from "../link/proxy/line-batcher.ts";
 import { type ProxyStats, proxyPrometheus } from "../link/proxy/proxy-stats.ts";
@@ -28,7 +28,7 @@ export class ProxyNode {
   readonly #runtime: NodeRuntime;
   readonly #batcher: LineBatcher;
   readonly #buffer: BatchBuffer;
-  readonly #spool: BatchSpool | null;
+  readonly #spool: SegmentSpool | null;
   readonly #link: GatewayLink;
   #proxyId: string;
   #batches = 0;
@@ -54,7 +54,7 @@ export class ProxyNode {
       heartbeat: () => ({ pending: this.#buffer.size, link: this.#link.state }),
     });
     if (options.spoolDir !== null) {
-      const opened = BatchSpool.open(options.spoolDir, {
+      const opened = SegmentSpool.open(options.spoolDir, {
         log,
         segmentBytes: Math.max(1 << 20, Math.min(8 << 20, Math.floor(options.spoolBytes / 16))),
       });

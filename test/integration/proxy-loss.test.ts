@@ -6,7 +6,7 @@ import { closeSync, existsSync, mkdirSync, openSync, rmSync, statSync, writeSync
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../common/logger.ts";
-import { BatchSpool, type SpoolLocation } from "../../dataplane/link/proxy/batch-spool.ts";
+import { SegmentSpool, type SpoolLocation } from "../../dataplane/spool/segment-spool.ts";
 import type { ProxyStats } from "../../dataplane/link/proxy/proxy-stats.ts";
 import { Compression } from "../../gen/polymur/ingest/v1/ingest_pb.ts";
 import { LineSink } from "../fixtures/line-sink.ts";
@@ -38,7 +38,7 @@ interface Written {
 
 /** A spool as a proxy leaves it: `batches` batches of `per` datapoints, several segments. */
 function writeSpool(dir: string, tag: string, batches: number, per: number): Written[] {
-  const { spool } = BatchSpool.open(dir, {
+  const { spool } = SegmentSpool.open(dir, {
     log: createLogger({ level: "silent" }),
     segmentBytes: 4 * per * 30,
   });

@@ -1,10 +1,10 @@
 import { EventEmitter } from "node:events";
 import type { Logger } from "../../../common/logger.ts";
-import type { BatchSpool, SpoolReadError } from "./batch-spool.ts";
+import type { SegmentSpool, SpoolReadError } from "../../spool/segment-spool.ts";
 import { LossCounts, type LossReason } from "./loss-counts.ts";
 import { SpoolAppender } from "./spool-appender.ts";
-import { spoolReadBack } from "./spool-read-back.ts";
-import type { SpooledBatch, SpoolLocation, SpoolLoss } from "./spool-record.ts";
+import { spoolReadBack } from "../../spool/spool-read-back.ts";
+import type { SpooledBatch, SpoolLocation, SpoolLoss } from "../../spool/spool-record.ts";
 
 // The loss reasons were first defined here; proxy-stats.ts still takes them from here.
 
@@ -38,7 +38,7 @@ export interface BatchBufferOptions {
   /** Payload bytes held in memory. Without a spool this bounds the buffer. */
   memoryBytes: number;
   /** On-disk spool (optional); with one, every batch is written to it first. */
-  spool: BatchSpool | null;
+  spool: SegmentSpool | null;
   /** With a spool: bound of its live bytes on disk. */
   spoolBytes: number;
   /** First seq to hand out. Default 1. */
@@ -104,7 +104,7 @@ export interface BatchBufferEvents {
  * "batch" when one was added.
  */
 export class BatchBuffer extends EventEmitter<BatchBufferEvents> {
-  readonly #spool: BatchSpool | null;
+  readonly #spool: SegmentSpool | null;
   readonly #memoryLimit: number;
   readonly #spoolLimit: number;
   readonly #log: Logger;

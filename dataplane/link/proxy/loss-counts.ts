@@ -1,4 +1,4 @@
-import type { SpoolLossReason } from "./spool-record.ts";
+import type { SpoolLossReason } from "../../spool/spool-record.ts";
 
 /**
  * Why a proxy lost datapoints (the `reason` of its `lost` counters):

@@ -1,6 +1,6 @@
 import type { Logger } from "../../../common/logger.ts";
-import type { BatchSpool } from "./batch-spool.ts";
-import type { SpoolLocation } from "./spool-record.ts";
+import type { SegmentSpool } from "../../spool/segment-spool.ts";
+import type { SpoolLocation } from "../../spool/spool-record.ts";
 
 /**
  * Appends the buffer's batches to the spool, and turns a failed append (disk
@@ -10,13 +10,13 @@ import type { SpoolLocation } from "./spool-record.ts";
  * once when appending works again, not once per batch.
  */
 export class SpoolAppender {
-  readonly #spool: BatchSpool;
+  readonly #spool: SegmentSpool;
   readonly #log: Logger;
   #failures = 0;
   /** Consecutive appends that failed (the current failure streak). */
   #streak = 0;
 
-  constructor(spool: BatchSpool, log: Logger) {
+  constructor(spool: SegmentSpool, log: Logger) {
     this.#spool = spool;
     this.#log = log;
   }

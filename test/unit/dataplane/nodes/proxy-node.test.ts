@@ -6,7 +6,7 @@ import { Code, ConnectError } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { parseArgv, resolveOptions } from "../../../../common/options.ts";
-import { BatchSpool } from "../../../../dataplane/link/proxy/batch-spool.ts";
+import { SegmentSpool } from "../../../../dataplane/spool/segment-spool.ts";
 import { type ProxyExit, ProxyNode } from "../../../../dataplane/nodes/proxy-node.ts";
 import { buildProxyOptions, PROXY_OPTIONS } from "../../../../dataplane/nodes/proxy-options.ts";
 import { IngestService } from "../../../../gen/polymur/ingest/v1/ingest_pb.ts";
@@ -88,7 +88,7 @@ function numbered(tag: string, from: number, n: number): string {
 
 /** Every line kept in a spool directory, in seq order (the proxy must be closed). */
 async function spooledLines(dir: string): Promise<string> {
-  const { spool, recovered, losses } = BatchSpool.open(dir, { log: captureLog().log });
+  const { spool, recovered, losses } = SegmentSpool.open(dir, { log: captureLog().log });
   try {
     expect(losses).toEqual([]);
     let text = "";

@@ -8,7 +8,7 @@ import {
   type BatchBufferOptions,
   type BufferedBatch,
 } from "../../../../../dataplane/link/proxy/batch-buffer.ts";
-import { BatchSpool } from "../../../../../dataplane/link/proxy/batch-spool.ts";
+import { SegmentSpool } from "../../../../../dataplane/spool/segment-spool.ts";
 import { captureLog } from "../../../../fixtures/capture-log.ts";
 
 const log = createLogger({ level: "silent" });
@@ -21,13 +21,13 @@ afterEach(() => {
 /** A buffer on a fresh spool that caches nothing in memory (every payload is read back). */
 function spooled(over: Partial<BatchBufferOptions> = {}): {
   buffer: BatchBuffer;
-  spool: BatchSpool;
+  spool: SegmentSpool;
   dir: string;
   lines: ReturnType<typeof captureLog>["lines"];
 } {
   const dir = mkdtempSync(path.join(tmpdir(), "polymur-buf-"));
   cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-  const { spool } = BatchSpool.open(dir, { log });
+  const { spool } = SegmentSpool.open(dir, { log });
   cleanups.push(() => spool.close());
   const captured = captureLog();
   const buffer = new BatchBuffer({
@@ -90,7 +90,7 @@ describe("BatchBuffer", () => {
   it("with a spool: memory is only a cache, batches beyond it are read back, the bound is on disk", async () => {
     const dir = mkdtempSync(path.join(tmpdir(), "polymur-buf-"));
     cleanups.push(() => rmSync(dir, { recursive: true, force: true }));
-    const { spool } = BatchSpool.open(dir, { log, segmentBytes: 256 * KiB });
+    const { spool } = SegmentSpool.open(dir, { log, segmentBytes: 256 * KiB });
     cleanups.push(() => spool.close());
     const b = new BatchBuffer({ memoryBytes: 1 * MiB, spool, spoolBytes: 4 * MiB, log });
     const payloads: Buffer[] = [];

@@ -8,7 +8,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Logger } from "../../../../../common/logger.ts";
 import { BatchBuffer } from "../../../../../dataplane/link/proxy/batch-buffer.ts";
-import { BatchSpool } from "../../../../../dataplane/link/proxy/batch-spool.ts";
+import { SegmentSpool } from "../../../../../dataplane/spool/segment-spool.ts";
 import {
   GatewayLink,
   type GatewayLinkOptions,
@@ -545,7 +545,7 @@ describe("GatewayLink", () => {
     const gw = await gateway();
     gw.onBatch = () => "hold";
     const dir = mkdtempSync(path.join(tmpdir(), "polymur-link-"));
-    const { spool } = BatchSpool.open(dir, { log: captureLog().log });
+    const { spool } = SegmentSpool.open(dir, { log: captureLog().log });
     try {
       // No payload cached in memory: every batch is read back from the spool.
       const { link, buffer, logs } = setup([gw.url], {}, (log) => {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../../../../../common/logger.ts";
-import { BatchSpool } from "../../../../../dataplane/link/proxy/batch-spool.ts";
+import { SegmentSpool } from "../../../../../dataplane/spool/segment-spool.ts";
 import { SpoolAppender } from "../../../../../dataplane/link/proxy/spool-appender.ts";
 import { captureLog } from "../../../../fixtures/capture-log.ts";
 import { tempDirs } from "../../../../fixtures/spool-files.ts";
@@ -13,7 +13,7 @@ afterEach(() => {
 
 describe("SpoolAppender", () => {
   it("a failed append is null and counted; a streak of failures is logged when it starts and when it ends", async () => {
-    const { spool } = BatchSpool.open(temp.make(), { log: createLogger({ level: "silent" }) });
+    const { spool } = SegmentSpool.open(temp.make(), { log: createLogger({ level: "silent" }) });
     const { log, lines } = captureLog();
     const appender = new SpoolAppender(spool, log);
     expect(appender.append(1, 1, 5, 10, Buffer.from("one"))).toEqual({ segment: 1, offset: 0 });

@@ -2,20 +2,20 @@ import { randomUUID } from "node:crypto";
 import fs from "node:fs";
 import { hostname } from "node:os";
 import path from "node:path";
-import { ErrorCode, PolymurError } from "../../../common/errors.ts";
-import type { Logger } from "../../../common/logger.ts";
-import { releasePidLock, takePidLock } from "../../../common/pid-lock.ts";
+import { ErrorCode, PolymurError } from "../../common/errors.ts";
+import type { Logger } from "../../common/logger.ts";
+import { releasePidLock, takePidLock } from "../../common/pid-lock.ts";
 import {
   PRIVATE_DIR_MODE,
   PRIVATE_FILE_MODE,
   writePrivateFile,
-} from "../../../common/private-files.ts";
+} from "../../common/private-files.ts";
 import { errText } from "./err-text.ts";
 
 /**
  * The spool's directory: what is in it, who may read it, who uses it, and
  * its small files (the proxy's id, the done mark). The segments' contents are
- * BatchSpool's (and spool-record.ts's) business.
+ * SegmentSpool's (and spool-record.ts's) business.
  *
  * Layout of the directory (PRIVATE_DIR_MODE, 0700; every file in it
  * PRIVATE_FILE_MODE, 0600, like the control plane's store: batches are other
@@ -54,7 +54,7 @@ export class SpoolDir {
    * Throws a PolymurError (POLYMUR_ERR_SPOOL) when it cannot be created or
    * another live process holds it.
    */
-  static open(dir: string, log: Logger): SpoolDir {
+  static open(dir: string, log: Logger, inUse = "each proxy needs its own --spool-dir"): SpoolDir {
     try {
       fs.mkdirSync(dir, { recursive: true, mode: PRIVATE_DIR_MODE });
     } catch (err) {
@@ -64,7 +64,7 @@ export class SpoolDir {
       );
     }
     tightenModes(dir, log);
-    lock(dir);
+    lock(dir, inUse);
     return new SpoolDir(dir);
   }
 
@@ -165,13 +165,13 @@ function tightenModes(dir: string, log: Logger): void {
   }
 }
 
-function lock(dir: string): void {
+function lock(dir: string, inUse: string): void {
   const refused = takePidLock(path.join(dir, LOCK_FILE));
   if (refused === null) return;
   throw new PolymurError(
     ErrorCode.Spool,
     refused.kind === "in-use"
-      ? `spool directory ${dir} is in use by process ${refused.pid}; each proxy needs its own --spool-dir`
+      ? `spool directory ${dir} is in use by process ${refused.pid}; ${inUse}`
       : `cannot lock spool directory ${dir}: ${refused.err.message}`,
   );
 }

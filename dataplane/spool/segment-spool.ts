@@ -1,7 +1,7 @@
 import fs from "node:fs";
-import { ErrorCode, PolymurError } from "../../../common/errors.ts";
-import type { Logger } from "../../../common/logger.ts";
-import { PRIVATE_FILE_MODE } from "../../../common/private-files.ts";
+import { ErrorCode, PolymurError } from "../../common/errors.ts";
+import type { Logger } from "../../common/logger.ts";
+import { PRIVATE_FILE_MODE } from "../../common/private-files.ts";
 import { errText } from "./err-text.ts";
 import { SpoolDir } from "./spool-dir.ts";
 import {
@@ -17,27 +17,30 @@ import {
   scanSegment,
 } from "./spool-record.ts";
 
-// The types of BatchSpool's API are defined with the record format they
+// The types of SegmentSpool's API are defined with the record format they
 // describe; callers take them from here, with the spool.
 export type { SpooledBatch, SpoolLocation, SpoolLoss, SpoolLossReason } from "./spool-record.ts";
 
 /**
- * The proxy's optional on-disk spool: every batch is appended to it when it
- * is made, before it is sent, so batches the gateway has not acknowledged
- * survive a crash or restart of the proxy (kill -9 included: an appended
- * record is in the page cache when append() returns; an OS crash can lose the
- * last few seconds, since records are not fsynced one by one).
+ * Checksummed, append-only segments of numbered records on disk: the one
+ * implementation both on-disk buffers of polymur use. The proxy's spool
+ * (--spool-dir) appends every batch when it is made, before it is sent, so
+ * batches the gateway has not acknowledged survive a restart; a relay's or
+ * gateway's destination queue (--queue-dir, forward/disk-queue.ts) appends
+ * what its memory queue cannot hold. An appended record is in the page cache
+ * when append() returns, so it survives the death of the process (kill -9
+ * included); sync() puts it on the disk, which an OS crash needs.
  *
  * The directory (its layout, owner-only modes, lock, proxy id and done mark)
  * is a SpoolDir (spool-dir.ts); the records in its segments, and how damaged
  * ones are found and skipped, are in spool-record.ts. This class keeps the
- * segments: it appends to the newest, reads batches back, deletes a segment
- * once every batch in it is done, and at open recovers what the segments
+ * segments: it appends to the newest, reads records back, deletes a segment
+ * once every record in it is done, and at open recovers what the segments
  * hold. A segment that cannot be opened at recovery is renamed *.unreadable
  * and reported; what recovery finds damaged is reported as a SpoolLoss,
- * logged here with the file and offset (the buffer counts it).
+ * logged here with the file and offset (the owner counts it).
  *
- * The bytes of live segments are what counts against --spool-size.
+ * The bytes of live segments are what counts against the owner's bound.
  */
 
 /**
@@ -75,8 +78,19 @@ interface Segment {
   file: string;
 }
 
+export interface SpoolOpenOptions {
+  /** Bytes after which a new segment is started. Default 8 MiB. */
+  segmentBytes?: number;
+  log: Logger;
+  /** Whether the directory keeps a proxy id (the proxy's spool). Default true. */
+  proxyId?: boolean;
+  /** What to tell an operator whose directory another process holds. Default: the proxy's --spool-dir. */
+  inUse?: string;
+}
+
 export interface SpoolOpenResult {
-  spool: BatchSpool;
+  spool: SegmentSpool;
+  /** The proxy id kept in the directory ("" when SpoolOpenOptions.proxyId is false). */
   proxyId: string;
   /** Batches not yet done, oldest first (payloads stay on disk). */
   recovered: SpooledBatch[];
@@ -86,7 +100,7 @@ export interface SpoolOpenResult {
   losses: SpoolLoss[];
 }
 
-export class BatchSpool {
+export class SegmentSpool {
   readonly dir: string;
   readonly #files: SpoolDir;
   readonly #segmentBytes: number;
@@ -106,11 +120,11 @@ export class BatchSpool {
   }
 
   /** Opens (creating if needed, owner-only) and recovers a spool directory. */
-  static open(dir: string, options: { segmentBytes?: number; log: Logger }): SpoolOpenResult {
-    const files = SpoolDir.open(dir, options.log);
-    const spool = new BatchSpool(files, options.segmentBytes ?? 8 * 1024 * 1024, options.log);
+  static open(dir: string, options: SpoolOpenOptions): SpoolOpenResult {
+    const files = SpoolDir.open(dir, options.log, options.inUse);
+    const spool = new SegmentSpool(files, options.segmentBytes ?? 8 * 1024 * 1024, options.log);
     try {
-      const proxyId = files.proxyId();
+      const proxyId = options.proxyId === false ? "" : files.proxyId();
       const { recovered, nextSeq, losses } = spool.#recover();
       return { spool, proxyId, recovered, nextSeq, losses };
     } catch (err) {
@@ -264,6 +278,13 @@ export class BatchSpool {
   ): SpoolLocation {
     let seg = this.#active;
     if (seg === null || seg.bytes >= this.#segmentBytes) {
+      if (seg !== null) {
+        // The segment is done: on the disk it goes, so that an OS crash can
+        // take only what the newest segment holds since its last sync().
+        try {
+          fs.fsyncSync(seg.fd);
+        } catch {}
+      }
       const file = this.#files.segmentFile(seq);
       const fd = fs.openSync(file, "a+", PRIVATE_FILE_MODE);
       let bytes = 0;
@@ -348,6 +369,16 @@ export class BatchSpool {
       this.#bytes -= seg.bytes;
       if (this.#active === seg) this.#active = null;
     }
+  }
+
+  /**
+   * Flushes the newest segment to the disk (fsync), so that an OS crash
+   * cannot take what was appended. Older segments were flushed when the
+   * next one started. Throws what fsync throws.
+   */
+  sync(): void {
+    const seg = this.#active;
+    if (seg !== null) fs.fsyncSync(seg.fd);
   }
 
   /** Persists the done mark (atomically; also done on release and close). */

@@ -1,10 +1,10 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import {
-  type BatchSpool,
+  type SegmentSpool,
   SpoolReadError,
-} from "../../../../../dataplane/link/proxy/batch-spool.ts";
-import { spoolReadBack } from "../../../../../dataplane/link/proxy/spool-read-back.ts";
-import { captureLog } from "../../../../fixtures/capture-log.ts";
+} from "../../../../dataplane/spool/segment-spool.ts";
+import { spoolReadBack } from "../../../../dataplane/spool/spool-read-back.ts";
+import { captureLog } from "../../../fixtures/capture-log.ts";
 
 afterEach(() => {
   vi.useRealTimers();
@@ -16,7 +16,7 @@ const eio = (): SpoolReadError =>
 
 /** A spool whose reads give, in turn, what `results` says (an Error rejects). */
 function fakeSpool(results: Array<Buffer | Error>): {
-  spool: BatchSpool;
+  spool: SegmentSpool;
   reads: () => number;
   close: () => void;
 } {
@@ -31,7 +31,7 @@ function fakeSpool(results: Array<Buffer | Error>): {
       const r = results[Math.min(n++, results.length - 1)]!;
       return r instanceof Error ? Promise.reject(r) : Promise.resolve(r);
     },
-  } as unknown as BatchSpool;
+  } as unknown as SegmentSpool;
   return { spool, reads: () => n, close: () => (closed = true) };
 }
 

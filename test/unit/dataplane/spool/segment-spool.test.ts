@@ -1,20 +1,20 @@
 import fs, { readdirSync, truncateSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it, vi } from "vitest";
-import { createLogger } from "../../../../../common/logger.ts";
+import { createLogger } from "../../../../common/logger.ts";
 import {
-  BatchSpool,
+  SegmentSpool,
   type SpoolLocation,
   SpoolReadError,
-} from "../../../../../dataplane/link/proxy/batch-spool.ts";
-import { captureLog } from "../../../../fixtures/capture-log.ts";
+} from "../../../../dataplane/spool/segment-spool.ts";
+import { captureLog } from "../../../fixtures/capture-log.ts";
 import {
   flipByte as flip,
   PMB2_HEADER as H,
   spoolPayload as payload,
   spoolSegments as segments,
   spoolTestDirs,
-} from "../../../../fixtures/spool-files.ts";
+} from "../../../fixtures/spool-files.ts";
 
 // The segments of a spool: append, read back, release, recover. How damaged
 // records are found is in spool-record.test.ts; the directory (modes, lock,
@@ -23,10 +23,10 @@ import {
 const log = createLogger({ level: "silent" });
 const dir = spoolTestDirs();
 
-describe("BatchSpool", () => {
+describe("SegmentSpool", () => {
   it("recovers every batch not yet done, with a stable proxy id and seqs never reused", async () => {
     const d = dir();
-    const a = BatchSpool.open(d, { log, segmentBytes: 4096 });
+    const a = SegmentSpool.open(d, { log, segmentBytes: 4096 });
     expect(a.recovered).toEqual([]);
     expect(a.losses).toEqual([]);
     expect(a.nextSeq).toBe(1);
@@ -39,7 +39,7 @@ describe("BatchSpool", () => {
     expect(await a.spool.read(locs[11]!, 12, 1000)).toEqual(payload(12));
     a.spool.close();
 
-    const b = BatchSpool.open(d, { log, segmentBytes: 4096 });
+    const b = SegmentSpool.open(d, { log, segmentBytes: 4096 });
     expect(b.proxyId).toBe(a.proxyId);
     expect(b.losses).toEqual([]);
     expect(b.recovered.map((r) => r.seq)).toEqual(Array.from({ length: 13 }, (_, i) => i + 8));
@@ -53,14 +53,14 @@ describe("BatchSpool", () => {
     expect(b.spool.bytes).toBe(0);
     b.spool.close();
     expect(readdirSync(d).filter((f) => f.endsWith(".spool"))).toEqual([]);
-    const c = BatchSpool.open(d, { log });
+    const c = SegmentSpool.open(d, { log });
     expect(c.nextSeq).toBe(21);
     c.spool.close();
   });
 
   it("sets aside a segment that cannot be opened, reports it, and keeps the others", () => {
     const d = dir();
-    const a = BatchSpool.open(d, { log, segmentBytes: 3 * (H + 100) });
+    const a = SegmentSpool.open(d, { log, segmentBytes: 3 * (H + 100) });
     for (let seq = 1; seq <= 9; seq++) a.spool.append(seq, 1, seq, 1, payload(seq, 100));
     a.spool.close();
     const [, second] = segments(d);
@@ -75,7 +75,7 @@ describe("BatchSpool", () => {
       return real(p, flags, mode);
     });
     const { log: captured, lines } = captureLog();
-    const b = BatchSpool.open(d, { log: captured });
+    const b = SegmentSpool.open(d, { log: captured });
     expect(b.recovered.map((r) => r.seq)).toEqual([1, 2, 3, 7, 8, 9]);
     expect(b.losses).toMatchObject([
       { reason: "spool_unreadable", file: second, offset: 0, bytes: null, lines: null },
@@ -87,7 +87,7 @@ describe("BatchSpool", () => {
     expect(lines.some((l) => l.level === 50 && l.msg.includes("renamed"))).toBe(true);
     // Set aside: not read (nor counted) again.
     vi.restoreAllMocks();
-    const c = BatchSpool.open(d, { log });
+    const c = SegmentSpool.open(d, { log });
     expect(c.losses).toEqual([]);
     expect(c.recovered.map((r) => r.seq)).toEqual([1, 2, 3, 7, 8, 9]);
     c.spool.close();
@@ -95,7 +95,7 @@ describe("BatchSpool", () => {
 
   it("checks every read: a damaged, cut or missing record is a SpoolReadError, never a payload", async () => {
     const d = dir();
-    const a = BatchSpool.open(d, { log });
+    const a = SegmentSpool.open(d, { log });
     const locs = [1, 2, 3].map((seq) => a.spool.append(seq, 1, seq, 1, payload(seq, 100)));
     const seg = segments(d)[0]!;
     flip(seg, locs[1]!.offset + H + 7);
@@ -139,7 +139,7 @@ describe("BatchSpool", () => {
 
   it("a failed append leaves nothing behind: later records stay where they are said to be", async () => {
     const d = dir();
-    const a = BatchSpool.open(d, { log });
+    const a = SegmentSpool.open(d, { log });
     const first = a.spool.append(1, 1, 1, 1, payload(1, 100));
     const real = fs.writevSync;
     const spy = vi.spyOn(fs, "writevSync").mockImplementationOnce((fd, bufs) => {
@@ -156,7 +156,7 @@ describe("BatchSpool", () => {
     expect(await a.spool.read(third, 3, 100)).toEqual(payload(3, 100));
     expect(a.spool.bytes).toBe(2 * (H + 100));
     a.spool.close();
-    const b = BatchSpool.open(d, { log });
+    const b = SegmentSpool.open(d, { log });
     expect(b.recovered.map((r) => r.seq)).toEqual([1, 3]);
     expect(b.losses).toEqual([]);
     b.spool.close();
@@ -164,7 +164,7 @@ describe("BatchSpool", () => {
 
   it("a segment whose failed append could not be undone takes no more records; recovery skips the torn bytes", () => {
     const d = dir();
-    const a = BatchSpool.open(d, { log });
+    const a = SegmentSpool.open(d, { log });
     a.spool.append(1, 1, 1, 1, payload(1, 100));
     const real = fs.writevSync;
     vi.spyOn(fs, "writevSync").mockImplementationOnce((fd, bufs) => {
@@ -183,7 +183,7 @@ describe("BatchSpool", () => {
       `seg-${"1".padStart(16, "0")}.spool`,
       `seg-${"3".padStart(16, "0")}.spool`,
     ]);
-    const b = BatchSpool.open(d, { log });
+    const b = SegmentSpool.open(d, { log });
     expect(b.recovered.map((r) => r.seq)).toEqual([1, 3]);
     // seq 2 lies there, torn: its header says so, and it is counted.
     expect(b.losses).toMatchObject([{ reason: "spool_corrupt", seq: 2, lines: 2 }]);

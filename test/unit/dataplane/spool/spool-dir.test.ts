@@ -1,19 +1,19 @@
 import { chmodSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
 import path from "node:path";
 import { describe, expect, it } from "vitest";
-import { createLogger } from "../../../../../common/logger.ts";
-import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../../../../../common/private-files.ts";
-import { BatchSpool } from "../../../../../dataplane/link/proxy/batch-spool.ts";
-import { SpoolDir } from "../../../../../dataplane/link/proxy/spool-dir.ts";
-import { captureLog } from "../../../../fixtures/capture-log.ts";
+import { createLogger } from "../../../../common/logger.ts";
+import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../../../../common/private-files.ts";
+import { SegmentSpool } from "../../../../dataplane/spool/segment-spool.ts";
+import { SpoolDir } from "../../../../dataplane/spool/spool-dir.ts";
+import { captureLog } from "../../../fixtures/capture-log.ts";
 import {
   spoolPayload as payload,
   spoolSegments as segments,
   spoolTestDirs,
-} from "../../../../fixtures/spool-files.ts";
+} from "../../../fixtures/spool-files.ts";
 
 // The spool directory: its modes, its lock, its small files. The first tests
-// go through BatchSpool.open, as a proxy opens its spool.
+// go through SegmentSpool.open, as a proxy opens its spool.
 
 const log = createLogger({ level: "silent" });
 const dir = spoolTestDirs();
@@ -26,7 +26,7 @@ describe("SpoolDir", () => {
 
   it("creates its directory 0700 and its files 0600, and tightens an existing spool's", () => {
     const d = path.join(dir(), "spool");
-    const a = BatchSpool.open(d, { log });
+    const a = SegmentSpool.open(d, { log });
     a.spool.append(1, 1, 1, 1, payload(1, 10));
     a.spool.release(0);
     expect(mode(d)).toBe(0o700);
@@ -41,7 +41,7 @@ describe("SpoolDir", () => {
     for (const f of readdirSync(d)) chmodSync(path.join(d, f), 0o644);
     writeFileSync(path.join(d, "state.json.tmp"), "{}", { mode: 0o644 });
     writeFileSync(path.join(d, "notes.txt"), "not the spool's", { mode: 0o644 });
-    const b = BatchSpool.open(d, { log });
+    const b = SegmentSpool.open(d, { log });
     expect(mode(d)).toBe(0o700);
     for (const f of readdirSync(d).filter((f) => f !== "notes.txt")) {
       expect([f, mode(path.join(d, f))]).toEqual([f, 0o600]);
@@ -58,7 +58,7 @@ describe("SpoolDir", () => {
     mkdirSync(d);
     chmodSync(d, 0o1777);
     const { log: captured, lines } = captureLog();
-    const a = BatchSpool.open(d, { log: captured });
+    const a = SegmentSpool.open(d, { log: captured });
     expect(statSync(d).mode & 0o7777).toBe(0o1777);
     expect(statSync(path.join(d, "proxy-id")).mode & 0o777).toBe(0o600);
     expect(lines.some((l) => l.level === 40 && l.msg.includes("sticky bit"))).toBe(true);
@@ -67,11 +67,11 @@ describe("SpoolDir", () => {
 
   it("refuses a directory another live proxy holds, takes over a dead one's", () => {
     const d = dir();
-    const a = BatchSpool.open(d, { log });
+    const a = SegmentSpool.open(d, { log });
     writeFileSync(path.join(d, "lock"), "1"); // pid 1 is alive
-    expect(() => BatchSpool.open(d, { log })).toThrow(/in use by process 1/);
+    expect(() => SegmentSpool.open(d, { log })).toThrow(/in use by process 1/);
     writeFileSync(path.join(d, "lock"), "999999999"); // no such process
-    const b = BatchSpool.open(d, { log });
+    const b = SegmentSpool.open(d, { log });
     b.spool.close();
     a.spool.close();
   });

@@ -13,8 +13,8 @@ import fs, {
 import path from "node:path";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { createLogger } from "../../../../../common/logger.ts";
-import { BatchSpool, SpoolReadError } from "../../../../../dataplane/link/proxy/batch-spool.ts";
+import { createLogger } from "../../../../common/logger.ts";
+import { SegmentSpool, SpoolReadError } from "../../../../dataplane/spool/segment-spool.ts";
 import {
   checkRecord,
   encodeRecordHeader,
@@ -23,8 +23,8 @@ import {
   RECORD_HEADER_BYTES,
   readSegment,
   scanSegment,
-} from "../../../../../dataplane/link/proxy/spool-record.ts";
-import { captureLog } from "../../../../fixtures/capture-log.ts";
+} from "../../../../dataplane/spool/spool-record.ts";
+import { captureLog } from "../../../fixtures/capture-log.ts";
 import {
   failReadsAt,
   flipByte as flip,
@@ -34,10 +34,10 @@ import {
   spoolTestDirs,
   v1Record,
   v2Record,
-} from "../../../../fixtures/spool-files.ts";
+} from "../../../fixtures/spool-files.ts";
 
 // The record format and recovery from damage: directly on buffers, and
-// through BatchSpool.open (which is how recovery runs) on damaged files.
+// through SegmentSpool.open (which is how recovery runs) on damaged files.
 
 const log = createLogger({ level: "silent" });
 const dir = spoolTestDirs();
@@ -47,7 +47,7 @@ const fastTmp = existsSync("/dev/shm") ? "/dev/shm" : undefined;
 /** A spool with `n` batches of `size` bytes in one segment (seq i has i lines), closed. */
 function filled(n: number, size = 100): { d: string; seg: string } {
   const d = dir();
-  const a = BatchSpool.open(d, { log });
+  const a = SegmentSpool.open(d, { log });
   for (let seq = 1; seq <= n; seq++) a.spool.append(seq, 1, seq, size * 2, payload(seq, size));
   a.spool.close();
   return { d, seg: segments(d)[0]! };
@@ -238,7 +238,7 @@ describe("recovery of a damaged spool", () => {
     const { d, seg } = filled(3, 1000);
     const whole = statSync(seg).size;
     appendFileSync(seg, Buffer.from([0x50, 0x4d, 0x42, 0x32, 0xff])); // half a header
-    const b = BatchSpool.open(d, { log });
+    const b = SegmentSpool.open(d, { log });
     expect(b.recovered.map((r) => r.seq)).toEqual([1, 2, 3]);
     // Its seq and lines are unknown: one loss that could not be counted.
     expect(b.losses).toMatchObject([
@@ -248,7 +248,7 @@ describe("recovery of a damaged spool", () => {
     b.spool.close();
     // A record whose header is whole but whose payload is cut short: counted exactly.
     truncateSync(seg, whole - 10);
-    const c = BatchSpool.open(d, { log });
+    const c = SegmentSpool.open(d, { log });
     expect(c.recovered.map((r) => r.seq)).toEqual([1, 2]);
     expect(c.losses).toMatchObject([{ reason: "spool_corrupt", seq: 3, lines: 3 }]);
     expect(statSync(seg).size).toBe(2 * (H + 1000));
@@ -260,7 +260,7 @@ describe("recovery of a damaged spool", () => {
     const rec = H + 100;
     flip(seg, 3 * rec + H + 50); // seq 4's payload
     const { log: captured, lines } = captureLog();
-    const a = BatchSpool.open(d, { log: captured });
+    const a = SegmentSpool.open(d, { log: captured });
     expect(a.recovered.map((r) => r.seq)).toEqual([1, 2, 3, 5, 6, 7, 8, 9, 10]);
     expect(a.losses).toEqual([
       {
@@ -287,7 +287,7 @@ describe("recovery of a damaged spool", () => {
     const rec = H + 100;
     flip(seg, 5 * rec + 9); // seq 6's header (its seq field)
     const { log: captured, lines } = captureLog();
-    const a = BatchSpool.open(d, { log: captured });
+    const a = SegmentSpool.open(d, { log: captured });
     expect(a.recovered.map((r) => r.seq)).toEqual([1, 2, 3, 4, 5, 7, 8, 9, 10]);
     expect(a.losses).toMatchObject([
       { reason: "spool_corrupt", offset: 5 * rec, bytes: rec, seq: null, lines: null },
@@ -303,7 +303,7 @@ describe("recovery of a damaged spool", () => {
     const fd = openSync(seg, "r+");
     writeSync(fd, Buffer.alloc(2 * rec, 0x5a), 0, 2 * rec, 2 * rec + H + 50);
     closeSync(fd);
-    const a = BatchSpool.open(d, { log });
+    const a = SegmentSpool.open(d, { log });
     expect(a.recovered.map((r) => r.seq)).toEqual([1, 2, 6, 7, 8, 9, 10]);
     expect(a.losses).toMatchObject([
       { reason: "spool_corrupt", offset: 2 * rec, seq: 3, lines: 3 },
@@ -314,7 +314,7 @@ describe("recovery of a damaged spool", () => {
 
   it("does not report damage to batches already done", () => {
     const d = dir();
-    const a = BatchSpool.open(d, { log });
+    const a = SegmentSpool.open(d, { log });
     for (let seq = 1; seq <= 10; seq++) a.spool.append(seq, 1, seq, 1, payload(seq, 100));
     a.spool.release(6); // done, but the segment holds 7..10 too: it stays
     a.spool.close();
@@ -323,7 +323,7 @@ describe("recovery of a damaged spool", () => {
     flip(seg, 2 * rec + H + 1); // seq 3's payload
     flip(seg, 4 * rec + 9); // seq 5's header: the seqs in between are 5 and 6, both done
     flip(seg, 7 * rec + H + 1); // seq 8's payload: not done
-    const b = BatchSpool.open(d, { log });
+    const b = SegmentSpool.open(d, { log });
     expect(b.recovered.map((r) => r.seq)).toEqual([7, 9, 10]);
     expect(b.losses).toMatchObject([{ seq: 8, lines: 8 }]);
     b.spool.close();
@@ -335,7 +335,7 @@ describe("recovery of a damaged spool", () => {
     const seg = path.join(d, `seg-${"1".padStart(16, "0")}.spool`);
     writeFileSync(seg, Buffer.concat([1, 2, 3, 4, 5].map(rec)));
     flip(seg, 2 * (29 + 100) + 29 + 10); // seq 3's payload: PMB1 cannot tell header from payload
-    const a = BatchSpool.open(d, { log });
+    const a = SegmentSpool.open(d, { log });
     expect(a.recovered.map((r) => r.seq)).toEqual([1, 2, 4, 5]);
     expect(a.losses).toMatchObject([{ offset: 2 * 129, bytes: 129, seq: null, lines: null }]);
     for (const r of a.recovered) {
@@ -345,21 +345,21 @@ describe("recovery of a damaged spool", () => {
     const loc = a.spool.append(6, 1, 6, 1, payload(6, 100));
     expect(await a.spool.read(loc, 6, 100)).toEqual(payload(6, 100));
     a.spool.close();
-    const b = BatchSpool.open(d, { log });
+    const b = SegmentSpool.open(d, { log });
     expect(b.recovered.map((r) => r.seq)).toEqual([1, 2, 4, 5, 6]);
     b.spool.close();
   });
 
   it("a part of a segment that cannot be read (EIO) loses only the records in it", () => {
     const d = dir();
-    const a = BatchSpool.open(d, { log });
+    const a = SegmentSpool.open(d, { log });
     const size = 10_000;
     for (let seq = 1; seq <= 20; seq++) a.spool.append(seq, 1, seq, 1, payload(seq, size));
     a.spool.close();
     const seg = segments(d)[0]!;
     const hole = [64 * 1024, 128 * 1024];
     failReadsAt((pos) => pos >= hole[0]! && pos < hole[1]!);
-    const b = BatchSpool.open(d, { log });
+    const b = SegmentSpool.open(d, { log });
     const rec = H + size;
     const outside = (seq: number): boolean =>
       (seq - 1) * rec + rec <= hole[0]! || (seq - 1) * rec >= hole[1]!;
@@ -409,7 +409,7 @@ describe("recovery of a damaged spool (property)", () => {
         fc.array(damage, { minLength: 0, maxLength: 2 }),
         async (bodies, damages, doneCount, later) => {
           const d = dir(fastTmp);
-          const a = BatchSpool.open(d, { log });
+          const a = SegmentSpool.open(d, { log });
           const spans: Array<{ seq: number; start: number; end: number; body: Buffer }> = [];
           bodies.forEach((u, i) => {
             const body = Buffer.from(u);
@@ -439,7 +439,7 @@ describe("recovery of a damaged spool (property)", () => {
           }
           writeFileSync(seg, data.subarray(0, length));
 
-          const b = BatchSpool.open(d, { log }); // never throws
+          const b = SegmentSpool.open(d, { log }); // never throws
           try {
             const bySeq = new Map(spans.map((s) => [s.seq, s]));
             for (const r of b.recovered) {

@@ -1,5 +1,5 @@
-import type { Logger } from "../../../common/logger.ts";
-import { type BatchSpool, SpoolReadError } from "./batch-spool.ts";
+import type { Logger } from "../../common/logger.ts";
+import { type SegmentSpool, SpoolReadError } from "./segment-spool.ts";
 import type { SpoolLocation } from "./spool-record.ts";
 
 /** How a batch is read back (BatchBufferOptions.readAttempts and readRetryMs, resolved). */
@@ -31,7 +31,7 @@ export interface ReadBackBatch {
  * counts them under the error's reason.
  */
 export async function spoolReadBack(
-  spool: BatchSpool,
+  spool: SegmentSpool,
   loc: SpoolLocation,
   b: ReadBackBatch,
   options: SpoolReadBackOptions,
