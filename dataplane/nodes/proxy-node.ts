@@ -6,11 +6,11 @@ import { LineListener } from "../ingest/line-listener.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
 import { compressBatch, compressionCode } from "../link/batch-codec.ts";
 import { BatchBuffer } from "../link/proxy/batch-buffer.ts";
-import { SegmentSpool } from "../spool/segment-spool.ts";
 import { GatewayLink } from "../link/proxy/gateway-link.ts";
 import { LineBatcher } from "../link/proxy/line-batcher.ts";
 import { type ProxyStats, proxyPrometheus } from "../link/proxy/proxy-stats.ts";
 import { type PipelineStats, pipelineStats } from "../observe/pipeline-stats.ts";
+import { SegmentSpool } from "../spool/segment-spool.ts";
 import { NodeRuntime } from "./node-runtime.ts";
 import type { ProxyOptions } from "./proxy-options.ts";
 

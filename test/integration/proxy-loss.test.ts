@@ -6,8 +6,8 @@ import { closeSync, existsSync, mkdirSync, openSync, rmSync, statSync, writeSync
 import path from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { createLogger } from "../../common/logger.ts";
-import { SegmentSpool, type SpoolLocation } from "../../dataplane/spool/segment-spool.ts";
 import type { ProxyStats } from "../../dataplane/link/proxy/proxy-stats.ts";
+import { SegmentSpool, type SpoolLocation } from "../../dataplane/spool/segment-spool.ts";
 import { Compression } from "../../gen/polymur/ingest/v1/ingest_pb.ts";
 import { LineSink } from "../fixtures/line-sink.ts";
 import type { PolymurProcess } from "../fixtures/polymur.ts";

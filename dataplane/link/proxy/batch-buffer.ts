@@ -1,10 +1,10 @@
 import { EventEmitter } from "node:events";
 import type { Logger } from "../../../common/logger.ts";
 import type { SegmentSpool, SpoolReadError } from "../../spool/segment-spool.ts";
-import { LossCounts, type LossReason } from "./loss-counts.ts";
-import { SpoolAppender } from "./spool-appender.ts";
 import { spoolReadBack } from "../../spool/spool-read-back.ts";
 import type { SpooledBatch, SpoolLocation, SpoolLoss } from "../../spool/spool-record.ts";
+import { LossCounts, type LossReason } from "./loss-counts.ts";
+import { SpoolAppender } from "./spool-appender.ts";
 
 // The loss reasons were first defined here; proxy-stats.ts still takes them from here.
 

@@ -1,8 +1,5 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
-import {
-  type SegmentSpool,
-  SpoolReadError,
-} from "../../../../dataplane/spool/segment-spool.ts";
+import { type SegmentSpool, SpoolReadError } from "../../../../dataplane/spool/segment-spool.ts";
 import { spoolReadBack } from "../../../../dataplane/spool/spool-read-back.ts";
 import { captureLog } from "../../../fixtures/capture-log.ts";
 

@@ -8,12 +8,12 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { afterEach, describe, expect, it } from "vitest";
 import type { Logger } from "../../../../../common/logger.ts";
 import { BatchBuffer } from "../../../../../dataplane/link/proxy/batch-buffer.ts";
-import { SegmentSpool } from "../../../../../dataplane/spool/segment-spool.ts";
 import {
   GatewayLink,
   type GatewayLinkOptions,
   type LinkState,
 } from "../../../../../dataplane/link/proxy/gateway-link.ts";
+import { SegmentSpool } from "../../../../../dataplane/spool/segment-spool.ts";
 import {
   Compression,
   IngestService,

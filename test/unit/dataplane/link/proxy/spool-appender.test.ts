@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it, vi } from "vitest";
 import { createLogger } from "../../../../../common/logger.ts";
-import { SegmentSpool } from "../../../../../dataplane/spool/segment-spool.ts";
 import { SpoolAppender } from "../../../../../dataplane/link/proxy/spool-appender.ts";
+import { SegmentSpool } from "../../../../../dataplane/spool/segment-spool.ts";
 import { captureLog } from "../../../../fixtures/capture-log.ts";
 import { tempDirs } from "../../../../fixtures/spool-files.ts";
 
