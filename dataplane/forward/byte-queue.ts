@@ -6,6 +6,8 @@
 export class ByteQueue {
   #chunks: Buffer[] = [];
   #lines: number[] = [];
+  /** When each chunk was pushed (ms). */
+  #times: number[] = [];
   #head = 0;
   #bytes = 0;
   #lineCount = 0;
@@ -23,9 +25,15 @@ export class ByteQueue {
     return this.#chunks.length - this.#head;
   }
 
+  /** When the oldest chunk was queued (ms; a chunk put back counts from then), or null when empty. */
+  get oldestAt(): number | null {
+    return this.#head < this.#chunks.length ? this.#times[this.#head]! : null;
+  }
+
   push(chunk: Buffer, lines: number): void {
     this.#chunks.push(chunk);
     this.#lines.push(lines);
+    this.#times.push(Date.now());
     this.#bytes += chunk.length;
     this.#lineCount += lines;
   }
@@ -35,6 +43,8 @@ export class ByteQueue {
     this.#compact();
     this.#chunks.unshift(...chunks);
     this.#lines.unshift(...lines);
+    const now = Date.now();
+    this.#times.unshift(...chunks.map(() => now));
     for (let i = 0; i < chunks.length; i++) {
       this.#bytes += chunks[i]!.length;
       this.#lineCount += lines[i]!;
@@ -69,11 +79,17 @@ export class ByteQueue {
     return lines;
   }
 
+  /** Calls `f` with each chunk and its line count, oldest first. */
+  forEach(f: (chunk: Buffer, lines: number) => void): void {
+    for (let i = this.#head; i < this.#chunks.length; i++) f(this.#chunks[i]!, this.#lines[i]!);
+  }
+
   /** Removes everything; returns the lines that were queued. */
   clear(): number {
     const lines = this.#lineCount;
     this.#chunks = [];
     this.#lines = [];
+    this.#times = [];
     this.#head = 0;
     this.#bytes = 0;
     this.#lineCount = 0;
@@ -89,6 +105,7 @@ export class ByteQueue {
     if (this.#head === this.#chunks.length) {
       this.#chunks = [];
       this.#lines = [];
+      this.#times = [];
       this.#head = 0;
     } else if (this.#head >= 1024 && this.#head * 2 >= this.#chunks.length) {
       this.#compact();
@@ -99,6 +116,7 @@ export class ByteQueue {
     if (this.#head === 0) return;
     this.#chunks = this.#chunks.slice(this.#head);
     this.#lines = this.#lines.slice(this.#head);
+    this.#times = this.#times.slice(this.#head);
     this.#head = 0;
   }
 }

@@ -13,6 +13,8 @@ import {
  */
 export class DestinationCounters {
   routed = 0;
+  /** Datapoints the disk queue held at start. */
+  recovered = 0;
   forwarded = 0;
   resent = 0;
   readonly droppedBy = noDrops();
@@ -42,7 +44,9 @@ export class DestinationCounters {
       routed: this.routed,
       forwarded: this.forwarded,
       resent: this.resent,
-      dropped: d.queue_full + d.closed + d.worker_died + d.send_failed,
+      recovered: this.recovered,
+      dropped:
+        d.queue_full + d.closed + d.worker_died + d.send_failed + d.disk_corrupt + d.disk_unreadable,
       droppedBy: { ...d },
       undelivered: this.undelivered,
       unconfirmed: this.unconfirmed,

@@ -1,5 +1,14 @@
 import { BACKOFF_DEFAULTS } from "../../common/backoff.ts";
+import type { DiskQueue, DiskRecoveryLoss } from "./disk-queue.ts";
 import { kernelResendBytes } from "./kernel-buffers.ts";
+
+/**
+ * Opens a destination's disk queue (--queue-dir); `refuse` gets the lines of
+ * a record the disk failed to write. What recovery found lost comes with it.
+ */
+export type DiskQueueOpener = (
+  refuse: (chunks: Buffer[], lines: number[]) => void,
+) => { queue: DiskQueue; lost: DiskRecoveryLoss };
 
 /** What to do with new datapoints when a destination's queue is full. */
 export type OverflowPolicy = "drop-oldest" | "drop-newest" | "block";
@@ -32,6 +41,12 @@ export interface DestinationOptions {
    * `writeBytes`. Default 5 ms; 0 writes at the end of every event-loop turn.
    */
   flushDelayMs?: number;
+  /**
+   * The destination's disk queue (--queue-dir): memory stays the fast path,
+   * and what it cannot hold, or what comes while the destination is down,
+   * goes to disk. Only for a transport that resends (TCP). Default none.
+   */
+  disk?: DiskQueueOpener;
 }
 
 /**
@@ -48,7 +63,7 @@ export const DESTINATION_DEFAULTS = {
   connectTimeoutMs: 5_000,
   writeBytes: 256 * 1024,
   flushDelayMs: 5,
-} as const satisfies Required<DestinationOptions>;
+} as const satisfies Required<Omit<DestinationOptions, "disk">>;
 
 /** A resend window size in bytes: "auto" is what the two kernels' socket buffers can hold. */
 export function resendWindowBytes(v: number | "auto"): number {

@@ -17,9 +17,11 @@ import {
 } from "./destination-options.ts";
 import type { DestinationSpec } from "./destination-spec.ts";
 import type { DestinationState, DestinationStats } from "./destination-stats.ts";
+import type { DiskQueue } from "./disk-queue.ts";
 import { DrainDeadline } from "./drain-deadline.ts";
 import { kernelResendBytes } from "./kernel-buffers.ts";
 import { CLOSED, type Link, type LinkState, linkOf, socketOf } from "./link-state.ts";
+import { type LineRun, memoryOnlyLines } from "./memory-only-lines.ts";
 import { putBack, takeWrite } from "./queued-writes.ts";
 import { ResendWindow, type Write } from "./resend-window.ts";
 
@@ -30,6 +32,16 @@ export {
   type OverflowPolicy,
   resendWindowBytes,
 } from "./destination-options.ts";
+
+/** Bytes read back from disk at once. */
+const REPLAY_BYTES = 4 * 1024 * 1024;
+/** Memory below which the disk part is read back (or half the memory bound, if less). */
+const REPLAY_LOW_WATER = 8 * 1024 * 1024;
+
+/** Milliseconds since `at` (0 when null). */
+function ageMs(at: number | null): number {
+  return at === null ? 0 : Math.max(0, Date.now() - at);
+}
 
 /** What a Destination emits (listeners are typed by it). */
 export interface DestinationEvents {
@@ -82,6 +94,24 @@ export class Destination extends EventEmitter<DestinationEvents> {
    */
   #blocked = false;
   #drainWaiters: Array<() => void> = [];
+  /**
+   * The disk part of the queue (--queue-dir), or null. While it holds
+   * anything, new lines go to it, behind what it holds; what it holds is
+   * read back into memory as memory empties.
+   */
+  #disk: DiskQueue | null = null;
+  /** Lines ever pushed onto the memory queue's tail: line numbers for #onDisk. */
+  #memIn = 0;
+  /**
+   * Records read back from disk and not yet released, oldest first: their
+   * seq (-1: lines that were gathered, never written) and the line numbers
+   * (start exclusive, end inclusive) their lines took in memory.
+   */
+  #onDisk: Array<{ seq: number; start: number; end: number }> = [];
+  /** A read from disk is under way. */
+  #replaying = false;
+  /** Lines of records read back and still on disk after memory was let go (a drain's end). */
+  #parked = 0;
   /** The drain under way (drain() was called): its result, and its deadline. */
   #drain: { left: Promise<number>; deadline: DrainDeadline } | null = null;
 
@@ -115,6 +145,20 @@ export class Destination extends EventEmitter<DestinationEvents> {
     this.#connectTimeout = options.connectTimeoutMs ?? DESTINATION_DEFAULTS.connectTimeoutMs;
     this.#writeBytes = options.writeBytes ?? DESTINATION_DEFAULTS.writeBytes;
     this.#flushDelay = options.flushDelayMs ?? DESTINATION_DEFAULTS.flushDelayMs;
+    if (options.disk !== undefined && transport.resends) {
+      const { queue, lost } = options.disk((chunks, lines) => this.#refused(chunks, lines));
+      this.#disk = queue;
+      this.#count.recovered = queue.lines + lost.disk_corrupt + lost.disk_unreadable;
+      for (const r of ["disk_corrupt", "disk_unreadable"] as const) this.#count.drop(r, lost[r]);
+    }
+  }
+
+  /** Lines a drain's end appended to the disk part (what memory held and the disk did not). */
+  keptOnDisk = 0;
+
+  /** The disk part of the queue, or null. */
+  get disk(): DiskQueue | null {
+    return this.#disk;
   }
 
   /** Starts connecting. */
@@ -150,10 +194,22 @@ export class Destination extends EventEmitter<DestinationEvents> {
   }
 
   stats(): DestinationStats {
-    return this.#count.stats(this.spec, this.#state.kind, {
-      lines: this.#waitingLines(),
+    const disk = this.#disk;
+    const s = this.#count.stats(this.spec, this.#state.kind, {
+      lines: this.#waitingLines() + (disk?.lines ?? 0) + this.#parked,
       bytes: this.#queue.bytes,
     });
+    if (disk !== null) {
+      s.disk = {
+        lines: disk.lines + this.#parked,
+        bytes: disk.bytes,
+        spilled: disk.spilled,
+        replayed: disk.replayed,
+        failures: disk.failures,
+        oldestAgeMs: ageMs(disk.oldestAt ?? this.#queue.oldestAt),
+      };
+    }
+    return s;
   }
 
   /**
@@ -166,13 +222,101 @@ export class Destination extends EventEmitter<DestinationEvents> {
       this.#count.drop("closed", lines);
       return;
     }
+    if (this.#disk !== null && this.#spills(chunk.length) && this.#disk.append(chunk, lines)) {
+      this.#replay();
+      return;
+    }
+    this.#toMemory(chunk, lines);
+  }
+
+  /** Onto the memory queue, under the overflow policy. */
+  #toMemory(chunk: Buffer, lines: number): void {
     if (this.#overflow === "drop-newest" && this.#queue.bytes + chunk.length > this.#queueBytes) {
       this.#count.drop("queue_full", lines);
       return;
     }
     this.#queue.push(chunk, lines);
+    this.#memIn += lines;
     this.#enforceBound();
     this.#schedulePump();
+  }
+
+  /**
+   * Whether a chunk goes to disk: behind what is there already, when memory
+   * cannot take it, or while the destination is down (so that what a crash
+   * of this process can take stays small while nothing is delivered).
+   */
+  #spills(bytes: number): boolean {
+    const disk = this.#disk!;
+    if (!disk.empty || this.#queue.bytes + bytes > this.#queueBytes) return true;
+    const kind = this.#state.kind;
+    return (kind === "backoff" || kind === "connecting") && this.#failStreak > 0;
+  }
+
+  /** The lines of a record the disk failed to write: kept in memory instead. */
+  #refused(chunks: Buffer[], lines: number[]): void {
+    for (let i = 0; i < chunks.length; i++) {
+      if (this.#state.kind === "closed") this.#count.drop("closed", lines[i]!);
+      else this.#toMemory(chunks[i]!, lines[i]!);
+    }
+  }
+
+  /**
+   * Reads records back from disk while the destination can send and memory
+   * is low, in order, behind what memory holds.
+   */
+  #replay(): void {
+    const disk = this.#disk;
+    if (disk === null || this.#replaying || disk.empty) return;
+    if (socketOf(this.#state) === null || this.#state.kind === "connecting") return;
+    if (this.#queue.bytes >= this.#replayLowWater()) return;
+    this.#replaying = true;
+    void disk
+      .read(REPLAY_BYTES)
+      .then((got) => {
+        this.#replaying = false;
+        if (this.#state.kind === "closed") return; // let go of: still on disk
+        for (const r of got) {
+          const start = this.#memIn;
+          if (r.chunk !== null) {
+            this.#queue.push(r.chunk, r.lines);
+            this.#memIn += r.lines;
+          } else {
+            this.#count.drop(r.lost ?? "disk_unreadable", r.lines);
+          }
+          this.#onDisk.push({ seq: r.seq, start, end: this.#memIn });
+        }
+        this.#releaseDelivered();
+        this.#schedulePump();
+        this.#replay();
+      })
+      .catch(() => {
+        this.#replaying = false;
+      });
+  }
+
+  #replayLowWater(): number {
+    return Math.min(this.#queueBytes / 2, REPLAY_LOW_WATER);
+  }
+
+  /**
+   * Releases the records read back from disk whose every line has left
+   * memory (written to the socket, dropped or re-routed): the disk may
+   * delete them.
+   */
+  #releaseDelivered(): void {
+    const marks = this.#onDisk;
+    if (marks.length === 0) return;
+    const left = this.#memIn - this.#waitingLines();
+    let seq = -1;
+    let n = 0;
+    while (n < marks.length && marks[n]!.end <= left) {
+      seq = Math.max(seq, marks[n]!.seq);
+      n++;
+    }
+    if (n === 0) return;
+    this.#onDisk = n === marks.length ? [] : marks.slice(n);
+    this.#disk?.release(seq);
   }
 
   #enforceBound(): void {
@@ -196,6 +340,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
         this.#count.unconfirmed += owed;
         this.#count.drop("queue_full", n - owed);
       }
+      this.#releaseDelivered();
     }
   }
 
@@ -263,14 +408,24 @@ export class Destination extends EventEmitter<DestinationEvents> {
     this.#count.resent += resent;
     this.#count.forwarded += write.count - resent - unsent;
     if (unsent > 0) this.#count.drop("send_failed", unsent);
-    if (this.#inflight.length === 0 && this.#queue.length === 0) this.#notifyDrained();
+    if (this.#disk !== null) {
+      this.#releaseDelivered();
+      this.#replay();
+    }
+    if (this.#inflight.length === 0 && this.#queue.length === 0 && this.#diskEmpty())
+      this.#notifyDrained();
   }
 
   /** From backoff (start() or the reconnect timer): opens a new socket. */
   #connect(): void {
     const s = this.#state;
     if (linkOf(s)?.kind !== "backoff") return;
-    if (s.kind === "draining" && this.#queue.length === 0 && this.#inflight.length === 0) {
+    if (
+      s.kind === "draining" &&
+      this.#queue.length === 0 &&
+      this.#inflight.length === 0 &&
+      this.#diskEmpty()
+    ) {
       this.#setState(CLOSED);
       return;
     }
@@ -284,6 +439,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
         this.#count.lastError = undefined;
         this.#enter({ kind: "connected", socket });
         this.#schedulePump();
+        this.#replay();
       },
       drain: () => {
         this.#waitingDrain = false;
@@ -335,8 +491,46 @@ export class Destination extends EventEmitter<DestinationEvents> {
     // Owed resends were counted as forwarded here; the rest leaves this destination.
     this.#count.rerouted += taken - this.#resendWindow.pending;
     this.#resendWindow.clearPending();
+    this.#releaseDelivered();
     this.#checkUnblocked();
     return chunks.map((chunk, i) => ({ chunk, lines: lines[i]! }));
+  }
+
+  /**
+   * Removes and returns the next records of the disk part, about `maxBytes`,
+   * for re-routing elsewhere (counted as rerouted; their records are
+   * released). Only while not connected, and not while a read is under way;
+   * empty when there is nothing (more) to take.
+   */
+  async takeDisk(maxBytes: number): Promise<LineRun[]> {
+    const disk = this.#disk;
+    if (disk === null || disk.empty || this.#replaying) return [];
+    if (this.#state.kind === "connected") return [];
+    this.#replaying = true;
+    try {
+      const got = await disk.read(maxBytes);
+      const out: LineRun[] = [];
+      let seq = -1;
+      for (const r of got) {
+        if (r.chunk === null) this.#count.drop(r.lost ?? "disk_unreadable", r.lines);
+        else {
+          out.push({ chunk: r.chunk, lines: r.lines });
+          this.#count.rerouted += r.lines;
+        }
+        seq = Math.max(seq, r.seq);
+      }
+      if (this.#onDisk.length === 0) disk.release(seq);
+      else this.#onDisk.push({ seq, start: this.#memIn, end: this.#memIn });
+      this.#releaseDelivered();
+      return out;
+    } finally {
+      this.#replaying = false;
+    }
+  }
+
+  /** Nothing left on disk to read back. */
+  #diskEmpty(): boolean {
+    return this.#disk === null || this.#disk.empty;
   }
 
   #nextDelay(): number {
@@ -391,25 +585,61 @@ export class Destination extends EventEmitter<DestinationEvents> {
     const s = this.#state;
     if (s.kind !== "draining" && s.kind !== "closed") this.#setState({ kind: "draining", link: s });
     const done = new Promise<void>((resolve) => {
-      if (this.#queue.length === 0 && this.#inflight.length === 0) resolve();
+      if (this.#queue.length === 0 && this.#inflight.length === 0 && this.#diskEmpty()) resolve();
       else this.#drainWaiters.push(resolve);
     });
+    this.#replay();
     const deadline = new DrainDeadline(deadlineMs);
     const left = (async (): Promise<number> => {
       await Promise.race([done, deadline.reached]);
       deadline.stop();
       // Counted and let go of in one step, before any event or await: what
-      // is left is undelivered (never written) or unconfirmed (owed
-      // resends), and a write completing while the socket closes is ignored.
-      const n = this.#waitingLines();
+      // is left goes to disk, if there is one; the rest is undelivered
+      // (never written) or unconfirmed (owed resends), and a write completing
+      // while the socket closes is ignored.
+      const kept = this.#keepOnDisk();
+      const n = this.#waitingLines() - kept;
       this.#count.undelivered += n;
       this.#count.unconfirmed += this.#resendWindow.pending;
       this.#discard();
+      this.#disk?.close();
       await this.close();
       return n;
     })();
     this.#drain = { left, deadline };
     return left;
+  }
+
+  /**
+   * At a drain's end: appends what waits in memory and is not on disk yet to
+   * the disk part, so that the next process to open it delivers it. Returns
+   * the waiting lines that are (now) on disk; those of records read back
+   * stay there, unreleased (#parked).
+   */
+  #keepOnDisk(): number {
+    const disk = this.#disk;
+    if (disk === null) return 0;
+    const runs: LineRun[] = [];
+    for (const w of this.#inflight)
+      for (let i = 0; i < w.chunks.length; i++) runs.push({ chunk: w.chunks[i]!, lines: w.lines[i]! });
+    this.#queue.forEach((chunk, lines) => runs.push({ chunk, lines }));
+    const waiting = this.#waitingLines();
+    const first = this.#memIn - waiting + 1;
+    const ranges = this.#onDisk.filter((m) => m.seq >= 0).map((m) => [m.start, m.end] as const);
+    let kept = 0;
+    for (const r of memoryOnlyLines(runs, this.#resendWindow.pending, first, ranges)) {
+      if (disk.append(r.chunk, r.lines)) kept += r.lines;
+    }
+    disk.flush();
+    // Lines of records read back that had not left memory: still on disk.
+    let parked = 0;
+    const gone = first - 1;
+    for (const m of this.#onDisk) if (m.seq >= 0) parked += m.end - Math.max(m.start, gone);
+    this.#parked = Math.max(0, parked);
+    this.#onDisk = [];
+    this.keptOnDisk = kept;
+    const taken = kept + this.#parked;
+    return taken;
   }
 
   /** Empties the queue, what is in flight and the resend window. */

@@ -373,12 +373,32 @@ export class SegmentSpool {
 
   /**
    * Flushes the newest segment to the disk (fsync), so that an OS crash
-   * cannot take what was appended. Older segments were flushed when the
-   * next one started. Throws what fsync throws.
+   * cannot take what was appended; older segments were flushed when the next
+   * one started. Without `done`, synchronously (throws what fsync throws);
+   * with it, in the background, and `done` gets the error, if any.
    */
-  sync(): void {
+  sync(done?: (err: Error | null) => void): void {
     const seg = this.#active;
-    if (seg !== null) fs.fsyncSync(seg.fd);
+    if (done === undefined) {
+      if (seg !== null) fs.fsyncSync(seg.fd);
+      return;
+    }
+    if (seg === null) {
+      done(null);
+      return;
+    }
+    fs.fsync(seg.fd, (err) => done(err));
+  }
+
+  /** When the segment whose first record is `firstSeq` was last written (ms), or null if unknown. */
+  segmentTime(firstSeq: number): number | null {
+    const seg = this.#segments.get(firstSeq);
+    if (seg === undefined) return null;
+    try {
+      return fs.fstatSync(seg.fd).mtimeMs;
+    } catch {
+      return null;
+    }
   }
 
   /** Persists the done mark (atomically; also done on release and close). */
