@@ -1,14 +1,15 @@
 import { BACKOFF_DEFAULTS } from "../../common/backoff.ts";
-import type { DiskQueue, DiskRecoveryLoss } from "./disk-queue.ts";
+import type { DiskQueue, DiskRecoveryLoss, FsyncPolicy } from "./disk-queue.ts";
 import { kernelResendBytes } from "./kernel-buffers.ts";
 
 /**
  * Opens a destination's disk queue (--queue-dir); `refuse` gets the lines of
  * a record the disk failed to write. What recovery found lost comes with it.
  */
-export type DiskQueueOpener = (
-  refuse: (chunks: Buffer[], lines: number[]) => void,
-) => { queue: DiskQueue; lost: DiskRecoveryLoss };
+export type DiskQueueOpener = (refuse: (chunks: Buffer[], lines: number[]) => void) => {
+  queue: DiskQueue;
+  lost: DiskRecoveryLoss;
+};
 
 /** What to do with new datapoints when a destination's queue is full. */
 export type OverflowPolicy = "drop-oldest" | "drop-newest" | "block";
@@ -69,3 +70,25 @@ export const DESTINATION_DEFAULTS = {
 export function resendWindowBytes(v: number | "auto"): number {
   return v === "auto" ? kernelResendBytes() : v;
 }
+
+/** Disk queues (--queue-dir and the options after it); plain data, sent to worker processes. */
+export interface DiskQueueSettings {
+  /** --queue-dir: where the disk queues live (queue-dir.ts). */
+  dir: string;
+  /** --queue-disk-size: bytes on disk per destination, for the whole process group. */
+  maxBytes: number;
+  /** --queue-disk-total: bytes on disk over every destination, for the whole process group. */
+  totalBytes: number;
+  /** --queue-fsync. */
+  fsync: FsyncPolicy;
+  /** --queue-fsync-interval, ms. */
+  fsyncIntervalMs: number;
+}
+
+/** Every default of the disk queues, in one place (the flags' defaults are built from these). */
+export const DISK_QUEUE_DEFAULTS = {
+  maxBytes: 10 * 1024 * 1024 * 1024,
+  totalBytes: 40 * 1024 * 1024 * 1024,
+  fsync: "interval",
+  fsyncIntervalMs: 1_000,
+} as const satisfies Omit<DiskQueueSettings, "dir">;

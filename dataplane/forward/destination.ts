@@ -108,6 +108,8 @@ export class Destination extends EventEmitter<DestinationEvents> {
    * (start exclusive, end inclusive) their lines took in memory.
    */
   #onDisk: Array<{ seq: number; start: number; end: number }> = [];
+  /** A drain that ends with memory empty and leaves the disk as it is (a shutdown). */
+  #drainToDisk = false;
   /** A read from disk is under way. */
   #replaying = false;
   /** Lines of records read back and still on disk after memory was let go (a drain's end). */
@@ -267,7 +269,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
    */
   #replay(): void {
     const disk = this.#disk;
-    if (disk === null || this.#replaying || disk.empty) return;
+    if (disk === null || this.#replaying || disk.empty || this.#drainToDisk) return;
     if (socketOf(this.#state) === null || this.#state.kind === "connecting") return;
     if (this.#queue.bytes >= this.#replayLowWater()) return;
     this.#replaying = true;
@@ -412,8 +414,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
       this.#releaseDelivered();
       this.#replay();
     }
-    if (this.#inflight.length === 0 && this.#queue.length === 0 && this.#diskEmpty())
-      this.#notifyDrained();
+    if (this.#drained()) this.#notifyDrained();
   }
 
   /** From backoff (start() or the reconnect timer): opens a new socket. */
@@ -471,6 +472,8 @@ export class Destination extends EventEmitter<DestinationEvents> {
     this.#inflight = [];
     const delay = this.#nextDelay();
     this.#enter({ kind: "backoff", timer: setTimeout(this.#reconnect, delay) });
+    // A shutdown with a disk queue does not wait for a destination that is down.
+    if (this.#drainToDisk) this.#notifyDrained();
   }
 
   /** Failed connection attempts since the last successful connect. */
@@ -528,6 +531,15 @@ export class Destination extends EventEmitter<DestinationEvents> {
     }
   }
 
+  /** Nothing left to deliver: memory is empty, and the disk too unless a drain keeps it (#drainToDisk). */
+  #drained(): boolean {
+    return (
+      this.#inflight.length === 0 &&
+      this.#queue.length === 0 &&
+      (this.#drainToDisk || this.#diskEmpty())
+    );
+  }
+
   /** Nothing left on disk to read back. */
   #diskEmpty(): boolean {
     return this.#disk === null || this.#disk.empty;
@@ -574,18 +586,32 @@ export class Destination extends EventEmitter<DestinationEvents> {
    * Resolves with the number of datapoints that could not be delivered (0 when
    * everything was written to the socket): counted as undelivered. Owed
    * resends left over were forwarded once: counted as unconfirmed instead.
+   *
+   * With a disk queue, what is left goes to disk instead, and the drain ends
+   * as soon as memory is empty, or the destination is down (nothing would be
+   * delivered before the deadline): the disk keeps it for the next process.
+   * `untilDiskEmpty`: the drain ends only when the disk is empty too (an
+   * adopted disk queue, delivered to a destination that is no longer routed
+   * to), or at the deadline.
    */
-  drain(deadlineMs: number): Promise<number> {
+  drain(deadlineMs: number, untilDiskEmpty = false): Promise<number> {
     // A drain already running (a removed destination, then shutdown) is the
     // one drain: it ends by the earlier deadline, and its count is made once.
     if (this.#drain !== null) {
       this.#drain.deadline.cutAt(deadlineMs);
+      if (!untilDiskEmpty && this.#disk !== null && !this.#drainToDisk) {
+        // A shutdown ends an adopted queue's drain: what is left stays on disk.
+        this.#drainToDisk = true;
+        if (this.#drained() || linkOf(this.#state)?.kind === "backoff") this.#notifyDrained();
+      }
       return this.#drain.left;
     }
     const s = this.#state;
     if (s.kind !== "draining" && s.kind !== "closed") this.#setState({ kind: "draining", link: s });
+    this.#drainToDisk = this.#disk !== null && !untilDiskEmpty;
     const done = new Promise<void>((resolve) => {
-      if (this.#queue.length === 0 && this.#inflight.length === 0 && this.#diskEmpty()) resolve();
+      const down = this.#drainToDisk && linkOf(this.#state)?.kind === "backoff";
+      if (down || this.#drained()) resolve();
       else this.#drainWaiters.push(resolve);
     });
     this.#replay();

@@ -49,6 +49,7 @@ export class RelayNode {
     const states = new DestinationStateLog(log);
     this.#primary = new RelayProcess(config, log, {
       share: 1 / workers,
+      process: { index: 0, count: workers },
       onDestinationState: (report) => states.report(0, report),
       reusePort: workers > 1,
       ...(proc.consoleOut ? { console: process.stdout } : {}),

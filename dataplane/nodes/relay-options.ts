@@ -22,7 +22,9 @@ import {
   OVERFLOW_POLICIES,
   type OverflowPolicy,
 } from "../forward/destination.ts";
+import { DISK_QUEUE_DEFAULTS, type DiskQueueSettings } from "../forward/destination-options.ts";
 import { parseDestination, parseDestinationList } from "../forward/destination-spec.ts";
+import { FSYNC_POLICIES, type FsyncPolicy } from "../forward/disk-queue.ts";
 import { DEFAULT_MAX_LINE_LENGTH } from "../ingest/line-framer.ts";
 import { DEFAULT_STAT_ADDR } from "../observe/stats-server.ts";
 import {
@@ -146,6 +148,37 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     default: DESTINATION_DEFAULTS.overflow,
     reloadable: true,
     help: "When a queue is full: drop-oldest, drop-newest, or block (pause reading from senders); per destination: drop-oldest,10.0.5.30:2003@block",
+  },
+  {
+    name: "queue-dir",
+    type: "string",
+    default: "",
+    help: "Directory for on-disk destination queues: what a destination's memory queue cannot hold, what comes while it is down, and what is left at shutdown go to disk, in order, and are sent from there (also after a restart or a crash); empty = memory only. One directory per polymur",
+  },
+  {
+    name: "queue-disk-size",
+    type: "string",
+    default: bytesText(DISK_QUEUE_DEFAULTS.maxBytes),
+    help: "Bytes on disk per destination (--queue-dir; shared by the worker processes); beyond it, the memory queue's --overflow policy applies",
+  },
+  {
+    name: "queue-disk-total",
+    type: "string",
+    default: bytesText(DISK_QUEUE_DEFAULTS.totalBytes),
+    help: "Bytes on disk over all destinations (--queue-dir); beyond it, or when the disk is full, the memory queue's --overflow policy applies",
+  },
+  {
+    name: "queue-fsync",
+    type: "string",
+    default: DISK_QUEUE_DEFAULTS.fsync,
+    choices: [...FSYNC_POLICIES],
+    help: "When disk queues are flushed to the disk: interval (every --queue-fsync-interval) or write (after every record written); a crash of polymur itself loses nothing written either way, an OS crash or power cut loses at most the interval",
+  },
+  {
+    name: "queue-fsync-interval",
+    type: "seconds",
+    default: String(DISK_QUEUE_DEFAULTS.fsyncIntervalMs / 1000),
+    help: "Interval of --queue-fsync interval",
   },
   {
     name: "resend-window",
@@ -367,6 +400,7 @@ export function buildRelayConfig(o: RawOptions): RelayConfig {
     },
     ejectAfter: getInt(o, "eject-after"),
     rules,
+    disk: diskQueueSettings(o),
     ...perDestination(o, "queue-size", "queueBytes", "queueBytesFor", bytesValue),
     ...perDestination(o, "overflow", "overflow", "overflowFor", parseOverflow),
     resendBytes: getString(o, "resend-window") === "auto" ? "auto" : getBytes(o, "resend-window"),
@@ -480,4 +514,32 @@ function maxConnections(o: RawOptions): number {
     );
   }
   return Number(v);
+}
+
+/** --queue-dir and its options; null without --queue-dir. */
+export function diskQueueSettings(o: RawOptions): DiskQueueSettings | null {
+  const dir = getString(o, "queue-dir");
+  if (dir === "") return null;
+  const maxBytes = getBytes(o, "queue-disk-size");
+  const totalBytes = getBytes(o, "queue-disk-total");
+  if (maxBytes <= 0 || totalBytes <= 0) {
+    throw new PolymurError(
+      ErrorCode.Config,
+      `${optionLabel(o, maxBytes <= 0 ? "queue-disk-size" : "queue-disk-total")} must be more than 0`,
+    );
+  }
+  const intervalMs = getSeconds(o, "queue-fsync-interval") * 1000;
+  if (intervalMs <= 0) {
+    throw new PolymurError(
+      ErrorCode.Config,
+      `${optionLabel(o, "queue-fsync-interval")} must be more than 0`,
+    );
+  }
+  return {
+    dir,
+    maxBytes,
+    totalBytes,
+    fsync: getString(o, "queue-fsync") as FsyncPolicy,
+    fsyncIntervalMs: intervalMs,
+  };
 }

@@ -11,6 +11,8 @@ import type { RelayConfig } from "./relay-config.ts";
 export interface RelayProcessOptions {
   /** This process's share of the queue bounds (1 / number of worker processes). Default 1. */
   share?: number;
+  /** Which process of the group this is, and how many there are (disk queues belong to a number). Default 0 of 1. */
+  process?: { index: number; count: number };
   /** Listen with SO_REUSEPORT, so that several worker processes share the port. Default false. */
   reusePort?: boolean;
   /** Whether this process opens the UDP listener (only one process does). Default true. */
@@ -39,6 +41,7 @@ export class RelayProcess {
   constructor(config: RelayConfig, log: Logger, options: RelayProcessOptions = {}) {
     this.router = new Router(config, log, {
       share: options.share ?? 1,
+      ...(options.process === undefined ? {} : { process: options.process }),
       ...(options.remoteAggregates === undefined
         ? {}
         : { remoteAggregates: options.remoteAggregates }),

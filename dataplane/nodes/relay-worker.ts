@@ -30,6 +30,10 @@ async function handle(m: ToWorker): Promise<void> {
     case "start": {
       relay = new RelayProcess({ ...m.config, listen: { ...m.config.listen, port: m.port } }, log, {
         share: m.share,
+        process: {
+          index: Number(process.env["POLYMUR_WORKER_ID"]),
+          count: Math.round(1 / m.share),
+        },
         reusePort: true,
         udp: false,
         remoteAggregates: (points) => send({ t: "aggregate", points }),

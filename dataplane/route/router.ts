@@ -10,13 +10,17 @@ import {
   type OverflowPolicy,
 } from "../forward/destination.ts";
 import { type DestinationTransport, tcpTransport } from "../forward/destination-link.ts";
-import type { DestinationSpec } from "../forward/destination-spec.ts";
+import type { DiskQueueOpener, DiskQueueSettings } from "../forward/destination-options.ts";
+import { type DestinationSpec, parseDestination } from "../forward/destination-spec.ts";
 import {
   addDestinationStats,
   type DestinationStats,
   mergeDestinations,
 } from "../forward/destination-stats.ts";
+import { DiskBudget } from "../forward/disk-budget.ts";
+import { DiskQueue } from "../forward/disk-queue.ts";
 import { fileTransport } from "../forward/file-destination.ts";
+import { findQueues, processQueueDir, removeEmptyQueue } from "../forward/queue-dir.ts";
 import { udpTransport } from "../forward/udp-destination.ts";
 import type { LineSink } from "../ingest/line-sink.ts";
 import {
@@ -61,11 +65,18 @@ export interface RouterConfig {
    * `hash` are not used. null: every line goes to `destinations`.
    */
   rules: RulesConfig | null;
+  /** Disk queues (--queue-dir); null or absent: queues are in memory only. Not changed by apply(). */
+  disk?: DiskQueueSettings | null;
 }
 
 export interface RouterOptions {
   /** This process's share of the queue bounds (1 / number of worker processes). Default 1. */
   share?: number;
+  /**
+   * Which process of the group this is (0: the primary, 1…: workers) and how
+   * many there are: a disk queue belongs to a process number. Default 0 of 1.
+   */
+  process?: { index: number; count: number };
   /**
    * A worker process: the points aggregate rules take go to the process
    * that aggregates (the primary), batched per event-loop turn. Default:
@@ -134,6 +145,10 @@ export function raisedQueueBounds(config: RouterConfig, share: number): Record<s
 }
 /** How often datapoints that had no destination are reported in the log. */
 const UNROUTED_LOG_MS = 5_000;
+/** An adopted disk queue is delivered until it is empty: the longest timer there is (about 24 days). */
+const ADOPTED_DRAIN_MS = 2 ** 31 - 1;
+/** Bytes of a disk queue re-routed at once. */
+const REROUTE_BYTES = 4 * 1024 * 1024;
 
 /**
  * The route stage of one process, and the destinations it routes to: valid
@@ -164,12 +179,21 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   #blocking = false;
   /** Destinations taken out of the hash ring (ids). */
   #ejected = new Set<string>();
+  /** drain() was called: the process is stopping. */
+  #stopping = false;
+  /** This process's number in its group, and the group's size (disk queues belong to a number). */
+  readonly #process: { index: number; count: number };
+  /** The bound on this process's disk queues together, or null without --queue-dir. */
+  readonly #diskBudget: DiskBudget | null;
 
   constructor(config: RouterConfig, log: Logger, options: RouterOptions = {}) {
     super();
     this.#config = config;
     this.#log = log;
     this.#share = options.share ?? 1;
+    this.#process = options.process ?? { index: 0, count: 1 };
+    this.#diskBudget =
+      config.disk == null ? null : new DiskBudget(Math.floor(config.disk.totalBytes * this.#share));
     this.#remoteAggregates = options.remoteAggregates;
     this.#onProduced = options.onProduced;
     const states = new DestinationStateLog(log);
@@ -178,6 +202,136 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     this.#updateAggregation();
     this.#unroutedTimer = setInterval(() => this.#logUnrouted(), UNROUTED_LOG_MS);
     this.#unroutedTimer.unref();
+    this.#adoptQueues();
+  }
+
+  /**
+   * Disk queues in --queue-dir that no destination of this process opened:
+   * a destination removed while polymur was down or by a reload, or a
+   * process number beyond today's group (fewer workers than before). Process
+   * k of n adopts its own number's queues of destinations it does not have,
+   * and every number j >= n with j mod n = k. Each is re-routed over the
+   * ring (hash-route) or delivered to its destination (otherwise), and then
+   * removed: never left behind.
+   */
+  #adoptQueues(): void {
+    const disk = this.#config.disk;
+    if (disk == null) return;
+    const { index, count } = this.#process;
+    const open = new Set<string>();
+    for (const d of this.#destinations.values()) if (d.disk !== null) open.add(d.disk.dir);
+    for (const d of this.#draining.keys()) if (d.disk !== null) open.add(d.disk.dir);
+    for (const q of findQueues(disk.dir)) {
+      if (open.has(q.dir)) continue;
+      if (q.index >= count ? q.index % count !== index : q.index !== index) continue;
+      this.#adopt(q.dir, q.spec);
+    }
+  }
+
+  /** Re-routes or delivers the disk queue in `dir`, of the destination `spec`, then removes it. */
+  #adopt(dir: string, spec: string): void {
+    let d: Destination;
+    try {
+      const parsed = parseDestination(spec);
+      d = new Destination(tcpTransport(parsed), {
+        ...this.#destOptions(this.#config, parsed.id),
+        disk: this.#diskOpener(dir, spec),
+      });
+    } catch (err) {
+      this.#log.error(
+        { dir, destination: spec, err: (err as Error).message },
+        `cannot open the disk queue in ${dir}; it is left for the next start`,
+      );
+      return;
+    }
+    const held = d.disk?.lines ?? 0;
+    const config = this.#config;
+    const reroute = config.rules === null && config.distribution === "hash-route";
+    this.#log.warn(
+      { dir, destination: spec, datapoints: held, action: reroute ? "reroute" : "deliver" },
+      reroute
+        ? `disk queue of ${spec}, which is not in the ring, holds ${held} datapoints: re-routing them over the ring`
+        : `disk queue of ${spec} (${dir}) holds ${held} datapoints that no current destination of this process will send: delivering them to ${spec}`,
+    );
+    const finished = (reroute ? this.#rerouteDisk(d) : this.#deliverDisk(d)).then(() => {
+      this.#draining.delete(d);
+      this.#retire(d);
+      removeEmptyQueue(dir);
+    });
+    this.#draining.set(d, finished);
+  }
+
+  /** Sends an adopted disk queue to its destination until it is empty (or shutdown cuts it short). */
+  async #deliverDisk(d: Destination): Promise<void> {
+    this.#watch(d);
+    d.start();
+    // No deadline: it ends when the disk is empty, or at shutdown (drain()
+    // cuts it short, and what is left stays on disk for the next start).
+    await d.drain(ADOPTED_DRAIN_MS, true);
+  }
+
+  /**
+   * Routes the disk part of `d` over the current table, a few megabytes at a
+   * time, until it is empty or `d` is routed to again (back in the ring).
+   * Re-routed lines were counted as routed when they first came in.
+   */
+  async #rerouteDisk(d: Destination): Promise<void> {
+    let moved = 0;
+    for (;;) {
+      if (this.#destinations.get(d.spec.id) === d && !this.#ejected.has(d.spec.id)) break;
+      const runs = await d.takeDisk(REROUTE_BYTES);
+      if (runs.length === 0) break;
+      const table = this.#table;
+      const { routed, noDestination } = this.#counts;
+      for (const r of runs) {
+        moved += r.lines;
+        table.route(r.chunk, 0, r.chunk.length, r.lines);
+      }
+      this.#counts.routed = routed;
+      this.#counts.noDestination = noDestination;
+      table.flush();
+      // Let the destinations take it before the next few megabytes.
+      await new Promise((r) => setImmediate(r));
+    }
+    if (this.#destinations.get(d.spec.id) !== d) await d.drain(0);
+    if (moved > 0) {
+      this.#log.info(
+        { destination: d.spec.spec, rerouted: moved },
+        `disk queue of ${d.spec.spec}: ${moved} datapoints re-routed over the ring`,
+      );
+    }
+  }
+
+  /** Opens the disk queue in `dir` for a destination (a SegmentSpool directory, locked by this process). */
+  #diskOpener(dir: string, spec: string): DiskQueueOpener {
+    const disk = this.#config.disk!;
+    const budget = this.#diskBudget!;
+    const share = this.#share;
+    const log = this.#log;
+    return (refuse) =>
+      DiskQueue.open(
+        {
+          dir,
+          name: spec,
+          maxBytes: Math.floor(disk.maxBytes * share),
+          budget,
+          fsync: disk.fsync,
+          fsyncIntervalMs: disk.fsyncIntervalMs,
+          log,
+        },
+        refuse,
+      );
+  }
+
+  /** A new destination over `transport`, with its disk queue when there is --queue-dir and it resends (TCP). */
+  #newDestination(config: RouterConfig, transport: DestinationTransport): Destination {
+    const { id, spec } = transport.name;
+    const options = this.#destOptions(config, id);
+    if (config.disk != null && transport.resends) {
+      const dir = processQueueDir(config.disk.dir, id, spec, this.#process.index);
+      options.disk = this.#diskOpener(dir, spec);
+    }
+    return new Destination(transport, options);
   }
 
   /** Says in the log how many datapoints had nowhere to go since it last did. */
@@ -258,6 +412,9 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
       const drained = d.drain(drainMs).then((left) => {
         this.#draining.delete(d);
         this.#retire(d);
+        // What its disk queue still holds is re-routed or delivered, never left behind.
+        if (!this.#stopping && d.disk !== null && (d.stats().disk?.lines ?? 0) > 0)
+          this.#adopt(d.disk.dir, d.spec.spec);
         if (left > 0) {
           this.#log.warn(
             { destination: d.spec.spec, undelivered: left },
@@ -270,7 +427,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
       this.#draining.set(d, drained);
     }
     const wasRoutable = this.routable;
-    this.#config = config;
+    this.#config = { ...config, disk: this.#config.disk ?? null };
     this.#table = table;
     this.#destinations = next;
     this.#updateAggregation();
@@ -323,7 +480,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     for (const spec of config.destinations) {
       let d = keep.get(spec.id);
       if (d === undefined) {
-        d = new Destination(spec, this.#destOptions(config, spec.id));
+        d = this.#newDestination(config, tcpTransport(spec));
         this.#watch(d);
         keep.set(spec.id, d);
         d.start();
@@ -353,7 +510,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
       let d = keep.get(id) ?? reuse.get(id);
       if (d !== undefined) keep.set(id, d);
       else {
-        d = new Destination(transport, this.#destOptions(config, id));
+        d = this.#newDestination(config, transport);
         this.#watch(d);
         keep.set(id, d);
         d.start();
@@ -443,6 +600,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
         { destination: d.spec.spec, failures: d.failStreak, rerouted: moved },
         `destination ${d.spec.spec} taken out of the ring after ${d.failStreak} failed connection attempts; ${moved} queued datapoints re-routed`,
       );
+      if (d.disk !== null && !d.disk.empty) void this.#rerouteDisk(d);
     } else if (state === "connected" && this.#ejected.has(id)) {
       this.#ejected.delete(id);
       const table = this.#buildTable(config, this.#destinations);
@@ -529,6 +687,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
    * delivered, per destination.
    */
   async drain(deadlineMs: number): Promise<Record<string, number>> {
+    this.#stopping = true;
     this.#aggregation?.flush();
     this.#table.flush();
     clearInterval(this.#unroutedTimer);
@@ -544,7 +703,32 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     await Promise.all(this.#draining.values());
     const result: Record<string, number> = {};
     for (const [spec, n] of entries) result[spec] = (result[spec] ?? 0) + n;
+    this.#logKeptOnDisk();
     return result;
+  }
+
+  /** At shutdown: what went to the disk queues, and what they hold for the next start. */
+  #logKeptOnDisk(): void {
+    if (this.#config.disk == null) return;
+    let kept = 0;
+    let held = 0;
+    const per: Record<string, number> = {};
+    for (const d of [...this.#destinations.values(), ...this.#draining.keys()]) {
+      kept += d.keptOnDisk;
+      const n = d.stats().disk?.lines ?? 0;
+      held += n;
+      if (n > 0) per[d.spec.spec] = (per[d.spec.spec] ?? 0) + n;
+    }
+    for (const s of this.#retired.values()) {
+      const n = s.disk?.lines ?? 0;
+      held += n;
+      if (n > 0) per[s.spec] = (per[s.spec] ?? 0) + n;
+    }
+    if (held === 0) return;
+    this.#log.info(
+      { toDisk: kept, onDisk: held, destinations: per, queueDir: this.#config.disk.dir },
+      `${kept} datapoints not delivered by the shutdown deadline went to the disk queues; they hold ${held} datapoints in all, sent first at the next start`,
+    );
   }
 }
 
