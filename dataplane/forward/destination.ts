@@ -647,7 +647,8 @@ export class Destination extends EventEmitter<DestinationEvents> {
     if (disk === null) return 0;
     const runs: LineRun[] = [];
     for (const w of this.#inflight)
-      for (let i = 0; i < w.chunks.length; i++) runs.push({ chunk: w.chunks[i]!, lines: w.lines[i]! });
+      for (let i = 0; i < w.chunks.length; i++)
+        runs.push({ chunk: w.chunks[i]!, lines: w.lines[i]! });
     this.#queue.forEach((chunk, lines) => runs.push({ chunk, lines }));
     const waiting = this.#waitingLines();
     const first = this.#memIn - waiting + 1;
@@ -666,6 +667,30 @@ export class Destination extends EventEmitter<DestinationEvents> {
     this.keptOnDisk = kept;
     const taken = kept + this.#parked;
     return taken;
+  }
+
+  /**
+   * Lets go of the disk queue at once, for another Destination of the same
+   * destination in this process to open (a removed destination added again
+   * while it drained, an adopted queue whose destination is configured
+   * again): what memory holds is appended to it first. Everything the disk
+   * then holds leaves this destination's counts as rerouted (the next owner
+   * counts it as recovered); what memory held and the disk refused is
+   * undelivered. The drain under way, if any, ends.
+   */
+  releaseDisk(): void {
+    const disk = this.#disk;
+    if (disk === null) return;
+    const kept = this.#keepOnDisk();
+    const refused = this.#waitingLines() - kept;
+    this.#count.undelivered += refused;
+    this.#count.unconfirmed += this.#resendWindow.pending;
+    this.#discard();
+    disk.close();
+    this.#count.rerouted += disk.lines + this.#parked;
+    this.#parked = 0;
+    this.#disk = null;
+    this.#notifyDrained();
   }
 
   /** Empties the queue, what is in flight and the resend window. */
@@ -692,6 +717,8 @@ export class Destination extends EventEmitter<DestinationEvents> {
       });
     }
     this.#discard();
+    // What is on disk stays there, for the next process to open it.
+    this.#disk?.close();
     // No queue, no hold on ingest. Cleared without "unblocked": a closed
     // destination is out of its owner's set, and ingest must not resume for it
     // (at shutdown, the senders are gone).

@@ -179,6 +179,8 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   #blocking = false;
   /** Destinations taken out of the hash ring (ids). */
   #ejected = new Set<string>();
+  /** The disk queues left by earlier processes were looked for (#adoptQueues). */
+  #adoptedQueues = false;
   /** drain() was called: the process is stopping. */
   #stopping = false;
   /** This process's number in its group, and the group's size (disk queues belong to a number). */
@@ -202,7 +204,10 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     this.#updateAggregation();
     this.#unroutedTimer = setInterval(() => this.#logUnrouted(), UNROUTED_LOG_MS);
     this.#unroutedTimer.unref();
-    this.#adoptQueues();
+    // A node with nothing configured yet (managed, before its first
+    // configuration) adopts at its first configuration: a queue of a
+    // destination it is about to get is its own, not an orphan.
+    if (this.routable) this.#adoptQueues();
   }
 
   /**
@@ -216,7 +221,8 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
    */
   #adoptQueues(): void {
     const disk = this.#config.disk;
-    if (disk == null) return;
+    if (disk == null || this.#adoptedQueues) return;
+    this.#adoptedQueues = true;
     const { index, count } = this.#process;
     const open = new Set<string>();
     for (const d of this.#destinations.values()) if (d.disk !== null) open.add(d.disk.dir);
@@ -256,9 +262,17 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     const finished = (reroute ? this.#rerouteDisk(d) : this.#deliverDisk(d)).then(() => {
       this.#draining.delete(d);
       this.#retire(d);
-      removeEmptyQueue(dir);
+      // Unless a destination (configured again meanwhile) took it over.
+      if (!this.#holds(dir)) removeEmptyQueue(dir);
     });
     this.#draining.set(d, finished);
+  }
+
+  /** Whether a destination of this process, current or draining, has the disk queue in `dir` open. */
+  #holds(dir: string): boolean {
+    for (const d of this.#destinations.values()) if (d.disk?.dir === dir) return true;
+    for (const d of this.#draining.keys()) if (d.disk?.dir === dir) return true;
+    return false;
   }
 
   /** Sends an adopted disk queue to its destination until it is empty (or shutdown cuts it short). */
@@ -329,6 +343,9 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     const options = this.#destOptions(config, id);
     if (config.disk != null && transport.resends) {
       const dir = processQueueDir(config.disk.dir, id, spec, this.#process.index);
+      // A destination added again while its earlier self (or an adopted
+      // queue of it) still holds the directory: that one lets go of it first.
+      for (const d of this.#draining.keys()) if (d.disk?.dir === dir) d.releaseDisk();
       options.disk = this.#diskOpener(dir, spec);
     }
     return new Destination(transport, options);
@@ -433,6 +450,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     this.#updateAggregation();
     this.#updateBlocking();
     if (!wasRoutable && this.routable) this.emit("routable");
+    if (this.routable) this.#adoptQueues();
   }
 
   /** Gives this process's aggregations the aggregate rules of the current table. */
