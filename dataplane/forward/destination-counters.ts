@@ -46,7 +46,12 @@ export class DestinationCounters {
       resent: this.resent,
       recovered: this.recovered,
       dropped:
-        d.queue_full + d.closed + d.worker_died + d.send_failed + d.disk_corrupt + d.disk_unreadable,
+        d.queue_full +
+        d.closed +
+        d.worker_died +
+        d.send_failed +
+        d.disk_corrupt +
+        d.disk_unreadable,
       droppedBy: { ...d },
       undelivered: this.undelivered,
       unconfirmed: this.unconfirmed,

@@ -649,7 +649,9 @@ export class Destination extends EventEmitter<DestinationEvents> {
     for (const w of this.#inflight)
       for (let i = 0; i < w.chunks.length; i++)
         runs.push({ chunk: w.chunks[i]!, lines: w.lines[i]! });
-    this.#queue.forEach((chunk, lines) => runs.push({ chunk, lines }));
+    this.#queue.forEach((chunk, lines) => {
+      runs.push({ chunk, lines });
+    });
     const waiting = this.#waitingLines();
     const first = this.#memIn - waiting + 1;
     const ranges = this.#onDisk.filter((m) => m.seq >= 0).map((m) => [m.start, m.end] as const);

@@ -2,6 +2,7 @@ import { ThrottledWarning } from "../../common/log-throttle.ts";
 import type { Logger } from "../../common/logger.ts";
 import { errText } from "../spool/err-text.ts";
 import { SegmentSpool, type SpoolLocation, SpoolReadError } from "../spool/segment-spool.ts";
+import { RECORD_HEADER_BYTES } from "../spool/spool-record.ts";
 import type { DiskBudget } from "./disk-budget.ts";
 
 /**
@@ -204,7 +205,9 @@ export class DiskQueue {
     // back to memory through `refuse`, and so does this chunk, in order).
     if (this.#pendingBytes > 0 && this.#pendingBytes + n > this.#o.recordBytes) this.flush();
     if (Date.now() < this.#failingUntil) return false;
-    if (this.bytes + n > this.#o.maxBytes || !this.#o.budget.fits(n)) return false;
+    // The first lines of a record bring its header along.
+    const need = n + (this.#pendingLines === 0 ? RECORD_HEADER_BYTES : 0);
+    if (this.bytes + need > this.#o.maxBytes || !this.#o.budget.fits(need)) return false;
     if (this.#pendingLines === 0) this.#pendingAt = Date.now();
     this.#pending.push(chunk);
     this.#pendingLines += lines;
@@ -230,13 +233,9 @@ export class DiskQueue {
     this.#pendingLines = 0;
     this.#pendingBytes = 0;
     const seq = this.#nextSeq++;
+    let loc: SpoolLocation;
     try {
-      const loc = this.#spool.append(seq, 0, lines, payload.length, payload);
-      if (this.#o.fsync === "write") this.#spool.sync();
-      else this.#unsynced = true;
-      this.#entries.push({ seq, loc, size: payload.length, lines, at });
-      this.#unreadLines += lines;
-      this.#account();
+      loc = this.#spool.append(seq, 0, lines, payload.length, payload);
     } catch (err) {
       this.failures++;
       this.spilled -= lines;
@@ -244,6 +243,22 @@ export class DiskQueue {
       this.#account();
       this.#failed.note({ err: errText(err), destination: this.#o.name, dir: this.#o.dir, lines });
       this.#refuse([payload], [lines]);
+      return;
+    }
+    // Written: the record is in the file (and the page cache) whatever fsync
+    // says next, and the next process would find it. Handing its lines back
+    // to memory now would send them twice.
+    this.#entries.push({ seq, loc, size: payload.length, lines, at });
+    this.#unreadLines += lines;
+    this.#account();
+    if (this.#o.fsync === "write") {
+      try {
+        this.#spool.sync();
+      } catch (err) {
+        this.#fsyncFailed(err);
+      }
+    } else {
+      this.#unsynced = true;
     }
   }
 
@@ -257,14 +272,25 @@ export class DiskQueue {
   async read(maxBytes: number): Promise<DiskRead[]> {
     const out: DiskRead[] = [];
     let bytes = 0;
-    while (this.#read < this.#entries.length && (bytes === 0 || bytes < maxBytes)) {
-      const e = this.#entries[this.#read]!;
+    // The records read stay counted on disk (lines, empty) until the read
+    // returns them all at once: until then they are nowhere else. A read cut
+    // short by close() takes nothing, and they stay for the next process.
+    // Entries are found from #read on every turn: release() may compact them.
+    let taken = 0;
+    let takenLines = 0;
+    let replayed = 0;
+    while (
+      !this.#closed &&
+      this.#read + taken < this.#entries.length &&
+      (bytes === 0 || bytes < maxBytes)
+    ) {
+      const e = this.#entries[this.#read + taken]!;
       let chunk: Buffer | null = null;
       let lost: DiskRead["lost"];
       try {
         chunk = await this.#spool.read(e.loc, e.seq, e.size);
       } catch (err) {
-        if (this.#closed) return out;
+        if (this.#closed) break;
         lost =
           err instanceof SpoolReadError && err.reason === "spool_corrupt"
             ? "disk_corrupt"
@@ -274,17 +300,26 @@ export class DiskQueue {
           `disk queue of ${this.#o.name}: a record cannot be read back; its ${e.lines} datapoints are lost (counted as dropped, reason ${lost})`,
         );
       }
-      if (this.#closed) return out;
-      this.#read++;
-      this.#unreadLines -= e.lines;
-      this.replayed += lost === undefined ? e.lines : 0;
-      out.push(lost === undefined ? { seq: e.seq, lines: e.lines, chunk } : { seq: e.seq, lines: e.lines, chunk: null, lost });
+      taken++;
+      takenLines += e.lines;
+      if (lost === undefined) replayed += e.lines;
+      out.push(
+        lost === undefined
+          ? { seq: e.seq, lines: e.lines, chunk }
+          : { seq: e.seq, lines: e.lines, chunk: null, lost },
+      );
       bytes += e.size;
     }
+    if (this.#closed) return [];
+    this.#read += taken;
+    this.#unreadLines -= takenLines;
+    this.replayed += replayed;
     if (this.#read === this.#entries.length && this.#pendingLines > 0 && bytes < maxBytes) {
       // Gathered and not yet written: straight back to memory, no disk.
       const chunk =
-        this.#pending.length === 1 ? this.#pending[0]! : Buffer.concat(this.#pending, this.#pendingBytes);
+        this.#pending.length === 1
+          ? this.#pending[0]!
+          : Buffer.concat(this.#pending, this.#pendingBytes);
       const lines = this.#pendingLines;
       this.#pending = [];
       this.#pendingLines = 0;
@@ -323,13 +358,15 @@ export class DiskQueue {
     if (!this.#unsynced || this.#closed) return;
     this.#unsynced = false;
     this.#spool.sync((err) => {
-      if (err !== null && !this.#closed) {
-        this.#o.log.warn(
-          { destination: this.#o.name, dir: this.#o.dir, err: errText(err) },
-          `disk queue of ${this.#o.name}: fsync failed`,
-        );
-      }
+      if (err !== null && !this.#closed) this.#fsyncFailed(err);
     });
+  }
+
+  #fsyncFailed(err: unknown): void {
+    this.#o.log.warn(
+      { destination: this.#o.name, dir: this.#o.dir, err: errText(err) },
+      `disk queue of ${this.#o.name}: fsync failed; what was written survives the death of the process, not a crash of the system`,
+    );
   }
 
   #account(): void {
@@ -357,7 +394,13 @@ export class DiskQueue {
   }
 }
 
-/** Segment size for a queue bounded at `maxBytes`: small enough that delivered bytes are freed soon. */
+/**
+ * Segment size for a queue bounded at `maxBytes`: an eighth of it (within
+ * 64 KiB and 32 MiB), so that delivered bytes are freed soon. A segment
+ * goes only once every record in it is delivered: one as large as the bound
+ * would keep delivered bytes counted against it, and refuse appends, until
+ * the queue emptied.
+ */
 function segmentBytes(maxBytes: number): number {
-  return Math.max(1024 * 1024, Math.min(32 * 1024 * 1024, Math.floor(maxBytes / 8)));
+  return Math.max(64 * 1024, Math.min(32 * 1024 * 1024, Math.floor(maxBytes / 8)));
 }
