@@ -10,17 +10,16 @@ import {
   type OverflowPolicy,
 } from "../forward/destination.ts";
 import { type DestinationTransport, tcpTransport } from "../forward/destination-link.ts";
-import type { DiskQueueOpener, DiskQueueSettings } from "../forward/destination-options.ts";
+import type { DiskQueueSettings } from "../forward/destination-options.ts";
 import { type DestinationSpec, parseDestination } from "../forward/destination-spec.ts";
 import {
   addDestinationStats,
   type DestinationStats,
   mergeDestinations,
 } from "../forward/destination-stats.ts";
-import { DiskBudget } from "../forward/disk-budget.ts";
-import { DiskQueue } from "../forward/disk-queue.ts";
 import { fileTransport } from "../forward/file-destination.ts";
-import { findQueues, processQueueDir, removeEmptyQueue } from "../forward/queue-dir.ts";
+import type { LineRun } from "../forward/memory-only-lines.ts";
+import { removeEmptyQueue } from "../forward/queue-dir.ts";
 import { udpTransport } from "../forward/udp-destination.ts";
 import type { LineSink } from "../ingest/line-sink.ts";
 import {
@@ -29,6 +28,8 @@ import {
   aggregateKey,
   type KeyedPoints,
 } from "./aggregation.ts";
+import { DiskQueues } from "./disk-queues.ts";
+import { rerouteDisk } from "./disk-reroute.ts";
 import {
   createHashRouter,
   type HashRouter,
@@ -147,8 +148,6 @@ export function raisedQueueBounds(config: RouterConfig, share: number): Record<s
 const UNROUTED_LOG_MS = 5_000;
 /** An adopted disk queue is delivered until it is empty: the longest timer there is (about 24 days). */
 const ADOPTED_DRAIN_MS = 2 ** 31 - 1;
-/** Bytes of a disk queue re-routed at once. */
-const REROUTE_BYTES = 4 * 1024 * 1024;
 
 /**
  * The route stage of one process, and the destinations it routes to: valid
@@ -183,19 +182,18 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   #adoptedQueues = false;
   /** drain() was called: the process is stopping. */
   #stopping = false;
-  /** This process's number in its group, and the group's size (disk queues belong to a number). */
-  readonly #process: { index: number; count: number };
-  /** The bound on this process's disk queues together, or null without --queue-dir. */
-  readonly #diskBudget: DiskBudget | null;
+  /** This process's disk queues (--queue-dir), or null. */
+  readonly #disks: DiskQueues | null;
 
   constructor(config: RouterConfig, log: Logger, options: RouterOptions = {}) {
     super();
     this.#config = config;
     this.#log = log;
     this.#share = options.share ?? 1;
-    this.#process = options.process ?? { index: 0, count: 1 };
-    this.#diskBudget =
-      config.disk == null ? null : new DiskBudget(Math.floor(config.disk.totalBytes * this.#share));
+    this.#disks =
+      config.disk == null
+        ? null
+        : new DiskQueues(config.disk, options.process ?? { index: 0, count: 1 }, this.#share, log);
     this.#remoteAggregates = options.remoteAggregates;
     this.#onProduced = options.onProduced;
     const states = new DestinationStateLog(log);
@@ -220,28 +218,23 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
    * removed: never left behind.
    */
   #adoptQueues(): void {
-    const disk = this.#config.disk;
-    if (disk == null || this.#adoptedQueues) return;
+    const disks = this.#disks;
+    if (disks === null || this.#adoptedQueues) return;
     this.#adoptedQueues = true;
-    const { index, count } = this.#process;
     const open = new Set<string>();
     for (const d of this.#destinations.values()) if (d.disk !== null) open.add(d.disk.dir);
     for (const d of this.#draining.keys()) if (d.disk !== null) open.add(d.disk.dir);
-    for (const q of findQueues(disk.dir)) {
-      if (open.has(q.dir)) continue;
-      if (q.index >= count ? q.index % count !== index : q.index !== index) continue;
-      this.#adopt(q.dir, q.spec);
-    }
+    for (const q of disks.leftovers(open)) this.#adopt(disks, q.dir, q.spec);
   }
 
   /** Re-routes or delivers the disk queue in `dir`, of the destination `spec`, then removes it. */
-  #adopt(dir: string, spec: string): void {
+  #adopt(disks: DiskQueues, dir: string, spec: string): void {
     let d: Destination;
     try {
       const parsed = parseDestination(spec);
       d = new Destination(tcpTransport(parsed), {
         ...this.#destOptions(this.#config, parsed.id),
-        disk: this.#diskOpener(dir, spec),
+        disk: disks.opener(dir, spec),
       });
     } catch (err) {
       this.#log.error(
@@ -259,7 +252,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
         ? `disk queue of ${spec}, which is not in the ring, holds ${held} datapoints: re-routing them over the ring`
         : `disk queue of ${spec} (${dir}) holds ${held} datapoints that no current destination of this process will send: delivering them to ${spec}`,
     );
-    const finished = (reroute ? this.#rerouteDisk(d) : this.#deliverDisk(d)).then(() => {
+    const finished = (reroute ? this.#rerouteAway(d) : this.#deliverDisk(d)).then(() => {
       this.#draining.delete(d);
       this.#retire(d);
       // Unless a destination (configured again meanwhile) took it over.
@@ -285,29 +278,18 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   }
 
   /**
-   * Routes the disk part of `d` over the current table, a few megabytes at a
-   * time, until it is empty or `d` is routed to again (back in the ring).
-   * Re-routed lines were counted as routed when they first came in.
+   * Routes the disk part of `d` over the current table until it is empty or
+   * `d` is routed to again (back in the ring), then closes `d` unless it is
+   * one of the current destinations.
    */
-  async #rerouteDisk(d: Destination): Promise<void> {
-    let moved = 0;
-    for (;;) {
-      if (this.#destinations.get(d.spec.id) === d && !this.#ejected.has(d.spec.id)) break;
-      const runs = await d.takeDisk(REROUTE_BYTES);
-      if (runs.length === 0) break;
-      const table = this.#table;
-      const { routed, noDestination } = this.#counts;
-      for (const r of runs) {
-        moved += r.lines;
-        table.route(r.chunk, 0, r.chunk.length, r.lines);
-      }
-      this.#counts.routed = routed;
-      this.#counts.noDestination = noDestination;
-      table.flush();
-      // Let the destinations take it before the next few megabytes.
-      await new Promise((r) => setImmediate(r));
-    }
-    if (this.#destinations.get(d.spec.id) !== d) await d.drain(0);
+  async #rerouteAway(d: Destination): Promise<void> {
+    const id = d.spec.id;
+    const moved = await rerouteDisk(
+      d,
+      (runs) => this.#reroute(runs),
+      () => this.#destinations.get(id) !== d || this.#ejected.has(id),
+    );
+    if (this.#destinations.get(id) !== d) await d.drain(0);
     if (moved > 0) {
       this.#log.info(
         { destination: d.spec.spec, rerouted: moved },
@@ -316,37 +298,27 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     }
   }
 
-  /** Opens the disk queue in `dir` for a destination (a SegmentSpool directory, locked by this process). */
-  #diskOpener(dir: string, spec: string): DiskQueueOpener {
-    const disk = this.#config.disk!;
-    const budget = this.#diskBudget!;
-    const share = this.#share;
-    const log = this.#log;
-    return (refuse) =>
-      DiskQueue.open(
-        {
-          dir,
-          name: spec,
-          maxBytes: Math.floor(disk.maxBytes * share),
-          budget,
-          fsync: disk.fsync,
-          fsyncIntervalMs: disk.fsyncIntervalMs,
-          log,
-        },
-        refuse,
-      );
+  /** Routes lines taken from a destination's queue; they were counted as routed when they first came in. */
+  #reroute(runs: readonly LineRun[]): void {
+    const table = this.#table;
+    const { routed, noDestination } = this.#counts;
+    for (const r of runs) table.route(r.chunk, 0, r.chunk.length, r.lines);
+    this.#counts.routed = routed;
+    this.#counts.noDestination = noDestination;
+    table.flush();
   }
 
   /** A new destination over `transport`, with its disk queue when there is --queue-dir and it resends (TCP). */
   #newDestination(config: RouterConfig, transport: DestinationTransport): Destination {
     const { id, spec } = transport.name;
     const options = this.#destOptions(config, id);
-    if (config.disk != null && transport.resends) {
-      const dir = processQueueDir(config.disk.dir, id, spec, this.#process.index);
+    const disks = this.#disks;
+    if (disks !== null && transport.resends) {
+      const dir = disks.dirFor(id, spec);
       // A destination added again while its earlier self (or an adopted
       // queue of it) still holds the directory: that one lets go of it first.
       for (const d of this.#draining.keys()) if (d.disk?.dir === dir) d.releaseDisk();
-      options.disk = this.#diskOpener(dir, spec);
+      options.disk = disks.opener(dir, spec);
     }
     return new Destination(transport, options);
   }
@@ -430,8 +402,8 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
         this.#draining.delete(d);
         this.#retire(d);
         // What its disk queue still holds is re-routed or delivered, never left behind.
-        if (!this.#stopping && d.disk !== null && (d.stats().disk?.lines ?? 0) > 0)
-          this.#adopt(d.disk.dir, d.spec.spec);
+        if (this.#disks !== null && !this.#stopping && (d.stats().disk?.lines ?? 0) > 0)
+          this.#adopt(this.#disks, d.disk!.dir, d.spec.spec);
         if (left > 0) {
           this.#log.warn(
             { destination: d.spec.spec, undelivered: left },
@@ -604,21 +576,15 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
       }
       this.#table.flush();
       this.#table = table;
+      const runs = d.takeQueued();
       let moved = 0;
-      // Re-routed lines were counted as routed when they first came in.
-      const { routed, noDestination } = this.#counts;
-      for (const { chunk, lines } of d.takeQueued()) {
-        moved += lines;
-        table.route(chunk, 0, chunk.length, lines);
-      }
-      this.#counts.routed = routed;
-      this.#counts.noDestination = noDestination;
-      table.flush();
+      for (const r of runs) moved += r.lines;
+      this.#reroute(runs);
       this.#log.warn(
         { destination: d.spec.spec, failures: d.failStreak, rerouted: moved },
         `destination ${d.spec.spec} taken out of the ring after ${d.failStreak} failed connection attempts; ${moved} queued datapoints re-routed`,
       );
-      if (d.disk !== null && !d.disk.empty) void this.#rerouteDisk(d);
+      if (d.disk !== null && !d.disk.empty) void this.#rerouteAway(d);
     } else if (state === "connected" && this.#ejected.has(id)) {
       this.#ejected.delete(id);
       const table = this.#buildTable(config, this.#destinations);
