@@ -36,6 +36,14 @@ export interface DestinationReport {
   readonly queued: number;
   readonly queuedBytes: number;
   readonly resent: number;
+  /**
+   * The destination's disk queue (--queue-dir): datapoints and bytes on
+   * disk, and the age of its oldest datapoint waiting, in seconds. 0 without
+   * one; absent from a report recorded by an older control plane.
+   */
+  readonly diskDatapoints?: number;
+  readonly diskBytes?: number;
+  readonly oldestQueuedSeconds?: number;
 }
 
 export interface NodeCountersReport {

@@ -118,6 +118,11 @@ export function createNodeService(options: NodeServiceOptions): ServiceImpl<type
             queued: Number(d.queued),
             queuedBytes: Number(d.queuedBytes),
             resent: Number(d.resent),
+            diskDatapoints: Number(d.diskDatapoints),
+            diskBytes: Number(d.diskBytes),
+            oldestQueuedSeconds: Number.isFinite(d.oldestQueuedSeconds)
+              ? Math.max(0, d.oldestQueuedSeconds)
+              : 0,
           })),
           lastSeenMs: now(),
         });

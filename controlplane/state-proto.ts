@@ -123,6 +123,9 @@ export function nodeToProto(rec: NodeRecord, nowMs: number): MessageInitShape<ty
             queued: BigInt(d.queued),
             queuedBytes: BigInt(d.queuedBytes),
             resent: BigInt(d.resent),
+            diskDatapoints: BigInt(d.diskDatapoints ?? 0),
+            diskBytes: BigInt(d.diskBytes ?? 0),
+            oldestQueuedSeconds: d.oldestQueuedSeconds ?? 0,
           })),
         }),
   };

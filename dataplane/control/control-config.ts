@@ -64,7 +64,11 @@ export function rulesFromSnapshot(snapshot: NodeConfig): RulesConfig | null {
   return rules;
 }
 
-/** What a node reports to the control plane, from its pipeline counters. */
+/**
+ * What a node reports to the control plane, from its pipeline counters. A
+ * destination with a disk queue (--queue-dir) also reports what is on disk
+ * and the age of its oldest datapoint waiting.
+ */
 export function nodeStatusFromStats(s: PipelineStats, connections = s.connections): NodeStatus {
   let forwarded = 0;
   let dropped = 0;
@@ -89,6 +93,13 @@ export function nodeStatusFromStats(s: PipelineStats, connections = s.connection
       queued: BigInt(d.queuedLines),
       queuedBytes: BigInt(d.queuedBytes),
       resent: BigInt(d.resent),
+      ...(d.disk === undefined
+        ? {}
+        : {
+            diskDatapoints: BigInt(d.disk.lines),
+            diskBytes: BigInt(d.disk.bytes),
+            oldestQueuedSeconds: d.disk.oldestAgeMs / 1000,
+          }),
     })),
   };
 }

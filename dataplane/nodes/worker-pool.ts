@@ -21,14 +21,27 @@ interface Worker {
   /** Its counters as last reported (every second, and once more at shutdown). */
   stats: PipelineStats | null;
   rejects: RejectSample[];
+  /**
+   * Per destination id: datapoints it found on disk that the worker it
+   * replaces had left there, taken off `recovered` in each of its reports
+   * (see inheritDisk).
+   */
+  inherited: Map<string, number>;
 }
 
 /**
- * The last counters of a worker that is gone, with what it held queued
- * moved to `reason`: dropped (worker_died: it died while running) or
- * undelivered (it did not report at shutdown). Its queue is lost with it;
+ * The last counters of a worker that is gone, with what it held queued in
+ * memory moved to `reason`: dropped (worker_died: it died while running) or
+ * undelivered (it did not report at shutdown). That queue is lost with it;
  * its counters stay in the node's totals, which therefore never go back.
  * Returns the datapoints so moved, per destination.
+ *
+ * What its disk queues (--queue-dir) held is not lost: it stays in the
+ * worker's directories, for the next process to open them. Those
+ * datapoints stay counted as queued (`queuedLines` = `disk.lines`), as a
+ * drained destination's are (Destination.drain), until the worker that
+ * takes the dead one's place recovers them (inheritDisk); at shutdown, the
+ * next start does.
  */
 export function retireStats(
   s: PipelineStats,
@@ -38,7 +51,8 @@ export function retireStats(
   s.connections = 0;
   s.paused = false;
   for (const d of s.destinations) {
-    const n = d.queuedLines;
+    const onDisk = Math.min(d.queuedLines, d.disk?.lines ?? 0);
+    const n = d.queuedLines - onDisk;
     if (n > 0) lost[d.spec] = n;
     if (reason === "worker_died") {
       d.droppedBy.worker_died += n;
@@ -46,11 +60,68 @@ export function retireStats(
     } else {
       d.undelivered += n;
     }
-    d.queuedLines = 0;
+    d.queuedLines = onDisk;
     d.queuedBytes = 0;
     markGone(d);
   }
   return lost;
+}
+
+/**
+ * The rows of a retired worker (retireStats) that still count datapoints
+ * left on disk as queued, by destination id.
+ */
+export function leftOnDisk(retired: PipelineStats): Map<string, DestinationStats> {
+  const left = new Map<string, DestinationStats>();
+  for (const d of retired.destinations) if (d.queuedLines > 0) left.set(d.id, d);
+  return left;
+}
+
+/**
+ * Makes a report of the worker that took a dead one's place (same worker
+ * id, so the same directories) count once the datapoints the dead one left
+ * on disk. Those are counted by both rows: the dead worker's retired row
+ * counts them as routed to it (or recovered by it) and still queued; the new
+ * worker's, as recovered (its disk queue held them at start) and then
+ * forwarded, queued or dropped. Summed, they would be counted twice on the
+ * left of the balance (routed + recovered = forwarded + queued + dropped +
+ * undelivered + rerouted) and the node's queue would never empty. So when
+ * the new worker first reports a destination with its disk queue open
+ * (`disk` set, its `recovered` counted):
+ *
+ * - the retired row lets go of them: its queued drops to 0. Those the new
+ *   worker did not find (they left the disk in the dead worker's last
+ *   moments, after its last report) are counted as its memory queue was:
+ *   dropped, worker_died (its last known state);
+ * - the new worker's `recovered` leaves out the ones it inherited, in this
+ *   report and every later one (`inherited`): for the node they were
+ *   routed once already, to the dead worker. `recovered` stays what the
+ *   node's disk queues held when the node started.
+ *
+ * Each row alone no longer balances; the destination's rows summed over the
+ * group (mergeStats, as /stats, /metrics and the control plane show them)
+ * do, and no counter goes below 0 or back. `left` (from leftOnDisk) loses
+ * the rows taken over.
+ */
+export function inheritDisk(
+  left: Map<string, DestinationStats>,
+  inherited: Map<string, number>,
+  report: PipelineStats,
+): void {
+  for (const d of report.destinations) {
+    const row = left.get(d.id);
+    if (row !== undefined && d.disk !== undefined) {
+      left.delete(d.id);
+      const found = Math.min(row.queuedLines, d.recovered - (inherited.get(d.id) ?? 0));
+      const gone = row.queuedLines - found;
+      row.droppedBy.worker_died += gone;
+      row.dropped += gone;
+      row.queuedLines = 0;
+      if (row.disk !== undefined) row.disk = { ...row.disk, lines: 0, bytes: 0, oldestAgeMs: 0 };
+      inherited.set(d.id, (inherited.get(d.id) ?? 0) + found);
+    }
+    d.recovered -= inherited.get(d.id) ?? 0;
+  }
 }
 
 function markGone(d: DestinationStats): void {
@@ -72,8 +143,13 @@ export class WorkerPool {
   readonly #log: Logger;
   readonly #count: number;
   #workers: Worker[] = [];
-  /** The last counters of workers that died, their queues counted as dropped (worker_died). */
+  /** The last counters of workers that died, their memory queues counted as dropped (worker_died). */
   #retired: PipelineStats[] = [];
+  /**
+   * By worker id: the retired rows of a dead worker whose disk queues still
+   * hold datapoints, until the worker that replaces it opens them (inheritDisk).
+   */
+  #leftOnDisk = new Map<number, Map<string, DestinationStats>>();
   #config: RelayConfig;
   #share: number;
   #port = 0;
@@ -115,7 +191,7 @@ export class WorkerPool {
       stdio: ["ignore", "inherit", "inherit", "ipc"],
       serialization: "advanced",
     });
-    const w: Worker = { id, child, stats: null, rejects: [] };
+    const w: Worker = { id, child, stats: null, rejects: [], inherited: new Map() };
     this.#workers.push(w);
     return new Promise<void>((resolve, reject) => {
       child.on("message", (m: FromWorker) => {
@@ -124,6 +200,9 @@ export class WorkerPool {
         else if (m.t === "aggregate") this.#onAggregate(m.points);
         else if (m.t === "destination") this.#states?.report(id, m.report);
         else if (m.t === "stats") {
+          const left = this.#leftOnDisk.get(id);
+          inheritDisk(left ?? new Map(), w.inherited, m.stats);
+          if (left?.size === 0) this.#leftOnDisk.delete(id);
           w.stats = m.stats;
           w.rejects = m.rejects;
         }
@@ -134,11 +213,29 @@ export class WorkerPool {
         this.#workers = this.#workers.filter((x) => x !== w);
         this.#states?.forget(id);
         const lost = w.stats === null ? {} : retireStats(w.stats, "worker_died");
-        if (w.stats !== null) this.#retired.push(w.stats);
+        let kept = 0;
+        if (w.stats !== null) {
+          this.#retired.push(w.stats);
+          const left = leftOnDisk(w.stats);
+          for (const d of left.values()) kept += d.queuedLines;
+          if (left.size > 0) {
+            const all = this.#leftOnDisk.get(id) ?? new Map<string, DestinationStats>();
+            for (const [k, d] of left) all.set(k, d);
+            this.#leftOnDisk.set(id, all);
+          }
+        }
         const n = total(lost);
+        const onDisk = kept === 0 ? "" : `; ${kept} on disk wait for the worker that replaces it`;
         this.#log.error(
-          { worker: id, code, signal, lost, reason: "worker_died" },
-          `relay worker ${id} exited (${signal ?? `code ${code}`}); ${n} datapoints it had queued are lost (counted as dropped, reason worker_died); its senders reconnect to the other processes; restarting it`,
+          {
+            worker: id,
+            code,
+            signal,
+            lost,
+            reason: "worker_died",
+            ...(kept === 0 ? {} : { onDisk: kept }),
+          },
+          `relay worker ${id} exited (${signal ?? `code ${code}`}); ${n} datapoints it had queued${kept === 0 ? "" : " in memory"} are lost (counted as dropped, reason worker_died)${onDisk}; its senders reconnect to the other processes; restarting it`,
         );
         reject(new Error(`worker ${id} exited with ${code ?? signal}`));
         setTimeout(() => {

@@ -1,4 +1,8 @@
-import { type DestinationStats, DROP_REASONS } from "../forward/destination-stats.ts";
+import {
+  type DestinationStats,
+  type DiskQueueStats,
+  DROP_REASONS,
+} from "../forward/destination-stats.ts";
 import { noAggregation } from "../route/aggregation.ts";
 import { datapointTotals, type PipelineStats } from "./pipeline-stats.ts";
 import { PrometheusText } from "./prometheus-text.ts";
@@ -7,7 +11,9 @@ type Rows = Array<readonly [Record<string, string>, number]>;
 
 /**
  * A pipeline's counters in Prometheus text format: the same terms as the
- * `datapoints` object of /stats (node totals), then each destination's.
+ * `datapoints` object of /stats (node totals), then each destination's. The
+ * disk-queue families (polymur_destination_disk_*, oldest_queued_seconds)
+ * have a sample only for the destinations that have a disk queue (--queue-dir).
  */
 export function pipelinePrometheus(s: PipelineStats): string {
   const t = datapointTotals(s);
@@ -16,6 +22,10 @@ export function pipelinePrometheus(s: PipelineStats): string {
   const one = (n: number): Rows => [[{}, n]];
   const dest = (f: (x: DestinationStats) => number): Rows =>
     s.destinations.map((x) => [{ destination: x.spec }, f(x)] as const);
+  const disk = (f: (x: DiskQueueStats) => number): Rows =>
+    s.destinations.flatMap((x) =>
+      x.disk === undefined ? [] : [[{ destination: x.spec }, f(x.disk)] as const],
+    );
   const destDrops: Rows = s.destinations.flatMap((x) =>
     DROP_REASONS.map((r) => [{ destination: x.spec, reason: r }, x.droppedBy[r]] as const),
   );
@@ -51,6 +61,12 @@ export function pipelinePrometheus(s: PipelineStats): string {
       one(t.routed),
     )
     .metric(
+      "polymur_recovered_total",
+      "counter",
+      "Datapoints the destinations' disk queues held when their process started, summed over destinations.",
+      one(t.recovered),
+    )
+    .metric(
       "polymur_forwarded_total",
       "counter",
       "Datapoints written to destinations, summed over destinations.",
@@ -59,7 +75,7 @@ export function pipelinePrometheus(s: PipelineStats): string {
     .metric(
       "polymur_queued_datapoints",
       "gauge",
-      "Datapoints waiting in destination queues.",
+      "Datapoints waiting in destination queues (in memory or on disk).",
       one(t.queued),
     )
     .metric(
@@ -149,6 +165,12 @@ export function pipelinePrometheus(s: PipelineStats): string {
       dest((x) => x.routed),
     )
     .metric(
+      "polymur_destination_recovered_total",
+      "counter",
+      "Datapoints the disk queue held when the process started.",
+      dest((x) => x.recovered),
+    )
+    .metric(
       "polymur_destination_forwarded_total",
       "counter",
       "Datapoints written to the destination.",
@@ -187,14 +209,50 @@ export function pipelinePrometheus(s: PipelineStats): string {
     .metric(
       "polymur_destination_queued_datapoints",
       "gauge",
-      "Datapoints waiting in the queue.",
+      "Datapoints waiting in the queue (in memory or on disk).",
       dest((x) => x.queuedLines),
     )
     .metric(
       "polymur_destination_queued_bytes",
       "gauge",
-      "Bytes waiting in the queue.",
+      "Bytes waiting in the queue in memory.",
       dest((x) => x.queuedBytes),
+    )
+    .metric(
+      "polymur_destination_disk_datapoints",
+      "gauge",
+      "Datapoints waiting in the disk queue (of queued).",
+      disk((d) => d.lines),
+    )
+    .metric(
+      "polymur_destination_disk_bytes",
+      "gauge",
+      "Bytes of the disk queue's segments on disk.",
+      disk((d) => d.bytes),
+    )
+    .metric(
+      "polymur_destination_disk_spilled_total",
+      "counter",
+      "Datapoints appended to the disk queue.",
+      disk((d) => d.spilled),
+    )
+    .metric(
+      "polymur_destination_disk_replayed_total",
+      "counter",
+      "Datapoints read back from the disk queue.",
+      disk((d) => d.replayed),
+    )
+    .metric(
+      "polymur_destination_disk_failures_total",
+      "counter",
+      "Appends the disk refused (full, read-only, I/O error): their datapoints stayed in memory.",
+      disk((d) => d.failures),
+    )
+    .metric(
+      "polymur_destination_oldest_queued_seconds",
+      "gauge",
+      "Age of the oldest datapoint waiting (on disk, else in memory); 0 when none waits.",
+      disk((d) => d.oldestAgeMs / 1000),
     )
     .metric(
       "polymur_destination_up",

@@ -65,19 +65,23 @@ export interface PipelineStats {
  * The `datapoints` object of /stats: the terms of a node's accounting.
  *
  *   received = rejected + unrouted + routed
- *   per destination: routed = forwarded + queued + dropped + undelivered + rerouted
+ *   per destination: routed + recovered = forwarded + queued + dropped + undelivered + rerouted
  *
- * forwarded, queued, dropped, undelivered (and unconfirmed, resent,
- * rerouted) are summed over destinations. With one destination, or in
- * hash routing with one replica and nothing re-routed, routed is their sum:
- * received = rejected + unrouted + forwarded + queued + dropped + undelivered.
+ * recovered, forwarded, queued, dropped, undelivered (and unconfirmed,
+ * resent, rerouted) are summed over destinations. With one destination, or
+ * in hash routing with one replica and nothing re-routed, routed + recovered
+ * is their sum: received + recovered = rejected + unrouted + forwarded +
+ * queued + dropped + undelivered.
  */
 export interface DatapointTotals {
   received: number;
   rejected: number;
   unrouted: number;
   routed: number;
+  /** What the destinations' disk queues (--queue-dir) held when their process started. */
+  recovered: number;
   forwarded: number;
+  /** Waiting in the destinations' queues, in memory or on disk. */
   queued: number;
   dropped: number;
   undelivered: number;
@@ -119,12 +123,14 @@ export function pipelineStats(ingest: IngestStats, router: RouterStats | null): 
   };
 }
 
+/** A pipeline's `datapoints` terms: the node's own, and its destinations' summed (removed ones included). */
 export function datapointTotals(s: PipelineStats): DatapointTotals {
   const t: DatapointTotals = {
     received: s.received,
     rejected: sum(s.rejected),
     unrouted: sum(s.unrouted),
     routed: s.routed,
+    recovered: 0,
     forwarded: 0,
     queued: 0,
     dropped: 0,
@@ -138,6 +144,7 @@ export function datapointTotals(s: PipelineStats): DatapointTotals {
     droppedBy: noDrops(),
   };
   for (const d of s.destinations) {
+    t.recovered += d.recovered;
     t.forwarded += d.forwarded;
     t.queued += d.queuedLines;
     t.dropped += d.dropped;

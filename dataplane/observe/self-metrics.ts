@@ -8,7 +8,9 @@ export function pathElement(s: string): string {
 /**
  * polymur's own metrics as Graphite plaintext lines, as carbon-c-relay and
  * carbon do for themselves: counters are the increase since the previous
- * flush, gauges the current value.
+ * flush, gauges the current value. A destination with a disk queue
+ * (--queue-dir) also has `recovered`, `disk.{datapoints,bytes,spilled,
+ * replayed,failures}` and `oldest_queued_seconds`.
  */
 export class SelfMetrics {
   readonly #prefix: string;
@@ -54,6 +56,17 @@ export class SelfMetrics {
       counter(`${p}.unconfirmed`, d.unconfirmed);
       gauge(`${p}.queued`, d.queuedLines);
       gauge(`${p}.up`, d.state === "connected" ? 1 : 0);
+      // Only for a destination with a disk queue: no new series for the others.
+      const q = d.disk;
+      if (q !== undefined) {
+        counter(`${p}.recovered`, d.recovered);
+        gauge(`${p}.disk.datapoints`, q.lines);
+        gauge(`${p}.disk.bytes`, q.bytes);
+        counter(`${p}.disk.spilled`, q.spilled);
+        counter(`${p}.disk.replayed`, q.replayed);
+        counter(`${p}.disk.failures`, q.failures);
+        gauge(`${p}.oldest_queued_seconds`, q.oldestAgeMs / 1000);
+      }
     }
     return out.join("\n") + "\n";
   }

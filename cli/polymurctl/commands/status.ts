@@ -16,12 +16,15 @@ import {
   runWithConnection,
 } from "../client/index.ts";
 import type { Command, CommandIO } from "../command.ts";
+import { ageText, diskQueueSummary, sizeText } from "./nodes.ts";
 
 const usage = `usage: polymurctl status
 
 The control plane's health (gRPC health checking, no credential needed) and, with the
 admin credential, a summary of the fleet: state version, destinations, routing
-policies, API keys, and how many nodes are connected and up to date.
+policies, API keys, and how many nodes are connected and up to date; when nodes
+hold datapoints in their destinations' disk queues (--queue-dir), how many, and
+the age of the oldest (polymurctl nodes ls shows where).
 Exits 0 when the control plane is SERVING, 1 when it is not, 2 when it is
 SERVING but refuses the admin credential (the health is still shown).
 
@@ -75,6 +78,8 @@ export const statusCommand: Command = {
       const version = d.version;
       const connected = n.nodes.filter((x) => x.connected);
       const current = connected.filter((x) => x.appliedVersion === version).length;
+      // As the nodes last reported it; absent when no disk queue holds a datapoint.
+      const disk = diskQueueSummary(n.nodes);
       const summary = {
         server,
         health,
@@ -88,6 +93,7 @@ export const statusCommand: Command = {
           behind: connected.length - current,
           disconnected: n.nodes.length - connected.length,
         },
+        ...(disk === null ? {} : { diskQueues: disk }),
       };
       if (json) {
         printJson(io, summary);
@@ -99,6 +105,11 @@ export const statusCommand: Command = {
           `control plane  ${server}  ${health}`,
           `state          version ${version}: ${plural(summary.destinations, "destination")}, ${plural(summary.routingPolicies, "routing policy").replace("policys", "policies")}, ${plural(summary.keys, "API key")}`,
           `nodes          ${connected.length} connected (${current} at version ${version}, ${summary.nodes.behind} behind), ${summary.nodes.disconnected} disconnected`,
+          ...(disk === null
+            ? []
+            : [
+                `disk queues    ${plural(disk.datapoints, "datapoint")} (${sizeText(disk.bytes)}) waiting on disk, at ${plural(disk.destinations, "destination")} of ${plural(disk.nodes, "node")}; oldest ${ageText(disk.oldestQueuedSeconds)}`,
+              ]),
           "",
         ].join("\n"),
       );

@@ -352,6 +352,68 @@ describe("NodeService", () => {
     });
   });
 
+  it("records each destination's disk queue, as the node reported it; 0 without one", async () => {
+    const { admin, node } = clients;
+    await node.reportStatus({
+      nodeId: "n1",
+      destinations: [
+        {
+          spec: "10.0.0.1:2003",
+          state: "backoff",
+          queued: 1_500n,
+          queuedBytes: 640n,
+          diskDatapoints: 1_200n,
+          diskBytes: 65_536n,
+          oldestQueuedSeconds: 42.5,
+        },
+        { spec: "10.0.0.2:2003", state: "connected", queued: 3n },
+        // A negative or non-finite age is no age.
+        { spec: "10.0.0.3:2003", state: "connected", oldestQueuedSeconds: Number.NaN },
+      ],
+    });
+    const [n1] = (await admin.listNodes({})).nodes;
+    expect(
+      n1?.destinations.map((d) => [d.spec, d.diskDatapoints, d.diskBytes, d.oldestQueuedSeconds]),
+    ).toEqual([
+      ["10.0.0.1:2003", 1_200n, 65_536n, 42.5],
+      ["10.0.0.2:2003", 0n, 0n, 0],
+      ["10.0.0.3:2003", 0n, 0n, 0],
+    ]);
+    expect((await store.listNodes())[0]?.report?.destinations[0]).toMatchObject({
+      diskDatapoints: 1_200,
+      diskBytes: 65_536,
+      oldestQueuedSeconds: 42.5,
+    });
+    // A report recorded by an older control plane (a shared Consul store) has none: 0.
+    await store.putReport({
+      nodeId: "n0",
+      group: "",
+      role: "relay",
+      hostname: "h0",
+      appliedVersion: 0,
+      counters: { received: 0, forwarded: 0, dropped: 0, rejected: 0, connections: 0 },
+      destinations: [
+        {
+          spec: "10.0.0.9:2003",
+          state: "connected",
+          forwarded: 1,
+          dropped: 0,
+          queued: 2,
+          queuedBytes: 3,
+          resent: 0,
+        },
+      ],
+      lastSeenMs: now,
+    });
+    const n0 = (await admin.listNodes({})).nodes.find((n) => n.id === "n0");
+    expect(n0?.destinations[0]).toMatchObject({
+      queued: 2n,
+      diskDatapoints: 0n,
+      diskBytes: 0n,
+      oldestQueuedSeconds: 0,
+    });
+  });
+
   it("refuses a subscription without a node id", async () => {
     const e = await refusal(
       (async () => {

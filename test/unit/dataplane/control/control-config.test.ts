@@ -295,6 +295,40 @@ describe("nodeStatusFromStats", () => {
     ]);
   });
 
+  it("a destination with a disk queue also reports what is on disk and its oldest datapoint's age", () => {
+    const s = stats({
+      destinations: [
+        destinationStats("10.0.0.1:2003", {
+          state: "backoff",
+          queuedLines: 1_500,
+          queuedBytes: 640,
+          disk: {
+            lines: 1_200,
+            bytes: 65_536,
+            spilled: 2_000,
+            replayed: 800,
+            failures: 1,
+            oldestAgeMs: 42_500,
+          },
+        }),
+      ],
+    });
+    expect(nodeStatusFromStats(s).destinations).toEqual([
+      {
+        spec: "10.0.0.1:2003",
+        state: "backoff",
+        forwarded: 0n,
+        dropped: 0n,
+        queued: 1_500n,
+        queuedBytes: 640n,
+        resent: 0n,
+        diskDatapoints: 1_200n,
+        diskBytes: 65_536n,
+        oldestQueuedSeconds: 42.5,
+      },
+    ]);
+  });
+
   it("takes connections from the caller when given (a gateway reports its open link streams)", () => {
     const s = stats({ connections: 3 });
     expect(nodeStatusFromStats(s, 17).counters.connections).toBe(17n);

@@ -1,11 +1,18 @@
 import { readdirSync, readFileSync } from "node:fs";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import type { DestinationStats } from "../../../../dataplane/forward/destination-stats.ts";
 import { IngestCounters } from "../../../../dataplane/ingest/ingest-counters.ts";
 import type { RelayConfig } from "../../../../dataplane/nodes/relay-config.ts";
 import { RelayProcess } from "../../../../dataplane/nodes/relay-process.ts";
-import { retireStats, WorkerPool } from "../../../../dataplane/nodes/worker-pool.ts";
+import {
+  inheritDisk,
+  leftOnDisk,
+  retireStats,
+  WorkerPool,
+} from "../../../../dataplane/nodes/worker-pool.ts";
 import {
   datapointTotals,
+  mergeStats,
   type PipelineStats,
   pipelineStats,
 } from "../../../../dataplane/observe/pipeline-stats.ts";
@@ -260,7 +267,9 @@ describe("retireStats", () => {
 
   const balanced = (s: PipelineStats): boolean =>
     s.destinations.every(
-      (d) => d.routed === d.forwarded + d.queuedLines + d.dropped + d.undelivered + d.rerouted,
+      (d) =>
+        d.routed + d.recovered ===
+        d.forwarded + d.queuedLines + d.dropped + d.undelivered + d.rerouted,
     );
 
   it('"worker_died": the queue is dropped for that reason, every row removed and closed', () => {
@@ -301,5 +310,173 @@ describe("retireStats", () => {
     const c = new IngestCounters();
     const s = pipelineStats(c.stats(0, false), null);
     expect(retireStats(s, "worker_died")).toEqual({});
+  });
+
+  it("a disk queue's datapoints are not lost: they stay queued (on disk), only memory's are moved", () => {
+    for (const reason of ["worker_died", "undelivered"] as const) {
+      const s = diskWorker();
+      expect(retireStats(s, reason)).toEqual({ "a:1": 10 });
+      expect(s.destinations[0]).toMatchObject({
+        state: "closed",
+        removed: true,
+        queuedLines: 20,
+        queuedBytes: 0,
+        dropped: reason === "worker_died" ? 10 : 0,
+        undelivered: reason === "undelivered" ? 10 : 0,
+        disk: { lines: 20 },
+      });
+      expect(balanced(s)).toBe(true);
+      expect([...leftOnDisk(s).keys()]).toEqual(["a:1"]);
+    }
+  });
+});
+
+/**
+ * A worker whose destination a:1 has a disk queue: 100 routed, 70
+ * forwarded, 30 queued of which 20 on disk.
+ */
+function diskWorker(over: Partial<DestinationStats> = {}): PipelineStats {
+  const c = new IngestCounters();
+  c.accepted = 100;
+  return pipelineStats(c.stats(1, false), {
+    routed: 100,
+    noDestination: 0,
+    noMatch: 0,
+    blackhole: 0,
+    validate: 0,
+    aggregation: null,
+    destinations: [
+      destinationStats("a:1", {
+        routed: 100,
+        forwarded: 70,
+        queuedLines: 30,
+        queuedBytes: 300,
+        disk: { lines: 20, bytes: 8192, spilled: 25, replayed: 5, failures: 0, oldestAgeMs: 900 },
+        ...over,
+      }),
+    ],
+  });
+}
+
+/** The report of the worker that replaced it: it found `recovered` on disk, and routed 5 more. */
+function successor(recovered: number, disk = true): PipelineStats {
+  const c = new IngestCounters();
+  c.accepted = 5;
+  return pipelineStats(c.stats(1, false), {
+    routed: 5,
+    noDestination: 0,
+    noMatch: 0,
+    blackhole: 0,
+    validate: 0,
+    aggregation: null,
+    destinations: [
+      destinationStats("a:1", {
+        routed: 5,
+        recovered,
+        forwarded: recovered,
+        queuedLines: 5,
+        ...(disk
+          ? {
+              disk: {
+                lines: 0,
+                bytes: 4096,
+                spilled: 0,
+                replayed: recovered,
+                failures: 0,
+                oldestAgeMs: 0,
+              },
+            }
+          : {}),
+      }),
+    ],
+  });
+}
+
+/** routed + recovered = forwarded + queued + dropped + undelivered + rerouted, for the group's merged row. */
+function groupBalanced(all: PipelineStats[]): boolean {
+  const t = datapointTotals(mergeStats(all));
+  return t.routed + t.recovered === t.forwarded + t.queued + t.dropped + t.undelivered + t.rerouted;
+}
+
+describe("inheritDisk", () => {
+  it("the worker that replaces a dead one counts once what it left on disk", () => {
+    const dead = diskWorker();
+    retireStats(dead, "worker_died");
+    const left = leftOnDisk(dead);
+    // Until the new worker reports, the dead one's disk datapoints are queued.
+    expect(datapointTotals(mergeStats([dead]))).toMatchObject({ queued: 20, dropped: 10 });
+    expect(groupBalanced([dead])).toBe(true);
+    const inherited = new Map<string, number>();
+    const first = successor(20);
+    inheritDisk(left, inherited, first);
+    expect(left.size).toBe(0);
+    expect(dead.destinations[0]).toMatchObject({
+      queuedLines: 0,
+      dropped: 10,
+      disk: { lines: 0, bytes: 0, oldestAgeMs: 0, spilled: 25, replayed: 5 },
+    });
+    // For the node, they were routed once (to the dead worker): not recovered.
+    expect(first.destinations[0]!.recovered).toBe(0);
+    expect(groupBalanced([dead, first])).toBe(true);
+    const t = datapointTotals(mergeStats([dead, first]));
+    expect(t).toMatchObject({ routed: 105, recovered: 0, forwarded: 90, queued: 5, dropped: 10 });
+    // Every later report of the new worker too, and the dead row is let go of once.
+    const later = successor(20);
+    inheritDisk(left, inherited, later);
+    expect(later.destinations[0]!.recovered).toBe(0);
+    expect(dead.destinations[0]!.dropped).toBe(10);
+    expect(groupBalanced([dead, later])).toBe(true);
+  });
+
+  it("what the dead worker recovered itself stays recovered, once", () => {
+    // It found 8 on its own start: routed 100 + recovered 8 = 70 + 38 queued (28 on disk).
+    const dead = diskWorker({
+      recovered: 8,
+      queuedLines: 38,
+      disk: { lines: 28, bytes: 1, spilled: 0, replayed: 0, failures: 0, oldestAgeMs: 1 },
+    });
+    retireStats(dead, "worker_died");
+    const next = successor(28);
+    inheritDisk(leftOnDisk(dead), new Map(), next);
+    expect(next.destinations[0]!.recovered).toBe(0);
+    expect(datapointTotals(mergeStats([dead, next])).recovered).toBe(8);
+    expect(groupBalanced([dead, next])).toBe(true);
+  });
+
+  it("found fewer than were left (gone in the dead worker's last moments): the rest is dropped, worker_died", () => {
+    const dead = diskWorker();
+    retireStats(dead, "worker_died");
+    const next = successor(15);
+    inheritDisk(leftOnDisk(dead), new Map(), next);
+    expect(dead.destinations[0]).toMatchObject({
+      queuedLines: 0,
+      dropped: 15,
+      droppedBy: { worker_died: 15 },
+    });
+    expect(next.destinations[0]!.recovered).toBe(0);
+    expect(groupBalanced([dead, next])).toBe(true);
+  });
+
+  it("found more (spilled after the dead worker's last report): the extra is recovered", () => {
+    const dead = diskWorker();
+    retireStats(dead, "worker_died");
+    const next = successor(26);
+    inheritDisk(leftOnDisk(dead), new Map(), next);
+    expect(next.destinations[0]!.recovered).toBe(6);
+    expect(groupBalanced([dead, next])).toBe(true);
+  });
+
+  it("waits while the new worker has not opened that destination's disk queue", () => {
+    const dead = diskWorker();
+    retireStats(dead, "worker_died");
+    const left = leftOnDisk(dead);
+    const inherited = new Map<string, number>();
+    inheritDisk(left, inherited, successor(0, false));
+    const other = successor(0);
+    other.destinations[0]!.id = "b:1";
+    inheritDisk(left, inherited, other);
+    expect(left.size).toBe(1);
+    expect(inherited.size).toBe(0);
+    expect(dead.destinations[0]!.queuedLines).toBe(20);
   });
 });

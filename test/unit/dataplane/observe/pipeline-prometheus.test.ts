@@ -15,7 +15,9 @@ const WEIRD = 'we"ird\\host\nname:2003';
 
 /**
  * A relay's counters with every term non-zero and balanced: 1240 received =
- * 6 rejected + 34 unrouted + 1200 routed, broadcast to two destinations.
+ * 6 rejected + 34 unrouted + 1200 routed, broadcast to two destinations; the
+ * first has a disk queue, which held 50 datapoints at start (10 of them lost
+ * to damage).
  */
 function sampleStats(): PipelineStats {
   const ingest = new IngestCounters();
@@ -36,13 +38,22 @@ function sampleStats(): PipelineStats {
     destinations: [
       destinationStats("127.0.0.1:2003:a", {
         routed: 1200,
+        recovered: 50,
         forwarded: 1000,
         resent: 2,
-        droppedBy: { queue_full: 5 },
+        droppedBy: { queue_full: 5, disk_corrupt: 10 },
         undelivered: 3,
         unconfirmed: 8,
         rerouted: 185,
-        queuedLines: 7,
+        queuedLines: 47,
+        disk: {
+          lines: 40,
+          bytes: 4096,
+          spilled: 300,
+          replayed: 260,
+          failures: 2,
+          oldestAgeMs: 12_500,
+        },
       }),
       destinationStats(WEIRD, {
         state: "backoff",
@@ -62,6 +73,7 @@ const FAMILIES: Record<string, string> = {
   polymur_rejected_total: "counter",
   polymur_unrouted_total: "counter",
   polymur_routed_total: "counter",
+  polymur_recovered_total: "counter",
   polymur_forwarded_total: "counter",
   polymur_queued_datapoints: "gauge",
   polymur_dropped_total: "counter",
@@ -80,6 +92,7 @@ const FAMILIES: Record<string, string> = {
   polymur_connections_idle_closed_total: "counter",
   polymur_ingest_paused: "gauge",
   polymur_destination_routed_total: "counter",
+  polymur_destination_recovered_total: "counter",
   polymur_destination_forwarded_total: "counter",
   polymur_destination_resent_total: "counter",
   polymur_destination_dropped_total: "counter",
@@ -88,6 +101,12 @@ const FAMILIES: Record<string, string> = {
   polymur_destination_rerouted_total: "counter",
   polymur_destination_queued_datapoints: "gauge",
   polymur_destination_queued_bytes: "gauge",
+  polymur_destination_disk_datapoints: "gauge",
+  polymur_destination_disk_bytes: "gauge",
+  polymur_destination_disk_spilled_total: "counter",
+  polymur_destination_disk_replayed_total: "counter",
+  polymur_destination_disk_failures_total: "counter",
+  polymur_destination_oldest_queued_seconds: "gauge",
   polymur_destination_up: "gauge",
   polymur_destination_connection_failures_total: "counter",
 };
@@ -112,8 +131,9 @@ describe("pipelinePrometheus(PipelineStats)", () => {
     expect(t.received).toBe(1240);
     expect(one("polymur_generated_total")).toBe(12);
     expect(one("polymur_routed_total")).toBe(1200);
+    expect(one("polymur_recovered_total")).toBe(50);
     expect(one("polymur_forwarded_total")).toBe(1000);
-    expect(one("polymur_queued_datapoints")).toBe(1157);
+    expect(one("polymur_queued_datapoints")).toBe(1197);
     expect(one("polymur_undelivered_total")).toBe(3);
     expect(one("polymur_unconfirmed_total")).toBe(8);
     expect(one("polymur_received_bytes_total")).toBe(56789);
@@ -134,7 +154,14 @@ describe("pipelinePrometheus(PipelineStats)", () => {
     expect(f.get("polymur_dropped_total")?.samples).toEqual(
       DROP_REASONS.map((r) => ({ labels: { reason: r }, value: t.droppedBy[r] })),
     );
-    expect(t.droppedBy).toEqual({ queue_full: 5, closed: 0, worker_died: 50, send_failed: 0 });
+    expect(t.droppedBy).toEqual({
+      queue_full: 5,
+      closed: 0,
+      worker_died: 50,
+      send_failed: 0,
+      disk_corrupt: 10,
+      disk_unreadable: 0,
+    });
     // received = rejected + unrouted + routed, as exposed.
     const sum = (n: string): number => (f.get(n)?.samples ?? []).reduce((a, x) => a + x.value, 0);
     expect(sum("polymur_received_total")).toBe(
@@ -142,7 +169,7 @@ describe("pipelinePrometheus(PipelineStats)", () => {
     );
   });
 
-  it("each destination's families, balanced: routed = forwarded + queued + dropped + undelivered + rerouted", () => {
+  it("each destination's families, balanced: routed + recovered = forwarded + queued + dropped + undelivered + rerouted", () => {
     const f = parseExposition(pipelinePrometheus(sampleStats()));
     const byDest = (n: string): Array<[string, number]> =>
       (f.get(n)?.samples ?? []).map((x) => [x.labels["destination"]!, x.value]);
@@ -150,6 +177,10 @@ describe("pipelinePrometheus(PipelineStats)", () => {
     expect(byDest("polymur_destination_routed_total")).toEqual([
       [a, 1200],
       [WEIRD, 1200],
+    ]);
+    expect(byDest("polymur_destination_recovered_total")).toEqual([
+      [a, 50],
+      [WEIRD, 0],
     ]);
     expect(byDest("polymur_destination_forwarded_total")).toEqual([
       [a, 1000],
@@ -172,7 +203,7 @@ describe("pipelinePrometheus(PipelineStats)", () => {
       [WEIRD, 0],
     ]);
     expect(byDest("polymur_destination_queued_datapoints")).toEqual([
-      [a, 7],
+      [a, 47],
       [WEIRD, 1150],
     ]);
     expect(byDest("polymur_destination_queued_bytes")).toEqual([
@@ -197,17 +228,21 @@ describe("pipelinePrometheus(PipelineStats)", () => {
       [a, "closed", 0],
       [a, "worker_died", 0],
       [a, "send_failed", 0],
+      [a, "disk_corrupt", 10],
+      [a, "disk_unreadable", 0],
       [WEIRD, "queue_full", 0],
       [WEIRD, "closed", 0],
       [WEIRD, "worker_died", 50],
       [WEIRD, "send_failed", 0],
+      [WEIRD, "disk_corrupt", 0],
+      [WEIRD, "disk_unreadable", 0],
     ]);
     for (const d of [a, WEIRD]) {
       const v = (n: string): number =>
         (f.get(n)?.samples ?? [])
           .filter((x) => x.labels["destination"] === d)
           .reduce((s, x) => s + x.value, 0);
-      expect(v("polymur_destination_routed_total")).toBe(
+      expect(v("polymur_destination_routed_total") + v("polymur_destination_recovered_total")).toBe(
         v("polymur_destination_forwarded_total") +
           v("polymur_destination_queued_datapoints") +
           v("polymur_destination_dropped_total") +
@@ -215,6 +250,21 @@ describe("pipelinePrometheus(PipelineStats)", () => {
           v("polymur_destination_rerouted_total"),
       );
     }
+  });
+
+  it("the disk queue's families: a sample only for a destination that has one", () => {
+    const f = parseExposition(pipelinePrometheus(sampleStats()));
+    const samples = (n: string) => f.get(n)?.samples;
+    const a = { destination: "127.0.0.1:2003:a" };
+    expect(samples("polymur_destination_disk_datapoints")).toEqual([{ labels: a, value: 40 }]);
+    expect(samples("polymur_destination_disk_bytes")).toEqual([{ labels: a, value: 4096 }]);
+    expect(samples("polymur_destination_disk_spilled_total")).toEqual([{ labels: a, value: 300 }]);
+    expect(samples("polymur_destination_disk_replayed_total")).toEqual([{ labels: a, value: 260 }]);
+    expect(samples("polymur_destination_disk_failures_total")).toEqual([{ labels: a, value: 2 }]);
+    // In seconds, as Prometheus names say.
+    expect(samples("polymur_destination_oldest_queued_seconds")).toEqual([
+      { labels: a, value: 12.5 },
+    ]);
   });
 
   it("escapes destination labels (backslash, quote, newline)", () => {
@@ -233,6 +283,8 @@ describe("pipelinePrometheus(PipelineStats)", () => {
     expect(f.size).toBe(Object.keys(FAMILIES).length);
     expect(f.get("polymur_destination_up")?.samples).toEqual([]);
     expect(f.get("polymur_destination_dropped_total")?.samples).toEqual([]);
+    expect(f.get("polymur_destination_disk_datapoints")?.samples).toEqual([]);
+    expect(f.get("polymur_recovered_total")?.samples[0]?.value).toBe(0);
     expect(f.get("polymur_ingest_paused")?.samples[0]?.value).toBe(0);
     expect(f.get("polymur_routed_total")?.samples[0]?.value).toBe(0);
   });

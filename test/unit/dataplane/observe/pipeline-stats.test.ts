@@ -85,9 +85,10 @@ describe("datapointTotals", () => {
       destinations: [
         destinationStats("a:1", {
           routed: 80,
+          recovered: 13,
           forwarded: 50,
-          queuedLines: 10,
-          droppedBy: { queue_full: 7, closed: 1 },
+          queuedLines: 20,
+          droppedBy: { queue_full: 7, closed: 1, disk_corrupt: 3 },
           undelivered: 2,
           rerouted: 10,
           unconfirmed: 3,
@@ -112,9 +113,10 @@ describe("datapointTotals", () => {
       rejected: 5,
       unrouted: 15,
       routed: 80,
+      recovered: 13,
       forwarded: 54,
-      queued: 11,
-      dropped: 10,
+      queued: 21,
+      dropped: 13,
       undelivered: 5,
       unconfirmed: 4,
       resent: 10,
@@ -122,7 +124,14 @@ describe("datapointTotals", () => {
       generated: 6,
       rejectedBy: { ...i.rejected },
       unroutedBy: { no_destination: 11, ingest_paused: 4, no_match: 0, blackhole: 0, validate: 0 },
-      droppedBy: { queue_full: 7, closed: 1, worker_died: 2, send_failed: 0 },
+      droppedBy: {
+        queue_full: 7,
+        closed: 1,
+        worker_died: 2,
+        send_failed: 0,
+        disk_corrupt: 3,
+        disk_unreadable: 0,
+      },
     });
     // Its records are copies.
     t.rejectedBy.field_count = 99;
@@ -143,7 +152,14 @@ describe("datapointTotals", () => {
       blackhole: 0,
       validate: 0,
     });
-    expect(droppedBy).toEqual({ queue_full: 0, closed: 0, worker_died: 0, send_failed: 0 });
+    expect(droppedBy).toEqual({
+      queue_full: 0,
+      closed: 0,
+      worker_died: 0,
+      send_failed: 0,
+      disk_corrupt: 0,
+      disk_unreadable: 0,
+    });
   });
 });
 

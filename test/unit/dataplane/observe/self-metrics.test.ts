@@ -149,6 +149,48 @@ describe("SelfMetrics.lines", () => {
     expect(got.get("p.destinations.d_1.unconfirmed")).toBe(16);
   });
 
+  it("a destination with a disk queue: recovered, disk.* and oldest_queued_seconds; none without one", () => {
+    const m = new SelfMetrics("p");
+    const s = (n: number) =>
+      stats({
+        destinations: [
+          destinationStats("d:1", {
+            recovered: 7,
+            queuedLines: 30,
+            disk: {
+              lines: 20 * n,
+              bytes: 4096 * n,
+              spilled: 100 * n,
+              replayed: 80 * n,
+              failures: n,
+              oldestAgeMs: 1500 * n,
+            },
+          }),
+          destinationStats("e:1", { queuedLines: 2 }),
+        ],
+      });
+    const first = parse(m.lines(s(1), 1), 1);
+    const d = "p.destinations.d_1";
+    expect(first.get(`${d}.recovered`)).toBe(7);
+    expect(first.get(`${d}.disk.spilled`)).toBe(100);
+    const got = parse(m.lines(s(3), 2), 2);
+    // Counters: the increase; gauges: the value (the age in seconds).
+    expect(got.get(`${d}.recovered`)).toBe(0);
+    expect(got.get(`${d}.disk.spilled`)).toBe(200);
+    expect(got.get(`${d}.disk.replayed`)).toBe(160);
+    expect(got.get(`${d}.disk.failures`)).toBe(2);
+    expect(got.get(`${d}.disk.datapoints`)).toBe(60);
+    expect(got.get(`${d}.disk.bytes`)).toBe(12_288);
+    expect(got.get(`${d}.oldest_queued_seconds`)).toBe(4.5);
+    expect(got.get(`${d}.queued`)).toBe(30);
+    const names = [...got.keys()];
+    expect(names.filter((n) => n.startsWith("p.destinations.e_1."))).toEqual(
+      ["forwarded", "resent", "dropped", "undelivered", "unconfirmed", "queued", "up"].map(
+        (x) => `p.destinations.e_1.${x}`,
+      ),
+    );
+  });
+
   it("a destination that appears later reports its counters in full", () => {
     const m = new SelfMetrics("p");
     m.lines(stats({ destinations: [destinationStats("a:1", { forwarded: 5 })] }), 1);

@@ -70,4 +70,57 @@ describe("polymurctl status", () => {
     expect(j.code).toBe(2);
     expect(JSON.parse(j.out)).toMatchObject({ error: { exit: 2, code: "unauthenticated" } });
   });
+
+  it("datapoints in the nodes' disk queues: one more line, and diskQueues in --json; none without", async () => {
+    const before = await status(ADMIN, "--json");
+    expect(JSON.parse(before.out)).not.toHaveProperty("diskQueues");
+    const report = (nodeId: string, disk: Array<[number, number, number]>) =>
+      store.putReport({
+        nodeId,
+        group: "",
+        role: "relay",
+        hostname: nodeId,
+        appliedVersion: 0,
+        counters: { received: 0, forwarded: 0, dropped: 0, rejected: 0, connections: 0 },
+        destinations: disk.map(([diskDatapoints, diskBytes, oldestQueuedSeconds], i) => ({
+          spec: `10.0.0.${i}:2003`,
+          state: "backoff",
+          forwarded: 0,
+          dropped: 0,
+          queued: diskDatapoints,
+          queuedBytes: 0,
+          resent: 0,
+          diskDatapoints,
+          diskBytes,
+          oldestQueuedSeconds,
+        })),
+        lastSeenMs: Date.now(),
+      });
+    // Empty segments on disk are no datapoints waiting: nothing shown.
+    await report("n0", [[0, 4096, 0]]);
+    const empty = await status(ADMIN);
+    expect(empty.out).not.toContain("disk queues");
+    await report("n1", [
+      [1000, 1_048_576, 30],
+      [1, 4096, 95],
+    ]);
+    await report("n2", [[200, 65_536, 10]]);
+    const r = await status(ADMIN);
+    expect(r.code).toBe(0);
+    expect(r.out.split("\n").slice(3)).toEqual([
+      "disk queues    1201 datapoints (1.1 MiB) waiting on disk, at 3 destinations of 2 nodes; oldest 95s",
+      "",
+    ]);
+    const j = await status(ADMIN, "--json");
+    expect(JSON.parse(j.out)).toMatchObject({
+      nodes: { connected: 0, current: 0, behind: 0, disconnected: 3 },
+      diskQueues: {
+        datapoints: 1201,
+        bytes: 1_118_208,
+        destinations: 3,
+        nodes: 2,
+        oldestQueuedSeconds: 95,
+      },
+    });
+  });
 });
