@@ -18,4 +18,9 @@ describe("gateway options", () => {
     expect(o.dedupProxies).toBe(DEDUP_TABLE_DEFAULTS.maxProxies);
     expect(o.statAddr).toEqual(DEFAULT_STAT_ADDR);
   });
+
+  it("takes the relay's disk queue options (--queue-dir)", () => {
+    const o = options(["--keys-file", "/nonexistent/keys", "--queue-dir", "/var/lib/polymur/q"]);
+    expect(o.routing.disk?.dir).toBe("/var/lib/polymur/q");
+  });
 });

@@ -13,6 +13,7 @@ import {
 } from "../../../../common/options.ts";
 import { DEFAULT_API_ADDR } from "../../../../dataplane/control/line-api.ts";
 import { DESTINATION_DEFAULTS } from "../../../../dataplane/forward/destination.ts";
+import { DISK_QUEUE_DEFAULTS } from "../../../../dataplane/forward/destination-options.ts";
 import {
   parseDestination,
   parseDestinationList,
@@ -177,6 +178,48 @@ describe("relay options", () => {
   it("a config file with an unknown key names the line", () => {
     expect(() => config([], {}, "listen-addr = 127.0.0.1:1\nfrobnicate = 1\n")).toThrow(
       /relay.conf:2: unknown option "frobnicate"/,
+    );
+  });
+});
+
+describe("disk queues (--queue-dir)", () => {
+  it("are off by default", () => {
+    expect(config([]).relay.disk).toBeNull();
+  });
+
+  it("take --queue-dir and their bounds, fsync policy and interval", () => {
+    const { relay } = config([
+      "--queue-dir",
+      "/var/lib/polymur/queues",
+      "--queue-disk-size",
+      "2GiB",
+      "--queue-disk-total",
+      "8GiB",
+      "--queue-fsync",
+      "write",
+      "--queue-fsync-interval",
+      "250ms",
+    ]);
+    expect(relay.disk).toEqual({
+      dir: "/var/lib/polymur/queues",
+      maxBytes: 2 * 1024 ** 3,
+      totalBytes: 8 * 1024 ** 3,
+      fsync: "write",
+      fsyncIntervalMs: 250,
+    });
+  });
+
+  it("default to DISK_QUEUE_DEFAULTS, also from the environment", () => {
+    const { relay } = config([], { POLYMUR_QUEUE_DIR: "/q" });
+    expect(relay.disk).toEqual({ ...DISK_QUEUE_DEFAULTS, dir: "/q" });
+  });
+
+  it("refuse an unknown fsync policy and empty bounds", () => {
+    expect(() => config(["--queue-dir", "/q", "--queue-fsync", "sometimes"])).toThrow(
+      /queue-fsync/,
+    );
+    expect(() => config(["--queue-dir", "/q", "--queue-disk-size", "0"])).toThrow(
+      /--queue-disk-size must be more than 0/,
     );
   });
 });
