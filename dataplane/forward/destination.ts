@@ -114,6 +114,11 @@ export class Destination extends EventEmitter<DestinationEvents> {
   #replaying = false;
   /** Lines of records read back and still on disk after memory was let go (a drain's end). */
   #parked = 0;
+  /**
+   * #keepOnDisk is appending memory's lines: a record the disk fails to
+   * write holds lines that are still in memory, where they stay.
+   */
+  #keeping = false;
   /** The drain under way (drain() was called): its result, and its deadline. */
   #drain: { left: Promise<number>; deadline: DrainDeadline } | null = null;
 
@@ -251,12 +256,14 @@ export class Destination extends EventEmitter<DestinationEvents> {
   #spills(bytes: number): boolean {
     const disk = this.#disk!;
     if (!disk.empty || this.#queue.bytes + bytes > this.#queueBytes) return true;
-    const kind = this.#state.kind;
+    // The link's state: a draining destination can be down too.
+    const kind = linkOf(this.#state)?.kind;
     return (kind === "backoff" || kind === "connecting") && this.#failStreak > 0;
   }
 
   /** The lines of a record the disk failed to write: kept in memory instead. */
   #refused(chunks: Buffer[], lines: number[]): void {
+    if (this.#keeping) return; // memory's own lines: they never left it
     for (let i = 0; i < chunks.length; i++) {
       if (this.#state.kind === "closed") this.#count.drop("closed", lines[i]!);
       else this.#toMemory(chunks[i]!, lines[i]!);
@@ -273,8 +280,10 @@ export class Destination extends EventEmitter<DestinationEvents> {
     if (socketOf(this.#state) === null || this.#state.kind === "connecting") return;
     if (this.#queue.bytes >= this.#replayLowWater()) return;
     this.#replaying = true;
+    // No more than memory has room for (a record at least).
+    const room = Math.max(1, Math.min(REPLAY_BYTES, this.#queueBytes - this.#queue.bytes));
     void disk
-      .read(REPLAY_BYTES)
+      .read(room)
       .then((got) => {
         this.#replaying = false;
         if (this.#state.kind === "closed") return; // let go of: still on disk
@@ -291,6 +300,9 @@ export class Destination extends EventEmitter<DestinationEvents> {
         this.#releaseDelivered();
         this.#schedulePump();
         this.#replay();
+        // Records that were all lost leave nothing to write: no write
+        // completes to say that the disk is empty now.
+        if (this.#drained()) this.#notifyDrained();
       })
       .catch(() => {
         this.#replaying = false;
@@ -508,7 +520,8 @@ export class Destination extends EventEmitter<DestinationEvents> {
   async takeDisk(maxBytes: number): Promise<LineRun[]> {
     const disk = this.#disk;
     if (disk === null || disk.empty || this.#replaying) return [];
-    if (this.#state.kind === "connected") return [];
+    const kind = this.#state.kind;
+    if (kind === "connected" || kind === "closed") return [];
     this.#replaying = true;
     try {
       const got = await disk.read(maxBytes);
@@ -525,9 +538,13 @@ export class Destination extends EventEmitter<DestinationEvents> {
       if (this.#onDisk.length === 0) disk.release(seq);
       else this.#onDisk.push({ seq, start: this.#memIn, end: this.#memIn });
       this.#releaseDelivered();
+      if (this.#drained()) this.#notifyDrained();
       return out;
     } finally {
       this.#replaying = false;
+      // Connected meanwhile: what is left on disk is read back now, not at
+      // the next write.
+      this.#replay();
     }
   }
 
@@ -641,10 +658,18 @@ export class Destination extends EventEmitter<DestinationEvents> {
    * the disk part, so that the next process to open it delivers it. Returns
    * the waiting lines that are (now) on disk; those of records read back
    * stay there, unreleased (#parked).
+   *
+   * What memory held is appended behind what the disk holds: the next
+   * process sends it after that, although it came first. What a record read
+   * back had already written stays in it, and is sent again with it.
    */
   #keepOnDisk(): number {
     const disk = this.#disk;
     if (disk === null) return 0;
+    // What was gathered for the disk before: written first. If the disk
+    // fails, those lines come back to memory (#refused), and are counted
+    // with it below.
+    disk.flush();
     const runs: LineRun[] = [];
     for (const w of this.#inflight)
       for (let i = 0; i < w.chunks.length; i++)
@@ -655,20 +680,29 @@ export class Destination extends EventEmitter<DestinationEvents> {
     const waiting = this.#waitingLines();
     const first = this.#memIn - waiting + 1;
     const ranges = this.#onDisk.filter((m) => m.seq >= 0).map((m) => [m.start, m.end] as const);
-    let kept = 0;
-    for (const r of memoryOnlyLines(runs, this.#resendWindow.pending, first, ranges)) {
-      if (disk.append(r.chunk, r.lines)) kept += r.lines;
+    // Kept: what the disk took and wrote (a record it fails to write
+    // leaves its lines in memory, and they are not counted as kept).
+    const before = disk.spilled;
+    this.#keeping = true;
+    try {
+      for (const r of memoryOnlyLines(runs, this.#resendWindow.pending, first, ranges)) {
+        disk.append(r.chunk, r.lines);
+      }
+      disk.flush();
+    } finally {
+      this.#keeping = false;
     }
-    disk.flush();
+    const kept = disk.spilled - before;
     // Lines of records read back that had not left memory: still on disk.
     let parked = 0;
     const gone = first - 1;
-    for (const m of this.#onDisk) if (m.seq >= 0) parked += m.end - Math.max(m.start, gone);
-    this.#parked = Math.max(0, parked);
+    for (const m of this.#onDisk) {
+      if (m.seq >= 0) parked += Math.max(0, m.end - Math.max(m.start, gone));
+    }
+    this.#parked = parked;
     this.#onDisk = [];
     this.keptOnDisk = kept;
-    const taken = kept + this.#parked;
-    return taken;
+    return kept + parked;
   }
 
   /**

@@ -35,7 +35,8 @@ export function memoryOnlyLines(
       toSkip -= n;
     }
     while (left > 0) {
-      while (r < onDisk.length && onDisk[r]![1] < line) r++;
+      // Past ranges, and empty ones (a record whose lines were lost), split nothing.
+      while (r < onDisk.length && (onDisk[r]![1] < line || onDisk[r]![0] >= onDisk[r]![1])) r++;
       const range = onDisk[r];
       if (range !== undefined && range[0] < line) {
         // On disk: skip to the range's end (or the run's).
