@@ -208,7 +208,8 @@ export class Destination extends EventEmitter<DestinationEvents> {
     });
     if (disk !== null) {
       s.disk = {
-        lines: disk.lines + this.#parked,
+        // Read back into memory and not yet delivered is still on disk too.
+        lines: disk.lines + this.#parked + this.#readBackWaiting(),
         bytes: disk.bytes,
         spilled: disk.spilled,
         replayed: disk.replayed,
@@ -555,6 +556,15 @@ export class Destination extends EventEmitter<DestinationEvents> {
       this.#queue.length === 0 &&
       (this.#drainToDisk || this.#diskEmpty())
     );
+  }
+
+  /** Lines read back from disk (and still there) that wait in memory. */
+  #readBackWaiting(): number {
+    const gone = this.#memIn - this.#waitingLines();
+    let n = 0;
+    for (const m of this.#onDisk)
+      if (m.seq >= 0 && m.end > gone) n += m.end - Math.max(m.start, gone);
+    return n;
   }
 
   /** Nothing left on disk to read back. */

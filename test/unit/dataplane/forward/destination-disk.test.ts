@@ -450,7 +450,9 @@ describe("Destination with a disk queue: a drain's deadline", () => {
     // Lines read back wait in memory (queued or in flight, never written).
     await until("lines read back in memory", () => {
       const s = d.stats();
-      return s.disk!.replayed > 0 && s.queuedLines > s.disk!.lines;
+      // Read back and waiting in memory: still on disk (s.disk.lines), no longer
+      // among what the disk queue has yet to read back (d.disk.lines).
+      return s.disk!.replayed > 0 && s.disk!.lines > d.disk!.lines;
     });
     account.check();
     const left = d.drain(20);
