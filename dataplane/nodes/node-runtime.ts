@@ -129,15 +129,22 @@ export class NodeRuntime {
       datapoints.unconfirmed === 0
         ? ""
         : `; ${datapoints.unconfirmed} datapoints written before a connection failed may not have reached their destination (unconfirmed)`;
+    // What is still queued at the end is on disk (--queue-dir): the next start sends it.
+    const onDisk =
+      datapoints.queued === 0
+        ? ""
+        : `; ${datapoints.queued} datapoints wait in the disk queues for the next start`;
     if (total === 0) {
       this.#o.log.info(
-        { received: datapoints.received, datapoints },
-        `shutdown complete: every queued datapoint was written${unconfirmed}`,
+        { received: datapoints.received, datapoints, onDisk: datapoints.queued },
+        datapoints.queued === 0
+          ? `shutdown complete: every queued datapoint was written${unconfirmed}`
+          : `shutdown complete: nothing undelivered${onDisk}${unconfirmed}`,
       );
     } else {
       this.#o.log.warn(
-        { undelivered, total, datapoints },
-        `shutdown complete: ${total} datapoints left undelivered${unconfirmed}`,
+        { undelivered, total, datapoints, onDisk: datapoints.queued },
+        `shutdown complete: ${total} datapoints left undelivered${onDisk}${unconfirmed}`,
       );
     }
     return total;

@@ -12,6 +12,7 @@ import {
   pipelineStats,
 } from "../../../../dataplane/observe/pipeline-stats.ts";
 import { type CapturedLine, captureLog } from "../../../fixtures/capture-log.ts";
+import { destinationStats } from "../../../fixtures/destination-stats.ts";
 import { until } from "../../../fixtures/until.ts";
 
 const runtimes: NodeRuntime[] = [];
@@ -155,6 +156,32 @@ describe("NodeRuntime chores", () => {
       msg: "shutdown complete: every queued datapoint was written",
     });
     expect(rt.logUndelivered({})).toBe(0);
+  });
+
+  it("logUndelivered says how much waits in the disk queues for the next start", () => {
+    const c = new IngestCounters();
+    c.accepted = 7;
+    const onDisk = destinationStats("10.0.0.1:2003", {
+      routed: 7,
+      queuedLines: 7,
+      disk: { lines: 7, bytes: 300, spilled: 7, replayed: 0, failures: 0, oldestAgeMs: 5 },
+    });
+    const withDisk = pipelineStats(c.stats(0, false), {
+      routed: 7,
+      noDestination: 0,
+      noMatch: 0,
+      blackhole: 0,
+      validate: 0,
+      aggregation: null,
+      destinations: [onDisk],
+    });
+    const { rt, logs } = runtime({ statAddr: null, stats: () => withDisk });
+    expect(rt.logUndelivered({ "10.0.0.1:2003": 0 })).toBe(0);
+    expect(logs.at(-1)).toMatchObject({
+      level: 30,
+      onDisk: 7,
+      msg: "shutdown complete: nothing undelivered; 7 datapoints wait in the disk queues for the next start",
+    });
   });
 });
 
