@@ -16,6 +16,8 @@ import fs from "node:fs";
 import os from "node:os";
 import path from "node:path";
 import { parseArgs } from "node:util";
+import { runDiskReplay } from "./disk/replay.ts";
+import { type DiskStatsRecord, diskStatsRecords, printDiskStats } from "./disk/spill-stats.ts";
 
 const REPO = path.resolve(import.meta.dirname, "..");
 const NODE = path.join(REPO, "node_modules/.bin/node");
@@ -32,6 +34,9 @@ const SCENARIOS = [
   "idle",
   "rules-sweep",
   "rules-max",
+  "disk-spill",
+  "disk-replay",
+  "disk-idle",
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 type RelayName = "polymur" | "carbon-c-relay";
@@ -61,6 +66,14 @@ scenarios (each runs polymur and carbon-c-relay):
                    (30 rules, 3 carbon_ch clusters over the 3 sinks, rewrites, an aggregation;
                    polymur hi 2M, carbon-c-relay hi 500k)
   rules-max        as fast as possible, the same file, 5M lines
+  disk-spill       as fast as possible, broadcast to 2 of which one is down for the whole run
+                   (a port nobody listens on), 5M lines: polymur --queue-dir, polymur memory
+                   only, carbon-c-relay; dp/s at the live sink and, from polymur's last /stats,
+                   what reached the dead destination's disk queue
+  disk-replay      polymur --queue-dir alone: N lines (--lines, default 20M) queued on disk for a
+                   destination that is down, then its sink starts: dp/s and CPU of the replay
+  disk-idle        broadcast-max with every destination up: polymur --queue-dir beside polymur
+                   memory only and carbon-c-relay (the cost of the option when nothing spills)
   all              all of the above, in this order
   micro            bench/micro.bench.ts (in-process hot paths; no relaybench)
 
@@ -68,7 +81,8 @@ options:
   --quick                 small, fast runs (smoke test of the harness; results go to
                           .cache/relaybench/results/, not bench/results/)
   --reps N                repetitions (default 3; sweeps 2; hash-check always 1)
-  --lines N               lines per run of the *-max scenarios (default 5000000)
+  --lines N               lines per run of the *-max and disk-* scenarios (default 5000000;
+                          disk-replay 20000000)
   --rules FILE            relay.conf template for the rules-* scenarios
                           (default bench/rules/realistic.conf)
   --only NAME             polymur or carbon-c-relay
@@ -82,6 +96,8 @@ options:
   --wait-quiet S          before each run, wait up to S s for the machine to be quiet
   --rb-args "..."         more relaybench options, e.g. "--relay-cpus 1 --load-cpus 0"
   --out DIR               results directory (default bench/results)
+  --disk-dir DIR          disk-* scenarios: where each run's temporary directory (relaybench's
+                          work directory, the queue directory) is made and removed (default $TMPDIR)
   --no-build              do not run \`npm run build\` when dist/ is older than the sources
   (micro: --lines N --names K --runs R --quick are passed to micro.bench.ts)`;
 
@@ -115,6 +131,7 @@ const parsed = (() => {
         "wait-quiet": { type: "string" },
         "rb-args": { type: "string", default: "" },
         out: { type: "string" },
+        "disk-dir": { type: "string" },
         "no-build": { type: "boolean", default: false },
         help: { type: "boolean", short: "h", default: false },
       },
@@ -158,6 +175,7 @@ const probeSeconds = numOpt("probe-seconds", opts["probe-seconds"]);
 const waitQuiet = numOpt("wait-quiet", opts["wait-quiet"]);
 const relays: RelayName[] = opts.only ? [opts.only as RelayName] : ["polymur", "carbon-c-relay"];
 const labelSuffix = opts.label ? ` ${opts.label}` : "";
+const diskDir = path.resolve(opts["disk-dir"] ?? os.tmpdir());
 const outDir = path.resolve(
   opts.out ?? (quick ? path.join(CACHE, "results") : path.join(REPO, "bench/results")),
 );
@@ -215,15 +233,105 @@ const CCR_RULES_TEMPLATE = "carbon-c-relay -f {config} -w {workers} -s -B 1024 {
 
 const polymurWorkers = workers || os.availableParallelism();
 
+/** One relaybench invocation of a scenario. */
+interface RunPlan {
+  relay: RelayName;
+  /** Names its JSON file in .cache/relaybench/runs/. */
+  tag: string;
+  /** relaybench options for this relay. */
+  args: string[];
+  /**
+   * The relay runs under bench/disk/relay-stats.sh, which keeps its last /stats:
+   * "dead" when the last of its destinations is down for the whole run.
+   */
+  finalStats: "dead" | "up" | null;
+}
+
 interface Plan {
-  /** relaybench options shared by both relays. */
+  /** relaybench options shared by the runs. */
   common: string[];
-  /** relaybench options for one relay. */
-  relay: Record<RelayName, string[]>;
+  runs: RunPlan[];
   checkHash: boolean;
 }
 
-function plan(s: Scenario): Plan {
+/** relaybench --relay-cmd wrapper that keeps the relay's last /stats (disk-spill, disk-idle). */
+const DISK_WRAPPER = path.join(REPO, "bench/disk/relay-stats.sh");
+/** carbon-c-relay's relay.conf for disk-spill: broadcast to the sink and to a port nobody listens on. */
+const CCR_ONE_DOWN = path.join(REPO, "bench/disk/ccr-one-down.conf");
+
+/**
+ * polymur for disk-spill (`dead`: broadcast to the sink and to {free3}, a port
+ * nobody listens on) and disk-idle (broadcast to the 2 sinks), with or without
+ * --queue-dir (in the run's work directory: fresh for every run), under
+ * relay-stats.sh: /stats on {free2}, written to {workdir}/final-stats.json when
+ * relaybench stops the relay. A short --shutdown-timeout: a memory-only relay
+ * would otherwise wait for the dead destination.
+ */
+function polymurDiskTemplate(dead: boolean, queueDir: boolean): string {
+  const words = [
+    ...["sh", DISK_WRAPPER, NODE, "http://{host}:{free2}/stats", "{workdir}/final-stats.json"],
+    ...["{workdir}/queue", dead ? "{host}:{free3}" : "-"],
+    ...[NODE, path.join(REPO, "bin/polymur.js"), "relay", "--listen-addr", "{host}:{listen}"],
+    ...[
+      "--destinations",
+      dead ? "{dests},{host}:{free3}" : "{dests}",
+      "--distribution",
+      "broadcast",
+    ],
+    ...["--api-addr=", "--stat-addr", "{host}:{free2}", "--metrics-flush", "0"],
+    ...["--shutdown-timeout", "2"],
+  ];
+  if (queueDir) words.push("--queue-dir", "{workdir}/queue");
+  if (workers !== undefined) words.push("--workers", String(workers));
+  const cmd = words.map(shq).join(" ");
+  return opts["polymur-args"] ? `${cmd} ${opts["polymur-args"]}` : cmd;
+}
+
+/**
+ * disk-spill and disk-idle: polymur with --queue-dir, polymur memory only and
+ * carbon-c-relay on the broadcast-max workload. disk-spill runs one sink, which
+ * relaybench counts in broadcast mode (every line there once), and gives each
+ * relay a second destination that is down for the whole run.
+ */
+function diskPlan(s: "disk-spill" | "disk-idle"): Plan {
+  const dead = s === "disk-spill";
+  const common = ["--mode", "broadcast", "--dests", dead ? "1" : "2", "--conns", "50"];
+  common.push("--lines", String(lines ?? (quick ? 200_000 : 5_000_000)));
+  common.push("--reps", String(reps ?? (quick ? 1 : 3)));
+  if (waitQuiet !== undefined) common.push("--wait-quiet", String(waitQuiet));
+  if (opts["rb-args"]) common.push(...splitWords(opts["rb-args"]));
+  const warm = ["--warmup", String(warmup ?? (quick ? 20_000 : 200_000))];
+  const polymur = (queueDir: boolean): RunPlan => {
+    const variant = queueDir ? "queue-dir" : "memory";
+    return {
+      relay: "polymur",
+      tag: `polymur-${variant}`,
+      args: [
+        `--relay-cmd=${polymurDiskTemplate(dead, queueDir)}`,
+        `--label=polymur -w${polymurWorkers} ${variant}${labelSuffix}`,
+        ...warm,
+      ],
+      finalStats: dead ? "dead" : "up",
+    };
+  };
+  const ccr: RunPlan = {
+    relay: "carbon-c-relay",
+    tag: "carbon-c-relay",
+    args: [
+      ...(dead
+        ? [`--relay-cmd=${CCR_RULES_TEMPLATE}`, "--relay-config", CCR_ONE_DOWN]
+        : ["--peer=carbon-c-relay"]),
+      `--workers=${ccrWorkers}`,
+      `--relay-args=${opts["ccr-args"]}`,
+      `--label=carbon-c-relay${labelSuffix}`,
+    ],
+    finalStats: null,
+  };
+  return { common, runs: [polymur(true), polymur(false), ccr], checkHash: false };
+}
+
+function plan(s: Exclude<Scenario, "disk-replay">): Plan {
+  if (s === "disk-spill" || s === "disk-idle") return diskPlan(s);
   const routing: Routing = s.startsWith("broadcast")
     ? "broadcast"
     : s.startsWith("rules")
@@ -286,7 +394,14 @@ function plan(s: Scenario): Plan {
   }
   if (waitQuiet !== undefined) common.push("--wait-quiet", String(waitQuiet));
   if (opts["rb-args"]) common.push(...splitWords(opts["rb-args"]));
-  return { common, relay: { polymur, "carbon-c-relay": ccr }, checkHash: s === "hash-check" };
+  return {
+    common,
+    runs: [
+      { relay: "polymur", tag: "polymur", args: polymur, finalStats: null },
+      { relay: "carbon-c-relay", tag: "carbon-c-relay", args: ccr, finalStats: null },
+    ],
+    checkHash: s === "hash-check",
+  };
 }
 
 /** Splits "--a 1 --b 'x y'" into words (single and double quotes, no escapes). */
@@ -379,10 +494,12 @@ function gitState(): { commit: string; dirty: boolean } {
 
 let interrupted = false;
 let child: ChildProcess | null = null;
+/** disk-replay is running: its gen and sink got the SIGINT too, and it stops its relay. */
+let replaying = false;
 process.on("SIGINT", () => {
   // the terminal sent SIGINT to relaybench too: let it stop its relay, sink and gen
   interrupted = true;
-  if (child === null) process.exit(130);
+  if (child === null && !replaying) process.exit(130);
 });
 
 function relaybench(rb: string, args: string[]): Promise<number> {
@@ -461,6 +578,11 @@ function reportHashCheck(runs: Map<RelayName, HashRun>, resultsFile: string): bo
   return same ?? (lone !== undefined && eq(lone.digests, REFERENCE_HASH.digests));
 }
 
+/** A results path as shown: relative to the checkout when inside it. */
+function shownPath(file: string): string {
+  return file.startsWith(REPO + path.sep) ? path.relative(REPO, file) : file;
+}
+
 async function main(): Promise<number> {
   const rb = installRelaybench(locateRelaybench());
   requireTool(PYTHON, ["--version"], "relaybench is a Python 3 script");
@@ -483,10 +605,14 @@ async function main(): Promise<number> {
   const stamp = now.toISOString().replace(/[-:]/g, "").replace(/\..*/, "");
   const rbHash = createHash("sha256").update(fs.readFileSync(rb)).digest("hex").slice(0, 16);
   const reportFiles: string[] = [];
+  const diskRecords: DiskStatsRecord[] = [];
   let failures = 0;
 
   for (const s of scenarios) {
-    const p = plan(s);
+    if (s === "disk-replay" && !relays.includes("polymur")) {
+      console.error("bench: disk-replay runs polymur only (no disk queue elsewhere): skipped");
+      continue;
+    }
     const resultsFile = path.join(outDir, `${s}-${date}.jsonl`);
     const meta = {
       type: "meta",
@@ -502,21 +628,69 @@ async function main(): Promise<number> {
       argv: process.argv.slice(2),
     };
     fs.appendFileSync(resultsFile, `${JSON.stringify(meta)}\n`);
-    const hashRuns = new Map<RelayName, HashRun>();
-    for (const relay of relays) {
+    if (s === "disk-replay") {
+      const tmp = path.join(runDir, `${stamp}-${s}-polymur.jsonl`);
+      console.error(`\n=== ${s}: polymur --queue-dir`);
+      replaying = true;
+      failures += await runDiskReplay({
+        node: NODE,
+        repo: REPO,
+        gen: path.join(CACHE, "build/gen"),
+        sink: path.join(CACHE, "build/sink"),
+        lines: lines ?? (quick ? 500_000 : 20_000_000),
+        reps: reps ?? (quick ? 1 : 3),
+        conns: 50,
+        names: 100_000,
+        workers,
+        polymurArgs: splitWords(opts["polymur-args"]),
+        label: `polymur -w${polymurWorkers} queue-dir replay${labelSuffix}`,
+        diskDir,
+        json: tmp,
+        stopped: () => interrupted,
+      });
+      replaying = false;
+      if (fs.existsSync(tmp)) {
+        fs.appendFileSync(resultsFile, portablePaths(fs.readFileSync(tmp, "utf8")));
+        reportFiles.push(tmp);
+      }
+      console.error(`bench: ${s}: results appended to ${shownPath(resultsFile)}`);
       if (interrupted) break;
-      const tmp = path.join(runDir, `${stamp}-${s}-${relay}.jsonl`);
-      const args = [...p.common, ...p.relay[relay], "--json", tmp];
-      console.error(`\n=== ${s}: ${relay}\nbench: relaybench ${args.map(shq).join(" ")}`);
+      continue;
+    }
+    const p = plan(s);
+    const hashRuns = new Map<RelayName, HashRun>();
+    for (const { relay, tag, args: relayArgs, finalStats } of p.runs) {
+      if (interrupted) break;
+      if (!relays.includes(relay)) continue;
+      const tmp = path.join(runDir, `${stamp}-${s}-${tag}.jsonl`);
+      const args = [...p.common, ...relayArgs, "--json", tmp];
+      // relaybench removes its work directories unless given one: this keeps the relay's
+      // last /stats (and the queue directory) until read
+      const workdir =
+        finalStats === null ? null : fs.mkdtempSync(path.join(diskDir, `polymur-${s}-`));
+      if (workdir !== null) args.push("--workdir", workdir);
+      console.error(`\n=== ${s}: ${tag}\nbench: relaybench ${args.map(shq).join(" ")}`);
       const code = await relaybench(rb, args);
       const records = readJsonLines(tmp);
+      if (workdir !== null) {
+        const runs = records.filter((r) => r["type"] === "run");
+        const disk = diskStatsRecords(s, runs, workdir, finalStats === "dead");
+        diskRecords.push(...disk);
+        fs.rmSync(workdir, { recursive: true, force: true });
+        if (disk.length > 0)
+          fs.appendFileSync(tmp, disk.map((r) => `${JSON.stringify(r)}\n`).join(""));
+        for (const r of disk.filter((d) => !d.lossless_live || d.lossless_dead === false)) {
+          if (tag !== "polymur-queue-dir" && r.lossless_live) continue; // memory only: expected
+          console.error(`bench: ${s}: ${r.label} rep ${r.rep} was not lossless (see the table)`);
+        }
+      }
       if (records.length > 0) {
         fs.appendFileSync(resultsFile, portablePaths(fs.readFileSync(tmp, "utf8")));
         reportFiles.push(tmp);
       }
       if (code !== 0) {
         failures++;
-        console.error(`bench: relaybench failed for ${relay} in ${s} (exit ${code})`);
+        console.error(`bench: relaybench failed for ${tag} in ${s} (exit ${code})`);
         continue;
       }
       const run = records.find((r) => r["type"] === "run");
@@ -531,16 +705,21 @@ async function main(): Promise<number> {
       }
     }
     if (p.checkHash && hashRuns.size > 0 && !reportHashCheck(hashRuns, resultsFile)) failures++;
-    const shown = resultsFile.startsWith(REPO + path.sep)
-      ? path.relative(REPO, resultsFile)
-      : resultsFile;
-    console.error(`bench: ${s}: results appended to ${shown}`);
+    console.error(`bench: ${s}: results appended to ${shownPath(resultsFile)}`);
     if (interrupted) break;
   }
 
   if (reportFiles.length > 0) {
     console.log(`\n=== report (${scenarios.join(", ")}${quick ? ", --quick" : ""})`);
     await relaybench(rb, ["report", ...reportFiles]);
+  }
+  if (diskRecords.length > 0) {
+    console.log(
+      "\n=== polymur's last /stats (disk-spill: the last destination was down for the whole run;" +
+        " 'on disk at end': its segment bytes when the live sink had every line, of their final" +
+        " size; 'spill lag': how long they grew after that)",
+    );
+    printDiskStats(diskRecords);
   }
   if (interrupted) return 130;
   return failures > 0 ? 1 : 0;
