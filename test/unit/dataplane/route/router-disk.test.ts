@@ -43,36 +43,36 @@ describe("Router with --queue-dir", () => {
     const dir = queueDir();
     const port = await deadPort();
     const a = h.router(withDisk(`127.0.0.1:${port}`, dir));
-    await until(() => a.stats().destinations[0]!.failures > 0, "a connect failure");
+    await until("a connect failure", () => a.stats().destinations[0]!.failures > 0);
     feed(a, lines(500, "a"));
-    await until(() => (a.stats().destinations[0]!.disk?.lines ?? 0) === 500, "500 on disk");
+    await until("500 on disk", () => (a.stats().destinations[0]!.disk?.lines ?? 0) === 500);
     expect(await a.drain(5_000)).toEqual({ [`127.0.0.1:${port}`]: 0 });
     expect(findQueues(dir)).toHaveLength(1);
 
     const sink = await h.sink(port);
     const b = h.router(withDisk(`127.0.0.1:${port}`, dir));
-    await until(() => sink.lines.length === 500, "every line delivered");
+    await until("every line delivered", () => sink.lines.length === 500);
     expect(sink.lines).toEqual(lines(500, "a"));
     const s = b.stats().destinations[0]!;
     expect(s.recovered).toBe(500);
-    await until(() => b.stats().destinations[0]!.queuedLines === 0, "queue empty");
-    await until(() => findQueues(dir).length === 0, "segments deleted");
+    await until("queue empty", () => b.stats().destinations[0]!.queuedLines === 0);
+    await until("segments deleted", () => findQueues(dir).length === 0);
   });
 
   it("a router with no destination yet (a managed node before its first configuration) adopts nothing; its configuration's destination opens its own queue", async () => {
     const dir = queueDir();
     const port = await deadPort();
     const a = h.router(withDisk(`127.0.0.1:${port}`, dir));
-    await until(() => a.stats().destinations[0]!.failures > 0, "a connect failure");
+    await until("a connect failure", () => a.stats().destinations[0]!.failures > 0);
     feed(a, lines(100, "m"));
-    await until(() => (a.stats().destinations[0]!.disk?.lines ?? 0) === 100, "on disk");
+    await until("on disk", () => (a.stats().destinations[0]!.disk?.lines ?? 0) === 100);
     await a.drain(5_000);
 
     const b = h.router(withDisk("", dir));
     expect(b.stats().destinations).toEqual([]);
     const sink = await h.sink(port);
     b.apply(withDisk(`127.0.0.1:${port}`, dir));
-    await until(() => sink.lines.length === 100, "delivered by the configured destination");
+    await until("delivered by the configured destination", () => sink.lines.length === 100);
     const rows = b.stats().destinations;
     expect(rows).toHaveLength(1);
     expect(rows[0]!.recovered).toBe(100);
@@ -85,20 +85,18 @@ describe("Router with --queue-dir", () => {
     const live = await h.sink();
     const both = `127.0.0.1:${port},${live.address}`;
     const r = h.router(withDisk(both, dir));
-    await until(
-      () => r.stats().destinations.some((d) => d.failures > 0),
-      "the dead destination failed",
+    await until("the dead destination failed", () =>
+      r.stats().destinations.some((d) => d.failures > 0),
     );
     feed(r, lines(50, "x"));
-    await until(
-      () => r.stats().destinations.some((d) => (d.disk?.lines ?? 0) === 50),
-      "50 on the dead one's disk",
+    await until("50 on the dead one's disk", () =>
+      r.stats().destinations.some((d) => (d.disk?.lines ?? 0) === 50),
     );
     r.apply(withDisk(live.address, dir));
     // Removed: it drains (it is down: its disk keeps the lines), then is adopted and delivered.
     r.apply(withDisk(both, dir));
     const sink = await h.sink(port);
-    await until(() => sink.lines.length >= 50, "the dead one's lines arrive once it is up");
+    await until("the dead one's lines arrive once it is up", () => sink.lines.length >= 50);
     expect(new Set(sink.lines)).toEqual(new Set(lines(50, "x")));
     expect(sink.lines).toHaveLength(50);
     const s = await waitFor("balanced row", () => {
@@ -114,9 +112,9 @@ describe("Router with --queue-dir", () => {
     const dir = queueDir();
     const port = await deadPort();
     const a = h.router(withDisk(`127.0.0.1:${port}:c`, dir));
-    await until(() => a.stats().destinations[0]!.failures > 0, "a connect failure");
+    await until("a connect failure", () => a.stats().destinations[0]!.failures > 0);
     feed(a, lines(300, "h"));
-    await until(() => (a.stats().destinations[0]!.disk?.lines ?? 0) === 300, "on disk");
+    await until("on disk", () => (a.stats().destinations[0]!.disk?.lines ?? 0) === 300);
     await a.drain(5_000);
 
     const s1 = await h.sink();
@@ -124,9 +122,9 @@ describe("Router with --queue-dir", () => {
     const b = h.router(
       withDisk(`${s1.address}:a,${s2.address}:b`, dir, { distribution: "hash-route" }),
     );
-    await until(() => s1.lines.length + s2.lines.length === 300, "re-routed to the ring");
+    await until("re-routed to the ring", () => s1.lines.length + s2.lines.length === 300);
     expect(new Set([...s1.lines, ...s2.lines])).toEqual(new Set(lines(300, "h")));
-    await until(() => findQueues(dir).length === 0, "the left-over queue is removed");
+    await until("the left-over queue is removed", () => findQueues(dir).length === 0);
     const old = b.stats().destinations.find((d) => d.spec === `127.0.0.1:${port}:c`)!;
     expect(old.recovered).toBe(300);
     expect(old.rerouted).toBe(300);
