@@ -40,7 +40,7 @@ const REPLAY_LOW_WATER = 8 * 1024 * 1024;
 
 /** Milliseconds since `at` (0 when null). */
 function ageMs(at: number | null): number {
-  return at === null ? 0 : Math.max(0, Date.now() - at);
+  return at === null ? 0 : Math.max(0, Math.round(Date.now() - at));
 }
 
 /** What a Destination emits (listeners are typed by it). */
@@ -108,6 +108,11 @@ export class Destination extends EventEmitter<DestinationEvents> {
    * (start exclusive, end inclusive) their lines took in memory.
    */
   #onDisk: Array<{ seq: number; start: number; end: number }> = [];
+  /**
+   * Owed resends a drain's end appended to the disk (#keepOnDisk): on disk,
+   * but counted as forwarded already, so not as queued.
+   */
+  #keptOwed = 0;
   /** A drain that ends with memory empty and leaves the disk as it is (a shutdown). */
   #drainToDisk = false;
   /** A read from disk is under way. */
@@ -203,7 +208,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
   stats(): DestinationStats {
     const disk = this.#disk;
     const s = this.#count.stats(this.spec, this.#state.kind, {
-      lines: this.#waitingLines() + (disk?.lines ?? 0) + this.#parked,
+      lines: this.#waitingLines() + (disk?.lines ?? 0) + this.#parked - this.#keptOwed,
       bytes: this.#queue.bytes,
     });
     if (disk !== null) {
@@ -278,7 +283,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
   #replay(): void {
     const disk = this.#disk;
     if (disk === null || this.#replaying || disk.empty || this.#drainToDisk) return;
-    if (socketOf(this.#state) === null || this.#state.kind === "connecting") return;
+    if (socketOf(this.#state) === null || linkOf(this.#state)?.kind === "connecting") return;
     if (this.#queue.bytes >= this.#replayLowWater()) return;
     this.#replaying = true;
     // No more than memory has room for (a record at least).
@@ -653,7 +658,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
       const kept = this.#keepOnDisk();
       const n = this.#waitingLines() - kept;
       this.#count.undelivered += n;
-      this.#count.unconfirmed += this.#resendWindow.pending;
+      this.#count.unconfirmed += this.#resendWindow.pending - this.#keptOwed;
       this.#discard();
       this.#disk?.close();
       await this.close();
@@ -676,6 +681,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
   #keepOnDisk(): number {
     const disk = this.#disk;
     if (disk === null) return 0;
+    const owed = this.#resendWindow.pending;
     // What was gathered for the disk before: written first. If the disk
     // fails, those lines come back to memory (#refused), and are counted
     // with it below.
@@ -690,19 +696,26 @@ export class Destination extends EventEmitter<DestinationEvents> {
     const waiting = this.#waitingLines();
     const first = this.#memIn - waiting + 1;
     const ranges = this.#onDisk.filter((m) => m.seq >= 0).map((m) => [m.start, m.end] as const);
+    // Owed resends first (forwarded once, then the connection failed: the
+    // destination may not have them): the last lines that left memory.
+    const runsToKeep = memoryOnlyLines(runs, 0, first - owed, ranges);
+    let owedToKeep = 0;
+    for (const r of runsToKeep) owedToKeep += r.lines;
+    for (const r of memoryOnlyLines(runs, owed, first, ranges)) owedToKeep -= r.lines;
     // Kept: what the disk took and wrote (a record it fails to write
     // leaves its lines in memory, and they are not counted as kept).
     const before = disk.spilled;
     this.#keeping = true;
     try {
-      for (const r of memoryOnlyLines(runs, this.#resendWindow.pending, first, ranges)) {
-        disk.append(r.chunk, r.lines);
-      }
+      for (const r of runsToKeep) disk.append(r.chunk, r.lines);
       disk.flush();
     } finally {
       this.#keeping = false;
     }
-    const kept = disk.spilled - before;
+    // Appended in order: the owed ones are the first of what was kept.
+    const appended = disk.spilled - before;
+    this.#keptOwed = Math.min(appended, owedToKeep);
+    const kept = appended - this.#keptOwed;
     // Lines of records read back that had not left memory: still on disk.
     let parked = 0;
     const gone = first - 1;
@@ -711,7 +724,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
     }
     this.#parked = parked;
     this.#onDisk = [];
-    this.keptOnDisk = kept;
+    this.keptOnDisk = appended;
     return kept + parked;
   }
 
@@ -730,11 +743,13 @@ export class Destination extends EventEmitter<DestinationEvents> {
     const kept = this.#keepOnDisk();
     const refused = this.#waitingLines() - kept;
     this.#count.undelivered += refused;
-    this.#count.unconfirmed += this.#resendWindow.pending;
+    this.#count.unconfirmed += this.#resendWindow.pending - this.#keptOwed;
     this.#discard();
     disk.close();
-    this.#count.rerouted += disk.lines + this.#parked;
+    // Owed resends kept on disk were counted as forwarded already.
+    this.#count.rerouted += disk.lines + this.#parked - this.#keptOwed;
     this.#parked = 0;
+    this.#keptOwed = 0;
     this.#disk = null;
     this.#notifyDrained();
   }

@@ -148,6 +148,8 @@ export function raisedQueueBounds(config: RouterConfig, share: number): Record<s
 const UNROUTED_LOG_MS = 5_000;
 /** An adopted disk queue is delivered until it is empty: the longest timer there is (about 24 days). */
 const ADOPTED_DRAIN_MS = 2 ** 31 - 1;
+/** How long before a left-over disk queue that could not be opened is tried again. */
+const ADOPT_RETRY_MS = 5_000;
 
 /**
  * The route stage of one process, and the destinations it routes to: valid
@@ -180,6 +182,8 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   #ejected = new Set<string>();
   /** The disk queues left by earlier processes were looked for (#adoptQueues). */
   #adoptedQueues = false;
+  /** The timer of #retryAdoption, or null. */
+  #adoptRetry: NodeJS.Timeout | null = null;
   /** drain() was called: the process is stopping. */
   #stopping = false;
   /** This process's disk queues (--queue-dir), or null. */
@@ -237,10 +241,13 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
         disk: disks.opener(dir, spec),
       });
     } catch (err) {
+      // Most likely held by a process that is still going away (a killed
+      // worker not yet reaped): tried again a little later.
       this.#log.error(
-        { dir, destination: spec, err: (err as Error).message },
-        `cannot open the disk queue in ${dir}; it is left for the next start`,
+        { dir, destination: spec, err: (err as Error).message, retryMs: ADOPT_RETRY_MS },
+        `cannot open the disk queue in ${dir}; trying again in ${ADOPT_RETRY_MS / 1000} s`,
       );
+      this.#retryAdoption();
       return;
     }
     const held = d.disk?.lines ?? 0;
@@ -259,6 +266,18 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
       if (!this.#holds(dir)) removeEmptyQueue(dir);
     });
     this.#draining.set(d, finished);
+  }
+
+  /** Looks for left-over disk queues again in a while (one timer at a time). */
+  #retryAdoption(): void {
+    if (this.#adoptRetry !== null || this.#stopping) return;
+    this.#adoptRetry = setTimeout(() => {
+      this.#adoptRetry = null;
+      if (this.#stopping) return;
+      this.#adoptedQueues = false;
+      this.#adoptQueues();
+    }, ADOPT_RETRY_MS);
+    this.#adoptRetry.unref();
   }
 
   /** Whether a destination of this process, current or draining, has the disk queue in `dir` open. */
@@ -672,6 +691,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
    */
   async drain(deadlineMs: number): Promise<Record<string, number>> {
     this.#stopping = true;
+    if (this.#adoptRetry !== null) clearTimeout(this.#adoptRetry);
     this.#aggregation?.flush();
     this.#table.flush();
     clearInterval(this.#unroutedTimer);
