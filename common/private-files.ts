@@ -6,6 +6,7 @@ import {
   mkdirSync,
   openSync,
   renameSync,
+  rmSync,
   writeFileSync,
 } from "node:fs";
 import { dirname } from "node:path";
@@ -41,9 +42,12 @@ export function writePrivateFile(file: string, text: string): void {
     fchmodSync(fd, PRIVATE_FILE_MODE); // a temp file left by a crash keeps its old mode otherwise
     writeFileSync(fd, text);
     fsyncSync(fd);
-  } finally {
+  } catch (err) {
     closeSync(fd);
+    rmSync(tmp, { force: true }); // a full disk: no half-written temp file left behind
+    throw err;
   }
+  closeSync(fd);
   renameSync(tmp, file);
   const dir = openSync(dirname(file), "r");
   try {

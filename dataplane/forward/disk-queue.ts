@@ -388,7 +388,16 @@ export class DiskQueue {
     try {
       this.#spool.sync();
     } catch {}
-    this.#spool.close();
+    try {
+      this.#spool.close();
+    } catch (err) {
+      // The done mark could not be saved: delivered records are sent again
+      // after a restart (duplicates, not losses).
+      this.#o.log.warn(
+        { destination: this.#o.name, dir: this.#o.dir, err: errText(err) },
+        `disk queue of ${this.#o.name}: cannot save how far delivery got; what was delivered since the last save is sent again at the next start`,
+      );
+    }
     this.#o.budget.change(-this.#accounted);
     this.#accounted = 0;
   }

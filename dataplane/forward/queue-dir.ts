@@ -2,6 +2,7 @@ import { createHash } from "node:crypto";
 import fs from "node:fs";
 import path from "node:path";
 import { PRIVATE_DIR_MODE, writePrivateFile } from "../../common/private-files.ts";
+import { holdsSegments, removeIdleSpoolDir } from "../spool/spool-dir.ts";
 
 /**
  * The layout of --queue-dir, where destinations' disk queues live:
@@ -21,7 +22,6 @@ import { PRIVATE_DIR_MODE, writePrivateFile } from "../../common/private-files.t
 
 const IDENTITY_FILE = "destination";
 const PROCESS_DIR = /^p(\d+)$/;
-const SEGMENT = /^seg-\d+\.spool$/;
 
 /** The directory of destination `id`'s disk queues. */
 export function destinationDir(root: string, id: string): string {
@@ -80,28 +80,26 @@ export function findQueues(root: string): FoundQueue[] {
       const m = PROCESS_DIR.exec(sub);
       if (m === null) continue;
       const dir = path.join(dest, sub);
-      let files: string[];
-      try {
-        files = fs.readdirSync(dir);
-      } catch {
-        continue;
-      }
-      if (files.some((f) => SEGMENT.test(f))) out.push({ dir, spec, index: Number(m[1]) });
+      if (holdsSegments(dir)) out.push({ dir, spec, index: Number(m[1]) });
     }
   }
   return out;
 }
 
 /**
- * Removes a process's disk queue directory once it holds no segment, and
- * its destination's directory once no process directory is left.
+ * Removes a process's disk queue directory once it holds no segment, then
+ * its destination's directory too, once no process's queue there holds a
+ * segment: the empty queues of other processes (ones that never got a
+ * datapoint for the destination) go with it, unless a live process holds
+ * one (its lock).
  */
 export function removeEmptyQueue(dir: string): void {
   try {
-    if (fs.readdirSync(dir).some((f) => SEGMENT.test(f))) return;
-    fs.rmSync(dir, { recursive: true, force: true });
+    if (!removeIdleSpoolDir(dir)) return;
     const parent = path.dirname(dir);
-    if (!fs.readdirSync(parent).some((f) => PROCESS_DIR.test(f)))
-      fs.rmSync(parent, { recursive: true, force: true });
+    for (const sub of fs.readdirSync(parent)) {
+      if (PROCESS_DIR.test(sub) && !removeIdleSpoolDir(path.join(parent, sub))) return;
+    }
+    fs.rmSync(parent, { recursive: true, force: true });
   } catch {}
 }

@@ -5,5 +5,9 @@
  */
 export function errText(err: unknown): string {
   const e = err as NodeJS.ErrnoException;
-  return e.code === undefined ? String(e.message ?? err) : `${e.code}: ${e.message}`;
+  const message = String(e.message ?? err);
+  // Node's own messages start with the code already ("ENOSPC: no space left…").
+  return e.code === undefined || message.startsWith(`${e.code}:`)
+    ? message
+    : `${e.code}: ${message}`;
 }

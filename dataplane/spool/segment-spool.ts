@@ -126,6 +126,8 @@ export class SegmentSpool {
     try {
       const proxyId = options.proxyId === false ? "" : files.proxyId();
       const { recovered, nextSeq, losses } = spool.#recover();
+      // Saved now, while there is room: later saves overwrite it in place.
+      spool.saveState();
       return { spool, proxyId, recovered, nextSeq, losses };
     } catch (err) {
       files.unlock();

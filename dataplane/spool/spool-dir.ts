@@ -28,6 +28,8 @@ import { errText } from "./err-text.ts";
  */
 
 const STATE_FILE = "state.json";
+/** state.json's size: the done mark's JSON, padded with spaces (a u64 takes 20 digits). */
+const STATE_BYTES = 48;
 const ID_FILE = "proxy-id";
 const LOCK_FILE = "lock";
 const SEGMENT = /^seg-\d+\.spool$/;
@@ -43,6 +45,8 @@ export interface SegmentFile {
 
 export class SpoolDir {
   readonly path: string;
+  /** state.json, open for overwriting in place (saveDone), once saved. */
+  #stateFd: number | null = null;
 
   private constructor(dir: string) {
     this.path = dir;
@@ -101,9 +105,22 @@ export class SpoolDir {
     return fs.existsSync(path.join(this.path, STATE_FILE));
   }
 
-  /** Saves the done mark, atomically. */
+  /**
+   * Saves the done mark. The first time, atomically (a new file renamed in
+   * place); after that, by overwriting the file's first STATE_BYTES bytes in
+   * place (one write within one disk sector, fsynced), which needs no free
+   * space: a full disk must still be able to say what was delivered, or it
+   * could never delete a delivered segment and free itself.
+   */
   saveDone(done: number): void {
-    writePrivateFile(path.join(this.path, STATE_FILE), JSON.stringify({ done }));
+    const text = JSON.stringify({ done }).padEnd(STATE_BYTES - 1) + "\n";
+    const file = path.join(this.path, STATE_FILE);
+    if (this.#stateFd === null) {
+      if (!fs.existsSync(file)) writePrivateFile(file, text);
+      this.#stateFd = fs.openSync(file, "r+");
+    }
+    fs.writeSync(this.#stateFd, text, 0);
+    fs.fsyncSync(this.#stateFd);
   }
 
   /** The segment files, oldest (lowest first seq) first. */
@@ -122,6 +139,12 @@ export class SpoolDir {
 
   /** Lets another process use the directory. */
   unlock(): void {
+    if (this.#stateFd !== null) {
+      try {
+        fs.closeSync(this.#stateFd);
+      } catch {}
+      this.#stateFd = null;
+    }
     releasePidLock(path.join(this.path, LOCK_FILE));
   }
 }
@@ -174,4 +197,26 @@ function lock(dir: string, inUse: string): void {
       ? `spool directory ${dir} is in use by process ${refused.pid}; ${inUse}`
       : `cannot lock spool directory ${dir}: ${refused.err.message}`,
   );
+}
+
+/** Whether the spool directory `dir` holds a segment (false when it cannot be read). */
+export function holdsSegments(dir: string): boolean {
+  try {
+    return fs.readdirSync(dir).some((f) => SEGMENT.test(f));
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Removes the spool directory `dir` if it holds no segment and no live
+ * process holds its lock. Returns whether it is gone.
+ */
+export function removeIdleSpoolDir(dir: string): boolean {
+  if (holdsSegments(dir)) return false;
+  const file = path.join(dir, LOCK_FILE);
+  if (fs.existsSync(dir) && takePidLock(file) !== null) return false;
+  releasePidLock(file);
+  fs.rmSync(dir, { recursive: true, force: true });
+  return true;
 }
