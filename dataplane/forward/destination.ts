@@ -18,10 +18,11 @@ import {
 import type { DestinationSpec } from "./destination-spec.ts";
 import type { DestinationState, DestinationStats } from "./destination-stats.ts";
 import type { DiskQueue } from "./disk-queue.ts";
+import { DiskTier } from "./disk-tier.ts";
 import { DrainDeadline } from "./drain-deadline.ts";
 import { kernelResendBytes } from "./kernel-buffers.ts";
 import { CLOSED, type Link, type LinkState, linkOf, socketOf } from "./link-state.ts";
-import { type LineRun, memoryOnlyLines } from "./memory-only-lines.ts";
+import type { LineRun } from "./memory-only-lines.ts";
 import { putBack, takeWrite } from "./queued-writes.ts";
 import { ResendWindow, type Write } from "./resend-window.ts";
 
@@ -99,31 +100,9 @@ export class Destination extends EventEmitter<DestinationEvents> {
    * anything, new lines go to it, behind what it holds; what it holds is
    * read back into memory as memory empties.
    */
-  #disk: DiskQueue | null = null;
-  /** Lines ever pushed onto the memory queue's tail: line numbers for #onDisk. */
-  #memIn = 0;
-  /**
-   * Records read back from disk and not yet released, oldest first: their
-   * seq (-1: lines that were gathered, never written) and the line numbers
-   * (start exclusive, end inclusive) their lines took in memory.
-   */
-  #onDisk: Array<{ seq: number; start: number; end: number }> = [];
-  /**
-   * Owed resends a drain's end appended to the disk (#keepOnDisk): on disk,
-   * but counted as forwarded already, so not as queued.
-   */
-  #keptOwed = 0;
-  /** A drain that ends with memory empty and leaves the disk as it is (a shutdown). */
-  #drainToDisk = false;
-  /** A read from disk is under way. */
-  #replaying = false;
-  /** Lines of records read back and still on disk after memory was let go (a drain's end). */
-  #parked = 0;
-  /**
-   * #keepOnDisk is appending memory's lines: a record the disk fails to
-   * write holds lines that are still in memory, where they stay.
-   */
-  #keeping = false;
+  #disk: DiskTier | null = null;
+  /** Lines a drain's end appended to the disk part (keptOnDisk). */
+  #kept = 0;
   /** The drain under way (drain() was called): its result, and its deadline. */
   #drain: { left: Promise<number>; deadline: DrainDeadline } | null = null;
 
@@ -159,18 +138,20 @@ export class Destination extends EventEmitter<DestinationEvents> {
     this.#flushDelay = options.flushDelayMs ?? DESTINATION_DEFAULTS.flushDelayMs;
     if (options.disk !== undefined && transport.resends) {
       const { queue, lost } = options.disk((chunks, lines) => this.#refused(chunks, lines));
-      this.#disk = queue;
+      this.#disk = new DiskTier(queue);
       this.#count.recovered = queue.lines + lost.disk_corrupt + lost.disk_unreadable;
       for (const r of ["disk_corrupt", "disk_unreadable"] as const) this.#count.drop(r, lost[r]);
     }
   }
 
   /** Lines a drain's end appended to the disk part (what memory held and the disk did not). */
-  keptOnDisk = 0;
+  get keptOnDisk(): number {
+    return this.#kept;
+  }
 
   /** The disk part of the queue, or null. */
   get disk(): DiskQueue | null {
-    return this.#disk;
+    return this.#disk?.queue ?? null;
   }
 
   /** Starts connecting. */
@@ -206,15 +187,17 @@ export class Destination extends EventEmitter<DestinationEvents> {
   }
 
   stats(): DestinationStats {
-    const disk = this.#disk;
+    const tier = this.#disk;
+    const waiting = this.#waitingLines();
     const s = this.#count.stats(this.spec, this.#state.kind, {
-      lines: this.#waitingLines() + (disk?.lines ?? 0) + this.#parked - this.#keptOwed,
+      lines: tier === null ? waiting : waiting + tier.queue.lines + tier.parked - tier.keptOwed,
       bytes: this.#queue.bytes,
     });
-    if (disk !== null) {
+    if (tier !== null) {
+      const disk = tier.queue;
       s.disk = {
         // Read back into memory and not yet delivered is still on disk too.
-        lines: disk.lines + this.#parked + this.#readBackWaiting(),
+        lines: tier.diskLines(waiting),
         bytes: disk.bytes,
         spilled: disk.spilled,
         replayed: disk.replayed,
@@ -235,7 +218,11 @@ export class Destination extends EventEmitter<DestinationEvents> {
       this.#count.drop("closed", lines);
       return;
     }
-    if (this.#disk !== null && this.#spills(chunk.length) && this.#disk.append(chunk, lines)) {
+    if (
+      this.#disk !== null &&
+      this.#spills(chunk.length) &&
+      this.#disk.queue.append(chunk, lines)
+    ) {
       this.#replay();
       return;
     }
@@ -249,7 +236,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
       return;
     }
     this.#queue.push(chunk, lines);
-    this.#memIn += lines;
+    if (this.#disk !== null) this.#disk.memIn += lines;
     this.#enforceBound();
     this.#schedulePump();
   }
@@ -269,7 +256,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
 
   /** The lines of a record the disk failed to write: kept in memory instead. */
   #refused(chunks: Buffer[], lines: number[]): void {
-    if (this.#keeping) return; // memory's own lines: they never left it
+    if (this.#disk?.keeping) return; // memory's own lines: they never left it
     for (let i = 0; i < chunks.length; i++) {
       if (this.#state.kind === "closed") this.#count.drop("closed", lines[i]!);
       else this.#toMemory(chunks[i]!, lines[i]!);
@@ -281,28 +268,23 @@ export class Destination extends EventEmitter<DestinationEvents> {
    * is low, in order, behind what memory holds.
    */
   #replay(): void {
-    const disk = this.#disk;
-    if (disk === null || this.#replaying || disk.empty || this.#drainToDisk) return;
+    const tier = this.#disk;
+    if (tier === null || tier.replaying || tier.empty || tier.drainToDisk) return;
     if (socketOf(this.#state) === null || linkOf(this.#state)?.kind === "connecting") return;
     if (this.#queue.bytes >= this.#replayLowWater()) return;
-    this.#replaying = true;
+    tier.replaying = true;
     // No more than memory has room for (a record at least).
     const room = Math.max(1, Math.min(REPLAY_BYTES, this.#queueBytes - this.#queue.bytes));
-    void disk
+    void tier.queue
       .read(room)
       .then((got) => {
-        this.#replaying = false;
+        tier.replaying = false;
         if (this.#state.kind === "closed") return; // let go of: still on disk
-        for (const r of got) {
-          const start = this.#memIn;
-          if (r.chunk !== null) {
-            this.#queue.push(r.chunk, r.lines);
-            this.#memIn += r.lines;
-          } else {
-            this.#count.drop(r.lost ?? "disk_unreadable", r.lines);
-          }
-          this.#onDisk.push({ seq: r.seq, start, end: this.#memIn });
-        }
+        tier.took(
+          got,
+          (chunk, lines) => this.#queue.push(chunk, lines),
+          (reason, lines) => this.#count.drop(reason, lines),
+        );
         this.#releaseDelivered();
         this.#schedulePump();
         this.#replay();
@@ -311,7 +293,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
         if (this.#drained()) this.#notifyDrained();
       })
       .catch(() => {
-        this.#replaying = false;
+        tier.replaying = false;
       });
   }
 
@@ -325,18 +307,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
    * delete them.
    */
   #releaseDelivered(): void {
-    const marks = this.#onDisk;
-    if (marks.length === 0) return;
-    const left = this.#memIn - this.#waitingLines();
-    let seq = -1;
-    let n = 0;
-    while (n < marks.length && marks[n]!.end <= left) {
-      seq = Math.max(seq, marks[n]!.seq);
-      n++;
-    }
-    if (n === 0) return;
-    this.#onDisk = n === marks.length ? [] : marks.slice(n);
-    this.#disk?.release(seq);
+    this.#disk?.release(this.#waitingLines());
   }
 
   #enforceBound(): void {
@@ -491,7 +462,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
     const delay = this.#nextDelay();
     this.#enter({ kind: "backoff", timer: setTimeout(this.#reconnect, delay) });
     // A shutdown with a disk queue does not wait for a destination that is down.
-    if (this.#drainToDisk) this.#notifyDrained();
+    if (this.#disk?.drainToDisk) this.#notifyDrained();
   }
 
   /** Failed connection attempts since the last successful connect. */
@@ -524,13 +495,13 @@ export class Destination extends EventEmitter<DestinationEvents> {
    * empty when there is nothing (more) to take.
    */
   async takeDisk(maxBytes: number): Promise<LineRun[]> {
-    const disk = this.#disk;
-    if (disk === null || disk.empty || this.#replaying) return [];
+    const tier = this.#disk;
+    if (tier === null || tier.empty || tier.replaying) return [];
     const kind = this.#state.kind;
     if (kind === "connected" || kind === "closed") return [];
-    this.#replaying = true;
+    tier.replaying = true;
     try {
-      const got = await disk.read(maxBytes);
+      const got = await tier.queue.read(maxBytes);
       const out: LineRun[] = [];
       let seq = -1;
       for (const r of got) {
@@ -541,35 +512,25 @@ export class Destination extends EventEmitter<DestinationEvents> {
         }
         seq = Math.max(seq, r.seq);
       }
-      if (this.#onDisk.length === 0) disk.release(seq);
-      else this.#onDisk.push({ seq, start: this.#memIn, end: this.#memIn });
+      tier.tookAway(seq);
       this.#releaseDelivered();
       if (this.#drained()) this.#notifyDrained();
       return out;
     } finally {
-      this.#replaying = false;
+      tier.replaying = false;
       // Connected meanwhile: what is left on disk is read back now, not at
       // the next write.
       this.#replay();
     }
   }
 
-  /** Nothing left to deliver: memory is empty, and the disk too unless a drain keeps it (#drainToDisk). */
+  /** Nothing left to deliver: memory is empty, and the disk too unless a drain keeps it (drainToDisk). */
   #drained(): boolean {
     return (
       this.#inflight.length === 0 &&
       this.#queue.length === 0 &&
-      (this.#drainToDisk || this.#diskEmpty())
+      (this.#disk === null || this.#disk.drainToDisk || this.#disk.empty)
     );
-  }
-
-  /** Lines read back from disk (and still there) that wait in memory. */
-  #readBackWaiting(): number {
-    const gone = this.#memIn - this.#waitingLines();
-    let n = 0;
-    for (const m of this.#onDisk)
-      if (m.seq >= 0 && m.end > gone) n += m.end - Math.max(m.start, gone);
-    return n;
   }
 
   /** Nothing left on disk to read back. */
@@ -631,18 +592,18 @@ export class Destination extends EventEmitter<DestinationEvents> {
     // one drain: it ends by the earlier deadline, and its count is made once.
     if (this.#drain !== null) {
       this.#drain.deadline.cutAt(deadlineMs);
-      if (!untilDiskEmpty && this.#disk !== null && !this.#drainToDisk) {
+      if (!untilDiskEmpty && this.#disk !== null && !this.#disk.drainToDisk) {
         // A shutdown ends an adopted queue's drain: what is left stays on disk.
-        this.#drainToDisk = true;
+        this.#disk.drainToDisk = true;
         if (this.#drained() || linkOf(this.#state)?.kind === "backoff") this.#notifyDrained();
       }
       return this.#drain.left;
     }
     const s = this.#state;
     if (s.kind !== "draining" && s.kind !== "closed") this.#setState({ kind: "draining", link: s });
-    this.#drainToDisk = this.#disk !== null && !untilDiskEmpty;
+    if (this.#disk !== null) this.#disk.drainToDisk = !untilDiskEmpty;
     const done = new Promise<void>((resolve) => {
-      const down = this.#drainToDisk && linkOf(this.#state)?.kind === "backoff";
+      const down = this.#disk?.drainToDisk === true && linkOf(this.#state)?.kind === "backoff";
       if (down || this.#drained()) resolve();
       else this.#drainWaiters.push(resolve);
     });
@@ -658,9 +619,9 @@ export class Destination extends EventEmitter<DestinationEvents> {
       const kept = this.#keepOnDisk();
       const n = this.#waitingLines() - kept;
       this.#count.undelivered += n;
-      this.#count.unconfirmed += this.#resendWindow.pending - this.#keptOwed;
+      this.#count.unconfirmed += this.#resendWindow.pending - (this.#disk?.keptOwed ?? 0);
       this.#discard();
-      this.#disk?.close();
+      this.#disk?.queue.close();
       await this.close();
       return n;
     })();
@@ -670,22 +631,12 @@ export class Destination extends EventEmitter<DestinationEvents> {
 
   /**
    * At a drain's end: appends what waits in memory and is not on disk yet to
-   * the disk part, so that the next process to open it delivers it. Returns
-   * the waiting lines that are (now) on disk; those of records read back
-   * stay there, unreleased (#parked).
-   *
-   * What memory held is appended behind what the disk holds: the next
-   * process sends it after that, although it came first. What a record read
-   * back had already written stays in it, and is sent again with it.
+   * the disk part (DiskTier.keep), so that the next process to open it
+   * delivers it. Returns the waiting lines that are (now) on disk.
    */
   #keepOnDisk(): number {
-    const disk = this.#disk;
-    if (disk === null) return 0;
-    const owed = this.#resendWindow.pending;
-    // What was gathered for the disk before: written first. If the disk
-    // fails, those lines come back to memory (#refused), and are counted
-    // with it below.
-    disk.flush();
+    const tier = this.#disk;
+    if (tier === null) return 0;
     const runs: LineRun[] = [];
     for (const w of this.#inflight)
       for (let i = 0; i < w.chunks.length; i++)
@@ -693,39 +644,9 @@ export class Destination extends EventEmitter<DestinationEvents> {
     this.#queue.forEach((chunk, lines) => {
       runs.push({ chunk, lines });
     });
-    const waiting = this.#waitingLines();
-    const first = this.#memIn - waiting + 1;
-    const ranges = this.#onDisk.filter((m) => m.seq >= 0).map((m) => [m.start, m.end] as const);
-    // Owed resends first (forwarded once, then the connection failed: the
-    // destination may not have them): the last lines that left memory.
-    const runsToKeep = memoryOnlyLines(runs, 0, first - owed, ranges);
-    let owedToKeep = 0;
-    for (const r of runsToKeep) owedToKeep += r.lines;
-    for (const r of memoryOnlyLines(runs, owed, first, ranges)) owedToKeep -= r.lines;
-    // Kept: what the disk took and wrote (a record it fails to write
-    // leaves its lines in memory, and they are not counted as kept).
-    const before = disk.spilled;
-    this.#keeping = true;
-    try {
-      for (const r of runsToKeep) disk.append(r.chunk, r.lines);
-      disk.flush();
-    } finally {
-      this.#keeping = false;
-    }
-    // Appended in order: the owed ones are the first of what was kept.
-    const appended = disk.spilled - before;
-    this.#keptOwed = Math.min(appended, owedToKeep);
-    const kept = appended - this.#keptOwed;
-    // Lines of records read back that had not left memory: still on disk.
-    let parked = 0;
-    const gone = first - 1;
-    for (const m of this.#onDisk) {
-      if (m.seq >= 0) parked += Math.max(0, m.end - Math.max(m.start, gone));
-    }
-    this.#parked = parked;
-    this.#onDisk = [];
-    this.keptOnDisk = appended;
-    return kept + parked;
+    const onDisk = tier.keep(runs, this.#waitingLines(), this.#resendWindow.pending);
+    this.#kept = tier.kept;
+    return onDisk;
   }
 
   /**
@@ -738,18 +659,16 @@ export class Destination extends EventEmitter<DestinationEvents> {
    * undelivered. The drain under way, if any, ends.
    */
   releaseDisk(): void {
-    const disk = this.#disk;
-    if (disk === null) return;
+    const tier = this.#disk;
+    if (tier === null) return;
     const kept = this.#keepOnDisk();
     const refused = this.#waitingLines() - kept;
     this.#count.undelivered += refused;
-    this.#count.unconfirmed += this.#resendWindow.pending - this.#keptOwed;
+    this.#count.unconfirmed += this.#resendWindow.pending - tier.keptOwed;
     this.#discard();
-    disk.close();
+    tier.queue.close();
     // Owed resends kept on disk were counted as forwarded already.
-    this.#count.rerouted += disk.lines + this.#parked - this.#keptOwed;
-    this.#parked = 0;
-    this.#keptOwed = 0;
+    this.#count.rerouted += tier.queue.lines + tier.parked - tier.keptOwed;
     this.#disk = null;
     this.#notifyDrained();
   }
@@ -779,7 +698,7 @@ export class Destination extends EventEmitter<DestinationEvents> {
     }
     this.#discard();
     // What is on disk stays there, for the next process to open it.
-    this.#disk?.close();
+    this.#disk?.queue.close();
     // No queue, no hold on ingest. Cleared without "unblocked": a closed
     // destination is out of its owner's set, and ingest must not resume for it
     // (at shutdown, the senders are gone).
