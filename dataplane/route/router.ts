@@ -4,14 +4,8 @@ import {
   type DestinationStateReport,
 } from "../../common/destination-state-log.ts";
 import type { Logger } from "../../common/logger.ts";
-import {
-  Destination,
-  type DestinationOptions,
-  type OverflowPolicy,
-} from "../forward/destination.ts";
+import { Destination, type DestinationOptions } from "../forward/destination.ts";
 import { type DestinationTransport, tcpTransport } from "../forward/destination-link.ts";
-import type { DiskQueueSettings } from "../forward/destination-options.ts";
-import { type DestinationSpec, parseDestination } from "../forward/destination-spec.ts";
 import {
   addDestinationStats,
   type DestinationStats,
@@ -19,137 +13,37 @@ import {
 } from "../forward/destination-stats.ts";
 import { fileTransport } from "../forward/file-destination.ts";
 import type { LineRun } from "../forward/memory-only-lines.ts";
-import { removeEmptyQueue } from "../forward/queue-dir.ts";
 import { udpTransport } from "../forward/udp-destination.ts";
 import type { LineSink } from "../ingest/line-sink.ts";
-import {
-  Aggregation,
-  type AggregationStats,
-  aggregateKey,
-  type KeyedPoints,
-} from "./aggregation.ts";
+import { remoteAggregateSink } from "./aggregate-sink.ts";
+import { Aggregation, type KeyedPoints } from "./aggregation.ts";
 import { DiskQueues } from "./disk-queues.ts";
-import { rerouteDisk } from "./disk-reroute.ts";
-import {
-  createHashRouter,
-  type HashRouter,
-  type HashRouterOptions,
-  withoutMember,
-} from "./hash/hash-router.ts";
+import { createHashRouter, type HashRouter, withoutMember } from "./hash/hash-router.ts";
+import { type AdoptionHost, logKeptOnDisk, QueueAdoption } from "./queue-adoption.ts";
 import { noRouteCounts, type RouteCounts, RouteTable } from "./route-table.ts";
+import {
+  MIN_QUEUE_BYTES,
+  type RouterConfig,
+  type RouterEvents,
+  type RouterOptions,
+  type RouterStats,
+} from "./router-config.ts";
 import type { RulesConfig } from "./rules/rules-config.ts";
 import { RulesProgram, type RulesTarget } from "./rules/rules-program.ts";
 import { type AggregateSink, RulesTable } from "./rules-table.ts";
 
-export type Distribution = "broadcast" | "hash-route";
+export {
+  type Distribution,
+  MIN_QUEUE_BYTES,
+  type RouterConfig,
+  type RouterEvents,
+  type RouterOptions,
+  type RouterStats,
+  raisedQueueBounds,
+} from "./router-config.ts";
 
-/** Where lines go and how they are queued there; plain data (sent to worker processes). */
-export interface RouterConfig {
-  destinations: DestinationSpec[];
-  distribution: Distribution;
-  hash: HashRouterOptions;
-  /** Hash-route: failed connection attempts in a row before a destination leaves the ring; 0 = never. */
-  ejectAfter: number;
-  /** Queue bound per destination, bytes, for the whole process group (split across workers). */
-  queueBytes: number;
-  overflow: OverflowPolicy;
-  /** Per-destination overrides, keyed by destination id (DestinationSpec.id). */
-  queueBytesFor: Record<string, number>;
-  overflowFor: Record<string, OverflowPolicy>;
-  /** Resend window per destination and process, bytes, or "auto" (what the socket buffers hold). */
-  resendBytes: number | "auto";
-  backoffMinMs: number;
-  backoffMaxMs: number;
-  /**
-   * A relay.conf (`--rules`, or a control plane's rules): its clusters and
-   * rules decide where lines go, and `destinations`, `distribution` and
-   * `hash` are not used. null: every line goes to `destinations`.
-   */
-  rules: RulesConfig | null;
-  /** Disk queues (--queue-dir); null or absent: queues are in memory only. Not changed by apply(). */
-  disk?: DiskQueueSettings | null;
-}
-
-export interface RouterOptions {
-  /** This process's share of the queue bounds (1 / number of worker processes). Default 1. */
-  share?: number;
-  /**
-   * Which process of the group this is (0: the primary, 1…: workers) and how
-   * many there are: a disk queue belongs to a process number. Default 0 of 1.
-   */
-  process?: { index: number; count: number };
-  /**
-   * A worker process: the points aggregate rules take go to the process
-   * that aggregates (the primary), batched per event-loop turn. Default:
-   * this process aggregates.
-   */
-  remoteAggregates?: (points: KeyedPoints) => void;
-  /** Counts datapoints the aggregations produced (as received and generated). */
-  onProduced?: (lines: number) => void;
-  /**
-   * Where destination state changes go: a relay worker sends them to its
-   * primary, which logs them once for the group. Default: this process's
-   * own DestinationStateLog.
-   */
-  onDestinationState?: (report: DestinationStateReport) => void;
-}
-
-/** What the route and forward stages of one process have counted. */
-export interface RouterStats {
-  /** Valid lines given to at least one destination. */
-  routed: number;
-  /** Valid lines with no destination to go to (none configured, or none in the ring). */
-  noDestination: number;
-  /** Rules: valid lines no rule sent anywhere. */
-  noMatch: number;
-  /** Rules: valid lines that reached only the blackhole. */
-  blackhole: number;
-  /** Rules: valid lines a validate clause stopped. */
-  validate: number;
-  /** Rules with aggregate rules, in the process that aggregates: what they did. */
-  aggregation: AggregationStats | null;
-  /**
-   * Every destination this router has had: current ones, removed ones still
-   * draining, and the last counters of removed ones (`removed: true`).
-   */
-  destinations: DestinationStats[];
-}
-
-/**
- * Events: "blocked" and "unblocked" (a queue full under the block policy, and
- * no longer), "routable" (destinations again after none).
- */
-export interface RouterEvents {
-  blocked: [];
-  unblocked: [];
-  /** A configuration gave destinations to a router that had none. */
-  routable: [];
-}
-
-/** The smallest queue a process gets, however many workers share a bound. */
-export const MIN_QUEUE_BYTES = 64 * 1024;
-
-/**
- * The queue bounds of `config` that are raised to MIN_QUEUE_BYTES once split
- * over processes taking `share` each: destination spec (or "default") →
- * the bound asked for. Said at start and on reload (no silent clamp).
- */
-export function raisedQueueBounds(config: RouterConfig, share: number): Record<string, number> {
-  const raised: Record<string, number> = {};
-  const small = (bytes: number): boolean => Math.floor(bytes * share) < MIN_QUEUE_BYTES;
-  if (small(config.queueBytes)) raised["default"] = config.queueBytes;
-  for (const d of config.destinations) {
-    const own = config.queueBytesFor[d.id];
-    if (own !== undefined && small(own)) raised[d.spec] = own;
-  }
-  return raised;
-}
 /** How often datapoints that had no destination are reported in the log. */
 const UNROUTED_LOG_MS = 5_000;
-/** An adopted disk queue is delivered until it is empty: the longest timer there is (about 24 days). */
-const ADOPTED_DRAIN_MS = 2 ** 31 - 1;
-/** How long before a left-over disk queue that could not be opened is tried again. */
-const ADOPT_RETRY_MS = 5_000;
 
 /**
  * The route stage of one process, and the destinations it routes to: valid
@@ -180,14 +74,10 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   #blocking = false;
   /** Destinations taken out of the hash ring (ids). */
   #ejected = new Set<string>();
-  /** The disk queues left by earlier processes were looked for (#adoptQueues). */
-  #adoptedQueues = false;
-  /** The timer of #retryAdoption, or null. */
-  #adoptRetry: NodeJS.Timeout | null = null;
-  /** drain() was called: the process is stopping. */
-  #stopping = false;
   /** This process's disk queues (--queue-dir), or null. */
   readonly #disks: DiskQueues | null;
+  /** This process's left-over disk queues (with --queue-dir), or null. */
+  readonly #adoption: QueueAdoption | null;
 
   constructor(config: RouterConfig, log: Logger, options: RouterOptions = {}) {
     super();
@@ -198,6 +88,8 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
       config.disk == null
         ? null
         : new DiskQueues(config.disk, options.process ?? { index: 0, count: 1 }, this.#share, log);
+    this.#adoption =
+      this.#disks === null ? null : new QueueAdoption(this.#disks, this.#adoptionHost());
     this.#remoteAggregates = options.remoteAggregates;
     this.#onProduced = options.onProduced;
     const states = new DestinationStateLog(log);
@@ -209,112 +101,29 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     // A node with nothing configured yet (managed, before its first
     // configuration) adopts at its first configuration: a queue of a
     // destination it is about to get is its own, not an orphan.
-    if (this.routable) this.#adoptQueues();
+    if (this.routable) this.#adoption?.adoptLeftovers();
   }
 
-  /**
-   * Disk queues in --queue-dir that no destination of this process opened:
-   * a destination removed while polymur was down or by a reload, or a
-   * process number beyond today's group (fewer workers than before). Process
-   * k of n adopts its own number's queues of destinations it does not have,
-   * and every number j >= n with j mod n = k. Each is re-routed over the
-   * ring (hash-route) or delivered to its destination (otherwise), and then
-   * removed: never left behind.
-   */
-  #adoptQueues(): void {
-    const disks = this.#disks;
-    if (disks === null || this.#adoptedQueues) return;
-    this.#adoptedQueues = true;
-    const open = new Set<string>();
-    for (const d of this.#destinations.values()) if (d.disk !== null) open.add(d.disk.dir);
-    for (const d of this.#draining.keys()) if (d.disk !== null) open.add(d.disk.dir);
-    for (const q of disks.leftovers(open)) this.#adopt(disks, q.dir, q.spec);
-  }
-
-  /** Re-routes or delivers the disk queue in `dir`, of the destination `spec`, then removes it. */
-  #adopt(disks: DiskQueues, dir: string, spec: string): void {
-    let d: Destination;
-    try {
-      const parsed = parseDestination(spec);
-      d = new Destination(tcpTransport(parsed), {
-        ...this.#destOptions(this.#config, parsed.id),
-        disk: disks.opener(dir, spec),
-      });
-    } catch (err) {
-      // Most likely held by a process that is still going away (a killed
-      // worker not yet reaped): tried again a little later.
-      this.#log.error(
-        { dir, destination: spec, err: (err as Error).message, retryMs: ADOPT_RETRY_MS },
-        `cannot open the disk queue in ${dir}; trying again in ${ADOPT_RETRY_MS / 1000} s`,
-      );
-      this.#retryAdoption();
-      return;
-    }
-    const held = d.disk?.lines ?? 0;
-    const config = this.#config;
-    const reroute = config.rules === null && config.distribution === "hash-route";
-    this.#log.warn(
-      { dir, destination: spec, datapoints: held, action: reroute ? "reroute" : "deliver" },
-      reroute
-        ? `disk queue of ${spec}, which is not in the ring, holds ${held} datapoints: re-routing them over the ring`
-        : `disk queue of ${spec} (${dir}) holds ${held} datapoints that no current destination of this process will send: delivering them to ${spec}`,
-    );
-    const finished = (reroute ? this.#rerouteAway(d) : this.#deliverDisk(d)).then(() => {
-      this.#draining.delete(d);
-      this.#retire(d);
-      // Unless a destination (configured again meanwhile) took it over.
-      if (!this.#holds(dir)) removeEmptyQueue(dir);
-    });
-    this.#draining.set(d, finished);
-  }
-
-  /** Looks for left-over disk queues again in a while (one timer at a time). */
-  #retryAdoption(): void {
-    if (this.#adoptRetry !== null || this.#stopping) return;
-    this.#adoptRetry = setTimeout(() => {
-      this.#adoptRetry = null;
-      if (this.#stopping) return;
-      this.#adoptedQueues = false;
-      this.#adoptQueues();
-    }, ADOPT_RETRY_MS);
-    this.#adoptRetry.unref();
-  }
-
-  /** Whether a destination of this process, current or draining, has the disk queue in `dir` open. */
-  #holds(dir: string): boolean {
-    for (const d of this.#destinations.values()) if (d.disk?.dir === dir) return true;
-    for (const d of this.#draining.keys()) if (d.disk?.dir === dir) return true;
-    return false;
-  }
-
-  /** Sends an adopted disk queue to its destination until it is empty (or shutdown cuts it short). */
-  async #deliverDisk(d: Destination): Promise<void> {
-    this.#watch(d);
-    d.start();
-    // No deadline: it ends when the disk is empty, or at shutdown (drain()
-    // cuts it short, and what is left stays on disk for the next start).
-    await d.drain(ADOPTED_DRAIN_MS, true);
-  }
-
-  /**
-   * Routes the disk part of `d` over the current table until it is empty or
-   * `d` is routed to again (back in the ring), then closes `d` unless it is
-   * one of the current destinations.
-   */
-  async #rerouteAway(d: Destination): Promise<void> {
-    const id = d.spec.id;
-    const moved = await rerouteDisk(
-      d,
-      (runs) => this.#reroute(runs),
-      () => this.#destinations.get(id) !== d || this.#ejected.has(id),
-    );
-    if (this.#destinations.get(id) !== d) await d.drain(0);
-    if (moved > 0) {
-      this.#log.info(
-        { destination: d.spec.spec, rerouted: moved },
-        `disk queue of ${d.spec.spec}: ${moved} datapoints re-routed over the ring`,
-      );
-    }
+  /** The router as its QueueAdoption sees it. */
+  #adoptionHost(): AdoptionHost {
+    return {
+      log: this.#log,
+      destinations: () => [...this.#destinations.values(), ...this.#draining.keys()],
+      configured: (d) => this.#destinations.get(d.spec.id) === d,
+      routedTo: (d) => this.#destinations.get(d.spec.id) === d && !this.#ejected.has(d.spec.id),
+      reroutes: () => this.#config.rules === null && this.#config.distribution === "hash-route",
+      options: (id) => this.#destOptions(this.#config, id),
+      reroute: (runs) => this.#reroute(runs),
+      watch: (d) => this.#watch(d),
+      track: (d, work) => {
+        const done = work.then(() => {
+          this.#draining.delete(d);
+          this.#retire(d);
+        });
+        this.#draining.set(d, done);
+        return done;
+      },
+    };
   }
 
   /** Routes lines taken from a destination's queue; they were counted as routed when they first came in. */
@@ -421,8 +230,8 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
         this.#draining.delete(d);
         this.#retire(d);
         // What its disk queue still holds is re-routed or delivered, never left behind.
-        if (this.#disks !== null && !this.#stopping && (d.stats().disk?.lines ?? 0) > 0)
-          this.#adopt(this.#disks, d.disk!.dir, d.spec.spec);
+        if (d.disk !== null && (d.stats().disk?.lines ?? 0) > 0)
+          this.#adoption?.adopt(d.disk.dir, d.spec.spec);
         if (left > 0) {
           this.#log.warn(
             { destination: d.spec.spec, undelivered: left },
@@ -441,7 +250,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     this.#updateAggregation();
     this.#updateBlocking();
     if (!wasRoutable && this.routable) this.emit("routable");
-    if (this.routable) this.#adoptQueues();
+    if (this.routable) this.#adoption?.adoptLeftovers();
   }
 
   /** Gives this process's aggregations the aggregate rules of the current table. */
@@ -532,26 +341,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   /** Where the points of a program's aggregate rules go: this process's aggregations, or the primary's. */
   #aggregateSink(program: RulesProgram): AggregateSink {
     const remote = this.#remoteAggregates;
-    if (remote !== undefined) {
-      const keys = program.aggregates.map(aggregateKey);
-      let batch: KeyedPoints | null = null;
-      return {
-        add(aggregate, compute, metric, value, timestamp) {
-          if (batch === null) {
-            batch = {};
-            const b = batch;
-            setImmediate(() => {
-              batch = null;
-              remote(b);
-            });
-          }
-          const key = keys[aggregate]!;
-          const list = batch[key];
-          if (list === undefined) batch[key] = [compute, metric, value, timestamp];
-          else list.push(compute, metric, value, timestamp);
-        },
-      };
-    }
+    if (remote !== undefined) return remoteAggregateSink(program, remote);
     if (program.aggregates.length > 0 && this.#aggregation === null) {
       this.#aggregation = new Aggregation(this.#log);
     }
@@ -603,7 +393,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
         { destination: d.spec.spec, failures: d.failStreak, rerouted: moved },
         `destination ${d.spec.spec} taken out of the ring after ${d.failStreak} failed connection attempts; ${moved} queued datapoints re-routed`,
       );
-      if (d.disk !== null && !d.disk.empty) void this.#rerouteAway(d);
+      if (d.disk !== null && !d.disk.empty) void this.#adoption?.rerouteAway(d);
     } else if (state === "connected" && this.#ejected.has(id)) {
       this.#ejected.delete(id);
       const table = this.#buildTable(config, this.#destinations);
@@ -690,8 +480,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
    * delivered, per destination.
    */
   async drain(deadlineMs: number): Promise<Record<string, number>> {
-    this.#stopping = true;
-    if (this.#adoptRetry !== null) clearTimeout(this.#adoptRetry);
+    this.#adoption?.stop();
     this.#aggregation?.flush();
     this.#table.flush();
     clearInterval(this.#unroutedTimer);
@@ -707,32 +496,16 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     await Promise.all(this.#draining.values());
     const result: Record<string, number> = {};
     for (const [spec, n] of entries) result[spec] = (result[spec] ?? 0) + n;
-    this.#logKeptOnDisk();
+    if (this.#disks !== null) {
+      const all = [...this.#destinations.values(), ...this.#draining.keys()];
+      let kept = 0;
+      for (const d of all) kept += d.keptOnDisk;
+      logKeptOnDisk(this.#log, this.#disks.settings.dir, kept, [
+        ...all.map((d) => d.stats()),
+        ...this.#retired.values(),
+      ]);
+    }
     return result;
-  }
-
-  /** At shutdown: what went to the disk queues, and what they hold for the next start. */
-  #logKeptOnDisk(): void {
-    if (this.#config.disk == null) return;
-    let kept = 0;
-    let held = 0;
-    const per: Record<string, number> = {};
-    for (const d of [...this.#destinations.values(), ...this.#draining.keys()]) {
-      kept += d.keptOnDisk;
-      const n = d.stats().disk?.lines ?? 0;
-      held += n;
-      if (n > 0) per[d.spec.spec] = (per[d.spec.spec] ?? 0) + n;
-    }
-    for (const s of this.#retired.values()) {
-      const n = s.disk?.lines ?? 0;
-      held += n;
-      if (n > 0) per[s.spec] = (per[s.spec] ?? 0) + n;
-    }
-    if (held === 0) return;
-    this.#log.info(
-      { toDisk: kept, onDisk: held, destinations: per, queueDir: this.#config.disk.dir },
-      `${kept} datapoints not delivered by the shutdown deadline went to the disk queues; they hold ${held} datapoints in all, sent first at the next start`,
-    );
   }
 }
 
