@@ -21,26 +21,17 @@
  */
 import fs from "node:fs";
 import path from "node:path";
+import type {
+  DestinationStats,
+  DiskQueueStats,
+} from "../../dataplane/forward/destination-stats.ts";
 import { processTree, treeCpu } from "./proc-tree.ts";
 
 /** What this reads of a /stats destination row. */
-export interface StatsDestination {
-  id: string;
-  routed: number;
-  forwarded: number;
-  dropped: number;
-  undelivered: number;
-  queuedLines: number;
-  connects: number;
-  disk?: {
-    lines: number;
-    bytes: number;
-    spilled: number;
-    replayed: number;
-    failures: number;
-    oldestAgeMs: number;
-  } | null;
-}
+export type StatsDestination = Pick<
+  DestinationStats,
+  "id" | "routed" | "forwarded" | "dropped" | "undelivered" | "queuedLines" | "connects"
+> & { disk?: DiskQueueStats | null };
 
 /** What this reads of /stats. */
 export interface Stats {

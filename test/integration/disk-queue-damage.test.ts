@@ -154,6 +154,28 @@ async function removed(dir: string, p: Polymur): Promise<void> {
   }
 }
 
+/**
+ * Destination `dest` comes back: a sink on `port`. Waits until `p` holds
+ * nothing more for it (in memory or on disk) and the sink has every
+ * datapoint `p` forwarded to it; returns the sink, the stats then and
+ * `dest`'s row in them.
+ */
+async function comesBack(
+  p: Polymur,
+  port: number,
+  dest: string,
+): Promise<{ up: LineSink; s: StatsJson; d: DestinationJson }> {
+  const up = await sink(port);
+  const s = await waitForStats(
+    p,
+    (x) => row(x, dest).queuedLines === 0 && row(x, dest).disk?.lines === 0,
+    60_000,
+  );
+  const d = row(s, dest);
+  await up.waitForLines(d.forwarded, 60_000);
+  return { up, s, d };
+}
+
 /** A record in a segment file, read as the PMB2 format says (spool-record.ts). */
 interface DiskRecord {
   file: string;
@@ -326,14 +348,7 @@ describe("disk queue: damage, a full disk, re-routing and adoption", () => {
     expect(String(failed!["err"])).not.toBe("");
 
     // The destination comes back: what was on disk and in memory arrives.
-    const up = await sink(port);
-    const s = await waitForStats(
-      p,
-      (x) => row(x, dest).queuedLines === 0 && row(x, dest).disk?.lines === 0,
-      60_000,
-    );
-    const d = row(s, dest);
-    await up.waitForLines(d.forwarded, 60_000);
+    const { up, s, d } = await comesBack(p, port, dest);
     expect(d.forwarded).toBeGreaterThan(0);
     expect(d.routed).toBe(sent.length);
     expect(d.routed).toBe(d.forwarded + d.dropped);
@@ -367,14 +382,7 @@ describe("disk queue: damage, a full disk, re-routing and adoption", () => {
     const destDir = destinationDir(queueDir, dest);
     expect(segmentFiles(destDir).length).toBeGreaterThan(0);
 
-    const up = await sink(port);
-    const s = await waitForStats(
-      p,
-      (x) => row(x, dest).queuedLines === 0 && row(x, dest).disk?.lines === 0,
-      60_000,
-    );
-    const d = row(s, dest);
-    await up.waitForLines(d.forwarded, 60_000);
+    const { up, d } = await comesBack(p, port, dest);
     expect(d.routed).toBe(d.forwarded + d.dropped);
     // Delivered: its segments are deleted (the disk is usable again), and
     // the next start sends nothing again.
@@ -511,6 +519,28 @@ describe("disk queue: damage, a full disk, re-routing and adoption", () => {
     return onA;
   }
 
+  /**
+   * leaveOnA in broadcast: a new queue dir, A a free port nothing listens on
+   * (`aPort`), B a new sink, `n` datapoints named after `name`.
+   */
+  async function leaveOnAInBroadcast(name: string, n: number, connections?: number) {
+    const queueDir = temp.make();
+    const aPort = await freePort();
+    const aId = `127.0.0.1:${aPort}`;
+    const b = await sink();
+    const sent = datapoints(name, n);
+    const onA = await leaveOnA("broadcast", queueDir, aId, b, b.address, sent, connections);
+    return { queueDir, aPort, aId, b, sent, onA };
+  }
+
+  /**
+   * The relay started again on `queueDir` with B only, in broadcast: A's
+   * disk queue is adopted, and delivered to A, tried at most a second apart.
+   */
+  function withoutA(b: LineSink, queueDir: string): Promise<Polymur> {
+    return relay(["--destinations", b.address, "--queue-dir", queueDir, "--backoff-max", "1"]);
+  }
+
   it("adopts the disk queue of a destination no longer configured: re-routed over the ring in hash-route", async () => {
     const queueDir = temp.make();
     const aId = `127.0.0.1:${await freePort()}:a`;
@@ -549,23 +579,14 @@ describe("disk queue: damage, a full disk, re-routing and adoption", () => {
   });
 
   it("adopts the disk queue of a destination no longer configured: delivered to it in broadcast, once it is up, then removed", async () => {
-    const queueDir = temp.make();
-    const aPort = await freePort();
-    const aId = `127.0.0.1:${aPort}`;
-    const b = await sink();
-    const sent = datapoints("adopt-broadcast", 40_000);
-    const onA = await leaveOnA("broadcast", queueDir, aId, b, b.address, sent);
+    const { queueDir, aPort, aId, b, sent, onA } = await leaveOnAInBroadcast(
+      "adopt-broadcast",
+      40_000,
+    );
     expect(onA).toBe(sent.length);
     expect(sorted(b.lines)).toEqual(sorted(sent));
 
-    const p = await relay([
-      "--destinations",
-      b.address,
-      "--queue-dir",
-      queueDir,
-      "--backoff-max",
-      "1",
-    ]);
+    const p = await withoutA(b, queueDir);
     await p.waitForLog((l) => l["action"] === "deliver" && l["destination"] === aId);
     // A comes up only now: its datapoints wait on disk until then.
     const aDir = destinationDir(queueDir, aId);
@@ -587,14 +608,13 @@ describe("disk queue: damage, a full disk, re-routing and adoption", () => {
   });
 
   it("removes the directory of a destination no longer configured also where a process's queue for it was empty", async () => {
-    const queueDir = temp.make();
-    const aPort = await freePort();
-    const aId = `127.0.0.1:${aPort}`;
-    const b = await sink();
-    const sent = datapoints("adopt-one", 10_000);
     // One connection: one process has every datapoint for A; the queue
     // directories the other processes opened for A hold no segment.
-    const onA = await leaveOnA("broadcast", queueDir, aId, b, b.address, sent, 1);
+    const { queueDir, aPort, aId, b, sent, onA } = await leaveOnAInBroadcast(
+      "adopt-one",
+      10_000,
+      1,
+    );
     expect(onA).toBe(sent.length);
     const aDir = destinationDir(queueDir, aId);
     // Every process of the group (one per core) opened a queue for A; one holds segments.
@@ -603,14 +623,7 @@ describe("disk queue: damage, a full disk, re-routing and adoption", () => {
     expect(new Set(segmentFiles(aDir).map((f) => path.basename(path.dirname(f)))).size).toBe(1);
 
     const a = await sink(aPort);
-    const p = await relay([
-      "--destinations",
-      b.address,
-      "--queue-dir",
-      queueDir,
-      "--backoff-max",
-      "1",
-    ]);
+    const p = await withoutA(b, queueDir);
     await a.waitForLines(sent.length, 60_000);
     await removed(aDir, p);
     expect(sorted(a.lines)).toEqual(sorted(sent));

@@ -73,6 +73,25 @@ function queueDir(): string {
   return d;
 }
 
+/**
+ * A relay's arguments for `destination` with its disk queue in `dir`,
+ * memory queues of 256 KiB, and reconnecting at most half a second apart;
+ * then `more`.
+ */
+function diskQueueArgs(destination: string, dir: string, ...more: string[]): string[] {
+  return [
+    "--destinations",
+    destination,
+    "--queue-dir",
+    dir,
+    "--queue-size",
+    "256KiB",
+    "--backoff-max",
+    "0.5",
+    ...more,
+  ];
+}
+
 // ---------------------------------------------------------------------------
 // Helpers
 
@@ -336,16 +355,7 @@ describe("disk queues: a destination that is down", () => {
     caches.push(cache);
     await cache.stop();
     const dir = queueDir();
-    const p = await relay([
-      "--destinations",
-      cache.destination,
-      "--queue-dir",
-      dir,
-      "--queue-size",
-      "256KiB",
-      "--backoff-max",
-      "0.5",
-    ]);
+    const p = await relay(diskQueueArgs(cache.destination, dir));
 
     // 2,000 datapoints/s for 5 s: 20 metrics, one point per metric every
     // 10 ms tick, at timestamp base + tick (distinct, all within the 1 s
@@ -428,17 +438,7 @@ async function sigtermWhileDown(noWindow: boolean): Promise<void> {
   s.pause(); // reads nothing, ever, on this first connection
   const port = s.port;
   const dir = queueDir();
-  const args = [
-    "--destinations",
-    s.address,
-    "--queue-dir",
-    dir,
-    "--queue-size",
-    "256KiB",
-    "--backoff-max",
-    "0.5",
-    ...(noWindow ? ["--resend-window", "0"] : []),
-  ];
+  const args = diskQueueArgs(s.address, dir, ...(noWindow ? ["--resend-window", "0"] : []));
   // Far longer than the test: exiting before it shows the drain did not wait.
   const shutdownTimeoutSec = 300;
   const first = await relay([
@@ -587,18 +587,7 @@ describe("disk queues: kill -9 under load", () => {
   it("with --queue-fsync write, what was on disk at the kill arrives after the restart; only the last moments can be lost", async () => {
     const port = await freePort(); // the destination is down until after the restart
     const dir = queueDir();
-    const args = [
-      "--destinations",
-      `127.0.0.1:${port}`,
-      "--queue-dir",
-      dir,
-      "--queue-fsync",
-      "write",
-      "--queue-size",
-      "256KiB",
-      "--backoff-max",
-      "0.5",
-    ];
+    const args = diskQueueArgs(`127.0.0.1:${port}`, dir, "--queue-fsync", "write");
     const p = await relay(args);
     const pids = [p.child.pid!, ...childPids(p.child.pid!)];
     const processes = availableParallelism(); // the default: one per core

@@ -1,9 +1,10 @@
 import { describe, expect, it } from "vitest";
 import type { Destination } from "../../../../dataplane/forward/destination.ts";
 import {
-  type DestinationStats,
-  DROP_REASONS,
-} from "../../../../dataplane/forward/destination-stats.ts";
+  type AccountWatch,
+  accountWatcher,
+  imbalance,
+} from "../../../fixtures/destination-account.ts";
 import {
   destinationHarness,
   fixedWidthLines as lines,
@@ -18,55 +19,24 @@ import { until } from "../../../fixtures/until.ts";
  */
 
 const { dest, sink, closeAfter } = destinationHarness();
-
-/** What breaks `routed = forwarded + queued + dropped + undelivered + rerouted`, or "" when it holds. */
-function imbalance(s: DestinationStats): string {
-  const sum = s.forwarded + s.queuedLines + s.dropped + s.undelivered + s.rerouted;
-  let dropped = 0;
-  for (const r of DROP_REASONS) dropped += s.droppedBy[r];
-  const problems: string[] = [];
-  if (s.routed !== sum) {
-    problems.push(
-      `routed ${s.routed} != forwarded ${s.forwarded} + queued ${s.queuedLines} + dropped ${s.dropped} + undelivered ${s.undelivered} + rerouted ${s.rerouted} (= ${sum})`,
-    );
-  }
-  if (dropped !== s.dropped) problems.push(`dropped ${s.dropped} != sum of droppedBy ${dropped}`);
-  if (s.queuedLines < 0) problems.push(`queuedLines ${s.queuedLines} < 0`);
-  return problems.join("; ");
-}
+const watch = accountWatcher(closeAfter);
 
 /**
  * Checks the account of `d` on every state change and every millisecond
- * until the test ends; `check()` asserts it now and that it never broke;
- * `enqueueChecked(from, to)` enqueues lines from*100 to to*100 - 1 to `d`,
- * a hundred at a time, with a check() after each hundred.
+ * until the test ends (accountWatcher); `check()` asserts it now and that it
+ * never broke; `enqueueChecked(from, to)` enqueues lines from*100 to
+ * to*100 - 1 to `d`, a hundred at a time, with a check() after each hundred.
  */
-function watchAccount(d: Destination): {
-  check(): void;
+function watchAccount(d: Destination): AccountWatch & {
   enqueueChecked(from: number, to: number): void;
 } {
-  const broken: string[] = [];
-  const look = (when: string): void => {
-    const p = imbalance(d.stats());
-    if (p !== "" && broken.length < 10) broken.push(`${when}: ${p}`);
-  };
-  d.on("state", (state) => look(`on "${state}"`));
-  const timer = setInterval(() => look("sampled"), 1);
-  closeAfter({
-    close: async () => {
-      clearInterval(timer);
-    },
-  });
-  const check = (): void => {
-    look("checked");
-    expect(broken).toEqual([]);
-  };
+  const account = watch(d);
   return {
-    check,
+    check: () => account.check(),
     enqueueChecked(from: number, to: number): void {
       for (let i = from; i < to; i++) {
         d.enqueue(lines(i * 100, 100), 100);
-        check();
+        account.check();
       }
     },
   };

@@ -4,18 +4,15 @@ import { describe, expect, it } from "vitest";
 import { Destination, type DestinationOptions } from "../../../../dataplane/forward/destination.ts";
 import type { DiskQueueOpener } from "../../../../dataplane/forward/destination-options.ts";
 import { parseDestination } from "../../../../dataplane/forward/destination-spec.ts";
-import {
-  type DestinationStats,
-  DROP_REASONS,
-} from "../../../../dataplane/forward/destination-stats.ts";
 import { DiskBudget } from "../../../../dataplane/forward/disk-budget.ts";
 import { DiskQueue, type DiskQueueOptions } from "../../../../dataplane/forward/disk-queue.ts";
 import { captureLog } from "../../../fixtures/capture-log.ts";
+import { type AccountWatch, accountWatcher } from "../../../fixtures/destination-account.ts";
 import {
   destinationHarness,
   fixedWidthLines as lines,
 } from "../../../fixtures/destination-harness.ts";
-import { freePort } from "../../../fixtures/line-sink.ts";
+import { freePort, type LineSink } from "../../../fixtures/line-sink.ts";
 import {
   flipByte,
   PMB2_HEADER as H,
@@ -78,55 +75,58 @@ function diskDest(
   return d;
 }
 
-/** What breaks the account of `s`, or "" when it holds. */
-function imbalance(s: DestinationStats): string {
-  const problems: string[] = [];
-  const sum = s.forwarded + s.queuedLines + s.dropped + s.undelivered + s.rerouted;
-  if (s.routed + s.recovered !== sum) {
-    problems.push(
-      `routed ${s.routed} + recovered ${s.recovered} != forwarded ${s.forwarded} + queued ${s.queuedLines} + dropped ${s.dropped} + undelivered ${s.undelivered} + rerouted ${s.rerouted} (= ${sum})`,
-    );
-  }
-  let dropped = 0;
-  for (const r of DROP_REASONS) dropped += s.droppedBy[r];
-  if (dropped !== s.dropped) problems.push(`dropped ${s.dropped} != sum of droppedBy ${dropped}`);
-  if (s.queuedLines < 0) problems.push(`queuedLines ${s.queuedLines} < 0`);
-  if (s.disk !== undefined && s.disk.lines < 0) problems.push(`disk.lines ${s.disk.lines} < 0`);
-  return problems.join("; ");
+/**
+ * Checks the account of a destination at every state change, every
+ * millisecond and every turn of the event loop until the test ends;
+ * check() asserts it now and that it never broke.
+ */
+const watchAccount = accountWatcher(closeAfter, { everyTurn: true });
+
+/** A destination (diskDest), its disk queue's directory, and the watch on its account. */
+interface Watched {
+  d: Destination;
+  dir: string;
+  account: AccountWatch;
 }
 
 /**
- * Checks the account of `d` at every state change, every millisecond and
- * every turn of the event loop until the test ends; check() asserts it now
- * and that it never broke.
+ * A destination (diskDest) to a free port nobody listens on yet (`port`,
+ * where a sink may come up later), its disk queue in a new directory, its
+ * account watched.
  */
-function watchAccount(d: Destination): { check(): void } {
-  const broken: string[] = [];
-  let on = true;
-  const look = (when: string): void => {
-    const p = imbalance(d.stats());
-    if (p !== "" && broken.length < 10) broken.push(`${when}: ${p}`);
-  };
-  d.on("state", (state) => look(`on "${state}"`));
-  const timer = setInterval(() => look("sampled"), 1);
-  const everyTurn = (): void => {
-    if (!on) return;
-    look("turn");
-    setImmediate(everyTurn);
-  };
-  setImmediate(everyTurn);
-  closeAfter({
-    close: async () => {
-      on = false;
-      clearInterval(timer);
-    },
-  });
-  return {
-    check(): void {
-      look("checked");
-      expect(broken).toEqual([]);
-    },
-  };
+async function toDownPeer(
+  options: DestinationOptions = {},
+  disk: Partial<DiskQueueOptions> = {},
+): Promise<Watched & { port: number }> {
+  const port = await freePort();
+  const dir = tempDir();
+  const d = diskDest(port, dir, options, disk);
+  return { port, dir, d, account: watchAccount(d) };
+}
+
+/**
+ * A destination (diskDest) connected to a new sink `up`, with memory for
+ * `queueBytes`, its disk queue in a new directory, its account watched.
+ */
+async function toUpPeer(
+  queueBytes: number,
+  disk: Partial<DiskQueueOptions> = {},
+): Promise<Watched & { up: LineSink }> {
+  const up = await sink();
+  const dir = tempDir();
+  const d = diskDest(up.port, dir, { queueBytes }, disk);
+  const account = watchAccount(d);
+  await until("connected", () => d.state === "connected");
+  return { up, dir, d, account };
+}
+
+/** Waits until `d` has failed to connect. */
+const failedToConnect = (d: Destination): Promise<void> =>
+  until("a failed connection", () => d.failStreak > 0);
+
+/** Makes the first segment of `dir` /dev/full: writing it fails with a real ENOSPC. */
+function fullFirstSegment(dir: string): void {
+  symlinkSync("/dev/full", path.join(dir, `seg-${String(1).padStart(16, "0")}.spool`));
 }
 
 /** Line numbers (m.NNNNNN) of what a sink received, in order. */
@@ -149,6 +149,18 @@ function expectExactlyOnce(got: readonly number[], want: readonly number[]): voi
   expect([...got].sort((a, b) => a - b)).toEqual([...want].sort((a, b) => a - b));
 }
 
+/** Waits for lines `from` to `to - 1` at `up`, and expects each once, in order. */
+async function expectInOrder(up: LineSink, from: number, to: number): Promise<void> {
+  await up.waitForLines(to - from);
+  expect(numbers(up.lines)).toEqual(range(from, to));
+}
+
+/** Waits for `n` lines at `up`, and expects lines 0 to n - 1, each once, in any order. */
+async function expectOnceEach(up: LineSink, n: number): Promise<void> {
+  await up.waitForLines(n);
+  expectExactlyOnce(numbers(up.lines), range(0, n));
+}
+
 /** Waits until `d` holds nothing, on disk or in memory, and its segments are deleted. */
 async function emptied(d: Destination, dir: string): Promise<void> {
   await until("the destination and its disk queue are empty", () => {
@@ -161,11 +173,8 @@ async function emptied(d: Destination, dir: string): Promise<void> {
 
 describe("Destination with a disk queue: down, then up", () => {
   it("sends what comes while it is down to disk, then delivers every line once, in order, and deletes the segments", async () => {
-    const port = await freePort();
-    const dir = tempDir();
-    const d = diskDest(port, dir);
-    const account = watchAccount(d);
-    await until("a failed connection", () => d.failStreak > 0);
+    const { port, dir, d, account } = await toDownPeer();
+    await failedToConnect(d);
     enqueue(d, 0, 200, 50);
     account.check();
     let s = d.stats();
@@ -178,8 +187,7 @@ describe("Destination with a disk queue: down, then up", () => {
     expect(d.disk!.bytes).toBeGreaterThan(10_000 * LINE);
 
     const up = await sink(port);
-    await up.waitForLines(10_000);
-    expect(numbers(up.lines)).toEqual(range(0, 10_000));
+    await expectInOrder(up, 0, 10_000);
     await emptied(d, dir);
     s = d.stats();
     expect(s.forwarded).toBe(10_000);
@@ -193,30 +201,23 @@ describe("Destination with a disk queue: down, then up", () => {
   });
 
   it("keeps what memory held before the failure ahead of what went to disk", async () => {
-    const port = await freePort();
-    const dir = tempDir();
-    const d = diskDest(port, dir);
-    const account = watchAccount(d);
+    const { port, dir, d, account } = await toDownPeer();
     // Connecting for the first time: memory.
     enqueue(d, 0, 10, 30);
     expect(d.stats().disk!.lines).toBe(0);
-    await until("a failed connection", () => d.failStreak > 0);
+    await failedToConnect(d);
     enqueue(d, 10, 40, 30);
     expect(d.stats().disk!.lines).toBe(900);
     const up = await sink(port);
-    await up.waitForLines(1200);
-    expect(numbers(up.lines)).toEqual(range(0, 1200));
+    await expectInOrder(up, 0, 1200);
     await emptied(d, dir);
     account.check();
   });
 
   it("writes through to disk whatever a failed write gave back (a real ENOSPC: the segment is /dev/full), and delivers it from memory", async () => {
-    const port = await freePort();
-    const dir = tempDir();
-    const d = diskDest(port, dir);
-    const account = watchAccount(d);
-    symlinkSync("/dev/full", path.join(dir, `seg-${String(1).padStart(16, "0")}.spool`));
-    await until("a failed connection", () => d.failStreak > 0);
+    const { port, dir, d, account } = await toDownPeer();
+    fullFirstSegment(dir);
+    await failedToConnect(d);
     enqueue(d, 0, 20, 10);
     // Gathered for the turn, then the write fails: the lines go to memory.
     expect(d.stats().disk!.lines).toBe(200);
@@ -233,27 +234,21 @@ describe("Destination with a disk queue: down, then up", () => {
     expect(s.queuedLines).toBe(300);
     account.check();
     const up = await sink(port);
-    await up.waitForLines(300);
-    expect(numbers(up.lines)).toEqual(range(0, 300));
+    await expectInOrder(up, 0, 300);
     account.check();
   });
 });
 
 describe("Destination with a disk queue: memory full while connected", () => {
   it("spills what memory cannot take and replays it behind memory, in order", async () => {
-    const up = await sink();
-    const dir = tempDir();
-    const d = diskDest(up.port, dir, { queueBytes: 64 * 1024 });
-    const account = watchAccount(d);
-    await until("connected", () => d.state === "connected");
+    const { up, dir, d, account } = await toUpPeer(64 * 1024);
     // About 4.4 MB in one turn: memory takes 64 KiB, the disk the rest.
     enqueue(d, 0, 2000, 100);
     const s = d.stats();
     expect(s.queuedBytes).toBeLessThanOrEqual(64 * 1024);
     expect(s.disk!.lines).toBeGreaterThan(150_000);
     account.check();
-    await up.waitForLines(200_000);
-    expect(numbers(up.lines)).toEqual(range(0, 200_000));
+    await expectInOrder(up, 0, 200_000);
     await emptied(d, dir);
     const e = d.stats();
     expect(e.forwarded).toBe(200_000);
@@ -263,11 +258,7 @@ describe("Destination with a disk queue: memory full while connected", () => {
   });
 
   it("while the peer stops reading, spills; replays in order once it reads again", async () => {
-    const up = await sink();
-    const dir = tempDir();
-    const d = diskDest(up.port, dir, { queueBytes: 64 * 1024 });
-    const account = watchAccount(d);
-    await until("connected", () => d.state === "connected");
+    const { up, dir, d, account } = await toUpPeer(64 * 1024);
     up.pause();
     // In several turns, as reads from senders come.
     for (let t = 0; t < 40; t++) {
@@ -279,18 +270,13 @@ describe("Destination with a disk queue: memory full while connected", () => {
     // Memory stays within its bound (a record read back at most beyond it).
     expect(d.stats().queuedBytes).toBeLessThanOrEqual(64 * 1024 + (1 << 20));
     up.resume();
-    await up.waitForLines(400_000);
-    expect(numbers(up.lines)).toEqual(range(0, 400_000));
+    await expectInOrder(up, 0, 400_000);
     await emptied(d, dir);
     account.check();
   });
 
   it("reads back no more than memory has room for", async () => {
-    const up = await sink();
-    const dir = tempDir();
-    const d = diskDest(up.port, dir, { queueBytes: 64 * 1024 }, { recordBytes: 16 * 1024 });
-    const account = watchAccount(d);
-    await until("connected", () => d.state === "connected");
+    const { up, d, account } = await toUpPeer(64 * 1024, { recordBytes: 16 * 1024 });
     up.pause();
     let most = 0;
     const timer = setInterval(() => {
@@ -315,17 +301,13 @@ describe("Destination with a disk queue: memory full while connected", () => {
 
 describe("Destination with a disk queue: a connection that fails while replaying", () => {
   it("resends what the peer may not have read, and still delivers everything and empties the disk", async () => {
-    const up = await sink();
-    const dir = tempDir();
-    const d = diskDest(up.port, dir, { queueBytes: 64 * 1024 });
-    const account = watchAccount(d);
-    await until("connected", () => d.state === "connected");
+    const { up, dir, d, account } = await toUpPeer(64 * 1024);
     const N = 200_000;
     enqueue(d, 0, N / 100, 100);
     await until("a part delivered", () => up.lines.length > 20_000);
     expect(d.stats().disk!.lines).toBeGreaterThan(0);
     await up.crash();
-    await until("a failed connection", () => d.failStreak > 0);
+    await failedToConnect(d);
     account.check();
     await up.listen();
     await until("every line, at least once", () => new Set(up.lines).size === N);
@@ -342,12 +324,9 @@ describe("Destination with a disk queue: a connection that fails while replaying
 
 describe("Destination with a disk queue: refused by the disk", () => {
   it("keeps what the disk bound refuses in memory, under the overflow policy, and delivers everything once", async () => {
-    const port = await freePort();
-    const dir = tempDir();
     // Room on disk for three records of 100 lines.
-    const d = diskDest(port, dir, {}, { maxBytes: 3 * (H + 100 * LINE) });
-    const account = watchAccount(d);
-    await until("a failed connection", () => d.failStreak > 0);
+    const { port, dir, d, account } = await toDownPeer({}, { maxBytes: 3 * (H + 100 * LINE) });
+    await failedToConnect(d);
     for (let i = 0; i < 6; i++) {
       enqueue(d, i, i + 1, 100);
       await nextTurn(); // one record each
@@ -358,24 +337,18 @@ describe("Destination with a disk queue: refused by the disk", () => {
     expect(s.queuedBytes).toBe(300 * LINE);
     account.check();
     const up = await sink(port);
-    await up.waitForLines(600);
     // Memory goes first: what the disk refused overtakes what it holds.
-    expectExactlyOnce(numbers(up.lines), range(0, 600));
+    await expectOnceEach(up, 600);
     await emptied(d, dir);
     account.check();
   });
 
   it("drops what neither the disk nor memory can take (drop-newest), counted as queue_full", async () => {
-    const port = await freePort();
-    const dir = tempDir();
-    const d = diskDest(
-      port,
-      dir,
+    const { port, d, account } = await toDownPeer(
       { queueBytes: 100 * LINE, overflow: "drop-newest" },
       { maxBytes: H + 100 * LINE },
     );
-    const account = watchAccount(d);
-    await until("a failed connection", () => d.failStreak > 0);
+    await failedToConnect(d);
     enqueue(d, 0, 1, 100); // disk
     await nextTurn();
     enqueue(d, 1, 2, 100); // memory
@@ -386,20 +359,16 @@ describe("Destination with a disk queue: refused by the disk", () => {
     expect(s.droppedBy.queue_full).toBe(100);
     account.check();
     const up = await sink(port);
-    await up.waitForLines(200);
-    expectExactlyOnce(numbers(up.lines), range(0, 200));
+    await expectOnceEach(up, 200);
     account.check();
   });
 });
 
 describe("Destination with a disk queue: a drain's deadline", () => {
   it("keeps on disk what waits in memory and is not there yet; a new destination on the directory delivers it", async () => {
-    const port = await freePort();
-    const dir = tempDir();
-    const d = diskDest(port, dir);
-    const account = watchAccount(d);
+    const { port, dir, d, account } = await toDownPeer();
     enqueue(d, 0, 30, 10); // memory: connecting for the first time
-    await until("a failed connection", () => d.failStreak > 0);
+    await failedToConnect(d);
     enqueue(d, 30, 80, 10); // disk
     let s = d.stats();
     expect(s.queuedBytes).toBe(300 * LINE);
@@ -438,11 +407,7 @@ describe("Destination with a disk queue: a drain's deadline", () => {
   });
 
   it("leaves records read back and not yet written where they are, and the next destination delivers exactly what was not forwarded", async () => {
-    const stalled = await sink();
-    const dir = tempDir();
-    const d = diskDest(stalled.port, dir, { queueBytes: 64 * 1024 });
-    const account = watchAccount(d);
-    await until("connected", () => d.state === "connected");
+    const { up: stalled, dir, d, account } = await toUpPeer(64 * 1024);
     stalled.pause();
     const N = 600_000; // about 13 MB: more than the kernel's buffers hold
     const inMemory = 64 * 1024; // at most, before the first spill
@@ -476,21 +441,17 @@ describe("Destination with a disk queue: a drain's deadline", () => {
     const d2 = diskDest(up.port, dir);
     const account2 = watchAccount(d2);
     expect(d2.stats().recovered).toBe(N - F);
-    await up.waitForLines(N - F);
     // The lines forwarded first went first; the rest, once, in order.
-    expect(numbers(up.lines)).toEqual(range(F, N));
+    await expectInOrder(up, F, N);
     await emptied(d2, dir);
     account2.check();
   });
 
   it("counts as undelivered what the disk refuses at the deadline (a real ENOSPC), and keeps none of it", async () => {
-    const port = await freePort();
-    const dir = tempDir();
-    const d = diskDest(port, dir);
-    const account = watchAccount(d);
+    const { dir, d, account } = await toDownPeer();
     enqueue(d, 0, 30, 10); // memory
-    await until("a failed connection", () => d.failStreak > 0);
-    symlinkSync("/dev/full", path.join(dir, `seg-${String(1).padStart(16, "0")}.spool`));
+    await failedToConnect(d);
+    fullFirstSegment(dir);
     expect(await d.drain(10)).toBe(300);
     const s = d.stats();
     expect(d.keptOnDisk).toBe(0);
@@ -501,10 +462,8 @@ describe("Destination with a disk queue: a drain's deadline", () => {
   });
 
   it("a drain until the disk is empty ends as soon as it is, even when its last record was lost", async () => {
-    const port = await freePort();
-    const dir = tempDir();
-    const d = diskDest(port, dir);
-    await until("a failed connection", () => d.failStreak > 0);
+    const { port, dir, d } = await toDownPeer();
+    await failedToConnect(d);
     enqueue(d, 0, 1, 50);
     expect(await d.drain(10)).toBe(0);
 
@@ -528,10 +487,8 @@ describe("Destination with a disk queue: a drain's deadline", () => {
 
 describe("Destination with a disk queue: recovery", () => {
   it("counts a record damaged on disk as recovered and dropped (disk_corrupt), and delivers the rest in order", async () => {
-    const port = await freePort();
-    const dir = tempDir();
-    const d = diskDest(port, dir);
-    await until("a failed connection", () => d.failStreak > 0);
+    const { port, dir, d } = await toDownPeer();
+    await failedToConnect(d);
     for (let i = 0; i < 5; i++) {
       enqueue(d, i, i + 1, 40);
       await nextTurn(); // a record each
@@ -556,10 +513,8 @@ describe("Destination with a disk queue: recovery", () => {
   });
 
   it("close() lets go of the directory (what is gathered is written first)", async () => {
-    const port = await freePort();
-    const dir = tempDir();
-    const d = diskDest(port, dir);
-    await until("a failed connection", () => d.failStreak > 0);
+    const { port, dir, d } = await toDownPeer();
+    await failedToConnect(d);
     enqueue(d, 0, 3, 10);
     await d.close();
     const d2 = diskDest(port, dir, {}, {}, false);
@@ -569,12 +524,9 @@ describe("Destination with a disk queue: recovery", () => {
 
 describe("Destination with a disk queue: releaseDisk", () => {
   it("appends memory to the disk and lets the directory go, everything counted as rerouted, for another destination to open", async () => {
-    const port = await freePort();
-    const dir = tempDir();
-    const d = diskDest(port, dir);
-    const account = watchAccount(d);
+    const { port, dir, d, account } = await toDownPeer();
     enqueue(d, 0, 10, 10); // memory
-    await until("a failed connection", () => d.failStreak > 0);
+    await failedToConnect(d);
     enqueue(d, 10, 30, 10); // disk
     d.releaseDisk();
     expect(d.disk).toBeNull();
@@ -593,21 +545,17 @@ describe("Destination with a disk queue: releaseDisk", () => {
     expect(d2.stats().recovered).toBe(300);
     const up = await sink(port);
     d2.start();
-    await up.waitForLines(310);
     // The lines d kept in memory, and those d2 recovered, each once.
-    expectExactlyOnce(numbers(up.lines), range(0, 310));
+    await expectOnceEach(up, 310);
     await emptied(d2, dir);
   });
 });
 
 describe("Destination with a disk queue: takeDisk", () => {
   it("hands the disk's records over for re-routing, in order, counted as rerouted, and deletes them", async () => {
-    const port = await freePort();
-    const dir = tempDir();
-    const d = diskDest(port, dir);
-    const account = watchAccount(d);
+    const { port, dir, d, account } = await toDownPeer();
     enqueue(d, 0, 10, 10); // memory
-    await until("a failed connection", () => d.failStreak > 0);
+    await failedToConnect(d);
     for (let i = 10; i < 60; i++) {
       enqueue(d, i, i + 1, 10);
       if (i % 5 === 0) await nextTurn();
@@ -631,16 +579,12 @@ describe("Destination with a disk queue: takeDisk", () => {
     account.check();
     // Memory is still there, and delivered when the peer comes.
     const up = await sink(port);
-    await up.waitForLines(100);
-    expect(numbers(up.lines)).toEqual(range(0, 100));
+    await expectInOrder(up, 0, 100);
     account.check();
   });
 
   it("takes nothing while connected, nor once closed", async () => {
-    const up = await sink();
-    const dir = tempDir();
-    const d = diskDest(up.port, dir, { queueBytes: 16 * 1024 });
-    await until("connected", () => d.state === "connected");
+    const { up, d } = await toUpPeer(16 * 1024);
     up.pause();
     enqueue(d, 0, 200, 100);
     expect(d.disk!.empty).toBe(false);

@@ -243,26 +243,16 @@ describe("WorkerPool", () => {
 
 describe("retireStats", () => {
   function workerStats(): PipelineStats {
-    const c = new IngestCounters();
-    c.accepted = 100;
-    return pipelineStats(c.stats(4, true), {
-      routed: 100,
-      noDestination: 0,
-      noMatch: 0,
-      blackhole: 0,
-      validate: 0,
-      aggregation: null,
-      destinations: [
-        destinationStats("a:1", {
-          routed: 100,
-          forwarded: 60,
-          queuedLines: 30,
-          queuedBytes: 900,
-          droppedBy: { queue_full: 10 },
-        }),
-        destinationStats("b:1", { state: "backoff", routed: 100, forwarded: 100 }),
-      ],
-    });
+    return workerReport(100, 4, true, [
+      destinationStats("a:1", {
+        routed: 100,
+        forwarded: 60,
+        queuedLines: 30,
+        queuedBytes: 900,
+        droppedBy: { queue_full: 10 },
+      }),
+      destinationStats("b:1", { state: "backoff", routed: 100, forwarded: 100 }),
+    ]);
   }
 
   const balanced = (s: PipelineStats): boolean =>
@@ -332,64 +322,77 @@ describe("retireStats", () => {
 });
 
 /**
+ * The report of a worker that took `accepted` datapoints in, on
+ * `connections` connections (ingest `paused` or not), and routed them all;
+ * its destinations' rows are `destinations`.
+ */
+function workerReport(
+  accepted: number,
+  connections: number,
+  paused: boolean,
+  destinations: DestinationStats[],
+): PipelineStats {
+  const c = new IngestCounters();
+  c.accepted = accepted;
+  return pipelineStats(c.stats(connections, paused), {
+    routed: accepted,
+    noDestination: 0,
+    noMatch: 0,
+    blackhole: 0,
+    validate: 0,
+    aggregation: null,
+    destinations,
+  });
+}
+
+/**
  * A worker whose destination a:1 has a disk queue: 100 routed, 70
  * forwarded, 30 queued of which 20 on disk.
  */
 function diskWorker(over: Partial<DestinationStats> = {}): PipelineStats {
-  const c = new IngestCounters();
-  c.accepted = 100;
-  return pipelineStats(c.stats(1, false), {
-    routed: 100,
-    noDestination: 0,
-    noMatch: 0,
-    blackhole: 0,
-    validate: 0,
-    aggregation: null,
-    destinations: [
-      destinationStats("a:1", {
-        routed: 100,
-        forwarded: 70,
-        queuedLines: 30,
-        queuedBytes: 300,
-        disk: { lines: 20, bytes: 8192, spilled: 25, replayed: 5, failures: 0, oldestAgeMs: 900 },
-        ...over,
-      }),
-    ],
-  });
+  return workerReport(100, 1, false, [
+    destinationStats("a:1", {
+      routed: 100,
+      forwarded: 70,
+      queuedLines: 30,
+      queuedBytes: 300,
+      disk: { lines: 20, bytes: 8192, spilled: 25, replayed: 5, failures: 0, oldestAgeMs: 900 },
+      ...over,
+    }),
+  ]);
 }
 
 /** The report of the worker that replaced it: it found `recovered` on disk, and routed 5 more. */
 function successor(recovered: number, disk = true): PipelineStats {
-  const c = new IngestCounters();
-  c.accepted = 5;
-  return pipelineStats(c.stats(1, false), {
-    routed: 5,
-    noDestination: 0,
-    noMatch: 0,
-    blackhole: 0,
-    validate: 0,
-    aggregation: null,
-    destinations: [
-      destinationStats("a:1", {
-        routed: 5,
-        recovered,
-        forwarded: recovered,
-        queuedLines: 5,
-        ...(disk
-          ? {
-              disk: {
-                lines: 0,
-                bytes: 4096,
-                spilled: 0,
-                replayed: recovered,
-                failures: 0,
-                oldestAgeMs: 0,
-              },
-            }
-          : {}),
-      }),
-    ],
-  });
+  const onDisk = {
+    lines: 0,
+    bytes: 4096,
+    spilled: 0,
+    replayed: recovered,
+    failures: 0,
+    oldestAgeMs: 0,
+  };
+  return workerReport(5, 1, false, [
+    destinationStats("a:1", {
+      routed: 5,
+      recovered,
+      forwarded: recovered,
+      queuedLines: 5,
+      ...(disk ? { disk: onDisk } : {}),
+    }),
+  ]);
+}
+
+/**
+ * `dead` dies (retireStats, worker_died) and the worker that replaces it
+ * finds `found` datapoints on disk: returns its first report, after
+ * inheritDisk.
+ */
+function replaced(dead: PipelineStats, found: number): PipelineStats {
+  retireStats(dead, "worker_died");
+  const next = successor(found);
+  inheritDisk(leftOnDisk(dead), new Map(), next);
+  return next;
 }
 
 /** routed + recovered = forwarded + queued + dropped + undelivered + rerouted, for the group's merged row. */
@@ -435,9 +438,7 @@ describe("inheritDisk", () => {
       queuedLines: 38,
       disk: { lines: 28, bytes: 1, spilled: 0, replayed: 0, failures: 0, oldestAgeMs: 1 },
     });
-    retireStats(dead, "worker_died");
-    const next = successor(28);
-    inheritDisk(leftOnDisk(dead), new Map(), next);
+    const next = replaced(dead, 28);
     expect(next.destinations[0]!.recovered).toBe(0);
     expect(datapointTotals(mergeStats([dead, next])).recovered).toBe(8);
     expect(groupBalanced([dead, next])).toBe(true);
@@ -445,9 +446,7 @@ describe("inheritDisk", () => {
 
   it("found fewer than were left (gone in the dead worker's last moments): the rest is dropped, worker_died", () => {
     const dead = diskWorker();
-    retireStats(dead, "worker_died");
-    const next = successor(15);
-    inheritDisk(leftOnDisk(dead), new Map(), next);
+    const next = replaced(dead, 15);
     expect(dead.destinations[0]).toMatchObject({
       queuedLines: 0,
       dropped: 15,
@@ -459,9 +458,7 @@ describe("inheritDisk", () => {
 
   it("found more (spilled after the dead worker's last report): the extra is recovered", () => {
     const dead = diskWorker();
-    retireStats(dead, "worker_died");
-    const next = successor(26);
-    inheritDisk(leftOnDisk(dead), new Map(), next);
+    const next = replaced(dead, 26);
     expect(next.destinations[0]!.recovered).toBe(6);
     expect(groupBalanced([dead, next])).toBe(true);
   });

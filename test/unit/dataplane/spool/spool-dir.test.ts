@@ -6,11 +6,7 @@ import { PRIVATE_DIR_MODE, PRIVATE_FILE_MODE } from "../../../../common/private-
 import { SegmentSpool } from "../../../../dataplane/spool/segment-spool.ts";
 import { SpoolDir } from "../../../../dataplane/spool/spool-dir.ts";
 import { captureLog } from "../../../fixtures/capture-log.ts";
-import {
-  spoolPayload as payload,
-  spoolSegments as segments,
-  spoolTestDirs,
-} from "../../../fixtures/spool-files.ts";
+import { spoolPayload, spoolSegments, spoolTestDirs } from "../../../fixtures/spool-files.ts";
 
 // The spool directory: its modes, its lock, its small files. The first tests
 // go through SegmentSpool.open, as a proxy opens its spool.
@@ -27,10 +23,10 @@ describe("SpoolDir", () => {
   it("creates its directory 0700 and its files 0600, and tightens an existing spool's", () => {
     const d = path.join(dir(), "spool");
     const a = SegmentSpool.open(d, { log });
-    a.spool.append(1, 1, 1, 1, payload(1, 10));
+    a.spool.append(1, 1, 1, 1, spoolPayload(1, 10));
     a.spool.release(0);
     expect(mode(d)).toBe(0o700);
-    for (const f of ["proxy-id", "lock", path.basename(segments(d)[0]!)]) {
+    for (const f of ["proxy-id", "lock", path.basename(spoolSegments(d)[0]!)]) {
       expect([f, mode(path.join(d, f))]).toEqual([f, 0o600]);
     }
     a.spool.close();

@@ -1,35 +1,25 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { create } from "@bufbuild/protobuf";
-import pino from "pino";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { beforeAll, describe, expect, it, vi } from "vitest";
 import {
   ageText,
   diskQueueSummary,
   nodesCommand,
   sizeText,
 } from "../../../../../cli/polymurctl/commands/nodes.ts";
-import { ControlServer } from "../../../../../controlplane/control-server.ts";
 import type { DestinationReport } from "../../../../../controlplane/control-store.ts";
-import { FileStore } from "../../../../../controlplane/file-store.ts";
 import { NodeSchema } from "../../../../../gen/polymur/control/v1/control_pb.ts";
+import { cliControlPlane } from "../control-plane.ts";
 import { captureIO } from "../io.ts";
 
 // polymurctl nodes ls against a control plane in this process, its node
 // records written to its store as a node's ReportStatus writes them.
 
-const ADMIN = "admin-token-for-nodes-cli";
-
-let dir: string;
-let store: FileStore;
-let server: ControlServer;
-let url: string;
+const cp = cliControlPlane("nodes");
 
 async function nodes(...argv: string[]) {
-  vi.stubEnv("POLYMUR_ADMIN_TOKEN", ADMIN);
+  vi.stubEnv("POLYMUR_ADMIN_TOKEN", cp.admin);
   const c = captureIO();
-  const code = await nodesCommand.run(["ls", "--server", url, ...argv], c.io);
+  const code = await nodesCommand.run(["ls", "--server", cp.url, ...argv], c.io);
   return { code, out: c.stdout(), err: c.stderr() };
 }
 
@@ -47,7 +37,7 @@ function dest(spec: string, over: Partial<DestinationReport> = {}): DestinationR
 }
 
 async function report(nodeId: string, group: string, destinations: DestinationReport[]) {
-  await store.putReport({
+  await cp.store.putReport({
     nodeId,
     group,
     role: "relay",
@@ -60,22 +50,6 @@ async function report(nodeId: string, group: string, destinations: DestinationRe
 }
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "polymurctl-nodes-"));
-  vi.stubEnv("XDG_CONFIG_HOME", join(dir, "config"));
-  vi.stubEnv("POLYMURCTL_CONFIG", "");
-  vi.stubEnv("POLYMUR_SERVER", "");
-  store = new FileStore(join(dir, "state"));
-  await store.open();
-  server = await ControlServer.start({
-    store,
-    credentials: { admin: ADMIN, node: "node-token-for-nodes-cli" },
-    host: "127.0.0.1",
-    port: 0,
-    replica: "r1",
-    log: pino({ level: "silent" }),
-    closeGraceMs: 100,
-  });
-  url = `http://127.0.0.1:${server.port}`;
   await report("plain-1", "plain", [dest("10.0.0.1:2003", { queued: 5, queuedBytes: 80 })]);
   // A disk queue that holds nothing (empty segments left): nothing to show.
   await report("plain-2", "plain", [dest("10.0.0.2:2003", { diskBytes: 4096 })]);
@@ -97,13 +71,6 @@ beforeAll(async () => {
     }),
   ]);
   await report("disk-2", "disk", [dest("10.0.1.1:2003")]);
-});
-
-afterAll(async () => {
-  await server.close();
-  await store.close();
-  vi.unstubAllEnvs();
-  rmSync(dir, { recursive: true, force: true });
 });
 
 describe("polymurctl nodes ls", () => {

@@ -1,55 +1,20 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
-import pino from "pino";
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { describe, expect, it, vi } from "vitest";
 import { statusCommand } from "../../../../../cli/polymurctl/commands/status.ts";
-import { ControlServer } from "../../../../../controlplane/control-server.ts";
-import { FileStore } from "../../../../../controlplane/file-store.ts";
+import { cliControlPlane } from "../control-plane.ts";
 import { captureIO } from "../io.ts";
 
 // polymurctl status against a control plane in this process: its exit
 // statuses are those of docs/control-plane.md (1 only when not SERVING).
 
-const ADMIN = "admin-token-for-status-cli";
-
-let dir: string;
-let store: FileStore;
-let server: ControlServer;
-let url: string;
+const cp = cliControlPlane("status");
+const ADMIN = cp.admin;
 
 async function status(token: string, ...argv: string[]) {
   vi.stubEnv("POLYMUR_ADMIN_TOKEN", token);
   const c = captureIO();
-  const code = await statusCommand.run(["--server", url, ...argv], c.io);
+  const code = await statusCommand.run(["--server", cp.url, ...argv], c.io);
   return { code, out: c.stdout(), err: c.stderr() };
 }
-
-beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "polymurctl-status-"));
-  vi.stubEnv("XDG_CONFIG_HOME", join(dir, "config"));
-  vi.stubEnv("POLYMURCTL_CONFIG", "");
-  vi.stubEnv("POLYMUR_SERVER", "");
-  store = new FileStore(join(dir, "state"));
-  await store.open();
-  server = await ControlServer.start({
-    store,
-    credentials: { admin: ADMIN, node: "node-token-for-status-cli" },
-    host: "127.0.0.1",
-    port: 0,
-    replica: "r1",
-    log: pino({ level: "silent" }),
-    closeGraceMs: 100,
-  });
-  url = `http://127.0.0.1:${server.port}`;
-});
-
-afterAll(async () => {
-  await server.close();
-  await store.close();
-  vi.unstubAllEnvs();
-  rmSync(dir, { recursive: true, force: true });
-});
 
 describe("polymurctl status", () => {
   it("exits 0 with the right credential, and without one (health only)", async () => {
@@ -64,7 +29,7 @@ describe("polymurctl status", () => {
   it("a refused credential on a SERVING control plane: the health, the reason, exit 2 (not 1)", async () => {
     const r = await status("not-the-admin-token");
     expect(r.code).toBe(2);
-    expect(r.out).toBe(`control plane  ${url}  SERVING\n`);
+    expect(r.out).toBe(`control plane  ${cp.url}  SERVING\n`);
     expect(r.err).toMatch(/^polymurctl status: .*\(polymurctl sends POLYMUR_ADMIN_TOKEN/);
     const j = await status("not-the-admin-token", "--json");
     expect(j.code).toBe(2);
@@ -75,7 +40,7 @@ describe("polymurctl status", () => {
     const before = await status(ADMIN, "--json");
     expect(JSON.parse(before.out)).not.toHaveProperty("diskQueues");
     const report = (nodeId: string, disk: Array<[number, number, number]>) =>
-      store.putReport({
+      cp.store.putReport({
         nodeId,
         group: "",
         role: "relay",
