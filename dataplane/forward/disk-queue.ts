@@ -141,7 +141,7 @@ export class DiskQueue {
       log: o.log,
       proxyId: false,
       segmentBytes: segmentBytes(o.maxBytes),
-      inUse: "each polymur process needs its own --queue-dir",
+      inUse: "each polymur needs its own --queue-dir",
     });
     const q = new DiskQueue(opened.spool, o, opened.nextSeq, refuse);
     const times = new Map<number, number>();
