@@ -5,6 +5,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { DISK_QUEUE_DEFAULTS } from "../../../../dataplane/forward/destination-options.ts";
 import { findQueues } from "../../../../dataplane/forward/queue-dir.ts";
 import type { RouterConfig } from "../../../../dataplane/route/router.ts";
+import { parseRules } from "../../../../dataplane/route/rules/rules-parser.ts";
 import { relayConfig } from "../../../fixtures/relay-config.ts";
 import { feed, routerHarness } from "../../../fixtures/router-harness.ts";
 import { until, waitFor } from "../../../fixtures/until.ts";
@@ -128,5 +129,23 @@ describe("Router with --queue-dir", () => {
     const old = b.stats().destinations.find((d) => d.spec === `127.0.0.1:${port}:c`)!;
     expect(old.recovered).toBe(300);
     expect(old.rerouted).toBe(300);
+  });
+
+  it("a relay.conf's TCP cluster members have disk queues too", async () => {
+    const dir = queueDir();
+    const port = await deadPort();
+    const rules = parseRules(
+      `cluster down forward 127.0.0.1:${port};\nmatch * send to down;\n`,
+      "relay.conf",
+    );
+    const a = h.router(withDisk("", dir, { rules }));
+    await until("a connect failure", () => a.stats().destinations[0]!.failures > 0);
+    feed(a, lines(40, "r"));
+    await until("on disk", () => (a.stats().destinations[0]!.disk?.lines ?? 0) === 40);
+    await a.drain(5_000);
+    const sink = await h.sink(port);
+    h.router(withDisk("", dir, { rules }));
+    await until("delivered after the restart", () => sink.lines.length === 40);
+    expect(sink.lines).toEqual(lines(40, "r"));
   });
 });
