@@ -201,10 +201,11 @@ function checkUnit(role: string, text: string): string[] {
   // What it writes is its StateDirectory, writable under ProtectSystem=strict.
   const state = `/var/lib/${one("StateDirectory")}`;
   const writable = new Set([state, ...(service.get("ReadWritePaths") ?? [])]);
-  for (const dir of ["state-dir", "spool-dir"]) {
+  for (const dir of ["state-dir", "spool-dir", "queue-dir"]) {
     const v = o.get(dir);
-    if (v === undefined || (v === "" && dir === "spool-dir")) continue;
-    if (v !== state) problems.push(`${where}: --${dir} ${v} is not StateDirectory ${state}`);
+    if (v === undefined || (v === "" && dir !== "state-dir")) continue;
+    if (dir !== "queue-dir" && v !== state)
+      problems.push(`${where}: --${dir} ${v} is not StateDirectory ${state}`);
     if (![...writable].some((w) => v === w || v.startsWith(`${w}/`)))
       problems.push(`${where}: --${dir} ${v} is not writable (ReadWritePaths)`);
   }
@@ -374,6 +375,11 @@ describe("deploy/", () => {
       ["ExecReload=/bin/kill -HUP $MAINPID\n", "", /ExecReload=, expected/],
       ["StateDirectory=polymur/relay", "StateDirectory=polymur/x", /is not StateDirectory/],
       ["/usr/local/bin/polymur relay", "/usr/local/bin/polymur relays", /runs polymur relays/],
+      [
+        "--state-dir /var/lib/polymur/relay",
+        "--state-dir /var/lib/polymur/relay --queue-dir /srv/queues",
+        /--queue-dir \/srv\/queues is not writable/,
+      ],
     ];
     for (const [from, to, expected] of unitMutations) {
       expect(unit.includes(from), from).toBe(true);
