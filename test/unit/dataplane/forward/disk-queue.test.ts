@@ -490,7 +490,7 @@ describe("DiskQueue: the directory", () => {
     const d = tempDir();
     openQueue(d);
     expect((statSync(d).mode & 0o777).toString(8)).toBe("700");
-    expect(() => openQueue(d)).toThrow(/each polymur process needs its own --queue-dir/);
+    expect(() => openQueue(d)).toThrow(/each polymur needs its own --queue-dir/);
   });
 
   it("keeps its files after close(), and another process's open finds them", () => {
