@@ -5,6 +5,7 @@ import type { Logger } from "../../common/logger.ts";
 import { IngestCounters, type IngestStats } from "./ingest-counters.ts";
 import { countLines, LineFramer } from "./line-framer.ts";
 import type { LineSink } from "./line-sink.ts";
+import { PickleFramer } from "./pickle-framer.ts";
 import type { RejectSample } from "./reject-log.ts";
 
 /** Where and how a listener takes lines from senders. */
@@ -13,6 +14,8 @@ export interface ListenerConfig {
   listen: { host: string; port: number };
   /** UDP listen address, or null for none. */
   udp: { host: string; port: number } | null;
+  /** carbon's pickle protocol over TCP (--pickle-addr), or null (absent) for none. */
+  pickle?: { host: string; port: number } | null;
   /** Longest accepted line in bytes, newline excluded. */
   maxLineLength: number;
   /** Open sender connections per process; more are refused and counted. 0 = unlimited. */
@@ -29,6 +32,8 @@ export interface LineListenerOptions {
   reusePort?: boolean;
   /** Whether this listener opens the UDP socket (only one process of a group does). Default true. */
   udp?: boolean;
+  /** Whether this listener opens the pickle listener (only one process of a group does). Default true. */
+  pickle?: boolean;
   /** Least time between two log lines about refused connections. Default 10 s. */
   refusalLogIntervalMs?: number;
 }
@@ -57,6 +62,8 @@ export class LineListener {
   readonly #withUdp: boolean;
   readonly counters = new IngestCounters();
   #server: net.Server | null = null;
+  #pickleServer: net.Server | null = null;
+  readonly #withPickle: boolean;
   #udp: dgram.Socket | null = null;
   /** Open sender connections, and the idle timeout each was accepted with. */
   #sockets = new Map<net.Socket, number>();
@@ -77,6 +84,7 @@ export class LineListener {
     this.#log = log;
     this.#reusePort = options.reusePort ?? false;
     this.#withUdp = options.udp ?? true;
+    this.#withPickle = options.pickle ?? true;
     const every = options.refusalLogIntervalMs ?? 10_000;
     this.#atCap = new ThrottledWarning(
       log,
@@ -90,38 +98,18 @@ export class LineListener {
     );
   }
 
-  /** Starts listening. Resolves with the bound TCP (and UDP) ports. */
-  async listen(): Promise<{ port: number; udpPort: number | null }> {
+  /** Starts listening. Resolves with the bound TCP (and UDP, and pickle) ports. */
+  async listen(): Promise<{ port: number; udpPort: number | null; picklePort: number | null }> {
     const { host, port } = this.#config.listen;
-    const server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket));
-    const cap = this.#config.maxConnections;
-    if (cap > 0) server.maxConnections = cap;
-    // Node accepts a connection over the cap and closes it at once.
-    server.on("drop", (d) => {
-      this.counters.connectionsRefused++;
-      this.#atCap.note({ remote: d?.remoteAddress, maxConnections: cap });
-    });
+    const server = await this.#listenTcp(host, port, this.#reusePort, false);
     this.#server = server;
-    await new Promise<void>((resolve, reject) => {
-      server.once("error", reject);
-      server.listen({ host, port, reusePort: this.#reusePort, backlog: 4096 }, () => {
-        server.off("error", reject);
-        resolve();
-      });
-    });
-    server.on("error", (err: NodeJS.ErrnoException) => {
-      // Out of descriptors at accept(). On Linux libuv closes such
-      // connections itself (uv__emfile_trick) and Node never hears of them;
-      // where an error does come, it is one refusal at least. The cap
-      // exists so that this does not happen.
-      if (err.syscall === "accept" && OUT_OF_DESCRIPTORS.has(err.code ?? "")) {
-        this.counters.connectionsRefused++;
-        this.#noDescriptors.note({ code: err.code });
-        return;
-      }
-      this.#log.error({ err }, "listener error");
-    });
     const bound = (server.address() as net.AddressInfo).port;
+    let picklePort: number | null = null;
+    const p = this.#config.pickle ?? null;
+    if (p !== null && this.#withPickle) {
+      this.#pickleServer = await this.#listenTcp(p.host, p.port, false, true);
+      picklePort = (this.#pickleServer.address() as net.AddressInfo).port;
+    }
     let udpPort: number | null = null;
     const u = this.#config.udp;
     if (u !== null && this.#withUdp) {
@@ -138,10 +126,47 @@ export class LineListener {
       this.#udp = sock;
       udpPort = sock.address().port;
     }
-    return { port: bound, udpPort };
+    return { port: bound, udpPort, picklePort };
   }
 
-  #accept(socket: net.Socket): void {
+  /** A TCP listener for plaintext (or carbon's pickle protocol), sharing the connection cap's accounting. */
+  async #listenTcp(
+    host: string,
+    port: number,
+    reusePort: boolean,
+    pickle: boolean,
+  ): Promise<net.Server> {
+    const server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket, pickle));
+    const cap = this.#config.maxConnections;
+    if (cap > 0) server.maxConnections = cap;
+    // Node accepts a connection over the cap and closes it at once.
+    server.on("drop", (d) => {
+      this.counters.connectionsRefused++;
+      this.#atCap.note({ remote: d?.remoteAddress, maxConnections: cap });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ host, port, reusePort, backlog: 4096 }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.on("error", (err: NodeJS.ErrnoException) => {
+      // Out of descriptors at accept(). On Linux libuv closes such
+      // connections itself (uv__emfile_trick) and Node never hears of them;
+      // where an error does come, it is one refusal at least. The cap
+      // exists so that this does not happen.
+      if (err.syscall === "accept" && OUT_OF_DESCRIPTORS.has(err.code ?? "")) {
+        this.counters.connectionsRefused++;
+        this.#noDescriptors.note({ code: err.code });
+        return;
+      }
+      this.#log.error({ err }, "listener error");
+    });
+    return server;
+  }
+
+  #accept(socket: net.Socket, pickle: boolean): void {
     if (this.#closing) {
       socket.destroy();
       return;
@@ -151,9 +176,9 @@ export class LineListener {
     const idleMs = this.#config.idleTimeoutMs;
     this.#sockets.set(socket, idleMs);
     const source = `${socket.remoteAddress}:${socket.remotePort}`;
-    const framer = new LineFramer(counters.handler(this.#sink, source), {
-      maxLineLength: this.#config.maxLineLength,
-    });
+    const options = { maxLineLength: this.#config.maxLineLength };
+    const handler = counters.handler(this.#sink, pickle ? `pickle:${source}` : source);
+    const framer = pickle ? new PickleFramer(handler, options) : new LineFramer(handler, options);
     // Armed only while reading (see pause()): a paused sender is not idle.
     if (!this.#paused) socket.setTimeout(idleMs);
     socket.on("timeout", () => {
@@ -238,6 +263,8 @@ export class LineListener {
     this.#closing = true;
     this.#server?.close();
     this.#server = null;
+    this.#pickleServer?.close();
+    this.#pickleServer = null;
     this.#udp?.close();
     this.#udp = null;
     await closeSockets(new Set(this.#sockets.keys()), graceMs);

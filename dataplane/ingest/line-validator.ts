@@ -19,6 +19,10 @@ export const RejectReason = {
   BadTimestamp: "bad_timestamp",
   BadUtf8: "bad_utf8",
   BadName: "bad_name",
+  /** A pickle message that does not decode, or an item of another shape in one (pickle-framer.ts). */
+  BadPickle: "bad_pickle",
+  /** A pickle message declared larger than accepted (pickle-framer.ts). */
+  PickleTooLarge: "pickle_too_large",
 } as const;
 export type RejectReason = (typeof RejectReason)[keyof typeof RejectReason];
 export const REJECT_REASONS: readonly RejectReason[] = Object.values(RejectReason);

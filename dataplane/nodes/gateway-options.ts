@@ -23,6 +23,7 @@ import { buildRelayConfig, RELAY_GO_FLAGS, RELAY_OPTIONS } from "./relay-options
 const NOT_FOR_GATEWAY = new Set([
   "listen-addr",
   "udp-addr",
+  "pickle-addr",
   "max-connections",
   "idle-timeout",
   "api-addr",

@@ -35,6 +35,7 @@ export class RelayNode {
   ports = {
     tcp: 0,
     udp: null as number | null,
+    pickle: null as number | null,
     api: null as number | null,
     stats: null as number | null,
   };
@@ -78,9 +79,10 @@ export class RelayNode {
 
   async start(): Promise<void> {
     this.#warnRaisedQueues(this.#config);
-    const { port, udpPort } = await this.#primary.listen();
+    const { port, udpPort, picklePort } = await this.#primary.listen();
     this.ports.tcp = port;
     this.ports.udp = udpPort;
+    this.ports.pickle = picklePort;
     await this.#pool?.start(port);
     const p = this.#proc;
     const api = p.apiAddr;
@@ -108,6 +110,7 @@ export class RelayNode {
         address: l.host,
         port: this.ports.tcp,
         udpPort: this.ports.udp,
+        picklePort: this.ports.pickle,
         apiPort: this.ports.api,
         statsPort: this.ports.stats,
         workers: this.#pool === null ? 1 : this.#proc.workers,

@@ -67,6 +67,12 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     help: "UDP plaintext listen address; empty = no UDP listener",
   },
   {
+    name: "pickle-addr",
+    type: "string",
+    default: "",
+    help: "carbon's pickle protocol (TCP; carbon's usual port is 2004) listen address, as carbon-relay and carbon's clients send it; every datapoint is validated and routed as a plaintext line would be. Taken by the primary process; empty = off",
+  },
+  {
     name: "destinations",
     type: "string",
     default: "",
@@ -384,6 +390,7 @@ export function buildRelayConfig(o: RawOptions): RelayConfig {
   return {
     listen: listeners?.listen ?? listen,
     udp: listeners === null ? getAddress(o, "udp-addr") : listeners.udp,
+    pickle: getAddress(o, "pickle-addr"),
     destinations: parseDestinationList(getString(o, "destinations")),
     distribution: getString(o, "distribution") as Distribution,
     hash: {
