@@ -9,6 +9,9 @@ import { ErrorCode, PolymurError } from "../../common/errors.ts";
  *   host:port:instance   10.0.5.30:2003:a        (carbon DESTINATIONS, Go polymur)
  *   host:port=instance   10.0.5.30:2003=a        (carbon-c-relay)
  *   [v6]:port[:inst]     [::1]:2003:a, [::1]:2003=a
+ * and each of them after `pickle://` (pickle://10.0.5.30:2004:a): a pickle
+ * destination, sent carbon's pickle protocol (a carbon-cache's pickle
+ * receiver) rather than plaintext.
  */
 export interface DestinationSpec {
   /** Host name or IP address (IPv6 without brackets). */
@@ -16,39 +19,64 @@ export interface DestinationSpec {
   readonly port: number;
   /** Instance name, or undefined when none was given. */
   readonly instance: string | undefined;
+  /**
+   * What is sent: Graphite plaintext lines (the default), or carbon's pickle
+   * protocol (`pickle://`). Not part of hashing: a ring keys members by
+   * host, port and instance, whichever protocol reaches them.
+   */
+  readonly protocol: DestinationProtocol;
   /** The spec exactly as written (trimmed); used for display and `polymurctl hash` output. */
   readonly spec: string;
   /**
-   * Canonical identity `host:port` (IPv6 bracketed), plus `:instance` when present.
-   * Two specs naming the same destination have the same id, whichever form they used.
+   * Canonical identity `host:port` (IPv6 bracketed), plus `:instance` when present,
+   * after `pickle://` for a pickle destination. Two specs naming the same destination
+   * have the same id, whichever form they used; a plaintext and a pickle destination
+   * to one address are two destinations.
    */
   readonly id: string;
 }
+
+/** How a destination is fed: plaintext lines, or carbon's pickle protocol. */
+export type DestinationProtocol = "plaintext" | "pickle";
+
+/** The prefix of a pickle destination's spec (and id). */
+export const PICKLE_SCHEME = "pickle://";
 
 export function parseDestination(input: string): DestinationSpec {
   const spec = input.trim();
   const fail = (why: string): never => {
     throw new PolymurError(
       ErrorCode.DestinationSpec,
-      `invalid destination "${input}": ${why} (expected host:port, host:port:instance or host:port=instance)`,
+      `invalid destination "${input}": ${why} (expected host:port, host:port:instance or host:port=instance, optionally after pickle://)`,
     );
   };
   if (spec === "") fail("empty");
+  let address = spec;
+  let protocol: DestinationProtocol = "plaintext";
+  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(spec);
+  if (scheme !== null) {
+    if (scheme[1]!.toLowerCase() !== "pickle") {
+      fail(`unknown protocol "${scheme[0]}" (pickle:// is the only one)`);
+    }
+    protocol = "pickle";
+    address = spec.slice(scheme[0].length);
+    if (address === "") fail(`nothing after ${PICKLE_SCHEME}`);
+  }
   let host: string;
   let rest: string;
-  if (spec.startsWith("[")) {
-    const close = spec.indexOf("]");
+  if (address.startsWith("[")) {
+    const close = address.indexOf("]");
     if (close < 0) fail("unclosed [ in IPv6 address");
-    host = spec.slice(1, close);
+    host = address.slice(1, close);
     if (isIP(host) !== 6) fail(`"${host}" is not an IPv6 address`);
-    rest = spec.slice(close + 1);
+    rest = address.slice(close + 1);
     if (!rest.startsWith(":")) fail("missing :port after ]");
     rest = rest.slice(1);
   } else {
-    const colon = spec.indexOf(":");
+    const colon = address.indexOf(":");
     if (colon < 0) fail("missing :port");
-    host = spec.slice(0, colon);
-    rest = spec.slice(colon + 1);
+    host = address.slice(0, colon);
+    rest = address.slice(colon + 1);
   }
   if (host === "") fail("empty host");
   if (/\s/.test(host)) fail("whitespace in host");
@@ -72,8 +100,9 @@ export function parseDestination(input: string): DestinationSpec {
     if (/[\s,]/.test(instance)) fail(`instance "${instance}" contains whitespace or a comma`);
   }
   const hostPart = host.includes(":") ? `[${host}]` : host;
-  const id = instance === undefined ? `${hostPart}:${port}` : `${hostPart}:${port}:${instance}`;
-  return { host, port, instance, spec, id };
+  const plain = instance === undefined ? `${hostPart}:${port}` : `${hostPart}:${port}:${instance}`;
+  const id = protocol === "pickle" ? `${PICKLE_SCHEME}${plain}` : plain;
+  return { host, port, instance, protocol, spec, id };
 }
 
 /** Parses a comma- or whitespace-separated list, rejecting duplicates (same id). */

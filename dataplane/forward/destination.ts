@@ -7,7 +7,6 @@ import {
   type DestinationName,
   type DestinationTransport,
   openLink,
-  tcpTransport,
 } from "./destination-link.ts";
 import { DESTINATION_DEFAULTS, type DestinationOptions } from "./destination-options.ts";
 import { DestinationQueue, type DestinationQueueHost } from "./destination-queue.ts";
@@ -17,6 +16,7 @@ import type { DiskQueue } from "./disk-queue.ts";
 import { DrainDeadline } from "./drain-deadline.ts";
 import { CLOSED, type Link, type LinkState, linkOf, socketOf } from "./link-state.ts";
 import type { LineRun } from "./memory-only-lines.ts";
+import { specTransport } from "./pickle-destination.ts";
 import { WritePump } from "./write-pump.ts";
 
 export {
@@ -81,10 +81,10 @@ export class Destination extends EventEmitter<DestinationEvents> {
   readonly #pump = (): void => this.#writer.write(this.#state);
   readonly #reconnect = (): void => this.#connect();
 
-  /** TCP to `to`, or the destination `to` is the transport of. */
+  /** To the destination spec `to` (TCP, plaintext or pickle), or the destination `to` is the transport of. */
   constructor(to: DestinationSpec | DestinationTransport, options: DestinationOptions = {}) {
     super();
-    const transport = "open" in to ? to : tcpTransport(to);
+    const transport = "open" in to ? to : specTransport(to);
     this.#transport = transport;
     this.spec = transport.name;
     const host: DestinationQueueHost = {

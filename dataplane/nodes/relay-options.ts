@@ -77,7 +77,7 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     type: "string",
     default: "",
     reloadable: true,
-    help: "Comma-separated destinations: host:port, host:port:instance or host:port=instance",
+    help: "Comma-separated destinations: host:port, host:port:instance or host:port=instance (plaintext), each optionally after pickle:// for carbon's pickle protocol (a carbon-cache's pickle port, usually 2004)",
   },
   {
     name: "distribution",

@@ -1,9 +1,9 @@
 import type { Logger } from "../../common/logger.ts";
 import { Destination, type DestinationOptions } from "../forward/destination.ts";
-import { tcpTransport } from "../forward/destination-link.ts";
 import { parseDestination } from "../forward/destination-spec.ts";
 import type { DestinationStats } from "../forward/destination-stats.ts";
 import type { LineRun } from "../forward/memory-only-lines.ts";
+import { specTransport } from "../forward/pickle-destination.ts";
 import { removeEmptyQueue } from "../forward/queue-dir.ts";
 import type { DiskQueues } from "./disk-queues.ts";
 import { rerouteDisk } from "./disk-reroute.ts";
@@ -79,7 +79,7 @@ export class QueueAdoption {
     let d: Destination;
     try {
       const parsed = parseDestination(spec);
-      d = new Destination(tcpTransport(parsed), {
+      d = new Destination(specTransport(parsed), {
         ...host.options(parsed.id),
         disk: this.#disks.opener(dir, spec),
       });

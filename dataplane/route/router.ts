@@ -13,6 +13,7 @@ import {
 } from "../forward/destination-stats.ts";
 import { fileTransport } from "../forward/file-destination.ts";
 import type { LineRun } from "../forward/memory-only-lines.ts";
+import { specTransport } from "../forward/pickle-destination.ts";
 import { udpTransport } from "../forward/udp-destination.ts";
 import type { LineSink } from "../ingest/line-sink.ts";
 import { remoteAggregateSink } from "./aggregate-sink.ts";
@@ -298,7 +299,8 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     for (const spec of config.destinations) {
       let d = keep.get(spec.id);
       if (d === undefined) {
-        d = this.#newDestination(config, tcpTransport(spec));
+        const transport = specTransport(spec);
+        d = this.#newDestination(config, transport);
         this.#watch(d);
         keep.set(spec.id, d);
         d.start();

@@ -39,7 +39,51 @@ describe("parseDestination", () => {
     // Leading zeros are a number like any other; the id is canonical.
     ["h:02003", "h", 2003, undefined, "h:2003"],
   ])("%s", (input, host, port, instance, id) => {
-    expect(parseDestination(input)).toEqual({ host, port, instance, spec: input, id });
+    expect(parseDestination(input)).toEqual({
+      host,
+      port,
+      instance,
+      protocol: "plaintext",
+      spec: input,
+      id,
+    });
+  });
+
+  it.each([
+    // input, host, port, instance, id
+    ["pickle://10.0.5.30:2004", "10.0.5.30", 2004, undefined, "pickle://10.0.5.30:2004"],
+    ["pickle://10.0.5.30:2004:a", "10.0.5.30", 2004, "a", "pickle://10.0.5.30:2004:a"],
+    ["pickle://10.0.5.30:2004=a", "10.0.5.30", 2004, "a", "pickle://10.0.5.30:2004:a"],
+    [
+      "pickle://cache.example:2004",
+      "cache.example",
+      2004,
+      undefined,
+      "pickle://cache.example:2004",
+    ],
+    ["pickle://[::1]:2004", "::1", 2004, undefined, "pickle://[::1]:2004"],
+    ["pickle://[::1]:2004:a", "::1", 2004, "a", "pickle://[::1]:2004:a"],
+    ["pickle://[::1]:2004=a", "::1", 2004, "a", "pickle://[::1]:2004:a"],
+    ["pickle://h:02004", "h", 2004, undefined, "pickle://h:2004"],
+    // The scheme in any case, as in a URL; the id spells it one way.
+    ["PICKLE://h:2004", "h", 2004, undefined, "pickle://h:2004"],
+  ])("%s (pickle)", (input, host, port, instance, id) => {
+    expect(parseDestination(input)).toEqual({
+      host,
+      port,
+      instance,
+      protocol: "pickle",
+      spec: input,
+      id,
+    });
+  });
+
+  it("a pickle destination has the address, port and instance of the plaintext one (what hashing keys by)", () => {
+    const plain = parseDestination("10.0.0.1:2004:a");
+    const pickle = parseDestination("pickle://10.0.0.1:2004:a");
+    expect(pickle).toMatchObject({ host: plain.host, port: plain.port, instance: plain.instance });
+    expect(pickle.id).not.toBe(plain.id);
+    expect(pickle.spec).toBe("pickle://10.0.0.1:2004:a");
   });
 
   it("trims the input; spec keeps what was written, without the surrounding space", () => {
@@ -47,6 +91,7 @@ describe("parseDestination", () => {
       host: "10.0.0.1",
       port: 2003,
       instance: "a",
+      protocol: "plaintext",
       spec: "10.0.0.1:2003:a",
       id: "10.0.0.1:2003:a",
     });
@@ -92,11 +137,20 @@ describe("parseDestination", () => {
     ["[10.0.0.1]:2003", '"10.0.0.1" is not an IPv6 address'],
     ["[carbon]:2003", '"carbon" is not an IPv6 address'],
     ["[::1]:0", "port 0 is out of range 1-65535"],
+    ["pickle://", "nothing after pickle://"],
+    ["pickle://h", "missing :port"],
+    ["pickle://h:0", "port 0 is out of range 1-65535"],
+    ["pickle://:2004", "empty host"],
+    ["pickle://[::1]", "missing :port after ]"],
+    ["pickle://h:2004:", "empty instance name"],
+    ["tcp://h:2003", 'unknown protocol "tcp://" (pickle:// is the only one)'],
+    ["udp://h:2003", 'unknown protocol "udp://" (pickle:// is the only one)'],
+    ["pickle:h:2004", 'port "h" is not a number'],
   ])("refuses %j: %s", (input, why) => {
     const err = thrown(() => parseDestination(input));
     expect(err.code).toBe(ErrorCode.DestinationSpec);
     expect(err.message).toBe(
-      `invalid destination "${input}": ${why} (expected host:port, host:port:instance or host:port=instance)`,
+      `invalid destination "${input}": ${why} (expected host:port, host:port:instance or host:port=instance, optionally after pickle://)`,
     );
   });
 });
@@ -137,6 +191,17 @@ describe("parseDestinationList", () => {
     }
     expect(thrown(() => parseDestinationList("h:2003:a,h:2003=a")).message).toBe(
       'duplicate destination "h:2003=a"',
+    );
+  });
+
+  it("a plaintext and a pickle destination to one address are two; two pickle spellings of one are one", () => {
+    const list = parseDestinationList("h:2004:a pickle://h:2004:a");
+    expect(list.map((d) => [d.protocol, d.id])).toEqual([
+      ["plaintext", "h:2004:a"],
+      ["pickle", "pickle://h:2004:a"],
+    ]);
+    expect(thrown(() => parseDestinationList("pickle://h:2004:a,pickle://h:2004=a")).message).toBe(
+      'duplicate destination "pickle://h:2004=a"',
     );
   });
 
