@@ -1,4 +1,3 @@
-import { execFile } from "node:child_process";
 import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
@@ -6,12 +5,11 @@ import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import { CONSUL_BIN, haveConsul, startConsulDev } from "../fixtures/consul.ts";
 import {
-  ADMIN_TOKEN,
   adminClient,
   ControlPlaneProcess,
-  CTL_BIN,
   NODE_TOKEN,
   retrying,
+  runCtl,
 } from "../fixtures/control-plane.ts";
 import { datapoints, LineSink, sendLines } from "../fixtures/line-sink.ts";
 import { PolymurProcess } from "../fixtures/polymur.ts";
@@ -58,36 +56,6 @@ async function managed(url: string, group: string): Promise<PolymurProcess> {
   });
   relays.push(r);
   return r;
-}
-
-/** `polymurctl ARGS` against the control plane at `url`, with a clean environment. */
-function ctl(
-  url: string,
-  args: string[],
-): Promise<{ code: number; stdout: string; stderr: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [CTL_BIN, ...args],
-      {
-        env: {
-          PATH: process.env["PATH"],
-          HOME: tmpdir(),
-          XDG_CONFIG_HOME: join(tmpdir(), "polymurctl-rules-no-config"),
-          POLYMUR_SERVER: url,
-          POLYMUR_ADMIN_TOKEN: ADMIN_TOKEN,
-        },
-        timeout: 30_000,
-      },
-      (err, stdout, stderr) => {
-        resolve({
-          code: err === null ? 0 : typeof err.code === "number" ? err.code : -1,
-          stdout,
-          stderr,
-        });
-      },
-    );
-  });
 }
 
 /** A sender writing `perTick` datapoints every 10 ms on one connection, each line unique. */
@@ -166,7 +134,7 @@ describe("rules from the control plane", () => {
       file,
       `cluster low\n    forward ${low.address}\n    ;\ncluster high\n    forward ${high.address}\n    ;\nmatch [.]m1[0-9]$\n    send to low\n    stop\n    ;\nmatch *\n    send to high\n    ;\n`,
     );
-    const set = await ctl(cp.url, ["rules", "set", "--all", "-f", file]);
+    const set = await runCtl(cp.url, ["rules", "set", "--all", "-f", file]);
     expect(set.stderr).toBe("");
     expect(set.code).toBe(0);
     const version = Number(/state version (\d+)/.exec(set.stdout)![1]);
@@ -220,7 +188,7 @@ describe("rules from the control plane", () => {
     const dir = await tempDir();
     const broken = join(dir, "broken.conf");
     await writeFile(broken, `cluster a forward ${a.address};\nmatch * send to b;\n`);
-    let r = await ctl(cp.url, ["rules", "set", "--all", "-f", broken]);
+    let r = await runCtl(cp.url, ["rules", "set", "--all", "-f", broken]);
     expect(r.code).toBe(1);
     expect(r.stdout).toBe("");
     expect(r.stderr).toMatch(
@@ -231,7 +199,7 @@ describe("rules from the control plane", () => {
       included,
       `cluster a forward ${a.address};\ninclude conf.d/*.conf;\nmatch * send to a;\n`,
     );
-    r = await ctl(cp.url, ["rules", "set", "--all", "-f", included, "--json"]);
+    r = await runCtl(cp.url, ["rules", "set", "--all", "-f", included, "--json"]);
     expect(r.code).toBe(1);
     expect(JSON.parse(r.stdout).error).toMatchObject({
       code: "invalid_argument",
@@ -295,7 +263,7 @@ describe("rules from the control plane", () => {
     expect(webSink.lines).toEqual(fromWeb);
     expect(fleetSink.lines).toEqual(fromDb);
 
-    const unset = await ctl(cp.url, ["rules", "unset", "--group", "web"]);
+    const unset = await runCtl(cp.url, ["rules", "unset", "--group", "web"]);
     expect(unset.code).toBe(0);
     const v2 = Number(/state version (\d+)/.exec(unset.stdout)![1]);
     await applied(web, v2);
@@ -306,7 +274,7 @@ describe("rules from the control plane", () => {
     expect(fleetSink.lines.slice(150)).toEqual(later);
     expect(webSink.lines).toHaveLength(200);
 
-    const show = await ctl(cp.url, ["rules", "show", "--group", "web", "--json"]);
+    const show = await runCtl(cp.url, ["rules", "show", "--group", "web", "--json"]);
     expect(JSON.parse(show.stdout)).toMatchObject({
       from: "fleet",
       fileName: "fleet.conf",

@@ -1,16 +1,14 @@
-import { execFile } from "node:child_process";
 import { mkdtemp, rm } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
 import {
-  ADMIN_TOKEN,
   adminClient,
   ControlPlaneProcess,
-  CTL_BIN,
   NODE_TOKEN,
   retrying,
+  runCtl,
 } from "../fixtures/control-plane.ts";
 import { LineSink } from "../fixtures/line-sink.ts";
 import { PolymurProcess } from "../fixtures/polymur.ts";
@@ -38,28 +36,6 @@ async function deadPort(): Promise<number> {
   const port = s.port;
   await s.close();
   return port;
-}
-
-function ctl(url: string, args: string[]): Promise<{ code: number; stdout: string }> {
-  return new Promise((resolve) => {
-    execFile(
-      process.execPath,
-      [CTL_BIN, ...args],
-      {
-        env: {
-          PATH: process.env["PATH"],
-          HOME: tmpdir(),
-          POLYMUR_SERVER: url,
-          POLYMUR_ADMIN_TOKEN: ADMIN_TOKEN,
-        },
-        timeout: 30_000,
-      },
-      (err, stdout) => {
-        const code = err === null ? 0 : typeof err.code === "number" ? err.code : -1;
-        resolve({ code, stdout });
-      },
-    );
-  });
 }
 
 describe("disk queues on a managed relay", () => {
@@ -99,7 +75,7 @@ describe("disk queues on a managed relay", () => {
     const listed = await waitFor(
       "polymurctl nodes ls --json shows the disk queue",
       async () => {
-        const r = await ctl(cp.url, ["nodes", "ls", "--json"]);
+        const r = await runCtl(cp.url, ["nodes", "ls", "--json"]);
         if (r.code !== 0) return undefined;
         const { nodes } = JSON.parse(r.stdout) as {
           nodes: Array<{
@@ -114,11 +90,11 @@ describe("disk queues on a managed relay", () => {
       200,
     );
     expect(Number(listed.diskDatapoints)).toBe(n);
-    const table = await ctl(cp.url, ["nodes", "ls"]);
+    const table = await runCtl(cp.url, ["nodes", "ls"]);
     expect(table.code).toBe(0);
     expect(table.stdout).toMatch(/DISK/);
     expect(table.stdout).toContain(dest);
-    const status = await ctl(cp.url, ["status"]);
+    const status = await runCtl(cp.url, ["status"]);
     expect(status.code).toBe(0);
     expect(status.stdout).toMatch(/disk queues/);
 
