@@ -1,5 +1,7 @@
 import dgram from "node:dgram";
+import fs from "node:fs";
 import net from "node:net";
+import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import { ThrottledWarning } from "../../common/log-throttle.ts";
 import type { Logger } from "../../common/logger.ts";
 import { IngestCounters, type IngestStats } from "./ingest-counters.ts";
@@ -16,6 +18,8 @@ export interface ListenerConfig {
   udp: { host: string; port: number } | null;
   /** carbon's pickle protocol over TCP (--pickle-addr), or null (absent) for none. */
   pickle?: { host: string; port: number } | null;
+  /** Plaintext over a unix stream socket at this path (--unix-socket), or null (absent) for none. */
+  unix?: string | null;
   /** Longest accepted line in bytes, newline excluded. */
   maxLineLength: number;
   /** Open sender connections per process; more are refused and counted. 0 = unlimited. */
@@ -32,8 +36,11 @@ export interface LineListenerOptions {
   reusePort?: boolean;
   /** Whether this listener opens the UDP socket (only one process of a group does). Default true. */
   udp?: boolean;
-  /** Whether this listener opens the pickle listener (only one process of a group does). Default true. */
-  pickle?: boolean;
+  /**
+   * Whether this listener opens the listeners only one process of a group
+   * opens: pickle (--pickle-addr) and the unix socket (--unix-socket). Default true.
+   */
+  primary?: boolean;
   /** Least time between two log lines about refused connections. Default 10 s. */
   refusalLogIntervalMs?: number;
 }
@@ -63,7 +70,8 @@ export class LineListener {
   readonly counters = new IngestCounters();
   #server: net.Server | null = null;
   #pickleServer: net.Server | null = null;
-  readonly #withPickle: boolean;
+  #unixServer: net.Server | null = null;
+  readonly #primary: boolean;
   #udp: dgram.Socket | null = null;
   /** Open sender connections, and the idle timeout each was accepted with. */
   #sockets = new Map<net.Socket, number>();
@@ -84,7 +92,7 @@ export class LineListener {
     this.#log = log;
     this.#reusePort = options.reusePort ?? false;
     this.#withUdp = options.udp ?? true;
-    this.#withPickle = options.pickle ?? true;
+    this.#primary = options.primary ?? true;
     const every = options.refusalLogIntervalMs ?? 10_000;
     this.#atCap = new ThrottledWarning(
       log,
@@ -106,10 +114,12 @@ export class LineListener {
     const bound = (server.address() as net.AddressInfo).port;
     let picklePort: number | null = null;
     const p = this.#config.pickle ?? null;
-    if (p !== null && this.#withPickle) {
+    if (p !== null && this.#primary) {
       this.#pickleServer = await this.#listenTcp(p.host, p.port, false, true);
       picklePort = (this.#pickleServer.address() as net.AddressInfo).port;
     }
+    const unix = this.#config.unix ?? null;
+    if (unix !== null && this.#primary) this.#unixServer = await this.#listenUnix(unix);
     let udpPort: number | null = null;
     const u = this.#config.udp;
     if (u !== null && this.#withUdp) {
@@ -166,6 +176,53 @@ export class LineListener {
     return server;
   }
 
+  /**
+   * A plaintext listener on the unix socket `path`. A socket file left there
+   * by a process that is gone (nothing answers on it) is replaced; one that a
+   * live process answers on is refused. Closing the server removes the file.
+   */
+  async #listenUnix(path: string): Promise<net.Server> {
+    if (fs.existsSync(path)) {
+      if (!fs.lstatSync(path).isSocket()) {
+        throw new PolymurError(
+          ErrorCode.Config,
+          `--unix-socket ${path} exists and is not a socket; remove it or choose another path`,
+        );
+      }
+      const live = await new Promise<boolean>((resolve) => {
+        const probe = net.connect(path);
+        probe.once("connect", () => {
+          probe.destroy();
+          resolve(true);
+        });
+        probe.once("error", () => resolve(false));
+      });
+      if (live) {
+        throw new PolymurError(
+          ErrorCode.Config,
+          `--unix-socket ${path} is in use by another process`,
+        );
+      }
+      fs.rmSync(path, { force: true });
+    }
+    const server = net.createServer((socket) => this.#accept(socket, false));
+    const cap = this.#config.maxConnections;
+    if (cap > 0) server.maxConnections = cap;
+    server.on("drop", () => {
+      this.counters.connectionsRefused++;
+      this.#atCap.note({ remote: path, maxConnections: cap });
+    });
+    await new Promise<void>((resolve, reject) => {
+      server.once("error", reject);
+      server.listen({ path, backlog: 4096 }, () => {
+        server.off("error", reject);
+        resolve();
+      });
+    });
+    server.on("error", (err) => this.#log.error({ err, path }, "unix socket listener error"));
+    return server;
+  }
+
   #accept(socket: net.Socket, pickle: boolean): void {
     if (this.#closing) {
       socket.destroy();
@@ -175,7 +232,8 @@ export class LineListener {
     counters.connectionsTotal++;
     const idleMs = this.#config.idleTimeoutMs;
     this.#sockets.set(socket, idleMs);
-    const source = `${socket.remoteAddress}:${socket.remotePort}`;
+    const source =
+      socket.remoteAddress === undefined ? "unix" : `${socket.remoteAddress}:${socket.remotePort}`;
     const options = { maxLineLength: this.#config.maxLineLength };
     const handler = counters.handler(this.#sink, pickle ? `pickle:${source}` : source);
     const framer = pickle ? new PickleFramer(handler, options) : new LineFramer(handler, options);
@@ -265,6 +323,8 @@ export class LineListener {
     this.#server = null;
     this.#pickleServer?.close();
     this.#pickleServer = null;
+    this.#unixServer?.close();
+    this.#unixServer = null;
     this.#udp?.close();
     this.#udp = null;
     await closeSockets(new Set(this.#sockets.keys()), graceMs);

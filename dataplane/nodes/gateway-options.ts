@@ -24,6 +24,7 @@ const NOT_FOR_GATEWAY = new Set([
   "listen-addr",
   "udp-addr",
   "pickle-addr",
+  "unix-socket",
   "max-connections",
   "idle-timeout",
   "api-addr",

@@ -67,6 +67,12 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     help: "UDP plaintext listen address; empty = no UDP listener",
   },
   {
+    name: "unix-socket",
+    type: "string",
+    default: "",
+    help: "Path of a unix stream socket taking Graphite plaintext, as carbon-c-relay's `listen linemode unix`; a stale socket file is replaced, a live one refused. Taken by the primary process; empty = off",
+  },
+  {
     name: "pickle-addr",
     type: "string",
     default: "",
@@ -391,6 +397,7 @@ export function buildRelayConfig(o: RawOptions): RelayConfig {
     listen: listeners?.listen ?? listen,
     udp: listeners === null ? getAddress(o, "udp-addr") : listeners.udp,
     pickle: getAddress(o, "pickle-addr"),
+    unix: getString(o, "unix-socket") || null,
     destinations: parseDestinationList(getString(o, "destinations")),
     distribution: getString(o, "distribution") as Distribution,
     hash: {

@@ -17,8 +17,8 @@ export interface RelayProcessOptions {
   reusePort?: boolean;
   /** Whether this process opens the UDP listener (only one process does). Default true. */
   udp?: boolean;
-  /** Whether this process opens the pickle listener (only one process does). Default true. */
-  pickle?: boolean;
+  /** Whether this process opens the pickle and unix-socket listeners (only one process does). Default true. */
+  primary?: boolean;
   /** --console-out: every line routed is also written here. Default none. */
   console?: NodeJS.WritableStream;
   /** A worker: the points its aggregate rules take go here (to the primary). Default: aggregated here. */
@@ -62,7 +62,7 @@ export class RelayProcess {
     this.listener = new LineListener(config, this.#sink, log, {
       reusePort: options.reusePort ?? false,
       udp: options.udp ?? true,
-      pickle: options.pickle ?? true,
+      primary: options.primary ?? true,
     });
     this.router.on("blocked", () => this.listener.pause(true));
     this.router.on("unblocked", () => this.listener.pause(false));

@@ -36,7 +36,7 @@ async function handle(m: ToWorker): Promise<void> {
         },
         reusePort: true,
         udp: false,
-        pickle: false,
+        primary: false,
         remoteAggregates: (points) => send({ t: "aggregate", points }),
         onDestinationState: (report) => send({ t: "destination", report }),
       });
