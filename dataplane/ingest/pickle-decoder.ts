@@ -1,3 +1,26 @@
+import {
+  decimalInt,
+  floatLine,
+  latin1,
+  memoIndex,
+  pyStringLiteral,
+  rawUnicodeEscape,
+  twosComplement,
+  utf8Text,
+} from "./pickle-arguments.ts";
+import { type PickleDecodeResult, toPoints } from "./pickle-points.ts";
+import {
+  type Container,
+  depthOf,
+  FALSE,
+  NONE,
+  TRUE,
+  typeName,
+  type Value,
+} from "./pickle-value.ts";
+
+export { floatText, type PickleDecodeResult, type PicklePoint } from "./pickle-points.ts";
+
 /**
  * A safe decoder of one carbon pickle message (specs: graphite-protocol.md §3):
  * the payload after the 4-byte length prefix, a list of
@@ -24,18 +47,6 @@
  * are skipped and counted, as carbon skips them.
  */
 
-/** One datapoint of a pickle message: its fields as Graphite plaintext text. */
-export interface PicklePoint {
-  name: string;
-  value: string;
-  timestamp: string;
-}
-
-/** The points of a message, or why the whole message was refused. */
-export type PickleDecodeResult =
-  | { ok: true; points: PicklePoint[]; skipped: number }
-  | { ok: false; error: string };
-
 /** Bounds of one decode. */
 export interface PickleDecodeLimits {
   /** Most elements in the stack, the memo or any list or tuple (default 1,000,000). */
@@ -52,29 +63,6 @@ export const DEFAULT_PICKLE_MAX_DEPTH = 64;
 /** Highest pickle protocol Python writes (3.8+). */
 const HIGHEST_PROTOCOL = 5;
 /** Python's default `sys.get_int_max_str_digits()`: int() refuses longer decimal text. */
-const MAX_INT_DIGITS = 4300;
-
-// ---------------------------------------------------------------------------
-// Values
-
-type Container = { k: "list" | "tuple"; items: Value[]; depth: number };
-type Value =
-  | Container
-  | { k: "str"; s: string }
-  | { k: "bytes"; s: string } // latin1: one char per byte
-  | { k: "int"; v: number | bigint }
-  | { k: "hugeint" } // beyond float range: float() raises OverflowError
-  | { k: "float"; v: number }
-  | { k: "bool"; v: boolean }
-  | { k: "none" };
-
-const NONE: Value = { k: "none" };
-const TRUE: Value = { k: "bool", v: true };
-const FALSE: Value = { k: "bool", v: false };
-
-function depthOf(v: Value): number {
-  return v.k === "list" || v.k === "tuple" ? v.depth : 0;
-}
 
 // ---------------------------------------------------------------------------
 // Opcodes
@@ -165,8 +153,6 @@ function hex2(b: number): string {
 
 /** Thrown inside the decoder only; decodePickle turns it into `{ok: false}`. */
 class PickleError extends Error {}
-
-const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });
 
 // ---------------------------------------------------------------------------
 // The machine
@@ -476,255 +462,4 @@ function run(buf: Uint8Array, maxItems: number, maxDepth: number): Value {
     }
   }
   throw new PickleError(`truncated pickle: no STOP opcode in ${end} bytes`);
-}
-
-// ---------------------------------------------------------------------------
-// Arguments
-
-type Fail = (what: string) => never;
-
-function latin1(b: Uint8Array): string {
-  // Chunks: String.fromCharCode takes its arguments on the stack.
-  let s = "";
-  for (let i = 0; i < b.length; i += 8192) {
-    s += String.fromCharCode.apply(null, b.subarray(i, i + 8192) as unknown as number[]);
-  }
-  return s;
-}
-
-function utf8Text(b: Uint8Array, fail: Fail): string {
-  try {
-    return utf8.decode(b);
-  } catch {
-    // Python writes lone surrogates with "surrogatepass"; those are refused
-    // too: a metric name cannot hold them.
-    return fail("invalid UTF-8 in a pickle string");
-  }
-}
-
-function memoIndex(s: string, name: string, fail: Fail): number {
-  if (!/^\d{1,15}$/.test(s)) fail(`bad ${name} argument ${JSON.stringify(s.slice(0, 40))}`);
-  return Number(s);
-}
-
-/** int(text) as Python's INT and LONG opcodes take it: decimal, optional sign. */
-function decimalInt(s: string, name: string, fail: Fail): Value {
-  const m = /^([+-]?)(\d+)$/.exec(s);
-  if (m === null) return fail(`bad ${name} argument ${JSON.stringify(s.slice(0, 40))}`);
-  if (m[2]!.length > MAX_INT_DIGITS)
-    return fail(`${name} argument longer than ${MAX_INT_DIGITS} digits`);
-  const v = BigInt(s);
-  return intValue(v);
-}
-
-function intValue(v: bigint): Value {
-  if (v >= -9007199254740991n && v <= 9007199254740991n) return { k: "int", v: Number(v) };
-  return Number.isFinite(Number(v)) ? { k: "int", v } : { k: "hugeint" };
-}
-
-/** LONG1/LONG4: little-endian two's complement; empty is 0. */
-function twosComplement(b: Uint8Array): Value {
-  if (b.length === 0) return { k: "int", v: 0 };
-  const neg = (b[b.length - 1]! & 0x80) !== 0;
-  const pad = neg ? 0xff : 0x00;
-  let n = b.length;
-  while (n > 1 && b[n - 1] === pad && (b[n - 2]! & 0x80) === (pad & 0x80)) n--;
-  // Past 129 significant bytes the magnitude is at least 2**1024: float()
-  // overflows, so the exact value is never needed (and never built).
-  if (n > 129) return { k: "hugeint" };
-  let hex = "";
-  for (let i = n - 1; i >= 0; i--) hex += b[i]!.toString(16).padStart(2, "0");
-  let v = BigInt(`0x${hex}`);
-  if (neg) v -= 1n << BigInt(8 * n);
-  return intValue(v);
-}
-
-/** FLOAT's argument: what PyOS_string_to_double reads, overflow refused. */
-function floatLine(s: string, fail: Fail): number {
-  if (/^[+-]?(?:nan|inf|infinity)$/i.test(s)) {
-    if (s.toLowerCase().includes("nan")) return Number.NaN;
-    return s.startsWith("-") ? Number.NEGATIVE_INFINITY : Number.POSITIVE_INFINITY;
-  }
-  if (!/^[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?$/.test(s)) {
-    return fail(`bad FLOAT argument ${JSON.stringify(s.slice(0, 40))}`);
-  }
-  const v = Number(s);
-  if (!Number.isFinite(v)) fail(`FLOAT argument ${JSON.stringify(s.slice(0, 40))} out of range`);
-  return v;
-}
-
-/**
- * STRING's argument (protocol 0 from Python 2): a quoted Python literal,
- * decoded as codecs.escape_decode does.
- */
-function pyStringLiteral(s: string, fail: Fail): string {
-  const q = s[0];
-  if (s.length < 2 || (q !== "'" && q !== '"') || s[s.length - 1] !== q) {
-    return fail("the STRING opcode argument must be quoted");
-  }
-  const body = s.slice(1, -1);
-  let out = "";
-  for (let i = 0; i < body.length; i++) {
-    const c = body[i]!;
-    if (c !== "\\") {
-      out += c;
-      continue;
-    }
-    if (i + 1 >= body.length) return fail("STRING argument ends with a lone backslash");
-    const e = body[++i]!;
-    const simple = ESCAPES[e];
-    if (simple !== undefined) {
-      out += simple;
-    } else if (e === "\n") {
-      // Line continuation: nothing.
-    } else if (e >= "0" && e <= "7") {
-      let n = 0;
-      let j = i;
-      for (; j < body.length && j < i + 3 && body[j]! >= "0" && body[j]! <= "7"; j++) {
-        n = n * 8 + (body.charCodeAt(j) - 0x30);
-      }
-      i = j - 1;
-      out += String.fromCharCode(n & 0xff);
-    } else if (e === "x") {
-      const h = body.slice(i + 1, i + 3);
-      if (!/^[0-9a-fA-F]{2}$/.test(h)) return fail("invalid \\x escape in a STRING argument");
-      out += String.fromCharCode(Number.parseInt(h, 16));
-      i += 2;
-    } else {
-      out += `\\${e}`;
-    }
-  }
-  return out;
-}
-
-const ESCAPES: Record<string, string> = {
-  "\\": "\\",
-  "'": "'",
-  '"': '"',
-  a: "\x07",
-  b: "\b",
-  f: "\f",
-  n: "\n",
-  r: "\r",
-  t: "\t",
-  v: "\v",
-};
-
-/**
- * UNICODE's argument (protocol 0 from Python 3): raw-unicode-escape, that is
- * latin1 bytes where `\uXXXX` and `\UXXXXXXXX` (after an odd run of
- * backslashes) are code points.
- */
-function rawUnicodeEscape(s: string, fail: Fail): string {
-  if (!s.includes("\\")) return s;
-  let out = "";
-  let i = 0;
-  while (i < s.length) {
-    const c = s[i]!;
-    if (c !== "\\") {
-      out += c;
-      i++;
-      continue;
-    }
-    let j = i;
-    while (j < s.length && s[j] === "\\") j++;
-    const run = j - i;
-    const e = s[j];
-    if (run % 2 === 0 || (e !== "u" && e !== "U")) {
-      out += s.slice(i, j);
-      i = j;
-      continue;
-    }
-    out += "\\".repeat(run - 1);
-    const n = e === "u" ? 4 : 8;
-    const h = s.slice(j + 1, j + 1 + n);
-    if (h.length !== n || !/^[0-9a-fA-F]+$/.test(h)) {
-      return fail(`truncated \\${e} escape in a UNICODE argument`);
-    }
-    const cp = Number.parseInt(h, 16);
-    if (cp > 0x10ffff) return fail("\\U escape out of range in a UNICODE argument");
-    out += String.fromCodePoint(cp);
-    i = j + 1 + n;
-  }
-  return out;
-}
-
-// ---------------------------------------------------------------------------
-// Items
-
-function typeName(v: Value): string {
-  switch (v.k) {
-    case "hugeint":
-      return "int";
-    case "none":
-      return "None";
-    default:
-      return v.k;
-  }
-}
-
-function toPoints(items: Value[]): PickleDecodeResult {
-  const points: PicklePoint[] = [];
-  let skipped = 0;
-  for (const raw of items) {
-    const p = toPoint(raw);
-    if (p === null) skipped++;
-    else points.push(p);
-  }
-  return { ok: true, points, skipped };
-}
-
-function pair(v: Value): Value[] | null {
-  return (v.k === "list" || v.k === "tuple") && v.items.length === 2 ? v.items : null;
-}
-
-function toPoint(raw: Value): PicklePoint | null {
-  const outer = pair(raw);
-  if (outer === null) return null;
-  const [path, data] = outer as [Value, Value];
-  if (path.k !== "str" && path.k !== "bytes") return null;
-  const inner = pair(data);
-  if (inner === null) return null;
-  const timestamp = numberText(inner[0]!);
-  const value = numberText(inner[1]!);
-  if (timestamp === null || value === null) return null;
-  return { name: path.s, value, timestamp };
-}
-
-// Python's float() on str: ASCII digits, underscores between digits, the
-// special values in any case, around them str.strip() whitespace.
-const PY_SPACE =
-  "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
-const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, "gu");
-const PY_FLOAT =
-  /^[+-]?(?:(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?|nan|inf|infinity)$/i;
-
-/** The number as plaintext text, or null when carbon's float() would fail. */
-function numberText(v: Value): string | null {
-  switch (v.k) {
-    case "int":
-      return String(v.v);
-    case "float":
-      return floatText(v.v);
-    case "bool":
-      return v.v ? "1" : "0";
-    case "str":
-    case "bytes": {
-      // float() on bytes strips only ASCII whitespace; close enough to keep one rule.
-      if (v.s.length > 4096) return null;
-      const t = v.s.replace(PY_STRIP, "");
-      return PY_FLOAT.test(t) ? t : null;
-    }
-    default:
-      return null;
-  }
-}
-
-/** A float's text that reads back as the same float; NaN and infinities as Python spells them. */
-export function floatText(x: number): string {
-  if (Number.isNaN(x)) return "nan";
-  if (x === Number.POSITIVE_INFINITY) return "inf";
-  if (x === Number.NEGATIVE_INFINITY) return "-inf";
-  if (Object.is(x, -0)) return "-0.0";
-  return String(x);
 }
