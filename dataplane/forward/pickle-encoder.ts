@@ -1,3 +1,4 @@
+import { PY_DECIMAL, PY_SPECIAL, PY_SPLIT, PY_STRIP } from "../../common/python-float.ts";
 /**
  * Graphite plaintext lines to carbon's pickle protocol (specs:
  * graphite-protocol.md §3), for a `pickle://` destination: frames of a
@@ -66,15 +67,8 @@ const FRAME_CLOSE = 2;
 /** BINUNICODE + length, BINFLOAT value, two TUPLE2: an item's size besides its name and timestamp. */
 const ITEM_FIXED = 1 + 4 + 9 + 2;
 
-// Python's str.isspace() set, on which str.split() splits (graphite-protocol.md §1;
-// as line-validator.ts splits a line): a forwarded line may keep any of it between fields.
-const PY_SPACE =
-  "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
-const PY_SPLIT = new RegExp(`[${PY_SPACE}]+`, "u");
-const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, "gu");
-const PY_SPECIAL = /^([+-]?)(nan|inf|infinity)$/i;
-const PY_DECIMAL =
-  /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?$/;
+// A forwarded line may keep any of Python's whitespace between fields: it is
+// split as line-validator.ts splits it (common/python-float.ts).
 const PY_INTEGER = /^[+-]?\d+$/;
 
 const utf8 = new TextDecoder("utf-8", { fatal: true, ignoreBOM: true });

@@ -1,3 +1,4 @@
+import { PY_DECIMAL, PY_SPECIAL, PY_SPLIT, PY_STRIP } from "../../common/python-float.ts";
 /**
  * Per-line validation of Graphite plaintext, with carbon's rules
  * (specs: graphite-protocol.md §1): three fields separated by runs of
@@ -123,15 +124,6 @@ function isDigit(c: number): boolean {
   return c >= 0x30 && c <= 0x39;
 }
 
-// Python's str.isspace() set, which str.split() splits on (graphite-protocol.md §1).
-const PY_SPACE =
-  "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
-const PY_SPLIT = new RegExp(`[${PY_SPACE}]+`, "u");
-const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, "gu");
-// float() accepts these spellings of the special values, in any case.
-const PY_SPECIAL = /^[+-]?(?:nan|inf|infinity)$/i;
-const PY_DECIMAL =
-  /^[+-]?(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?$/;
 // Control characters that Python does not treat as whitespace: carbon would
 // take them into the name, and then into a whisper path, which breaks on NUL
 // and makes unreadable files otherwise. polymur rejects them.

@@ -1,3 +1,4 @@
+import { PY_DECIMAL, PY_SPECIAL, PY_STRIP } from "../../common/python-float.ts";
 import type { Value } from "./pickle-value.ts";
 
 /**
@@ -48,14 +49,6 @@ function toPoint(raw: Value): PicklePoint | null {
   return { name: path.s, value, timestamp };
 }
 
-// Python's float() on str: ASCII digits, underscores between digits, the
-// special values in any case, around them str.strip() whitespace.
-const PY_SPACE =
-  "\\t\\n\\v\\f\\r\\x1c-\\x1f \\x85\\xa0\\u1680\\u2000-\\u200a\\u2028\\u2029\\u202f\\u205f\\u3000";
-const PY_STRIP = new RegExp(`^[${PY_SPACE}]+|[${PY_SPACE}]+$`, "gu");
-const PY_FLOAT =
-  /^[+-]?(?:(?:\d(?:_?\d)*(?:\.(?:\d(?:_?\d)*)?)?|\.\d(?:_?\d)*)(?:[eE][+-]?\d(?:_?\d)*)?|nan|inf|infinity)$/i;
-
 /** The number as plaintext text, or null when carbon's float() would fail. */
 function numberText(v: Value): string | null {
   switch (v.k) {
@@ -70,7 +63,7 @@ function numberText(v: Value): string | null {
       // float() on bytes strips only ASCII whitespace; close enough to keep one rule.
       if (v.s.length > 4096) return null;
       const t = v.s.replace(PY_STRIP, "");
-      return PY_FLOAT.test(t) ? t : null;
+      return PY_DECIMAL.test(t) || PY_SPECIAL.test(t) ? t : null;
     }
     default:
       return null;
