@@ -706,3 +706,33 @@ describe("disk queues: kill -9 under load", () => {
     );
   });
 });
+
+describe("disk queues: a worker process killed", () => {
+  it("its replacement reopens its disk queue, and what it held arrives", async () => {
+    const dir = queueDir();
+    const port = await freePort();
+    const p = await relay(diskQueueArgs(`127.0.0.1:${port}`, dir, "--workers", "2"));
+    const worker = childPids(p.child.pid!)[0]!;
+    expect(worker).toBeGreaterThan(0);
+    // Many connections, so that the kernel gives the worker some of them.
+    const lines: string[] = [];
+    for (let c = 0; c < 20; c++) {
+      const batch = Array.from({ length: 100 }, (_, i) => `worker.c${c}.m${i} ${i} 1700000000`);
+      lines.push(...batch);
+      await sendLines(p.port, `${batch.join("\n")}\n`);
+    }
+    await until("every line on disk", async () => diskLines(await p.stats()) === lines.length);
+    // The worker's own directory holds segments.
+    expect(segmentFiles(dir).some((f) => f.includes(`${path.sep}p1${path.sep}`))).toBe(true);
+    kill(worker, "SIGKILL");
+    await p.waitForLog((l) => /relay worker 1 exited/.test(l.msg), 10_000);
+    await until("the worker restarted", () => {
+      const now = childPids(p.child.pid!);
+      return now.length === 1 && now[0] !== worker;
+    });
+    for (const pid of childPids(p.child.pid!)) workers.push({ pid, cmdline: cmdline(pid) });
+    const up = await sink(port);
+    await until("every line delivered", () => up.lines.length >= lines.length, 30_000);
+    expect(compareLines(up.lines, lines)).toBe(compareLines(lines, lines));
+  });
+});
