@@ -6,7 +6,6 @@ import type { LineRun } from "../forward/memory-only-lines.ts";
 import { specTransport } from "../forward/pickle-destination.ts";
 import { removeEmptyQueue } from "../forward/queue-dir.ts";
 import type { DiskQueues } from "./disk-queues.ts";
-import { rerouteDisk } from "./disk-reroute.ts";
 
 /** An adopted disk queue is delivered until it is empty: the longest timer there is (about 24 days). */
 const ADOPTED_DRAIN_MS = 2 ** 31 - 1;
@@ -185,4 +184,30 @@ export function logKeptOnDisk(
     { toDisk: kept, onDisk: held, destinations: per, queueDir: dir },
     `${kept} datapoints not delivered by the shutdown deadline went to the disk queues; they hold ${held} datapoints in all, sent first at the next start`,
   );
+}
+
+/** Bytes of a disk queue re-routed at once. */
+const REROUTE_BYTES = 4 * 1024 * 1024;
+
+/**
+ * Moves the disk part of `d` to `route` (the rest of the ring), a few
+ * megabytes at a time with a turn of the event loop in between (so that the
+ * destinations take each part before the next is read), until it is empty
+ * or `away()` turns false (`d` is routed to again). Resolves with the
+ * datapoints moved; `d` counts them as rerouted.
+ */
+async function rerouteDisk(
+  d: Destination,
+  route: (runs: LineRun[]) => void,
+  away: () => boolean,
+): Promise<number> {
+  let moved = 0;
+  while (away()) {
+    const runs = await d.takeDisk(REROUTE_BYTES);
+    if (runs.length === 0) break;
+    route(runs);
+    for (const r of runs) moved += r.lines;
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  return moved;
 }
