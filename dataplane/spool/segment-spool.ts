@@ -311,6 +311,15 @@ export class SegmentSpool {
       } catch {
         this.#active = null; // recovery resynchronises past it
       }
+      // A segment this failure left without a record would never be
+      // released (nothing in it is ever done): it goes now.
+      if (seg.bytes === 0) {
+        try {
+          this.#forget(seg);
+        } catch {
+          this.#active = null;
+        }
+      }
       throw err;
     }
     seg.bytes += total;
@@ -364,13 +373,16 @@ export class SegmentSpool {
     // The state must say these seqs are done before their records vanish, or
     // a restart would hand out their seqs again.
     this.saveState();
-    for (const seg of dead) {
-      fs.closeSync(seg.fd);
-      fs.rmSync(seg.file, { force: true });
-      this.#segments.delete(seg.firstSeq);
-      this.#bytes -= seg.bytes;
-      if (this.#active === seg) this.#active = null;
-    }
+    for (const seg of dead) this.#forget(seg);
+  }
+
+  /** Closes and deletes a segment that holds nothing still needed. */
+  #forget(seg: Segment): void {
+    fs.closeSync(seg.fd);
+    fs.rmSync(seg.file, { force: true });
+    this.#segments.delete(seg.firstSeq);
+    this.#bytes -= seg.bytes;
+    if (this.#active === seg) this.#active = null;
   }
 
   /**

@@ -162,6 +162,23 @@ describe("SegmentSpool", () => {
     b.spool.close();
   });
 
+  it("a failed append into a new segment leaves no segment file behind (none of its records would ever be released)", async () => {
+    const d = dir();
+    const a = SegmentSpool.open(d, { log, segmentBytes: 100 });
+    vi.spyOn(fs, "writevSync").mockImplementationOnce(() => {
+      throw Object.assign(new Error("ENOSPC: no space left on device, write"), { code: "ENOSPC" });
+    });
+    expect(() => a.spool.append(1, 1, 1, 1, payload(1, 100))).toThrow(/ENOSPC/);
+    vi.restoreAllMocks();
+    expect(segments(d)).toEqual([]);
+    expect(a.spool.bytes).toBe(0);
+    // The next append starts a segment of its own, and releasing it frees the disk.
+    expect(a.spool.append(2, 1, 2, 1, payload(2, 100))).toEqual({ segment: 2, offset: 0 });
+    a.spool.release(2);
+    expect(segments(d)).toEqual([]);
+    a.spool.close();
+  });
+
   it("a segment whose failed append could not be undone takes no more records; recovery skips the torn bytes", () => {
     const d = dir();
     const a = SegmentSpool.open(d, { log });
