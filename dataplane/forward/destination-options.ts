@@ -1,4 +1,5 @@
 import { BACKOFF_DEFAULTS } from "../../common/backoff.ts";
+import type { DestinationTlsSettings } from "./destination-tls.ts";
 import type { DiskQueue, DiskRecoveryLoss, FsyncPolicy } from "./disk-queue.ts";
 import { kernelResendBytes } from "./kernel-buffers.ts";
 
@@ -48,6 +49,13 @@ export interface DestinationOptions {
    * goes to disk. Only for a transport that resends (TCP). Default none.
    */
   disk?: DiskQueueOpener;
+  /**
+   * How a `tls://` or `pickle+tls://` destination made from its spec is
+   * reached (CA, client certificate, server name: destination-tls.ts).
+   * Default null: Node's default trust store, no client certificate, the
+   * destination's host. Not changed by reconfigure().
+   */
+  tls?: DestinationTlsSettings | null;
 }
 
 /**
@@ -64,7 +72,7 @@ export const DESTINATION_DEFAULTS = {
   connectTimeoutMs: 5_000,
   writeBytes: 256 * 1024,
   flushDelayMs: 5,
-} as const satisfies Required<Omit<DestinationOptions, "disk">>;
+} as const satisfies Required<Omit<DestinationOptions, "disk" | "tls">>;
 
 /** A resend window size in bytes: "auto" is what the two kernels' socket buffers can hold. */
 export function resendWindowBytes(v: number | "auto"): number {

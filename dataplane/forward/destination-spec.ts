@@ -9,9 +9,11 @@ import { ErrorCode, PolymurError } from "../../common/errors.ts";
  *   host:port:instance   10.0.5.30:2003:a        (carbon DESTINATIONS, Go polymur)
  *   host:port=instance   10.0.5.30:2003=a        (carbon-c-relay)
  *   [v6]:port[:inst]     [::1]:2003:a, [::1]:2003=a
- * and each of them after `pickle://` (pickle://10.0.5.30:2004:a): a pickle
- * destination, sent carbon's pickle protocol (a carbon-cache's pickle
- * receiver) rather than plaintext.
+ * and each of them after a scheme that says how it is reached:
+ *   (none)          plaintext lines over TCP
+ *   tls://          plaintext lines over TLS (carbon-c-relay's `transport plain ssl`)
+ *   pickle://       carbon's pickle protocol over TCP (a carbon-cache's pickle receiver)
+ *   pickle+tls://   carbon's pickle protocol over TLS
  */
 export interface DestinationSpec {
   /** Host name or IP address (IPv6 without brackets). */
@@ -25,13 +27,15 @@ export interface DestinationSpec {
    * host, port and instance, whichever protocol reaches them.
    */
   readonly protocol: DestinationProtocol;
+  /** Over TLS (`tls://`, `pickle+tls://`). Not part of hashing either. */
+  readonly tls: boolean;
   /** The spec exactly as written (trimmed); used for display and `polymurctl hash` output. */
   readonly spec: string;
   /**
    * Canonical identity `host:port` (IPv6 bracketed), plus `:instance` when present,
-   * after `pickle://` for a pickle destination. Two specs naming the same destination
-   * have the same id, whichever form they used; a plaintext and a pickle destination
-   * to one address are two destinations.
+   * after the scheme (lower case) when there is one. Two specs naming the same
+   * destination have the same id, whichever form they used; a plaintext and a
+   * pickle (or TLS) destination to one address are two destinations.
    */
   readonly id: string;
 }
@@ -39,28 +43,37 @@ export interface DestinationSpec {
 /** How a destination is fed: plaintext lines, or carbon's pickle protocol. */
 export type DestinationProtocol = "plaintext" | "pickle";
 
-/** The prefix of a pickle destination's spec (and id). */
-export const PICKLE_SCHEME = "pickle://";
+/** The schemes a destination may be written after, and what each means. */
+const SCHEMES: Readonly<Record<string, { protocol: DestinationProtocol; tls: boolean }>> = {
+  "tls://": { protocol: "plaintext", tls: true },
+  "pickle://": { protocol: "pickle", tls: false },
+  "pickle+tls://": { protocol: "pickle", tls: true },
+};
+
+/** The schemes as an operator may write them, for messages. */
+const SCHEME_LIST = Object.keys(SCHEMES).join(", ");
 
 export function parseDestination(input: string): DestinationSpec {
   const spec = input.trim();
   const fail = (why: string): never => {
     throw new PolymurError(
       ErrorCode.DestinationSpec,
-      `invalid destination "${input}": ${why} (expected host:port, host:port:instance or host:port=instance, optionally after pickle://)`,
+      `invalid destination "${input}": ${why} (expected host:port, host:port:instance or host:port=instance, optionally after ${SCHEME_LIST})`,
     );
   };
   if (spec === "") fail("empty");
   let address = spec;
   let protocol: DestinationProtocol = "plaintext";
-  const scheme = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(spec);
-  if (scheme !== null) {
-    if (scheme[1]!.toLowerCase() !== "pickle") {
-      fail(`unknown protocol "${scheme[0]}" (pickle:// is the only one)`);
-    }
-    protocol = "pickle";
-    address = spec.slice(scheme[0].length);
-    if (address === "") fail(`nothing after ${PICKLE_SCHEME}`);
+  let tls = false;
+  let scheme = "";
+  const written = /^([A-Za-z][A-Za-z0-9+.-]*):\/\//.exec(spec);
+  if (written !== null) {
+    scheme = written[0].toLowerCase();
+    const known = SCHEMES[scheme];
+    if (known === undefined) fail(`unknown scheme "${written[0]}" (known: ${SCHEME_LIST})`);
+    ({ protocol, tls } = known!);
+    address = spec.slice(scheme.length);
+    if (address === "") fail(`nothing after ${written[0]}`);
   }
   let host: string;
   let rest: string;
@@ -101,8 +114,7 @@ export function parseDestination(input: string): DestinationSpec {
   }
   const hostPart = host.includes(":") ? `[${host}]` : host;
   const plain = instance === undefined ? `${hostPart}:${port}` : `${hostPart}:${port}:${instance}`;
-  const id = protocol === "pickle" ? `${PICKLE_SCHEME}${plain}` : plain;
-  return { host, port, instance, protocol, spec, id };
+  return { host, port, instance, protocol, tls, spec, id: `${scheme}${plain}` };
 }
 
 /** Parses a comma- or whitespace-separated list, rejecting duplicates (same id). */

@@ -81,10 +81,13 @@ export class Destination extends EventEmitter<DestinationEvents> {
   readonly #pump = (): void => this.#writer.write(this.#state);
   readonly #reconnect = (): void => this.#connect();
 
-  /** To the destination spec `to` (TCP, plaintext or pickle), or the destination `to` is the transport of. */
+  /**
+   * To the destination spec `to` (TCP or TLS with `options.tls`, plaintext or
+   * pickle), or the destination `to` is the transport of.
+   */
   constructor(to: DestinationSpec | DestinationTransport, options: DestinationOptions = {}) {
     super();
-    const transport = "open" in to ? to : specTransport(to);
+    const transport = "open" in to ? to : specTransport(to, options.tls ?? null);
     this.#transport = transport;
     this.spec = transport.name;
     const host: DestinationQueueHost = {

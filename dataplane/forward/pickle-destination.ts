@@ -5,11 +5,14 @@ import {
   type WriteDone,
 } from "./destination-link.ts";
 import type { DestinationSpec } from "./destination-spec.ts";
+import type { DestinationTlsSettings } from "./destination-tls.ts";
 import { encodePickleFrames } from "./pickle-encoder.ts";
+import { tlsTransport } from "./tls-transport.ts";
 
 /**
  * The transport of a `pickle://` destination: TCP to `spec`, as
- * tcpTransport, with each write's lines sent as carbon pickle frames
+ * tcpTransport (or `over`: TLS for `pickle+tls://`), with each write's lines
+ * sent as carbon pickle frames
  * (pickle-encoder.ts) for a carbon-cache's pickle receiver. The queue,
  * resend window, disk part and accounting are a plaintext destination's:
  * they hold plaintext lines, and a line resent over a new connection is
@@ -17,16 +20,18 @@ import { encodePickleFrames } from "./pickle-encoder.ts";
  * validation upstream rules out) completes its write as not sent: counted
  * as dropped, reason send_failed.
  */
-export function pickleTransport(spec: DestinationSpec): DestinationTransport {
-  const tcp = tcpTransport(spec);
+export function pickleTransport(
+  spec: DestinationSpec,
+  over: DestinationTransport = tcpTransport(spec),
+): DestinationTransport {
   return {
     name: spec,
     resends: true,
-    open: () => new PickleLink(tcp.open()),
+    open: () => new PickleLink(over.open()),
   };
 }
 
-/** A TCP link whose writes are lines, sent as pickle frames. */
+/** A TCP (or TLS) link whose writes are lines, sent as pickle frames. */
 class PickleLink implements DestinationLink {
   readonly #link: DestinationLink;
 
@@ -65,7 +70,16 @@ class PickleLink implements DestinationLink {
   }
 }
 
-/** How a destination spec is reached: pickle frames for `pickle://`, plaintext TCP otherwise. */
-export function specTransport(spec: DestinationSpec): DestinationTransport {
-  return spec.protocol === "pickle" ? pickleTransport(spec) : tcpTransport(spec);
+/**
+ * How a destination spec is reached: over TLS for `tls://` and
+ * `pickle+tls://` (with `tls`: CA, client certificate, server name; null =
+ * the defaults), TCP otherwise; pickle frames for `pickle://` and
+ * `pickle+tls://`, plaintext lines otherwise.
+ */
+export function specTransport(
+  spec: DestinationSpec,
+  tls: DestinationTlsSettings | null,
+): DestinationTransport {
+  const link = spec.tls ? tlsTransport(spec, tls) : tcpTransport(spec);
+  return spec.protocol === "pickle" ? pickleTransport(spec, link) : link;
 }

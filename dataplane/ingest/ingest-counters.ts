@@ -1,6 +1,7 @@
 import { countLines, type FrameHandler } from "./line-framer.ts";
 import type { LineSink } from "./line-sink.ts";
 import type { RejectReason } from "./line-validator.ts";
+import type { ListenerCounters, ListenerStats } from "./listener-counters.ts";
 import { RejectLog, type RejectSample } from "./reject-log.ts";
 
 /** What the ingest stage of one process has counted. */
@@ -28,6 +29,8 @@ export interface IngestStats {
   droppedPaused: number;
   /** True while reading from senders is paused. */
   paused: boolean;
+  /** Each listener's own counts (none for a gateway, whose lines come in batches). */
+  listeners: ListenerStats[];
 }
 
 /**
@@ -48,15 +51,29 @@ export class IngestCounters {
 
   /**
    * A framer's handler for lines from `source`: valid runs are counted and
-   * written to `sink`, rejected lines are counted and sampled.
+   * written to `sink`, rejected lines are counted and sampled; both are also
+   * counted for the `listener` they came through, if given.
    */
-  handler(sink: LineSink, source: string): FrameHandler {
+  handler(sink: LineSink, source: string, listener?: ListenerCounters): FrameHandler {
+    if (listener === undefined) {
+      return {
+        segment: (buf, start, end, lines) => {
+          this.accepted += lines;
+          sink.write(buf, start, end, lines);
+        },
+        reject: (reason, detail, line) => {
+          this.rejects.add(reason, detail, line, source);
+        },
+      };
+    }
     return {
       segment: (buf, start, end, lines) => {
         this.accepted += lines;
+        listener.accepted += lines;
         sink.write(buf, start, end, lines);
       },
       reject: (reason, detail, line) => {
+        listener.rejected++;
         this.rejects.add(reason, detail, line, source);
       },
     };
@@ -81,7 +98,7 @@ export class IngestCounters {
     this.generated += lines;
   }
 
-  stats(connections: number, paused: boolean): IngestStats {
+  stats(connections: number, paused: boolean, listeners: ListenerStats[] = []): IngestStats {
     return {
       received: this.accepted + this.rejects.total + this.droppedPaused,
       accepted: this.accepted,
@@ -94,6 +111,7 @@ export class IngestCounters {
       bytesIn: this.bytesIn,
       droppedPaused: this.droppedPaused,
       paused,
+      listeners,
     };
   }
 

@@ -1,12 +1,16 @@
 import dgram from "node:dgram";
 import fs from "node:fs";
 import net from "node:net";
+import type tls from "node:tls";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import { ThrottledWarning } from "../../common/log-throttle.ts";
 import type { Logger } from "../../common/logger.ts";
 import { IngestCounters, type IngestStats } from "./ingest-counters.ts";
 import { countLines, LineFramer } from "./line-framer.ts";
 import type { LineSink } from "./line-sink.ts";
+import { ListenerCounters } from "./listener-counters.ts";
+import { ListenerTls } from "./listener-tls.ts";
+import type { ListenerTlsSettings } from "./listener-tls-settings.ts";
 import { PickleFramer } from "./pickle-framer.ts";
 import type { RejectSample } from "./reject-log.ts";
 
@@ -20,6 +24,8 @@ export interface ListenerConfig {
   pickle?: { host: string; port: number } | null;
   /** Plaintext over a unix stream socket at this path (--unix-socket), or null (absent) for none. */
   unix?: string | null;
+  /** TLS on the TCP plaintext and pickle listeners (--tls-cert), or null (absent) for cleartext. */
+  tls?: ListenerTlsSettings | null;
   /** Longest accepted line in bytes, newline excluded. */
   maxLineLength: number;
   /** Open sender connections per process; more are refused and counted. 0 = unlimited. */
@@ -73,6 +79,10 @@ export class LineListener {
   #unixServer: net.Server | null = null;
   readonly #primary: boolean;
   #udp: dgram.Socket | null = null;
+  /** TLS of the plaintext and pickle listeners (--tls-cert), or null for cleartext. */
+  #tls: ListenerTls | null = null;
+  /** Each open listener's own counters (listener-counters.ts). */
+  readonly #listeners: ListenerCounters[] = [];
   /** Open sender connections, and the idle timeout each was accepted with. */
   #sockets = new Map<net.Socket, number>();
   /** Refusals at the cap, and for want of descriptors: logged at most once per interval. */
@@ -106,25 +116,41 @@ export class LineListener {
     );
   }
 
-  /** Starts listening. Resolves with the bound TCP (and UDP, and pickle) ports. */
+  /**
+   * Starts listening. Resolves with the bound TCP (and UDP, and pickle)
+   * ports. Certificate files that cannot be used (--tls-cert) are a
+   * configuration error here.
+   */
   async listen(): Promise<{ port: number; udpPort: number | null; picklePort: number | null }> {
+    const tlsSettings = this.#config.tls ?? null;
+    if (tlsSettings !== null) this.#tls = new ListenerTls(tlsSettings, this.#log);
+    const transport = this.#tls === null ? "tcp" : "tls";
     const { host, port } = this.#config.listen;
-    const server = await this.#listenTcp(host, port, this.#reusePort, false);
+    const plain = this.#counters("plaintext", "plaintext", transport);
+    const server = await this.#listenTcp(host, port, this.#reusePort, false, plain);
     this.#server = server;
     const bound = (server.address() as net.AddressInfo).port;
+    plain.address = `${host}:${bound}`;
     let picklePort: number | null = null;
     const p = this.#config.pickle ?? null;
     if (p !== null && this.#primary) {
-      this.#pickleServer = await this.#listenTcp(p.host, p.port, false, true);
+      const c = this.#counters("pickle", "pickle", transport);
+      this.#pickleServer = await this.#listenTcp(p.host, p.port, false, true, c);
       picklePort = (this.#pickleServer.address() as net.AddressInfo).port;
+      c.address = `${p.host}:${picklePort}`;
     }
     const unix = this.#config.unix ?? null;
-    if (unix !== null && this.#primary) this.#unixServer = await this.#listenUnix(unix);
+    if (unix !== null && this.#primary) {
+      const c = this.#counters("unix", "plaintext", "unix");
+      c.address = unix;
+      this.#unixServer = await this.#listenUnix(unix, c);
+    }
     let udpPort: number | null = null;
     const u = this.#config.udp;
     if (u !== null && this.#withUdp) {
+      const c = this.#counters("udp", "plaintext", "udp");
       const sock = dgram.createSocket({ type: net.isIPv6(u.host) ? "udp6" : "udp4" });
-      sock.on("message", (msg, rinfo) => this.#datagram(msg, rinfo));
+      sock.on("message", (msg, rinfo) => this.#datagram(msg, rinfo, c));
       sock.on("error", (err) => this.#log.error({ err }, "udp listener error"));
       await new Promise<void>((resolve, reject) => {
         sock.once("error", reject);
@@ -135,18 +161,38 @@ export class LineListener {
       });
       this.#udp = sock;
       udpPort = sock.address().port;
+      c.address = `${u.host}:${udpPort}`;
     }
     return { port: bound, udpPort, picklePort };
   }
 
-  /** A TCP listener for plaintext (or carbon's pickle protocol), sharing the connection cap's accounting. */
+  #counters(
+    name: string,
+    protocol: ListenerCounters["protocol"],
+    transport: ListenerCounters["transport"],
+  ): ListenerCounters {
+    const c = new ListenerCounters(name, protocol, transport);
+    this.#listeners.push(c);
+    return c;
+  }
+
+  /**
+   * A TCP listener for plaintext (or carbon's pickle protocol), over TLS
+   * with --tls-cert, sharing the connection cap's accounting.
+   */
   async #listenTcp(
     host: string,
     port: number,
     reusePort: boolean,
     pickle: boolean,
+    counters: ListenerCounters,
   ): Promise<net.Server> {
-    const server = net.createServer({ noDelay: true }, (socket) => this.#accept(socket, pickle));
+    const accept = (socket: net.Socket | tls.TLSSocket): void =>
+      this.#accept(socket, pickle, counters);
+    const server =
+      this.#tls === null
+        ? net.createServer({ noDelay: true }, accept)
+        : this.#tls.createServer(counters, accept);
     const cap = this.#config.maxConnections;
     if (cap > 0) server.maxConnections = cap;
     // Node accepts a connection over the cap and closes it at once.
@@ -181,7 +227,7 @@ export class LineListener {
    * by a process that is gone (nothing answers on it) is replaced; one that a
    * live process answers on is refused. Closing the server removes the file.
    */
-  async #listenUnix(path: string): Promise<net.Server> {
+  async #listenUnix(path: string, counters: ListenerCounters): Promise<net.Server> {
     if (fs.existsSync(path)) {
       if (!fs.lstatSync(path).isSocket()) {
         throw new PolymurError(
@@ -205,7 +251,7 @@ export class LineListener {
       }
       fs.rmSync(path, { force: true });
     }
-    const server = net.createServer((socket) => this.#accept(socket, false));
+    const server = net.createServer((socket) => this.#accept(socket, false, counters));
     const cap = this.#config.maxConnections;
     if (cap > 0) server.maxConnections = cap;
     server.on("drop", () => {
@@ -223,19 +269,21 @@ export class LineListener {
     return server;
   }
 
-  #accept(socket: net.Socket, pickle: boolean): void {
+  #accept(socket: net.Socket, pickle: boolean, listener: ListenerCounters): void {
     if (this.#closing) {
       socket.destroy();
       return;
     }
     const counters = this.counters;
     counters.connectionsTotal++;
+    listener.connectionsTotal++;
+    listener.connections++;
     const idleMs = this.#config.idleTimeoutMs;
     this.#sockets.set(socket, idleMs);
     const source =
       socket.remoteAddress === undefined ? "unix" : `${socket.remoteAddress}:${socket.remotePort}`;
     const options = { maxLineLength: this.#config.maxLineLength };
-    const handler = counters.handler(this.#sink, pickle ? `pickle:${source}` : source);
+    const handler = counters.handler(this.#sink, pickle ? `pickle:${source}` : source, listener);
     const framer = pickle ? new PickleFramer(handler, options) : new LineFramer(handler, options);
     // Armed only while reading (see pause()): a paused sender is not idle.
     if (!this.#paused) socket.setTimeout(idleMs);
@@ -250,6 +298,7 @@ export class LineListener {
     });
     socket.on("data", (chunk: Buffer) => {
       counters.bytesIn += chunk.length;
+      listener.bytesIn += chunk.length;
       framer.push(chunk);
     });
     socket.on("end", () => {
@@ -259,18 +308,20 @@ export class LineListener {
     socket.on("error", noop);
     socket.on("close", () => {
       this.#sockets.delete(socket);
+      listener.connections--;
     });
     if (this.#paused) socket.pause();
   }
 
-  #datagram(msg: Buffer, rinfo: dgram.RemoteInfo): void {
+  #datagram(msg: Buffer, rinfo: dgram.RemoteInfo, listener: ListenerCounters): void {
     this.counters.bytesIn += msg.length;
+    listener.bytesIn += msg.length;
     if (this.#paused) {
       this.counters.droppedPaused += countLines(msg);
       return;
     }
     const source = `udp:${rinfo.address}:${rinfo.port}`;
-    const framer = new LineFramer(this.counters.handler(this.#sink, source), {
+    const framer = new LineFramer(this.counters.handler(this.#sink, source, listener), {
       maxLineLength: this.#config.maxLineLength,
     });
     framer.push(msg);
@@ -283,6 +334,8 @@ export class LineListener {
    */
   reconfigure(config: ListenerConfig): void {
     this.#config = config;
+    // A reload (SIGHUP) also looks at the certificate files at once.
+    this.#tls?.reload();
   }
 
   /** Stops (true) or resumes (false) reading from senders. */
@@ -305,7 +358,11 @@ export class LineListener {
   }
 
   stats(): IngestStats {
-    return this.counters.stats(this.#sockets.size, this.#paused);
+    return this.counters.stats(
+      this.#sockets.size,
+      this.#paused,
+      this.#listeners.map((l) => l.stats()),
+    );
   }
 
   recentRejects(): RejectSample[] {
@@ -327,6 +384,7 @@ export class LineListener {
     this.#unixServer = null;
     this.#udp?.close();
     this.#udp = null;
+    this.#tls?.close();
     await closeSockets(new Set(this.#sockets.keys()), graceMs);
   }
 }

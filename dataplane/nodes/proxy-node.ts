@@ -3,6 +3,7 @@ import { hostname } from "node:os";
 import type { ConnectError } from "@connectrpc/connect";
 import type { Logger } from "../../common/logger.ts";
 import { LineListener } from "../ingest/line-listener.ts";
+import { tlsMode } from "../ingest/listener-tls-settings.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
 import { compressBatch, compressionCode } from "../link/batch-codec.ts";
 import { BatchBuffer } from "../link/proxy/batch-buffer.ts";
@@ -137,6 +138,7 @@ export class ProxyNode {
         listener: "tcp",
         address: this.#o.listener.listen.host,
         port,
+        tls: tlsMode(this.#o.listener.tls ?? null),
         udpPort,
         statsPort: this.ports.stats,
         gateways: this.#o.gateways,

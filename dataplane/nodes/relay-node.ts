@@ -4,6 +4,7 @@ import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import type { Logger } from "../../common/logger.ts";
 import { DEFAULT_API_ADDR, startLineApi } from "../control/line-api.ts";
 import { type DestinationSpec, parseDestination } from "../forward/destination-spec.ts";
+import { tlsMode } from "../ingest/listener-tls-settings.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
 import { mergeStats, type PipelineStats } from "../observe/pipeline-stats.ts";
 import { isDefaultAddress, startAuxiliary } from "../observe/stats-server.ts";
@@ -109,6 +110,7 @@ export class RelayNode {
         listener: "tcp",
         address: l.host,
         port: this.ports.tcp,
+        tls: tlsMode(c.tls ?? null),
         udpPort: this.ports.udp,
         picklePort: this.ports.pickle,
         apiPort: this.ports.api,

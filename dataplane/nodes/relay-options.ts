@@ -24,8 +24,10 @@ import {
 } from "../forward/destination.ts";
 import { DISK_QUEUE_DEFAULTS, type DiskQueueSettings } from "../forward/destination-options.ts";
 import { parseDestination, parseDestinationList } from "../forward/destination-spec.ts";
+import { DESTINATION_TLS_OPTIONS, destinationTlsSettings } from "../forward/destination-tls.ts";
 import { FSYNC_POLICIES, type FsyncPolicy } from "../forward/disk-queue.ts";
 import { DEFAULT_MAX_LINE_LENGTH } from "../ingest/line-framer.ts";
+import { LISTENER_TLS_OPTIONS } from "../ingest/listener-tls-settings.ts";
 import { DEFAULT_STAT_ADDR } from "../observe/stats-server.ts";
 import {
   type HashAlgo,
@@ -37,7 +39,7 @@ import type { Distribution } from "../route/router.ts";
 import { loadRules } from "../route/rules/rules-files.ts";
 import { autoMaxConnections, readFileLimit } from "./file-limit.ts";
 import type { RelayConfig } from "./relay-config.ts";
-import { rulesListeners } from "./rules-listeners.ts";
+import { rulesListeners, rulesListenerTls } from "./rules-listeners.ts";
 
 /** The relay's options. Names follow the Go polymur where it had them. */
 export const RELAY_OPTIONS: readonly OptionSpec[] = [
@@ -52,7 +54,7 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     type: "string",
     default: "",
     reloadable: true,
-    help: "carbon-c-relay relay.conf: clusters, match, rewrite and aggregate rules decide where datapoints go (instead of --destinations and --distribution); its listen blocks replace --listen-addr and --udp-addr; SIGHUP re-reads it",
+    help: "carbon-c-relay relay.conf: clusters, match, rewrite and aggregate rules decide where datapoints go (instead of --destinations and --distribution); its listen blocks replace --listen-addr and --udp-addr, a unix receptor --unix-socket, and `transport plain ssl PEM` --tls-cert and --tls-key; SIGHUP re-reads it",
   },
   {
     name: "listen-addr",
@@ -78,13 +80,15 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     default: "",
     help: "carbon's pickle protocol (TCP; carbon's usual port is 2004) listen address, as carbon-relay and carbon's clients send it; every datapoint is validated and routed as a plaintext line would be. Taken by the primary process; empty = off",
   },
+  ...LISTENER_TLS_OPTIONS,
   {
     name: "destinations",
     type: "string",
     default: "",
     reloadable: true,
-    help: "Comma-separated destinations: host:port, host:port:instance or host:port=instance (plaintext), each optionally after pickle:// for carbon's pickle protocol (a carbon-cache's pickle port, usually 2004)",
+    help: "Comma-separated destinations: host:port, host:port:instance or host:port=instance (plaintext lines over TCP), each optionally after pickle:// for carbon's pickle protocol (a carbon-cache's pickle port, usually 2004), tls:// for plaintext lines over TLS (carbon-c-relay's `transport plain ssl`) or pickle+tls:// for pickle over TLS (see --destination-tls-*)",
   },
+  ...DESTINATION_TLS_OPTIONS,
   {
     name: "distribution",
     type: "string",
@@ -397,8 +401,10 @@ export function buildRelayConfig(o: RawOptions): RelayConfig {
     listen: listeners?.listen ?? listen,
     udp: listeners === null ? getAddress(o, "udp-addr") : listeners.udp,
     pickle: getAddress(o, "pickle-addr"),
-    unix: getString(o, "unix-socket") || null,
+    unix: listeners?.unix ?? (getString(o, "unix-socket") || null),
+    tls: rulesListenerTls(listeners, o),
     destinations: parseDestinationList(getString(o, "destinations")),
+    destinationTls: destinationTlsSettings(o),
     distribution: getString(o, "distribution") as Distribution,
     hash: {
       // An unset --hash is the router's default, not carbon_ch for every router.

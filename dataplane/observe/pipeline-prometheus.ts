@@ -3,6 +3,7 @@ import {
   type DiskQueueStats,
   DROP_REASONS,
 } from "../forward/destination-stats.ts";
+import { type ListenerStats, TLS_REJECT_REASONS } from "../ingest/listener-counters.ts";
 import { noAggregation } from "../route/aggregation.ts";
 import { datapointTotals, type PipelineStats } from "./pipeline-stats.ts";
 import { PrometheusText } from "./prometheus-text.ts";
@@ -26,6 +27,18 @@ export function pipelinePrometheus(s: PipelineStats): string {
     s.destinations.flatMap((x) =>
       x.disk === undefined ? [] : [[{ destination: x.spec }, f(x.disk)] as const],
     );
+  const listeners = s.listeners ?? [];
+  const lis = (f: (x: ListenerStats) => number): Rows =>
+    listeners.map(
+      (x) => [{ listener: x.name, protocol: x.protocol, transport: x.transport }, f(x)] as const,
+    );
+  const tlsRejects: Rows = listeners.flatMap((x) =>
+    x.tlsRejectedBy === null
+      ? []
+      : TLS_REJECT_REASONS.map(
+          (r) => [{ listener: x.name, reason: r }, x.tlsRejectedBy![r]] as const,
+        ),
+  );
   const destDrops: Rows = s.destinations.flatMap((x) =>
     DROP_REASONS.map((r) => [{ destination: x.spec, reason: r }, x.droppedBy[r]] as const),
   );
@@ -151,6 +164,42 @@ export function pipelinePrometheus(s: PipelineStats): string {
       "counter",
       "Sender connections closed for sending nothing for --idle-timeout.",
       one(s.connectionsIdleClosed),
+    )
+    .metric(
+      "polymur_listener_accepted_total",
+      "counter",
+      "Valid datapoints a listener took.",
+      lis((x) => x.accepted),
+    )
+    .metric(
+      "polymur_listener_rejected_total",
+      "counter",
+      "Datapoints a listener rejected (their reasons: polymur_rejected_total).",
+      lis((x) => x.rejected),
+    )
+    .metric(
+      "polymur_listener_received_bytes_total",
+      "counter",
+      "Bytes a listener read from senders (after TLS).",
+      lis((x) => x.bytesIn),
+    )
+    .metric(
+      "polymur_listener_connections",
+      "gauge",
+      "A listener's open sender connections (TLS: handshake done).",
+      lis((x) => x.connections),
+    )
+    .metric(
+      "polymur_listener_connections_total",
+      "counter",
+      "Sender connections a listener took (TLS: handshake done).",
+      lis((x) => x.connectionsTotal),
+    )
+    .metric(
+      "polymur_listener_tls_rejected_total",
+      "counter",
+      "Connections a TLS listener closed before their data, by reason.",
+      tlsRejects,
     )
     .metric(
       "polymur_ingest_paused",

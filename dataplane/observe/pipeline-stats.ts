@@ -7,6 +7,7 @@ import {
 } from "../forward/destination-stats.ts";
 import type { IngestStats } from "../ingest/ingest-counters.ts";
 import { REJECT_REASONS, type RejectReason } from "../ingest/line-validator.ts";
+import { type ListenerStats, mergeListeners } from "../ingest/listener-counters.ts";
 import type { AggregationStats } from "../route/aggregation.ts";
 import type { RouterStats } from "../route/router.ts";
 
@@ -53,6 +54,8 @@ export interface PipelineStats {
   /** Sender connections closed for sending nothing for --idle-timeout. */
   connectionsIdleClosed: number;
   bytesIn: number;
+  /** Each listener's own counts: plaintext, pickle, unix, udp (a gateway has none). */
+  listeners: ListenerStats[];
   /** Every destination, current and removed (see RouterStats). */
   destinations: DestinationStats[];
   /** True while ingest is paused (a full queue under the block policy, or a full proxy buffer). */
@@ -117,6 +120,7 @@ export function pipelineStats(ingest: IngestStats, router: RouterStats | null): 
     connectionsRefused: ingest.connectionsRefused,
     connectionsIdleClosed: ingest.connectionsIdleClosed,
     bytesIn: ingest.bytesIn,
+    listeners: ingest.listeners,
     destinations: router?.destinations ?? [],
     paused: ingest.paused,
     aggregation: router?.aggregation ?? null,
@@ -185,6 +189,7 @@ export function mergeStats(all: readonly PipelineStats[]): PipelineStats {
     out.aggregation = addAggregation(out.aggregation, s.aggregation);
   }
   out.destinations = mergeDestinations(all.flatMap((s) => s.destinations));
+  out.listeners = mergeListeners(all.flatMap((s) => s.listeners ?? []));
   return out;
 }
 

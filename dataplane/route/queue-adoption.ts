@@ -23,7 +23,7 @@ export interface AdoptionHost {
   routedTo(d: Destination): boolean;
   /** Hash-route: a left-over queue is re-routed over the ring; otherwise delivered to its destination. */
   reroutes(): boolean;
-  /** The queue options of destination `id` (bounds, policy, backoff). */
+  /** The queue options of destination `id` (bounds, policy, backoff), and how TLS reaches it. */
   options(id: string): DestinationOptions;
   /** Routes lines taken from a queue over the current table (not counted as routed again). */
   reroute(runs: readonly LineRun[]): void;
@@ -78,8 +78,9 @@ export class QueueAdoption {
     let d: Destination;
     try {
       const parsed = parseDestination(spec);
-      d = new Destination(specTransport(parsed), {
-        ...host.options(parsed.id),
+      const options = host.options(parsed.id);
+      d = new Destination(specTransport(parsed, options.tls ?? null), {
+        ...options,
         disk: this.#disks.opener(dir, spec),
       });
     } catch (err) {

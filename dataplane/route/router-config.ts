@@ -3,6 +3,7 @@ import type { OverflowPolicy } from "../forward/destination.ts";
 import type { DiskQueueSettings } from "../forward/destination-options.ts";
 import type { DestinationSpec } from "../forward/destination-spec.ts";
 import type { DestinationStats } from "../forward/destination-stats.ts";
+import type { DestinationTlsSettings } from "../forward/destination-tls.ts";
 import type { AggregationStats, KeyedPoints } from "./aggregation.ts";
 import type { HashRouterOptions } from "./hash/hash-router.ts";
 import type { RulesConfig } from "./rules/rules-config.ts";
@@ -37,6 +38,13 @@ export interface RouterConfig {
   rules: RulesConfig | null;
   /** Disk queues (--queue-dir); null or absent: queues are in memory only. Not changed by apply(). */
   disk?: DiskQueueSettings | null;
+  /**
+   * How `tls://` and `pickle+tls://` destinations are reached
+   * (--destination-tls-*: file paths, read by each process); null or absent:
+   * Node's default trust store, no client certificate, each destination's
+   * host. Not changed by apply() (the files are re-read when they change).
+   */
+  destinationTls?: DestinationTlsSettings | null;
 }
 
 export interface RouterOptions {

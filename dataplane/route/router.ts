@@ -5,12 +5,13 @@ import {
 } from "../../common/destination-state-log.ts";
 import type { Logger } from "../../common/logger.ts";
 import { Destination, type DestinationOptions } from "../forward/destination.ts";
-import { type DestinationTransport, tcpTransport } from "../forward/destination-link.ts";
+import type { DestinationTransport } from "../forward/destination-link.ts";
 import {
   addDestinationStats,
   type DestinationStats,
   mergeDestinations,
 } from "../forward/destination-stats.ts";
+import type { DestinationTlsSettings } from "../forward/destination-tls.ts";
 import { fileTransport } from "../forward/file-destination.ts";
 import type { LineRun } from "../forward/memory-only-lines.ts";
 import { specTransport } from "../forward/pickle-destination.ts";
@@ -79,12 +80,15 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   readonly #disks: DiskQueues | null;
   /** This process's left-over disk queues (with --queue-dir), or null. */
   readonly #adoption: QueueAdoption | null;
+  /** How TLS destinations are reached (RouterConfig.destinationTls, as at construction). */
+  readonly #destinationTls: DestinationTlsSettings | null;
 
   constructor(config: RouterConfig, log: Logger, options: RouterOptions = {}) {
     super();
     this.#config = config;
     this.#log = log;
     this.#share = options.share ?? 1;
+    this.#destinationTls = config.destinationTls ?? null;
     this.#disks =
       config.disk == null
         ? null
@@ -271,6 +275,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
       resendBytes: config.resendBytes,
       backoffMinMs: config.backoffMinMs,
       backoffMaxMs: config.backoffMaxMs,
+      tls: this.#destinationTls,
     };
   }
 
@@ -299,7 +304,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     for (const spec of config.destinations) {
       let d = keep.get(spec.id);
       if (d === undefined) {
-        const transport = specTransport(spec);
+        const transport = specTransport(spec, this.#destinationTls);
         d = this.#newDestination(config, transport);
         this.#watch(d);
         keep.set(spec.id, d);
@@ -325,7 +330,7 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     const sink = this.#aggregateSink(program);
     const targets: Destination[] = [];
     for (const t of program.targets) {
-      const transport = targetTransport(t);
+      const transport = targetTransport(t, this.#destinationTls);
       const id = transport.name.id;
       let d = keep.get(id) ?? reuse.get(id);
       if (d !== undefined) keep.set(id, d);
@@ -511,8 +516,11 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
   }
 }
 
-/** How a relay.conf target is reached; its name's id keys the router's destinations. */
-function targetTransport(t: RulesTarget): DestinationTransport {
+/**
+ * How a relay.conf target is reached (a TCP member as its spec says: TLS,
+ * pickle, with `tls` for TLS); its name's id keys the router's destinations.
+ */
+function targetTransport(t: RulesTarget, tls: DestinationTlsSettings | null): DestinationTransport {
   if (t.kind === "file") return fileTransport(t.path, t.ip);
-  return t.kind === "udp" ? udpTransport(t.spec) : tcpTransport(t.spec);
+  return t.kind === "udp" ? udpTransport(t.spec) : specTransport(t.spec, tls);
 }

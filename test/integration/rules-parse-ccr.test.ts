@@ -153,6 +153,31 @@ listen type linemode 2103 proto tcp 127.0.0.1:2104 proto udp @DIR@/sock proto un
 listen type linemode transport plain 127.0.0.1:2103 proto tcp;
 === listen same port other family | accept
 listen type linemode 127.0.0.1:2103 proto tcp [::1]:2103 proto tcp 2103 proto udp;
+=== member ssl | accept
+cluster a forward 127.0.0.1 transport plain ssl 127.0.0.2:2004=x proto tcp type linemode transport plain ssl;
+cluster b carbon_ch replication 2 127.0.0.3=a transport plain ssl 127.0.0.4=b transport plain ssl;
+=== member after a scheme | accept
+;; polymur's extension (the notation of --destinations); carbon-c-relay takes tls://127.0.0.1 for a host name.
+cluster a forward tls://127.0.0.1:2003 pickle://127.0.0.2:2004=x pickle+tls://[::1]:2004;
+=== listen ssl | accept
+listen type linemode transport plain ssl @DIR@/x.pem 2103 proto tcp 127.0.0.1:2104 proto tcp;
+=== listen ssl, quoted PEM file | accept
+listen type linemode transport plain ssl "@DIR@/x.pem" 2103 proto tcp;
+;; polymur's relay refuses these two when it opens the listeners (one unix socket, cleartext); the files parse.
+=== listen ssl with a unix receptor | accept
+listen type linemode transport plain ssl @DIR@/x.pem 2103 proto tcp @DIR@/s proto unix;
+=== listen two unix receptors | accept
+listen type linemode @DIR@/a proto unix @DIR@/b proto unix;
+=== listen ssl with udp | reject | UDP receptor "2104" in a TLS listen block
+listen type linemode transport plain ssl @DIR@/x.pem 2103 proto tcp 2104 proto udp;
+=== listen ssl without a PEM file | reject | 1:41: expected the PEM file (certificate and key)
+listen type linemode transport plain ssl;
+=== listen ssl, a port for a PEM file | reject | 1:47: expected an address to listen on after "ssl 2103"
+listen type linemode transport plain ssl 2103 proto tcp;
+=== listen mtls (carbon-c-relay 3.8) | reject | 1:38: "transport plain mtls PEM"
+listen type linemode transport plain mtls @DIR@/x.pem 2103 proto tcp;
+=== listen protomin (carbon-c-relay 3.8) | reject | "protomin" (carbon-c-relay 3.8's TLS options
+listen type linemode transport plain ssl @DIR@/x.pem protomin tls1.2 2103 proto tcp;
 === include | accept
 include @DIR@/inc/one.conf;
 match * send to b;
@@ -333,10 +358,19 @@ include @DIR@/inc/a.conf;
 --- inc/a.conf
 cluster a forward 127.0.0.1:2003;
 ;; polymur cannot run these: refused where they are written.
-=== member ssl | polymur-refuses | 1:45: "ssl" (a TLS connection to a member) is not supported by polymur
-cluster a forward 127.0.0.1 transport plain ssl;
-=== listen ssl | polymur-refuses | 1:38: "ssl" (a TLS listener)
-listen type linemode transport plain ssl @DIR@/x.pem 2103 proto tcp;
+=== member mtls (carbon-c-relay 3.8) | polymur-refuses | 1:45: "transport plain mtls CERT KEY"
+;; carbon-c-relay 3.7.3 reads mtls, CERT and KEY as three more members, and this one in plaintext.
+cluster a forward 127.0.0.1 transport plain mtls @DIR@/c.pem @DIR@/k.pem;
+=== member ssl over udp | polymur-refuses | 1:55: "ssl" on UDP member "127.0.0.1": TLS runs over TCP only
+cluster a forward 127.0.0.1 proto udp transport plain ssl;
+=== member after a scheme over udp | polymur-refuses | 1:49: "proto udp" for member "pickle://127.0.0.1:2004"
+cluster a forward pickle://127.0.0.1:2004 proto udp;
+=== member after an unknown scheme | polymur-refuses | 1:19: unknown scheme "http://"
+cluster a forward http://127.0.0.1:2003;
+=== one server, two transports | polymur-refuses | 2:19: cannot make 127.0.0.1:2003 a plaintext member: it was defined as a TLS one at
+;; carbon-c-relay silently uses the first definition's transport for both.
+cluster a forward 127.0.0.1:2003 transport plain ssl;
+cluster b forward 127.0.0.1:2003;
 === syslog member | polymur-refuses | 1:34: "type syslog" is not supported by polymur
 cluster a forward 127.0.0.1 type syslog;
 === instance with a comma | polymur-refuses | cannot be a polymur destination

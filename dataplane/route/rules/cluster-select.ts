@@ -22,6 +22,11 @@ import { type Cluster, type ClusterMember, type RulesConfig, RulesError } from "
  *
  * A network member is one server across all clusters (`ip:port`, per
  * protocol), as the relay's `router_add_server`; buildTargets() numbers them.
+ * How a member is reached (`tls://` for `transport plain ssl`, `pickle://`,
+ * `pickle+tls://`) is its destination spec's, and is no part of either key:
+ * a ring keys members by host, port and instance, so one over `tls://`
+ * members hashes exactly as over the same members in plaintext, as the
+ * relay's ring over `ssl` members does.
  */
 
 /** What a selector reports to: the RulesVisitor's send and up. */
@@ -227,6 +232,11 @@ function display(m: ClusterMember): string {
   return m.host.includes(":") ? `[${m.host}]:${m.port}` : `${m.host}:${m.port}`;
 }
 
+/** The scheme a member spec is written after, lower case (`""`: plaintext over TCP). */
+function scheme(spec: string): string {
+  return /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(spec)?.[0].toLowerCase() ?? "";
+}
+
 /** carbon-c-relay's checks when one server appears in several places (router_add_server). */
 function checkShared(first: ClusterMember, m: ClusterMember, cl: Cluster): void {
   const where = display(m);
@@ -246,6 +256,13 @@ function checkShared(first: ClusterMember, m: ClusterMember, cl: Cluster): void 
     throw new RulesError(
       m.pos,
       `cannot set instance '${m.instance}' for server ${where}: server was previously defined with instance '${first.instance}'`,
+    );
+  }
+  // The relay keeps the first definition's transport, silently; polymur asks for one.
+  if (scheme(first.spec) !== scheme(m.spec)) {
+    throw new RulesError(
+      m.pos,
+      `cannot define server ${where} as "${m.spec}": server was previously defined as "${first.spec}" (one server, one transport)`,
     );
   }
   if (cl.type === "any_of" || cl.type === "failover") {

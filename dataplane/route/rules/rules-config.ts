@@ -29,7 +29,13 @@ export interface ClusterMember {
   /** `=instance`, or undefined. */
   readonly instance: string | undefined;
   readonly proto: "tcp" | "udp";
-  /** The member as a polymur destination spec (`host:port` or `host:port=instance`). */
+  /**
+   * The member as a polymur destination spec (`host:port` or
+   * `host:port=instance`), after `tls://` (`transport plain ssl`, or written
+   * so), `pickle://` or `pickle+tls://` when it is reached that way: the
+   * notation of --destinations. Neither changes where a ring puts the
+   * member: rings key members by host, port and instance.
+   */
   readonly spec: string;
   readonly pos: SourcePos;
 }
@@ -135,8 +141,18 @@ export interface Receptor {
   readonly pos: SourcePos;
 }
 
+/** `transport plain ssl PEM`: the block's receptors speak TLS. */
+export interface ListenTls {
+  /** One PEM file holding the certificate and its key, as carbon-c-relay takes it. */
+  readonly pemFile: string;
+  /** Where `ssl` was written. */
+  readonly pos: SourcePos;
+}
+
 export interface ListenBlock {
   readonly receptors: readonly Receptor[];
+  /** `transport plain ssl PEM`, or null for cleartext. */
+  readonly tls: ListenTls | null;
   readonly pos: SourcePos;
 }
 

@@ -417,6 +417,14 @@ function atoiValue(digits: string): number {
   return digits === "" ? 0 : Number(digits);
 }
 
+/**
+ * Whether `t` is `word` written bare: a word this (3.7.3) scanner has no
+ * keyword for where it stands, such as carbon-c-relay 3.8's `mtls`.
+ */
+export function isBareWord(t: Token, word: string): boolean {
+  return t.kind === "string" && !t.quoted && t.text === word;
+}
+
 /** A token for messages: `"sned"`, `the number 5`, `end of file`. */
 export function describeToken(t: Token): string {
   switch (t.kind) {

@@ -1,8 +1,8 @@
-import { parseDestination } from "../../forward/destination-spec.ts";
+import { type DestinationProtocol, parseDestination } from "../../forward/destination-spec.ts";
 import { numericAddress, splitHostPort } from "./rules-address.ts";
 import type { Cluster, ClusterMember, ClusterType } from "./rules-config.ts";
-import { describeToken as describe, KEYWORD_KINDS, type Token } from "./rules-lexer.ts";
-import { at, oneOf, type ParseContext, q } from "./rules-parse-context.ts";
+import { describeToken as describe, isBareWord, KEYWORD_KINDS, type Token } from "./rules-lexer.ts";
+import { at, oneOf, type ParseContext, q, type ServerEntry } from "./rules-parse-context.ts";
 
 const NETWORK_TYPES = ["forward", "any_of", "failover", "carbon_ch", "fnv1a_ch", "jump_fnv1a_ch"];
 
@@ -123,11 +123,63 @@ export function parseCluster(ctx: ParseContext, kw: Token): void {
   ctx.state.clusterByName.set(name, cluster);
 }
 
-/** `HOST[:PORT] [=INSTANCE] [proto udp|tcp] [type linemode] [transport plain]`. */
+/** How a member is reached: what it is sent, and whether over TLS. */
+interface Reach {
+  readonly protocol: DestinationProtocol;
+  readonly tls: boolean;
+}
+
+/**
+ * The schemes a member's host may be written after, as in --destinations
+ * (destination-spec.ts): polymur's extension. carbon-c-relay reads
+ * `tls://10.0.0.1:2003` as the host name `tls://10.0.0.1`, which never
+ * resolves.
+ */
+const SCHEMES: Readonly<Record<string, Reach>> = {
+  "tls://": { protocol: "plaintext", tls: true },
+  "pickle://": { protocol: "pickle", tls: false },
+  "pickle+tls://": { protocol: "pickle", tls: true },
+};
+
+/** The scheme a member's spec is written after (`""`: plaintext over TCP). */
+function schemeOf(r: Reach): string {
+  if (r.protocol === "pickle") return r.tls ? "pickle+tls://" : "pickle://";
+  return r.tls ? "tls://" : "";
+}
+
+/** For messages: `a plaintext`, `a TLS`, `a pickle`, `a pickle-over-TLS`. */
+function reachText(r: Reach): string {
+  if (r.protocol === "pickle") return r.tls ? "a pickle-over-TLS" : "a pickle";
+  return r.tls ? "a TLS" : "a plaintext";
+}
+
+/** The scheme each server was first written with (servers are ServerEntry objects this file makes). */
+const serverReach = new WeakMap<ServerEntry, Reach>();
+
+/**
+ * `[SCHEME://]HOST[:PORT] [=INSTANCE] [proto udp|tcp] [type linemode]
+ * [transport plain [ssl]]`. `ssl` (a TLS connection) adds TLS to what the
+ * scheme says. carbon-c-relay 3.8's `mtls CERT KEY` is refused: 3.7 reads it
+ * as three more members, and polymur's client certificate is one for every
+ * TLS destination (--destination-tls-cert, --destination-tls-key).
+ */
 function parseMember(ctx: ParseContext, cluster: string, type: ClusterType): ClusterMember {
   const hostTok = ctx.take();
   const text = hostTok.text;
-  const hp = splitHostPort(text);
+  const written = /^[A-Za-z][A-Za-z0-9+.-]*:\/\//.exec(text)?.[0] ?? "";
+  let reach: Reach = { protocol: "plaintext", tls: false };
+  if (written !== "") {
+    const known = SCHEMES[written.toLowerCase()];
+    if (known === undefined) {
+      ctx.fail(
+        hostTok.pos,
+        `unknown scheme "${written}" in member ${q(text)} (polymur's members may be written after ${oneOf(Object.keys(SCHEMES))}, as --destinations)`,
+      );
+    }
+    reach = known;
+    if (text.length === written.length) ctx.fail(hostTok.pos, `member ${q(text)} has no host`);
+  }
+  const hp = splitHostPort(text.slice(written.length));
   if (typeof hp === "string") ctx.fail(hostTok.pos, `${hp} in member ${q(text)}`);
   if (hp.host === null) ctx.fail(hostTok.pos, `member ${q(text)} has no host`);
   let instance: string | undefined;
@@ -145,6 +197,12 @@ function parseMember(ctx: ParseContext, cluster: string, type: ClusterType): Clu
       ctx.fail(t.pos, `expected "udp" or "tcp" after "proto", found ${describe(t)}`);
     }
     proto = t.kind;
+    if (proto === "udp" && written !== "") {
+      ctx.fail(
+        t.pos,
+        `"proto udp" for member ${q(text)}: ${written.toLowerCase()} runs over TCP only`,
+      );
+    }
     done.push("=", "proto");
   }
   if (ctx.accept("type") !== null) {
@@ -166,7 +224,19 @@ function parseMember(ctx: ParseContext, cluster: string, type: ClusterType): Clu
       );
     }
     const ssl = ctx.accept("ssl");
-    if (ssl !== null) ctx.unsupported(ssl, '"ssl" (a TLS connection to a member)');
+    if (ssl !== null) {
+      if (proto === "udp") {
+        ctx.fail(ssl.pos, `"ssl" on UDP member ${q(text)}: TLS runs over TCP only`);
+      }
+      reach = { protocol: reach.protocol, tls: true };
+    } else if (isBareWord(ctx.tok, "mtls")) {
+      ctx.fail(
+        ctx.tok.pos,
+        '"transport plain mtls CERT KEY" (carbon-c-relay 3.8: a client certificate per member) is not supported by polymur: ' +
+          'write "transport plain ssl" and give the client certificate with --destination-tls-cert and --destination-tls-key, ' +
+          "which every TLS destination presents (carbon-c-relay 3.7 reads mtls, CERT and KEY as three more members)",
+      );
+    }
     done.push("=", "proto", "type", "transport");
   }
   const next = ctx.tok.kind;
@@ -180,7 +250,7 @@ function parseMember(ctx: ParseContext, cluster: string, type: ClusterType): Clu
         : "",
     );
   }
-  return member(ctx, hostTok, hp.host, hp.port, instance, proto, cluster, type);
+  return member(ctx, hostTok, hp.host, hp.port, instance, proto, reach, cluster, type);
 }
 
 /** Registers the member's server (router_add_server's checks) and makes the ClusterMember. */
@@ -191,6 +261,7 @@ function member(
   port: number,
   instance: string | undefined,
   proto: "tcp" | "udp",
+  reach: Reach,
   cluster: string,
   type: ClusterType,
 ): ClusterMember {
@@ -219,6 +290,15 @@ function member(
         `cannot give ${display} the instance ${q(instance!)}: it was defined with instance ${q(known.instance)} at ${first}`,
       );
     }
+    // carbon-c-relay keeps the first definition's transport for every cluster naming the
+    // server, silently; polymur asks for one.
+    const was = serverReach.get(known);
+    if (was !== undefined && schemeOf(was) !== schemeOf(reach)) {
+      ctx.fail(
+        tok.pos,
+        `cannot make ${display} ${reachText(reach)} member: it was defined as ${reachText(was)} one at ${first} (one server, one transport: write it the same way everywhere)`,
+      );
+    }
     if (type === "any_of" || type === "failover") {
       ctx.fail(
         tok.pos,
@@ -226,9 +306,12 @@ function member(
       );
     }
   } else {
-    servers.set(key, { host, instance, pos: tok.pos });
+    const entry: ServerEntry = { host, instance, pos: tok.pos };
+    servers.set(key, entry);
+    serverReach.set(entry, reach);
   }
-  const spec = instance === undefined ? display : `${display}=${instance}`;
+  const address = instance === undefined ? display : `${display}=${instance}`;
+  const spec = `${schemeOf(reach)}${address}`;
   try {
     parseDestination(spec);
   } catch (err) {

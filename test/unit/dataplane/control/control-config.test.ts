@@ -223,6 +223,7 @@ function stats(over: Partial<PipelineStats> = {}): PipelineStats {
     connectionsRefused: 0,
     connectionsIdleClosed: 0,
     bytesIn: 0,
+    listeners: [],
     destinations: [],
     paused: false,
     aggregation: null,

@@ -44,6 +44,7 @@ describe("parseDestination", () => {
       port,
       instance,
       protocol: "plaintext",
+      tls: false,
       spec: input,
       id,
     });
@@ -73,9 +74,20 @@ describe("parseDestination", () => {
       port,
       instance,
       protocol: "pickle",
+      tls: false,
       spec: input,
       id,
     });
+  });
+
+  it.each([
+    // input, protocol, id
+    ["tls://10.0.5.30:2003", "plaintext", "tls://10.0.5.30:2003"],
+    ["TLS://10.0.5.30:2003=a", "plaintext", "tls://10.0.5.30:2003:a"],
+    ["pickle+tls://cache.example:2004:a", "pickle", "pickle+tls://cache.example:2004:a"],
+    ["Pickle+TLS://[::1]:2004", "pickle", "pickle+tls://[::1]:2004"],
+  ])("%s (TLS)", (input, protocol, id) => {
+    expect(parseDestination(input)).toMatchObject({ protocol, tls: true, spec: input, id });
   });
 
   it("a pickle destination has the address, port and instance of the plaintext one (what hashing keys by)", () => {
@@ -92,6 +104,7 @@ describe("parseDestination", () => {
       port: 2003,
       instance: "a",
       protocol: "plaintext",
+      tls: false,
       spec: "10.0.0.1:2003:a",
       id: "10.0.0.1:2003:a",
     });
@@ -143,14 +156,15 @@ describe("parseDestination", () => {
     ["pickle://:2004", "empty host"],
     ["pickle://[::1]", "missing :port after ]"],
     ["pickle://h:2004:", "empty instance name"],
-    ["tcp://h:2003", 'unknown protocol "tcp://" (pickle:// is the only one)'],
-    ["udp://h:2003", 'unknown protocol "udp://" (pickle:// is the only one)'],
+    ["tcp://h:2003", 'unknown scheme "tcp://" (known: tls://, pickle://, pickle+tls://)'],
+    ["udp://h:2003", 'unknown scheme "udp://" (known: tls://, pickle://, pickle+tls://)'],
+    ["tls://", "nothing after tls://"],
     ["pickle:h:2004", 'port "h" is not a number'],
   ])("refuses %j: %s", (input, why) => {
     const err = thrown(() => parseDestination(input));
     expect(err.code).toBe(ErrorCode.DestinationSpec);
     expect(err.message).toBe(
-      `invalid destination "${input}": ${why} (expected host:port, host:port:instance or host:port=instance, optionally after pickle://)`,
+      `invalid destination "${input}": ${why} (expected host:port, host:port:instance or host:port=instance, optionally after tls://, pickle://, pickle+tls://)`,
     );
   });
 });

@@ -32,6 +32,7 @@ describe("IngestCounters", () => {
       bytesIn: 0,
       droppedPaused: 0,
       paused: false,
+      listeners: [],
     });
     expect(c.recentRejects()).toEqual([]);
   });

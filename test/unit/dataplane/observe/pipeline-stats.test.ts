@@ -49,6 +49,7 @@ describe("pipelineStats", () => {
       connectionsRefused: 1,
       connectionsIdleClosed: 6,
       bytesIn: 400,
+      listeners: [],
       destinations: [destinationStats("a:1", { routed: 13, forwarded: 13 })],
       paused: true,
       aggregation: null,

@@ -21,6 +21,8 @@ import type {
   ClusterType,
   RulesConfig,
 } from "../../../../../dataplane/route/rules/rules-config.ts";
+import { parseRules } from "../../../../../dataplane/route/rules/rules-parser.ts";
+import { targetText } from "../../../../../dataplane/route/rules/rules-program.ts";
 import { ccrTrace } from "../../../../fixtures/ccr-trace.ts";
 import { metricNames } from "../../../../fixtures/names.ts";
 import { ccrBinary } from "../../../../fixtures/references.ts";
@@ -140,6 +142,45 @@ describe("buildTargets", () => {
     expect(targets.map((t) => t.kind)).toEqual(["tcp", "udp"]);
   });
 
+  it("gives TLS and pickle members their spec, one server across clusters", () => {
+    const { targets, selectors } = buildTargets(
+      config([
+        cluster("a", "forward", ["tls://10.0.0.1:2003", "pickle://10.0.0.2:2004=x"]),
+        cluster("b", "carbon_ch", ["tls://10.0.0.1:2003", "pickle+tls://[::1]:2004"]),
+      ]),
+    );
+    expect(
+      targets.map((t) =>
+        t.kind === "file" ? t.path : [t.kind, t.spec.id, t.spec.protocol, t.spec.tls],
+      ),
+    ).toEqual([
+      ["tcp", "tls://10.0.0.1:2003", "plaintext", true],
+      ["tcp", "pickle://10.0.0.2:2004:x", "pickle", false],
+      ["tcp", "pickle+tls://[::1]:2004", "pickle", true],
+    ]);
+    expect(Array.from(selectors.get("b")!.targets)).toEqual([0, 2]);
+  });
+
+  it("refuses one server reached two ways (carbon-c-relay silently keeps the first)", () => {
+    const a = cluster("a", "forward", ["tls://10.0.0.1:2003"]);
+    const b = cluster("b", "forward", ["10.0.0.1:2003"]);
+    const pos = { file: "relay.conf", line: 4, column: 5 };
+    const moved = { ...b, members: [{ ...b.members[0]!, pos }] };
+    expect(() => buildTargets(config([a, moved]))).toThrow(
+      'relay.conf:4:5: cannot define server 10.0.0.1:2003 as "10.0.0.1:2003": server was previously defined as "tls://10.0.0.1:2003" (one server, one transport)',
+    );
+    expect(() =>
+      buildTargets(
+        config([
+          cluster("a", "forward", ["pickle://10.0.0.1:2004"]),
+          cluster("b", "forward", ["pickle+tls://10.0.0.1:2004"]),
+        ]),
+      ),
+    ).toThrow(
+      /as "pickle\+tls:\/\/10.0.0.1:2004": server was previously defined as "pickle:\/\/10.0.0.1:2004"/,
+    );
+  });
+
   it("rejects what carbon-c-relay rejects, with its reason", () => {
     const conflicts: [Cluster[], RegExp][] = [
       [
@@ -227,6 +268,30 @@ describe("selectors", () => {
       for (const name of metricNames(50, 3)) {
         expect(pick(c, name)).toEqual(router.routeName(name));
         expect(pick(c, name, [0, 1, 2])).toEqual(router.routeName(name));
+      }
+    }
+  });
+
+  it("rings over tls:// and pickle:// members hash exactly as over the same members in plaintext", () => {
+    const plain = ["10.0.0.1:2003=a", "10.0.0.2:2003=b", "10.0.0.3:2004=c", "[::1]:2003=d"];
+    const written = (scheme: string) => plain.map((s) => `${scheme}${s}`);
+    for (const algo of ["carbon_ch", "fnv1a_ch", "jump_fnv1a_ch"] as const) {
+      const base = cluster("h", algo, plain, { replication: 2 });
+      const others = ["tls://", "pickle://", "pickle+tls://"].map((scheme) =>
+        cluster("h", algo, written(scheme), { replication: 2 }),
+      );
+      // No-instance members too (fnv1a_ch then hashes host:port).
+      const bare = cluster("h", algo, FOUR, { replication: 2 });
+      const bareTls = cluster(
+        "h",
+        algo,
+        FOUR.map((s) => `tls://${s}`),
+        { replication: 2 },
+      );
+      for (const name of metricNames(300, 5)) {
+        const want = pick(base, name);
+        for (const c of others) expect(pick(c, name)).toEqual(want);
+        expect(pick(bareTls, name)).toEqual(pick(bare, name));
       }
     }
   });
@@ -348,6 +413,68 @@ describe.skipIf(skipUnlessAvailable("carbon-c-relay", ccrBinary !== undefined))(
             want[i]!.sends.map((s) => ({ cluster: s.cluster, destination: s.destination })),
           );
         });
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    it("chooses what carbon-c-relay prints for members with transport plain ssl, and for the same written tls://", () => {
+      // One relay.conf for both: carbon-c-relay reads `transport plain ssl`; polymur reads it,
+      // and the same clusters with each member written after tls:// (which carbon-c-relay
+      // would take for a host name).
+      const members: Record<string, string[]> = {
+        "fw forward": ["10.0.0.1:2003", "[::1]:2003"],
+        "any any_of": ["10.0.1.1:2003", "10.0.1.2:2003", "10.0.1.3:2003", "10.0.1.4:2003"],
+        "fo failover": ["10.0.2.1:2003", "10.0.2.2:2003"],
+        "md5 carbon_ch replication 2": FOUR,
+        "fnv fnv1a_ch replication 2": ["10.0.3.1:2003=a", "10.0.3.2:2003=b", "10.0.3.5:2003=c"],
+        "fnvp fnv1a_ch": ["10.0.4.1:2003", "10.0.4.2:2004", "10.0.4.3:2005"],
+        "jump jump_fnv1a_ch replication 2": [
+          "10.0.0.6:2003=1",
+          "10.0.0.7:2003=2",
+          "10.0.0.8:2003=3",
+        ],
+      };
+      const text = (member: (m: string) => string): string =>
+        Object.entries(members)
+          .map(
+            ([head, ms]) =>
+              `cluster ${head}\n${ms.map((m) => `    ${member(m)}\n`).join("")}    ;\n`,
+          )
+          .join("") +
+        Object.keys(members)
+          .map((head) => `match * send to ${head.split(" ")[0]};\n`)
+          .join("");
+      const ssl = text((m) => `${m} transport plain ssl`);
+      const names = metricNames(300, 13).filter((n) => /^\S+$/.test(n));
+      const dir = mkdtempSync(join(tmpdir(), "polymur-select-ssl-"));
+      try {
+        const conf = join(dir, "relay.conf");
+        writeFileSync(conf, ssl);
+        const want = ccrTrace(
+          conf,
+          names.map((n) => `${n} 1 2`),
+        );
+        expect(want.some((d) => d.sends.length > 0)).toBe(true);
+        for (const written of [ssl, text((m) => `tls://${m}`)]) {
+          const rules = parseRules(written, "relay.conf");
+          const { targets, selectors } = buildTargets(rules);
+          expect(targets.every((t) => t.kind === "tcp" && t.spec.tls)).toBe(true);
+          const key = new HashKey();
+          names.forEach((name, i) => {
+            key.set(latin1(name));
+            const r = new Recorder();
+            for (const c of rules.clusters) selectors.get(c.name)!.select(latin1(name), key, r);
+            expect(
+              r.sends.map((s) => ({
+                cluster: s.cluster,
+                destination: targetText(targets[s.target]!),
+              })),
+            ).toEqual(
+              want[i]!.sends.map((s) => ({ cluster: s.cluster, destination: s.destination })),
+            );
+          });
+        }
       } finally {
         rmSync(dir, { recursive: true, force: true });
       }

@@ -36,6 +36,53 @@ function lexError(text: string): string {
 }
 
 describe("RulesLexer: conffile.l's states", () => {
+  it("reads members written after a scheme as one string, and ssl and its PEM file", () => {
+    expect(
+      kinds(
+        "cluster c forward pickle+tls://[::1]:2004=a tls://h:2003 transport plain ssl 10.0.0.1 transport plain mtls c.pem k.pem;",
+      ),
+    ).toEqual([
+      "cluster",
+      "string:c",
+      "forward",
+      "string:pickle+tls://[::1]:2004",
+      "=",
+      "string:a",
+      "string:tls://h:2003",
+      "transport",
+      "plain",
+      "ssl",
+      "string:10.0.0.1",
+      "transport",
+      "plain",
+      // carbon-c-relay 3.7.3's scanner has no mtls: a string, as there.
+      "string:mtls",
+      "string:c.pem",
+      "string:k.pem",
+      ";",
+      "eof",
+    ]);
+    expect(
+      kinds("listen type linemode transport plain ssl /etc/both.pem 2003 proto tcp /s proto unix;"),
+    ).toEqual([
+      "listen",
+      "type",
+      "linemode",
+      "transport",
+      "plain",
+      "ssl",
+      "string:/etc/both.pem",
+      "string:2003",
+      "proto",
+      "tcp",
+      "string:/s",
+      "proto",
+      "unix",
+      ";",
+      "eof",
+    ]);
+  });
+
   it("reads a cluster: keywords, members, = and instance numbers", () => {
     expect(
       kinds("cluster c carbon_ch replication 2 dynamic 10.0.0.1:2003=a 10.0.0.2=7 proto udp;"),

@@ -137,9 +137,6 @@ describe("parseRules: clusters", () => {
     expect(error("cluster a forward 127.0.0.1 transport gzip;")).toBe(
       'relay.conf:1:39: "transport gzip" is not supported by polymur',
     );
-    expect(error("cluster a forward 127.0.0.1 transport plain ssl;")).toBe(
-      'relay.conf:1:45: "ssl" (a TLS connection to a member) is not supported by polymur',
-    );
     expect(error("cluster a forward 127.0.0.1 type syslog;")).toBe(
       'relay.conf:1:34: "type syslog" is not supported by polymur',
     );
@@ -170,6 +167,157 @@ describe("parseRules: clusters", () => {
       ),
       { seed: 7, numRuns: 200 },
     );
+  });
+});
+
+describe("parseRules: TLS and pickle members", () => {
+  const members = (text: string) =>
+    parse(text).clusters.flatMap((c) => c.members.map((m) => [m.spec, m.host, m.port, m.instance]));
+
+  it("makes a member with transport plain ssl a tls:// destination", () => {
+    const cfg = parse(
+      "cluster a carbon_ch 10.0.0.1:2003=a transport plain ssl 10.0.0.2=b proto tcp type linemode transport plain ssl [::1]:2004 transport plain;",
+    );
+    expect(cfg.clusters[0]!.members.map((m) => m.spec)).toEqual([
+      "tls://10.0.0.1:2003=a",
+      "tls://10.0.0.2:2003=b",
+      "[::1]:2004",
+    ]);
+    const d = parseDestination(cfg.clusters[0]!.members[0]!.spec);
+    expect([d.id, d.protocol, d.tls, d.host, d.port, d.instance]).toEqual([
+      "tls://10.0.0.1:2003:a",
+      "plaintext",
+      true,
+      "10.0.0.1",
+      2003,
+      "a",
+    ]);
+  });
+
+  it("reads a member written after a scheme, as --destinations takes it", () => {
+    expect(
+      members(
+        'cluster a forward pickle://10.0.0.1:2004=a tls://[::1]:2003 PICKLE+TLS://h.example:2004 tls://h2 "pickle://10.0.0.3";',
+      ),
+    ).toEqual([
+      ["pickle://10.0.0.1:2004=a", "10.0.0.1", 2004, "a"],
+      ["tls://[::1]:2003", "::1", 2003, undefined],
+      ["pickle+tls://h.example:2004", "h.example", 2004, undefined],
+      ["tls://h2:2003", "h2", 2003, undefined],
+      ["pickle://10.0.0.3:2003", "10.0.0.3", 2003, undefined],
+    ]);
+    const specs = parse("cluster a forward pickle://10.0.0.1:2004=a tls://10.0.0.2:2003;")
+      .clusters[0]!.members.map((m) => parseDestination(m.spec))
+      .map((d) => [d.id, d.protocol, d.tls]);
+    expect(specs).toEqual([
+      ["pickle://10.0.0.1:2004:a", "pickle", false],
+      ["tls://10.0.0.2:2003", "plaintext", true],
+    ]);
+  });
+
+  it("adds TLS to a scheme's protocol with ssl, and takes both ways of writing TLS as one", () => {
+    expect(members("cluster a forward pickle://10.0.0.1:2004 transport plain ssl;")).toEqual([
+      ["pickle+tls://10.0.0.1:2004", "10.0.0.1", 2004, undefined],
+    ]);
+    expect(
+      members(
+        "cluster a forward tls://10.0.0.1:2003 transport plain ssl;\ncluster b carbon_ch 10.0.0.1:2003 transport plain ssl;",
+      ),
+    ).toEqual([
+      ["tls://10.0.0.1:2003", "10.0.0.1", 2003, undefined],
+      ["tls://10.0.0.1:2003", "10.0.0.1", 2003, undefined],
+    ]);
+  });
+
+  it("makes specs that parseDestination reads back, with the protocol and TLS written", () => {
+    const scheme = fc.constantFrom("", "tls://", "pickle://", "pickle+tls://", "Pickle+TLS://");
+    const host = fc.oneof(
+      fc.ipV4(),
+      fc.ipV6().map((h) => `[${h}]`),
+      fc.domain(),
+    );
+    fc.assert(
+      fc.property(
+        scheme,
+        host,
+        fc.option(fc.integer({ min: 1, max: 65535 })),
+        fc.option(fc.stringMatching(/^[a-z0-9_]{1,8}$/)),
+        fc.boolean(),
+        (sch, h, port, inst, ssl) => {
+          const text = `${sch}${h}${port === null ? "" : `:${port}`}${inst === null ? "" : `=${inst}`}`;
+          const m = parse(`cluster a forward ${text}${ssl ? " transport plain ssl" : ""};`)
+            .clusters[0]!.members[0]!;
+          const d = parseDestination(m.spec);
+          expect([d.host, d.port, d.instance]).toEqual([m.host, m.port, m.instance]);
+          expect(d.protocol).toBe(sch.toLowerCase().startsWith("pickle") ? "pickle" : "plaintext");
+          expect(d.tls).toBe(ssl || sch.toLowerCase().includes("tls"));
+        },
+      ),
+      { seed: 11, numRuns: 300 },
+    );
+  });
+
+  it("refuses what a TLS or pickle member cannot be, where it is written", () => {
+    expect(error("cluster a forward http://10.0.0.1:2004;")).toBe(
+      'relay.conf:1:19: unknown scheme "http://" in member "http://10.0.0.1:2004" (polymur\'s members may be written after tls://, pickle:// or pickle+tls://, as --destinations)',
+    );
+    expect(error("cluster a forward tls://;")).toBe('relay.conf:1:19: member "tls://" has no host');
+    expect(error("cluster a forward pickle://:2004;")).toBe(
+      'relay.conf:1:19: member "pickle://:2004" has no host',
+    );
+    expect(error("cluster a forward tls://10.0.0.1:70000;")).toBe(
+      "relay.conf:1:19: invalid port number '70000' in member \"tls://10.0.0.1:70000\"",
+    );
+    expect(error("cluster a forward pickle://10.0.0.1:2004 proto udp;")).toBe(
+      'relay.conf:1:48: "proto udp" for member "pickle://10.0.0.1:2004": pickle:// runs over TCP only',
+    );
+    expect(error("cluster a forward 10.0.0.1:2004 proto udp transport plain ssl;")).toBe(
+      'relay.conf:1:59: "ssl" on UDP member "10.0.0.1:2004": TLS runs over TCP only',
+    );
+    expect(error("cluster a forward 10.0.0.1 transport gzip ssl;")).toBe(
+      'relay.conf:1:38: "transport gzip" is not supported by polymur',
+    );
+  });
+
+  it("refuses carbon-c-relay 3.8's mtls, pointing to the destination TLS flags", () => {
+    // carbon-c-relay 3.7.3 -t reads the same text as the members 10.0.0.1, mtls, /c.pem and /k.pem.
+    expect(error("cluster a forward 10.0.0.1:2003 transport plain mtls /c.pem /k.pem;")).toBe(
+      'relay.conf:1:49: "transport plain mtls CERT KEY" (carbon-c-relay 3.8: a client certificate per member) is not supported by polymur: ' +
+        'write "transport plain ssl" and give the client certificate with --destination-tls-cert and --destination-tls-key, ' +
+        "which every TLS destination presents (carbon-c-relay 3.7 reads mtls, CERT and KEY as three more members)",
+    );
+    // Quoted, it is a host, as in both versions of carbon-c-relay.
+    expect(members('cluster a forward 10.0.0.1 transport plain "mtls";').map((m) => m[0])).toEqual([
+      "10.0.0.1:2003",
+      "mtls:2003",
+    ]);
+  });
+
+  it("refuses one server written with two transports (carbon-c-relay silently keeps the first)", () => {
+    expect(
+      error(
+        "cluster a forward 10.0.0.1:2003 transport plain ssl;\ncluster b forward 10.0.0.1:2003;",
+      ),
+    ).toBe(
+      "relay.conf:2:19: cannot make 10.0.0.1:2003 a plaintext member: it was defined as a TLS one at relay.conf:1:19 (one server, one transport: write it the same way everywhere)",
+    );
+    expect(error("cluster a carbon_ch 10.0.0.1=x 10.0.0.2=y pickle://10.0.0.1=x;")).toBe(
+      "relay.conf:1:43: cannot make 10.0.0.1:2003 a pickle member: it was defined as a plaintext one at relay.conf:1:21 (one server, one transport: write it the same way everywhere)",
+    );
+    expect(
+      error("cluster a forward pickle://10.0.0.1:2004;\ncluster b forward tls://10.0.0.1:2004;"),
+    ).toBe(
+      "relay.conf:2:19: cannot make 10.0.0.1:2004 a TLS member: it was defined as a pickle one at relay.conf:1:19 (one server, one transport: write it the same way everywhere)",
+    );
+    expect(
+      error(
+        "cluster a forward pickle+tls://10.0.0.1:2004;\ncluster b forward pickle://10.0.0.1:2004;",
+      ),
+    ).toContain("a pickle member: it was defined as a pickle-over-TLS one");
+    // UDP is another server, as in carbon-c-relay.
+    expect(() =>
+      parse("cluster a forward tls://10.0.0.1:2003;\ncluster b forward 10.0.0.1:2003 proto udp;"),
+    ).not.toThrow();
   });
 });
 
@@ -352,12 +500,62 @@ describe("parseRules: aggregate, statistics, listen", () => {
     expect(error("listen type linemode transport lz4 2003 proto tcp;")).toBe(
       'relay.conf:1:32: "transport lz4" (polymur listens for plain lines only) is not supported by polymur',
     );
-    expect(error("listen type linemode transport plain ssl c.pem 2003 proto tcp;")).toContain(
-      '1:38: "ssl" (a TLS listener) is not supported by polymur',
-    );
     expect(error("listen type linemode a(b:2003 proto tcp;")).toContain(
       "is neither an IP address nor a host name",
     );
+  });
+});
+
+describe("parseRules: TLS listen blocks", () => {
+  it("reads transport plain ssl PEM: the block's receptors speak TLS", () => {
+    const cfg = parse(
+      'listen type linemode transport plain ssl /etc/relay/both.pem 2003 proto tcp /s proto unix;\nlisten type linemode transport plain ssl "/a b.pem" 127.0.0.1:2004 proto tcp;\nlisten type linemode 2005 proto udp;',
+    );
+    expect(
+      cfg.listen.map((b) => [b.tls, b.receptors.map((r) => `${r.address} ${r.proto}`)]),
+    ).toEqual([
+      [
+        { pemFile: "/etc/relay/both.pem", pos: { file: "relay.conf", line: 1, column: 38 } },
+        [":2003 tcp", "/s unix"],
+      ],
+      [
+        { pemFile: "/a b.pem", pos: { file: "relay.conf", line: 2, column: 38 } },
+        ["127.0.0.1:2004 tcp"],
+      ],
+      [null, [":2005 udp"]],
+    ]);
+  });
+
+  it("refuses a UDP receptor in a TLS block, as carbon-c-relay does, and a missing PEM file", () => {
+    expect(
+      error("listen type linemode transport plain ssl x.pem 2003 proto tcp 2003 proto udp;"),
+    ).toBe(
+      'relay.conf:1:63: UDP receptor "2003" in a TLS listen block ("ssl" at relay.conf:1:38): TLS runs over TCP only (carbon-c-relay: cannot use UDP transport for compressed/encrypted stream)',
+    );
+    expect(error("listen type linemode transport plain ssl;")).toBe(
+      'relay.conf:1:41: expected the PEM file (certificate and key) after "transport plain ssl", found ";"',
+    );
+    expect(error("listen type linemode transport plain ssl 2003 proto tcp;")).toBe(
+      'relay.conf:1:47: expected an address to listen on after "ssl 2003", found "proto"',
+    );
+    expect(error("listen type linemode transport plain;")).toBe(
+      'relay.conf:1:37: expected an address to listen on after "transport plain", found ";"',
+    );
+  });
+
+  it("refuses carbon-c-relay 3.8's mtls and TLS options, pointing to the flags", () => {
+    expect(error("listen type linemode transport plain mtls x.pem 2003 proto tcp;")).toBe(
+      'relay.conf:1:38: "transport plain mtls PEM" (carbon-c-relay 3.8: senders must present a certificate) is not supported by polymur: ' +
+        'write "transport plain ssl PEM" and give the CA that signs the senders\' certificates with --tls-client-ca',
+    );
+    expect(
+      error("listen type linemode transport plain ssl x.pem protomin tls1.2 2003 proto tcp;"),
+    ).toBe(
+      'relay.conf:1:48: "protomin" (carbon-c-relay 3.8\'s TLS options for a listener) is not supported by polymur',
+    );
+    expect(
+      error("listen type linemode transport plain ssl x.pem ciphers HIGH 2003 proto tcp;"),
+    ).toContain('1:48: "ciphers" (carbon-c-relay 3.8\'s TLS options');
   });
 });
 
