@@ -102,6 +102,8 @@ export class ListenerTls {
     { windowAt: number; failures: number; until: number; penaltyMs: number }
   >();
   #timer: NodeJS.Timeout | null = null;
+  /** Each connection's address as accepted, and whether it was closed before its handshake (throttled). */
+  readonly #peers = new WeakMap<net.Socket, { remote: string | undefined; throttled: boolean }>();
 
   /** Loads the files now: one that cannot be read or used is a configuration error. */
   constructor(settings: ListenerTlsSettings, log: Logger) {
@@ -197,7 +199,11 @@ export class ListenerTls {
     // Before the TLS server wraps the connection: a throttled address is
     // closed without a handshake.
     server.prependListener("connection", (raw: net.Socket) => {
-      if (this.#throttled(raw.remoteAddress)) {
+      // Its address, kept: a connection that fails is often gone (and has
+      // no address any more) by the time its failure is reported.
+      const throttled = this.#throttled(raw.remoteAddress);
+      this.#peers.set(raw, { remote: raw.remoteAddress, throttled });
+      if (throttled) {
         counters.tlsRejectedBy!.throttled++;
         this.#warnings.get("throttled")!.note({
           listener: counters.name,
@@ -209,10 +215,15 @@ export class ListenerTls {
       }
     });
     server.on("tlsClientError", (err: NodeJS.ErrnoException, socket: tls.TLSSocket) => {
+      const raw = (socket as unknown as { _parent?: net.Socket })._parent;
+      const peer = raw === undefined ? undefined : this.#peers.get(raw);
+      // The TLS server still wraps a connection closed above, and reports
+      // it as failed: it was counted (throttled) already.
+      if (peer?.throttled === true) return;
       const reason = tlsRejectReason(err);
       // OpenSSL's own words ("wrong version number"), not its whole error stack.
       const detail = (err as { reason?: string }).reason ?? err.message;
-      this.#refuse(counters, reason, socket.remoteAddress, detail);
+      this.#refuse(counters, reason, socket.remoteAddress ?? peer?.remote, detail);
       socket.destroy();
     });
     this.#servers.add(server);
