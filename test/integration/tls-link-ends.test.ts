@@ -1,0 +1,110 @@
+// TLS at both ends of a remote site's path: senders into a proxy over TLS
+// (the proxy takes the relay's --tls-cert, --tls-key and --tls-client-ca),
+// and a gateway forwarding to a tls:// destination (it takes the relay's
+// --destination-tls-* options). Every datapoint arrives, and the sender's
+// connection and the destination's are both TLS.
+import { readFileSync } from "node:fs";
+import tls from "node:tls";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import type { PolymurProcess } from "../fixtures/polymur.ts";
+import { startGateway, startProxy, TempDir } from "../fixtures/proxy-gateway.ts";
+import { createTestPki, type TestPki } from "../fixtures/tls.ts";
+import { waitFor } from "../fixtures/until.ts";
+
+const KEY = "site-1";
+const SECRET = "s3cret-site-1-0123456789abcdef";
+
+let pki: TestPki;
+beforeAll(() => {
+  pki = createTestPki();
+});
+afterAll(() => pki.close());
+
+const done: Array<() => Promise<unknown> | unknown> = [];
+afterEach(async () => {
+  while (done.length > 0) await done.pop()!();
+});
+
+/** A TLS server keeping the lines it receives, and the client certificates it saw. */
+async function tlsSink(): Promise<{ port: number; lines: string[]; connections: () => number }> {
+  const lines: string[] = [];
+  let connections = 0;
+  const server = tls.createServer(
+    { cert: readFileSync(pki.certFile), key: readFileSync(pki.keyFile) },
+    (socket) => {
+      connections++;
+      let partial = "";
+      socket.setEncoding("utf8");
+      socket.on("data", (d: string) => {
+        const parts = (partial + d).split("\n");
+        partial = parts.pop() ?? "";
+        lines.push(...parts);
+      });
+      socket.on("error", () => {});
+    },
+  );
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", () => r()));
+  done.push(() => new Promise<void>((r) => server.close(() => r())));
+  return {
+    port: (server.address() as { port: number }).port,
+    lines,
+    connections: () => connections,
+  };
+}
+
+describe("TLS at a proxy's listener and at a gateway's destinations", () => {
+  it("senders → proxy over TLS → gateway → tls:// destination: every datapoint arrives", async () => {
+    const t = new TempDir();
+    done.push(() => t.close());
+    const out = await tlsSink();
+    const gw: PolymurProcess = await startGateway([
+      "--keys-file",
+      t.file("keys", `${KEY} ${SECRET}\n`),
+      "--destinations",
+      `tls://localhost:${out.port}`,
+      "--destination-tls-ca",
+      pki.caFile,
+    ]);
+    done.push(() => gw.stop());
+    const px: PolymurProcess = await startProxy(`http://127.0.0.1:${gw.port}`, SECRET, [
+      "--tls-cert",
+      pki.certFile,
+      "--tls-key",
+      pki.keyFile,
+      "--tls-client-ca",
+      pki.caFile,
+    ]);
+    done.push(() => px.stop());
+    expect(px.logs.find((l) => l.msg === "listening")?.["tls"]).toBe("mutual");
+
+    const n = 5_000;
+    const lines = Array.from({ length: n }, (_, i) => `site.tls.m${i % 50} ${i} 1700000000`);
+    const socket = tls.connect({
+      port: px.port,
+      host: "127.0.0.1",
+      ca: pki.ca,
+      servername: "localhost",
+      cert: readFileSync(pki.client.certFile),
+      key: readFileSync(pki.client.keyFile),
+    });
+    await new Promise<void>((resolve, reject) => {
+      socket.once("secureConnect", () => resolve());
+      socket.once("error", reject);
+    });
+    socket.end(`${lines.join("\n")}\n`);
+    await waitFor(
+      "every datapoint at the TLS destination",
+      () => (out.lines.length >= n ? true : undefined),
+      30_000,
+    );
+    expect([...out.lines].sort()).toEqual([...lines].sort());
+    expect(out.connections()).toBeGreaterThan(0);
+    const ps = (await (await fetch(`http://127.0.0.1:${px.statsPort}/stats`)).json()) as {
+      listeners: Array<{ name: string; transport: string; accepted: number }>;
+    };
+    expect(ps.listeners.find((l) => l.name === "plaintext")).toMatchObject({
+      transport: "tls",
+      accepted: n,
+    });
+  });
+});
