@@ -122,7 +122,7 @@ export class ProxyNode {
   }
 
   async start(): Promise<void> {
-    const { port, udpPort } = await this.#listener.listen();
+    const { port, udpPort, picklePort } = await this.#listener.listen();
     this.ports.tcp = port;
     this.ports.udp = udpPort;
     await this.#runtime.start();
@@ -140,6 +140,7 @@ export class ProxyNode {
         port,
         tls: tlsMode(this.#o.listener.tls ?? null),
         udpPort,
+        picklePort,
         statsPort: this.ports.stats,
         gateways: this.#o.gateways,
         proxyId: this.#proxyId,

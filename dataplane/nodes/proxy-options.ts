@@ -22,6 +22,8 @@ const SHARED = [
   "config",
   "listen-addr",
   "udp-addr",
+  "pickle-addr",
+  "unix-socket",
   "tls-cert",
   "tls-key",
   "tls-client-ca",

@@ -1,11 +1,13 @@
 // TLS at both ends of a remote site's path: senders into a proxy over TLS
-// (the proxy takes the relay's --tls-cert, --tls-key and --tls-client-ca),
+// (the proxy takes the relay's --tls-cert, --tls-key, --tls-client-ca and
+// --pickle-addr),
 // and a gateway forwarding to a tls:// destination (it takes the relay's
 // --destination-tls-* options). Every datapoint arrives, and the sender's
 // connection and the destination's are both TLS.
 import { readFileSync } from "node:fs";
 import tls from "node:tls";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { encodePickleFrames } from "../../dataplane/forward/pickle-encoder.ts";
 import type { PolymurProcess } from "../fixtures/polymur.ts";
 import { startGateway, startProxy, TempDir } from "../fixtures/proxy-gateway.ts";
 import { createTestPki, type TestPki } from "../fixtures/tls.ts";
@@ -73,25 +75,35 @@ describe("TLS at a proxy's listener and at a gateway's destinations", () => {
       pki.keyFile,
       "--tls-client-ca",
       pki.caFile,
+      "--pickle-addr",
+      "127.0.0.1:0",
     ]);
     done.push(() => px.stop());
     expect(px.logs.find((l) => l.msg === "listening")?.["tls"]).toBe("mutual");
 
     const n = 5_000;
     const lines = Array.from({ length: n }, (_, i) => `site.tls.m${i % 50} ${i} 1700000000`);
-    const socket = tls.connect({
-      port: px.port,
-      host: "127.0.0.1",
-      ca: pki.ca,
-      servername: "localhost",
-      cert: readFileSync(pki.client.certFile),
-      key: readFileSync(pki.client.keyFile),
-    });
-    await new Promise<void>((resolve, reject) => {
-      socket.once("secureConnect", () => resolve());
-      socket.once("error", reject);
-    });
-    socket.end(`${lines.join("\n")}\n`);
+    // Plaintext lines to the TLS listener; the last thousand pickled, to the
+    // pickle listener (TLS too).
+    const pickled = lines.slice(4_000);
+    const send = async (port: number, data: string | Buffer): Promise<void> => {
+      const socket = tls.connect({
+        port,
+        host: "127.0.0.1",
+        ca: pki.ca,
+        servername: "localhost",
+        cert: readFileSync(pki.client.certFile),
+        key: readFileSync(pki.client.keyFile),
+      });
+      await new Promise<void>((resolve, reject) => {
+        socket.once("secureConnect", () => resolve());
+        socket.once("error", reject);
+      });
+      socket.end(data);
+    };
+    await send(px.port, `${lines.slice(0, 4_000).join("\n")}\n`);
+    const { bytes } = encodePickleFrames(Buffer.from(`${pickled.join("\n")}\n`));
+    await send(px.picklePort!, bytes);
     await waitFor(
       "every datapoint at the TLS destination",
       () => (out.lines.length >= n ? true : undefined),
@@ -104,7 +116,11 @@ describe("TLS at a proxy's listener and at a gateway's destinations", () => {
     };
     expect(ps.listeners.find((l) => l.name === "plaintext")).toMatchObject({
       transport: "tls",
-      accepted: n,
+      accepted: 4_000,
+    });
+    expect(ps.listeners.find((l) => l.name === "pickle")).toMatchObject({
+      transport: "tls",
+      accepted: 1_000,
     });
   });
 });
