@@ -12,6 +12,7 @@ import { ListenerCounters } from "./listener-counters.ts";
 import { ListenerTls } from "./listener-tls.ts";
 import type { ListenerTlsSettings } from "./listener-tls-settings.ts";
 import { PickleFramer } from "./pickle-framer.ts";
+import { ReadPacer } from "./read-pacer.ts";
 import type { RejectSample } from "./reject-log.ts";
 
 /** Where and how a listener takes lines from senders. */
@@ -35,6 +36,12 @@ export interface ListenerConfig {
    * reading is paused, the silence is ours and does not count); 0 = never.
    */
   idleTimeoutMs: number;
+  /**
+   * How long a slow sender's datapoints may wait, at most, so that one read
+   * takes many of its writes (read-pacer.ts); 0 (or absent) = read at once.
+   * Not for TLS connections.
+   */
+  readWaitMs?: number;
 }
 
 export interface LineListenerOptions {
@@ -81,6 +88,8 @@ export class LineListener {
   #udp: dgram.Socket | null = null;
   /** TLS of the plaintext and pickle listeners (--tls-cert), or null for cleartext. */
   #tls: ListenerTls | null = null;
+  /** Paces reads from slow senders (--read-wait), or null. */
+  #pacer: ReadPacer | null = null;
   /** Each open listener's own counters (listener-counters.ts). */
   readonly #listeners: ListenerCounters[] = [];
   /** Open sender connections, and the idle timeout each was accepted with. */
@@ -124,6 +133,8 @@ export class LineListener {
   async listen(): Promise<{ port: number; udpPort: number | null; picklePort: number | null }> {
     const tlsSettings = this.#config.tls ?? null;
     if (tlsSettings !== null) this.#tls = new ListenerTls(tlsSettings, this.#log);
+    const wait = this.#config.readWaitMs ?? 0;
+    if (wait > 0) this.#pacer = new ReadPacer(wait);
     const transport = this.#tls === null ? "tcp" : "tls";
     const { host, port } = this.#config.listen;
     const plain = this.#counters("plaintext", "plaintext", transport);
@@ -191,7 +202,12 @@ export class LineListener {
       this.#accept(socket, pickle, counters);
     const server =
       this.#tls === null
-        ? net.createServer({ noDelay: true }, accept)
+        ? net.createServer(
+            // A paused connection reads once more into a one-byte buffer,
+            // then stops: see read-pacer.ts.
+            { noDelay: true, highWaterMark: this.#pacer === null ? undefined : 1 },
+            accept,
+          )
         : this.#tls.createServer(counters, accept);
     const cap = this.#config.maxConnections;
     if (cap > 0) server.maxConnections = cap;
@@ -251,7 +267,10 @@ export class LineListener {
       }
       fs.rmSync(path, { force: true });
     }
-    const server = net.createServer((socket) => this.#accept(socket, false, counters));
+    const server = net.createServer(
+      { highWaterMark: this.#pacer === null ? undefined : 1 },
+      (socket) => this.#accept(socket, false, counters),
+    );
     const cap = this.#config.maxConnections;
     if (cap > 0) server.maxConnections = cap;
     server.on("drop", () => {
@@ -296,10 +315,15 @@ export class LineListener {
       framer.end();
       socket.destroy();
     });
+    // TLS reads its own way: paced only in cleartext.
+    const pacer = listener.transport === "tls" ? null : this.#pacer;
+    pacer?.track(socket);
     socket.on("data", (chunk: Buffer) => {
       counters.bytesIn += chunk.length;
       listener.bytesIn += chunk.length;
+      listener.reads++;
       framer.push(chunk);
+      pacer?.read(socket, chunk.length);
     });
     socket.on("end", () => {
       framer.end();
@@ -316,6 +340,7 @@ export class LineListener {
   #datagram(msg: Buffer, rinfo: dgram.RemoteInfo, listener: ListenerCounters): void {
     this.counters.bytesIn += msg.length;
     listener.bytesIn += msg.length;
+    listener.reads++;
     if (this.#paused) {
       this.counters.droppedPaused += countLines(msg);
       return;
@@ -342,6 +367,8 @@ export class LineListener {
   pause(paused: boolean): void {
     if (paused === this.#paused) return;
     this.#paused = paused;
+    // Every connection is paused, or resumed, below: parked ones too.
+    this.#pacer?.hold(!paused);
     for (const [s, idleMs] of this.#sockets) {
       if (paused) {
         s.pause();
@@ -385,6 +412,9 @@ export class LineListener {
     this.#udp?.close();
     this.#udp = null;
     this.#tls?.close();
+    // What parked senders sent is still read until they close.
+    this.#pacer?.hold(false);
+    if (!this.#paused) for (const s of this.#sockets.keys()) s.resume();
     await closeSockets(new Set(this.#sockets.keys()), graceMs);
   }
 }

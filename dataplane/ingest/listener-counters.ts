@@ -40,6 +40,8 @@ export interface ListenerStats {
   /** Sender connections taken (TLS: handshake done). */
   connectionsTotal: number;
   bytesIn: number;
+  /** Reads from its connections (datagrams for UDP): bytesIn / reads is what one read takes (see read-pacer.ts). */
+  reads: number;
   /** Valid datapoints it took. */
   accepted: number;
   /** Datapoints it rejected (the reasons are the node's `rejected`). */
@@ -57,6 +59,7 @@ export class ListenerCounters {
   connections = 0;
   connectionsTotal = 0;
   bytesIn = 0;
+  reads = 0;
   accepted = 0;
   rejected = 0;
   readonly tlsRejectedBy: Record<TlsRejectReason, number> | null;
@@ -81,6 +84,7 @@ export class ListenerCounters {
       connections: this.connections,
       connectionsTotal: this.connectionsTotal,
       bytesIn: this.bytesIn,
+      reads: this.reads,
       accepted: this.accepted,
       rejected: this.rejected,
       tlsRejectedBy: this.tlsRejectedBy === null ? null : { ...this.tlsRejectedBy },
@@ -110,6 +114,7 @@ export function mergeListeners(all: readonly ListenerStats[]): ListenerStats[] {
     m.connections += l.connections;
     m.connectionsTotal += l.connectionsTotal;
     m.bytesIn += l.bytesIn;
+    m.reads += l.reads;
     m.accepted += l.accepted;
     m.rejected += l.rejected;
     if (m.tlsRejectedBy !== null && l.tlsRejectedBy !== null) {

@@ -31,6 +31,7 @@ const NOT_FOR_GATEWAY = new Set([
   "tls-handshake-timeout",
   "max-connections",
   "idle-timeout",
+  "read-wait",
   "api-addr",
   "api-token",
   "console-out",

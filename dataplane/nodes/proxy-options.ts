@@ -31,6 +31,7 @@ const SHARED = [
   "max-line-length",
   "max-connections",
   "idle-timeout",
+  "read-wait",
   "stat-addr",
   "shutdown-timeout",
   "log-level",

@@ -28,6 +28,7 @@ import { DESTINATION_TLS_OPTIONS, destinationTlsSettings } from "../forward/dest
 import { FSYNC_POLICIES, type FsyncPolicy } from "../forward/disk-queue.ts";
 import { DEFAULT_MAX_LINE_LENGTH } from "../ingest/line-framer.ts";
 import { LISTENER_TLS_OPTIONS } from "../ingest/listener-tls-settings.ts";
+import { DEFAULT_READ_WAIT_MS } from "../ingest/read-pacer.ts";
 import { DEFAULT_STAT_ADDR } from "../observe/stats-server.ts";
 import {
   type HashAlgo,
@@ -238,6 +239,12 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     help: "Close a sender connection that sends nothing for this long (carbon-c-relay's default: 10 minutes; not counted while reading is paused); 0 = never; a reload applies to new connections",
   },
   {
+    name: "read-wait",
+    type: "seconds",
+    default: String(DEFAULT_READ_WAIT_MS / 1000),
+    help: "Longest a slow sender's datapoints wait before they are routed: a connection sending less than 16 KiB in that time is read about once per half of it, so that one read takes many of its writes (the CPU of a relay at low rates); faster connections and TLS ones are read at once; 0 = read every connection at once",
+  },
+  {
     name: "api-addr",
     type: "string",
     default: addressText(DEFAULT_API_ADDR),
@@ -429,6 +436,7 @@ export function buildRelayConfig(o: RawOptions): RelayConfig {
     maxLineLength,
     maxConnections: maxConnections(o),
     idleTimeoutMs: getSeconds(o, "idle-timeout") * 1000,
+    readWaitMs: getSeconds(o, "read-wait") * 1000,
   };
 }
 

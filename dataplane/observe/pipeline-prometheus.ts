@@ -184,6 +184,12 @@ export function pipelinePrometheus(s: PipelineStats): string {
       lis((x) => x.bytesIn),
     )
     .metric(
+      "polymur_listener_reads_total",
+      "counter",
+      "Reads from a listener's connections (datagrams for UDP); bytes per read show what --read-wait gathers.",
+      lis((x) => x.reads),
+    )
+    .metric(
       "polymur_listener_connections",
       "gauge",
       "A listener's open sender connections (TLS: handshake done).",

@@ -93,6 +93,7 @@ const FAMILIES: Record<string, string> = {
   polymur_listener_accepted_total: "counter",
   polymur_listener_rejected_total: "counter",
   polymur_listener_received_bytes_total: "counter",
+  polymur_listener_reads_total: "counter",
   polymur_listener_connections: "gauge",
   polymur_listener_connections_total: "counter",
   polymur_listener_tls_rejected_total: "counter",
