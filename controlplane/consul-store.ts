@@ -1,5 +1,6 @@
 import { EventEmitter } from "node:events";
 import type { IncomingMessage } from "node:http";
+import { gunzipSync, gzipSync } from "node:zlib";
 import Consul from "consul";
 import { ErrorCode, PolymurError } from "../common/errors.ts";
 import type { Logger } from "../common/logger.ts";
@@ -13,6 +14,16 @@ import {
   type StoreListener,
   storeUnavailable,
 } from "./control-store.ts";
+import {
+  baselineEntry,
+  type ChangeRecord,
+  entryFromJson,
+  entryToJson,
+  HISTORY_DEFAULTS,
+  type HistoryEntry,
+  type HistoryVersion,
+  historyStateFromJson,
+} from "./state-history.ts";
 
 /**
  * Every ConsulStoreOptions default, in one place: the store falls back to
@@ -22,6 +33,20 @@ export const CONSUL_STORE_DEFAULTS = {
   waitSec: 30,
   requestTimeoutMs: 5000,
 } as const satisfies Partial<ConsulStoreOptions>;
+
+/**
+ * The largest transaction body Consul takes (`txn_max_req_len`, 512 KiB by
+ * default), less room for the request's framing. A write whose history
+ * record would not fit beside the state in one transaction is written in two
+ * (the state, then the record).
+ */
+const TXN_MAX_BYTES = 512 * 1024 - 2048;
+
+/** Consul takes at most 64 operations in one transaction. */
+const TXN_MAX_OPS = 64;
+
+/** `…/00000000000000000042`: zero-padded, so keys sort as versions do. */
+const versionKey = (version: number): string => String(version).padStart(20, "0");
 
 export interface ConsulStoreOptions {
   /** Consul HTTP API addresses, tried in this order (the next one when one fails). */
@@ -34,6 +59,8 @@ export interface ConsulStoreOptions {
   waitSec?: number;
   /** Timeout of a read or write. Default 5000 ms. */
   requestTimeoutMs?: number;
+  /** Versions the history keeps. Default HISTORY_DEFAULTS.versions. */
+  historyVersions?: number;
   log?: Logger;
 }
 
@@ -42,6 +69,18 @@ interface KvItem {
   Key: string;
   ModifyIndex: number;
   Value: string | null | undefined;
+}
+
+/** A KV read with `buffer: true`: the value's bytes. */
+interface KvBytesItem {
+  Key: string;
+  ModifyIndex: number;
+  Value: Buffer | null | undefined;
+}
+
+/** One operation of a transaction (PUT /v1/txn), values in base64. */
+interface TxnOp {
+  KV: { Verb: string; Key: string; Value?: string; Index?: number };
 }
 
 /** papi's request context: an EventEmitter whose "cancel" aborts the request. */
@@ -56,6 +95,7 @@ interface RequestCtx extends EventEmitter {
 interface ConsulClient {
   kv: {
     get(opts: Record<string, unknown>): Promise<unknown>;
+    keys(opts: Record<string, unknown>): Promise<unknown>;
     set(opts: Record<string, unknown>): Promise<boolean | undefined>;
   };
   transaction: { create(ops: unknown[], opts: Record<string, unknown>): Promise<unknown> };
@@ -81,6 +121,13 @@ interface PapiError extends Error {
  * (`current()`), refuses writes with POLYMUR_ERR_STORE_UNAVAILABLE, and
  * keeps retrying the blocking query with backoff, moving on to the next
  * address each time.
+ *
+ * The history is two keys per version kept, written in the state's
+ * transaction (so a version is kept exactly when it was written):
+ * `<prefix>/history/changes/<version>`, its record (small JSON, what
+ * ListHistory reads), and `<prefix>/history/states/<version>`, the whole
+ * state, gzipped (a value is at most 512 KiB). The same transaction deletes
+ * the version that falls out of the last `historyVersions`.
  */
 export class ConsulStore implements ControlStore {
   readonly description: string;
@@ -99,6 +146,9 @@ export class ConsulStore implements ControlStore {
   readonly #closing = new EventEmitter();
   #watching: Promise<void> | undefined;
   #lastNodes: NodeRecord[] = [];
+  readonly historyVersions: number;
+  readonly #changesPrefix: string;
+  readonly #statesPrefix: string;
 
   constructor(options: ConsulStoreOptions) {
     if (options.addresses.length === 0) {
@@ -108,6 +158,9 @@ export class ConsulStore implements ControlStore {
     this.description = `consul://${options.addresses.map((a) => `${a.host}:${a.port}`).join(",")}/${prefix}`;
     this.#stateKey = `${prefix}/state`;
     this.#nodesPrefix = `${prefix}/nodes/`;
+    this.#changesPrefix = `${prefix}/history/changes/`;
+    this.#statesPrefix = `${prefix}/history/states/`;
+    this.historyVersions = options.historyVersions ?? HISTORY_DEFAULTS.versions;
     this.#waitSec = options.waitSec ?? CONSUL_STORE_DEFAULTS.waitSec;
     this.#timeoutMs = options.requestTimeoutMs ?? CONSUL_STORE_DEFAULTS.requestTimeoutMs;
     this.#log = options.log;
@@ -123,15 +176,94 @@ export class ConsulStore implements ControlStore {
   }
 
   async open(): Promise<void> {
+    let s: StoredState | undefined;
     try {
-      await this.read();
+      s = await this.read();
     } catch (err) {
       this.#log?.warn(
         { store: this.description, err: (err as Error).message },
         "state store unreachable at start; serving nothing until it answers",
       );
     }
+    if (s !== undefined) {
+      await this.#openHistory(s).catch((err: unknown) => {
+        this.#log?.warn(
+          { store: this.description, err: (err as Error).message },
+          "history: could not record the state found at start, or drop versions no longer kept",
+        );
+      });
+    }
     this.#watching = this.#watchLoop();
+  }
+
+  /**
+   * A state with no record of its own (written before history was kept)
+   * gets a baseline one, created only if absent (another replica may be at
+   * it too); versions beyond the last `historyVersions` are dropped.
+   */
+  async #openHistory(s: StoredState): Promise<void> {
+    const v = s.state.version;
+    if (s.revision !== 0n && v > 0) {
+      const [, have] = await this.#call("read", (c, ctx) =>
+        c.kv.get({ key: this.#changesPrefix + versionKey(v), ctx, timeout: this.#timeoutMs }),
+      );
+      if (have === undefined) {
+        const ops = this.#historyOps(baselineEntry(s.state, "", Date.now()), s.state).map((op) => ({
+          KV: { ...op.KV, Verb: "cas", Index: 0 },
+        }));
+        await this.#txn(ops).catch((err: unknown) => {
+          if (!(err instanceof PolymurError && err.code === ErrorCode.VersionConflict)) throw err;
+        });
+      }
+    }
+    const stale: string[] = [];
+    for (const prefix of [this.#changesPrefix, this.#statesPrefix]) {
+      const [, keys] = await this.#call("read", (c, ctx) =>
+        c.kv.keys({ key: prefix, ctx, timeout: this.#timeoutMs }).catch((err: PapiError) => {
+          // No key under the prefix: Consul answers 404.
+          if (err.isResponse && err.statusCode === 404) return [undefined, []];
+          throw err;
+        }),
+      );
+      for (const key of (keys ?? []) as string[]) {
+        const version = Number(key.slice(prefix.length));
+        if (Number.isSafeInteger(version) && version <= v - this.historyVersions) stale.push(key);
+      }
+    }
+    for (let i = 0; i < stale.length; i += TXN_MAX_OPS) {
+      await this.#txn(
+        stale.slice(i, i + TXN_MAX_OPS).map((Key) => ({ KV: { Verb: "delete", Key } })),
+      );
+    }
+  }
+
+  /** The two keys of a kept version (its record, its state gzipped), as `set` operations. */
+  #historyOps(entry: HistoryEntry, state: ControlState): TxnOp[] {
+    const k = versionKey(entry.version);
+    return [
+      {
+        KV: {
+          Verb: "set",
+          Key: this.#changesPrefix + k,
+          Value: Buffer.from(JSON.stringify(entryToJson(entry))).toString("base64"),
+        },
+      },
+      {
+        KV: {
+          Verb: "set",
+          Key: this.#statesPrefix + k,
+          Value: gzipSync(JSON.stringify(state)).toString("base64"),
+        },
+      },
+    ];
+  }
+
+  /** Runs a transaction; a failed check (HTTP 409) is POLYMUR_ERR_VERSION_CONFLICT. */
+  async #txn(ops: TxnOp[]): Promise<unknown> {
+    const [, result] = await this.#call("write", (c, ctx) =>
+      c.transaction.create(ops, { ctx, timeout: this.#timeoutMs }),
+    );
+    return result;
   }
 
   current(): StoredState | undefined {
@@ -159,20 +291,39 @@ export class ConsulStore implements ControlStore {
     return stored;
   }
 
-  async compareAndSet(base: StoredState, next: ControlState): Promise<StoredState | null> {
-    const op = {
-      KV: {
-        Verb: "cas",
-        Key: this.#stateKey,
-        Value: Buffer.from(JSON.stringify(next)).toString("base64"),
-        Index: Number(base.revision),
+  async compareAndSet(
+    base: StoredState,
+    next: ControlState,
+    change?: ChangeRecord,
+  ): Promise<StoredState | null> {
+    const ops: TxnOp[] = [
+      {
+        KV: {
+          Verb: "cas",
+          Key: this.#stateKey,
+          Value: Buffer.from(JSON.stringify(next)).toString("base64"),
+          Index: Number(base.revision),
+        },
       },
-    };
+    ];
+    let history: TxnOp[] = [];
+    if (change !== undefined) {
+      history = this.#historyOps({ ...change, version: next.version }, next);
+      const dropped = next.version - this.historyVersions;
+      if (dropped > 0) {
+        for (const prefix of [this.#changesPrefix, this.#statesPrefix]) {
+          history.push({ KV: { Verb: "delete", Key: prefix + versionKey(dropped) } });
+        }
+      }
+      // One transaction when it fits (the usual case: a kept version exactly when written).
+      if (JSON.stringify([...ops, ...history]).length <= TXN_MAX_BYTES) {
+        ops.push(...history);
+        history = [];
+      }
+    }
     let result: unknown;
     try {
-      [, result] = await this.#call("write", (c, ctx) =>
-        c.transaction.create([op], { ctx, timeout: this.#timeoutMs }),
-      );
+      result = await this.#txn(ops);
     } catch (err) {
       // A failed CAS inside a transaction is HTTP 409: someone else wrote first.
       if (err instanceof PolymurError && err.code === ErrorCode.VersionConflict) return null;
@@ -182,7 +333,63 @@ export class ConsulStore implements ControlStore {
     if (kv?.ModifyIndex === undefined) return null;
     const stored = { state: next, revision: BigInt(kv.ModifyIndex) };
     this.#observe(stored);
+    if (history.length > 0) {
+      // Too large for one transaction with the state: the record follows it. The version is
+      // written either way; a record that fails here is missing from the history, and said so.
+      await this.#txn(history).catch((err: unknown) => {
+        this.#log?.warn(
+          { version: next.version, err: (err as Error).message },
+          "history: this version is not kept (its record could not be written)",
+        );
+      });
+    }
     return stored;
+  }
+
+  async listHistory(): Promise<HistoryEntry[]> {
+    const [, items] = await this.#call("read", (c, ctx) =>
+      c.kv.get({ key: this.#changesPrefix, recurse: true, ctx, timeout: this.#timeoutMs }),
+    );
+    const current = this.#current?.state.version ?? 0;
+    const entries: HistoryEntry[] = [];
+    for (const item of (items ?? []) as KvItem[]) {
+      try {
+        const e = entryFromJson(JSON.parse(item.Value ?? ""), `Consul key ${item.Key}`);
+        // Another replica may keep more; this one shows what it keeps.
+        if (e.version > current - this.historyVersions) entries.push(e);
+      } catch (err) {
+        this.#log?.warn({ key: item.Key, err: (err as Error).message }, "history: record skipped");
+      }
+    }
+    return entries.sort((a, b) => b.version - a.version);
+  }
+
+  async getVersion(version: number): Promise<HistoryVersion | undefined> {
+    const k = versionKey(version);
+    const [[, record], [, state]] = await Promise.all([
+      this.#call("read", (c, ctx) =>
+        c.kv.get({ key: this.#changesPrefix + k, ctx, timeout: this.#timeoutMs }),
+      ),
+      this.#call("read", (c, ctx) =>
+        c.kv.get({ key: this.#statesPrefix + k, buffer: true, ctx, timeout: this.#timeoutMs }),
+      ),
+    ]);
+    if (record === undefined || state === undefined) return undefined;
+    const recordKey = this.#changesPrefix + k;
+    const stateKey = this.#statesPrefix + k;
+    let entry: HistoryEntry;
+    let doc: unknown;
+    try {
+      entry = entryFromJson(JSON.parse((record as KvItem).Value ?? ""), `Consul key ${recordKey}`);
+      doc = JSON.parse(gunzipSync((state as KvBytesItem).Value ?? Buffer.alloc(0)).toString());
+    } catch (err) {
+      if (err instanceof PolymurError) throw err;
+      throw new PolymurError(
+        ErrorCode.StoreCorrupt,
+        `Consul keys ${recordKey} and ${stateKey} do not hold a kept version (${(err as Error).message})`,
+      );
+    }
+    return { entry, state: historyStateFromJson(doc, version, `Consul key ${stateKey}`) };
   }
 
   watch(listener: StoreListener): () => void {
@@ -216,22 +423,52 @@ export class ConsulStore implements ControlStore {
 
   /** Every replica's nodes. When Consul is unreachable: the last list read. */
   async listNodes(): Promise<NodeRecord[]> {
-    let items: unknown;
     try {
-      [, items] = await this.#call("read", (c, ctx) =>
-        c.kv.get({ key: this.#nodesPrefix, recurse: true, ctx, timeout: this.#timeoutMs }),
-      );
+      this.#lastNodes = (await this.#readNodes()).map((n) => n.record);
     } catch (err) {
       this.#log?.warn({ err: (err as Error).message }, "listing nodes from the last list read");
-      return this.#lastNodes;
     }
+    return this.#lastNodes;
+  }
+
+  /**
+   * Deletes each picked node's keys with `delete-cas` on the indexes read, in
+   * one transaction per node: a node that subscribed or reported since it
+   * was read keeps its record.
+   */
+  async removeNodes(expired: (r: NodeRecord) => boolean): Promise<NodeRecord[]> {
+    const removed: NodeRecord[] = [];
+    for (const { record, keys } of await this.#readNodes()) {
+      if (!expired(record)) continue;
+      const ops = keys.map(({ key, index }) => ({
+        KV: { Verb: "delete-cas", Key: key, Index: index },
+      }));
+      try {
+        await this.#txn(ops);
+        removed.push(record);
+      } catch (err) {
+        if (!(err instanceof PolymurError && err.code === ErrorCode.VersionConflict)) throw err;
+      }
+    }
+    return removed;
+  }
+
+  /** Every node's record, with the keys it is made of and their ModifyIndex. */
+  async #readNodes(): Promise<
+    Array<{ record: NodeRecord; keys: Array<{ key: string; index: number }> }>
+  > {
+    const [, items] = await this.#call("read", (c, ctx) =>
+      c.kv.get({ key: this.#nodesPrefix, recurse: true, ctx, timeout: this.#timeoutMs }),
+    );
     const byId = new Map<string, { subscription?: NodeSubscription; report?: NodeReport }>();
+    const keysById = new Map<string, Array<{ key: string; index: number }>>();
     for (const item of (items ?? []) as KvItem[]) {
       const rest = item.Key.slice(this.#nodesPrefix.length);
       const slash = rest.lastIndexOf("/");
       if (slash < 0 || item.Value == null) continue;
       const id = decodeURIComponent(rest.slice(0, slash));
       const kind = rest.slice(slash + 1);
+      keysById.set(id, [...(keysById.get(id) ?? []), { key: item.Key, index: item.ModifyIndex }]);
       let value: unknown;
       try {
         value = JSON.parse(item.Value);
@@ -243,8 +480,10 @@ export class ConsulStore implements ControlStore {
       else if (kind === "report") rec.report = value as NodeReport;
       byId.set(id, rec);
     }
-    this.#lastNodes = [...byId].map(([nodeId, rec]) => ({ nodeId, ...rec }));
-    return this.#lastNodes;
+    return [...byId].map(([nodeId, rec]) => ({
+      record: { nodeId, ...rec },
+      keys: keysById.get(nodeId) ?? [],
+    }));
   }
 
   async close(): Promise<void> {

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { ErrorCode, PolymurError } from "../common/errors.ts";
 import {
   getAddress,
+  getInt,
   getSeconds,
   getString,
   type OptionSpec,
@@ -11,6 +12,8 @@ import {
 } from "../common/options.ts";
 import type { Credentials } from "./auth.ts";
 import { CONSUL_STORE_DEFAULTS, parseConsulUrl } from "./consul-store.ts";
+import { NODE_EXPIRY_DEFAULTS } from "./node-expiry.ts";
+import { HISTORY_DEFAULTS } from "./state-history.ts";
 
 /** `polymur control` options: flags, POLYMUR_* variables, or `name = value` in --config. */
 export const CONTROL_OPTIONS: readonly OptionSpec[] = [
@@ -70,6 +73,18 @@ export const CONTROL_OPTIONS: readonly OptionSpec[] = [
     help: "Longest a Consul blocking query waits before it is renewed",
   },
   {
+    name: "history-versions",
+    type: "int",
+    default: String(HISTORY_DEFAULTS.versions),
+    help: `State versions kept in the store's history (polymurctl history, diff, rollback): the last N, 1-${HISTORY_DEFAULTS.maxVersions}; give every replica the same`,
+  },
+  {
+    name: "node-expiry",
+    type: "seconds",
+    default: `${NODE_EXPIRY_DEFAULTS.expirySec / 3600}h`,
+    help: "Remove the record of a node not connected and not seen for this long (nodes ls shows it as stale until then); 0 keeps records for ever",
+  },
+  {
     name: "log-level",
     type: "string",
     default: "info",
@@ -89,6 +104,10 @@ export interface ControlProcessOptions {
   credentials: Credentials;
   replicaId: string;
   consulWaitSec: number;
+  /** --history-versions. */
+  historyVersions: number;
+  /** --node-expiry in milliseconds; 0: never. */
+  nodeExpiryMs: number;
   logLevel: string;
 }
 
@@ -135,6 +154,10 @@ export function buildControlOptions(o: RawOptions): ControlProcessOptions {
       return fail(`--${flag} ${path}: ${(err as Error).message}`);
     }
   };
+  const historyVersions = getInt(o, "history-versions");
+  if (historyVersions < 1 || historyVersions > HISTORY_DEFAULTS.maxVersions) {
+    fail(`--history-versions must be 1 to ${HISTORY_DEFAULTS.maxVersions}; got ${historyVersions}`);
+  }
   const tls =
     certPath === ""
       ? undefined
@@ -146,6 +169,8 @@ export function buildControlOptions(o: RawOptions): ControlProcessOptions {
     credentials: { admin, node },
     replicaId: getString(o, "replica-id"),
     consulWaitSec: Math.max(1, Math.round(getSeconds(o, "consul-wait"))),
+    historyVersions,
+    nodeExpiryMs: Math.round(getSeconds(o, "node-expiry") * 1000),
     logLevel: getString(o, "log-level"),
   };
 }

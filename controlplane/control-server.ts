@@ -1,6 +1,8 @@
+import http from "node:http";
 import http2 from "node:http2";
-import type { Socket } from "node:net";
+import type { Server, Socket } from "node:net";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { createSniffingServer } from "../common/h2c-sniff.ts";
 import { HealthRegistry } from "../common/health-registry.ts";
 import { MAX_CONCURRENT_STREAMS } from "../common/http2-limits.ts";
 import type { Logger } from "../common/logger.ts";
@@ -12,10 +14,12 @@ import {
   type Credentials,
   createAuthInterceptor,
 } from "./auth.ts";
+import { createConsoleHandler } from "./console/console-handler.ts";
 import { createControlHandler } from "./control-handler.ts";
 import { createControlService } from "./control-service.ts";
 import type { ControlStore } from "./control-store.ts";
 import { withSpecGrpcMessage } from "./grpc-message.ts";
+import { NODE_EXPIRY_DEFAULTS, NodeExpiry } from "./node-expiry.ts";
 import { createNodeService } from "./node-service.ts";
 
 export interface ControlRoutesOptions {
@@ -28,6 +32,8 @@ export interface ControlRoutesOptions {
   /** Subscription heartbeat into the store. Default 5000 ms. */
   heartbeatMs?: number;
   now?: () => number;
+  /** --node-expiry in milliseconds (0: never). Default NODE_EXPIRY_DEFAULTS.expirySec. */
+  nodeExpiryMs?: number;
 }
 
 /** The credential each service needs; health is open. */
@@ -57,6 +63,8 @@ export function controlRoutes(o: ControlRoutesOptions): (router: ConnectRouter) 
   const onDenied = o.log ? deniedLogger(o.log) : undefined;
   const control = createControlService({
     store: o.store,
+    replica: o.replica,
+    nodeExpiryMs: o.nodeExpiryMs ?? NODE_EXPIRY_DEFAULTS.expirySec * 1000,
     ...(o.log ? { log: o.log } : {}),
     ...(o.now ? { now: o.now } : {}),
   });
@@ -87,7 +95,7 @@ export interface ControlServerOptions {
   host: string;
   /** 0 picks a free port (see `port` once started). */
   port: number;
-  /** PEM certificate chain and key: TLS with ALPN h2 (and HTTP/1.1 for Connect and gRPC-Web). */
+  /** PEM certificate chain and key: TLS with ALPN h2 and http/1.1. */
   tls?: { cert: Buffer; key: Buffer };
   replica: string;
   log: Logger;
@@ -103,30 +111,40 @@ export interface ControlServerOptions {
   closeGraceMs?: number;
   /** The largest request message read. Default CONTROL_READ_MAX_BYTES. */
   readMaxBytes?: number;
+  /**
+   * Node records not seen for this long (and not connected) are removed from
+   * the store; 0 keeps them for ever. Default NODE_EXPIRY_DEFAULTS.expirySec.
+   */
+  nodeExpiryMs?: number;
 }
 
 /**
- * The control plane's server: Connect, gRPC and gRPC-Web over HTTP/2 (cleartext
- * with prior knowledge, or TLS with ALPN h2), plus gRPC health checking. A
- * call's credential is checked before its body is read (createControlHandler);
- * no request message over CONTROL_READ_MAX_BYTES (health: HEALTH_READ_MAX_BYTES)
- * is read.
+ * The control plane's server: Connect, gRPC and gRPC-Web, plus gRPC health
+ * checking, and the web console (console/: GET /console/). One port answers
+ * HTTP/2 and HTTP/1.1 (browsers speak no cleartext HTTP/2): cleartext, h2c
+ * with prior knowledge or HTTP/1.1, told apart by a connection's first bytes
+ * (createSniffingServer); TLS, ALPN h2 or http/1.1. A call's credential is
+ * checked before its body is read (createControlHandler); no request message
+ * over CONTROL_READ_MAX_BYTES (health: HEALTH_READ_MAX_BYTES) is read.
  */
 export class ControlServer {
   readonly health: HealthRegistry;
-  readonly #server: http2.Http2Server | http2.Http2SecureServer;
+  readonly #server: Server;
+  /** The cleartext port's HTTP/1.1 server (handed its connections by the sniffer). */
+  readonly #h1: http.Server | undefined;
   readonly #shutdown = new AbortController();
   readonly #sockets = new Set<Socket>();
   readonly #sessions = new Set<http2.ServerHttp2Session>();
   readonly #options: ControlServerOptions;
   #port = 0;
   #closing: Promise<void> | undefined;
+  #expiry: NodeExpiry | undefined;
 
   private constructor(o: ControlServerOptions) {
     this.#options = o;
     this.health = new HealthRegistry(SERVICE_NAMES);
     const check = new CredentialCheck(o.credentials);
-    const handler = withSpecGrpcMessage(
+    const rpc = withSpecGrpcMessage(
       createControlHandler({
         routes: controlRoutes({
           store: o.store,
@@ -134,6 +152,7 @@ export class ControlServer {
           health: this.health,
           replica: o.replica,
           log: o.log,
+          nodeExpiryMs: this.#expiryMs,
           ...(o.heartbeatMs ? { heartbeatMs: o.heartbeatMs } : {}),
         }),
         required: REQUIRED_CREDENTIAL,
@@ -144,19 +163,34 @@ export class ControlServer {
         shutdownSignal: this.#shutdown.signal,
       }),
     );
+    const serveConsole = createConsoleHandler();
+    const handler: typeof rpc = (req, res) => {
+      if (!serveConsole(req, res)) rpc(req, res);
+    };
     const settings: http2.Settings = { maxConcurrentStreams: MAX_CONCURRENT_STREAMS };
-    this.#server =
-      o.tls === undefined
-        ? http2.createServer({ settings }, handler)
-        : http2.createSecureServer(
-            { cert: o.tls.cert, key: o.tls.key, allowHTTP1: true, settings },
-            handler,
-          );
-    this.#server.on("connection", (s: Socket) => {
+    const onSocket = (s: Socket): void => {
       this.#sockets.add(s);
       s.once("close", () => this.#sockets.delete(s));
-    });
-    this.#server.on("session", (session: http2.ServerHttp2Session) => this.#track(session));
+    };
+    if (o.tls === undefined) {
+      const h2 = http2.createServer({ settings }, handler);
+      h2.on("session", (session: http2.ServerHttp2Session) => this.#track(session));
+      this.#h1 = http.createServer(handler);
+      this.#server = createSniffingServer({ h2, h1: this.#h1, onConnection: onSocket });
+    } else {
+      const h2 = http2.createSecureServer(
+        { cert: o.tls.cert, key: o.tls.key, allowHTTP1: true, settings },
+        handler,
+      );
+      h2.on("session", (session: http2.ServerHttp2Session) => this.#track(session));
+      h2.on("connection", onSocket);
+      this.#h1 = undefined;
+      this.#server = h2;
+    }
+  }
+
+  get #expiryMs(): number {
+    return this.#options.nodeExpiryMs ?? NODE_EXPIRY_DEFAULTS.expirySec * 1000;
   }
 
   static async start(o: ControlServerOptions): Promise<ControlServer> {
@@ -170,6 +204,8 @@ export class ControlServer {
     });
     const addr = s.#server.address();
     s.#port = typeof addr === "object" && addr !== null ? addr.port : o.port;
+    s.#expiry = new NodeExpiry({ store: o.store, expiryMs: s.#expiryMs, log: o.log });
+    s.#expiry.start();
     return s;
   }
 
@@ -189,9 +225,12 @@ export class ControlServer {
 
   async #close(): Promise<void> {
     this.health.shutdown();
+    await this.#expiry?.stop();
     this.#shutdown.abort(new ConnectError("control plane shutting down", Code.Unavailable));
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
     for (const session of this.#sessions) session.close();
+    // Closes idle HTTP/1.1 connections (browsers keep theirs open), and stops its timeout checks.
+    this.#h1?.close();
     const grace = setTimeout(() => {
       for (const s of this.#sockets) s.destroy();
     }, this.#options.closeGraceMs ?? 2000);

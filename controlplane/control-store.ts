@@ -1,5 +1,6 @@
 import { ErrorCode, PolymurError } from "../common/errors.ts";
 import type { ControlState } from "./control-state.ts";
+import type { ChangeRecord, HistoryEntry, HistoryVersion } from "./state-history.ts";
 
 /** A state as read from a store, with the store's compare-and-set token. */
 export interface StoredState {
@@ -94,8 +95,24 @@ export interface ControlStore {
   /**
    * Writes `next` if the stored document is still at `base.revision`.
    * Resolves null when another writer got there first (re-read and retry).
+   * With `change`, the version is kept in the history with that record (and
+   * versions beyond the last `historyVersions` are dropped); a write without
+   * one (a test, a tool) is not kept.
    */
-  compareAndSet(base: StoredState, next: ControlState): Promise<StoredState | null>;
+  compareAndSet(
+    base: StoredState,
+    next: ControlState,
+    change?: ChangeRecord,
+  ): Promise<StoredState | null>;
+  /** How many versions the history keeps (`--history-versions`; HISTORY_DEFAULTS.versions). */
+  readonly historyVersions: number;
+  /**
+   * The records of the versions kept, newest first. Throws
+   * POLYMUR_ERR_STORE_UNAVAILABLE when the store cannot be read.
+   */
+  listHistory(): Promise<HistoryEntry[]>;
+  /** A kept version: its record and whole state; undefined when it is not kept. */
+  getVersion(version: number): Promise<HistoryVersion | undefined>;
   /** Calls `listener` with each newer state seen; returns the unsubscribe function. */
   watch(listener: StoreListener): () => void;
   /** True while the last exchange with the store succeeded. */
@@ -105,6 +122,12 @@ export interface ControlStore {
   endSubscription(nodeId: string, streamId: string, atMs: number): Promise<void>;
   putReport(r: NodeReport): Promise<void>;
   listNodes(): Promise<NodeRecord[]>;
+  /**
+   * Removes the node records `expired` picks (both the subscription and the
+   * report), unless they changed since they were listed (the node came
+   * back). Resolves with those removed.
+   */
+  removeNodes(expired: (r: NodeRecord) => boolean): Promise<NodeRecord[]>;
   close(): Promise<void>;
 }
 
@@ -112,17 +135,20 @@ export interface ControlStore {
  * Applies `mutate` to the current state and writes the result with
  * compare-and-set, re-reading and re-applying when another writer (another
  * replica) got there first. `mutate` sees a fresh read and may throw (a
- * version check, a duplicate) to abandon the write. Returns the state written.
+ * version check, a duplicate) to abandon the write. `change`, given the
+ * state before and after, is the history's record of the version written.
+ * Returns the state written.
  */
 export async function updateState(
   store: ControlStore,
   mutate: (s: ControlState) => ControlState,
+  change?: (before: ControlState, after: ControlState) => ChangeRecord,
   attempts = 16,
 ): Promise<ControlState> {
   for (let i = 0; i < attempts; i++) {
     const base = await store.read();
     const next = { ...mutate(base.state), version: base.state.version + 1 };
-    const written = await store.compareAndSet(base, next);
+    const written = await store.compareAndSet(base, next, change?.(base.state, next));
     if (written !== null) return written.state;
   }
   throw new PolymurError(

@@ -3,8 +3,11 @@ import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import {
   type ApiKeySchema,
   type DestinationSchema,
+  type FleetConfigSchema,
+  type HistoryEntrySchema,
   type NodeConfigSchema,
   type NodeSchema,
+  ChangeKind as ProtoChangeKind,
   Distribution as ProtoDistribution,
   type RoutingSchema,
   type RulesSchema,
@@ -22,6 +25,7 @@ import {
   type Scope,
 } from "./control-state.ts";
 import type { NodeRecord } from "./control-store.ts";
+import { type ChangeKind, changeSummary, type HistoryEntry } from "./state-history.ts";
 
 /** State values as API messages. */
 
@@ -87,24 +91,83 @@ function rulesFor(
   return r === null ? {} : { rules: rulesToProto(r.rules) };
 }
 
+/** The whole state as the API's FleetConfig. */
+export function fleetConfigToProto(s: ControlState): MessageInitShape<typeof FleetConfigSchema> {
+  return {
+    version: BigInt(s.version),
+    destinations: s.destinations.map(destinationToProto),
+    routing: s.routing.map((r) => ({
+      scope: scopeToProto(r.scope),
+      routing: routingToProto(r.routing),
+    })),
+    rules: s.rules.map((r) => ({ scope: scopeToProto(r.scope), rules: rulesToProto(r.rules) })),
+    keys: s.keys.map(keyToProto),
+  };
+}
+
+const CHANGE_KIND: Record<ChangeKind, ProtoChangeKind> = {
+  "dest add": ProtoChangeKind.DEST_ADD,
+  "dest rm": ProtoChangeKind.DEST_REMOVE,
+  "route set": ProtoChangeKind.ROUTING_SET,
+  "route inherit": ProtoChangeKind.ROUTING_INHERIT,
+  "rules set": ProtoChangeKind.RULES_SET,
+  "rules unset": ProtoChangeKind.RULES_UNSET,
+  "key create": ProtoChangeKind.KEY_CREATE,
+  "key rotate": ProtoChangeKind.KEY_ROTATE,
+  "key rm": ProtoChangeKind.KEY_DELETE,
+  rollback: ProtoChangeKind.ROLLBACK,
+  baseline: ProtoChangeKind.BASELINE,
+};
+
+/** A kept version's record as the API's HistoryEntry, with its one-line summary. */
+export function historyEntryToProto(e: HistoryEntry): MessageInitShape<typeof HistoryEntrySchema> {
+  return {
+    version: BigInt(e.version),
+    time: timestampFromMs(e.atMs),
+    kind: CHANGE_KIND[e.kind],
+    scopes: e.scopes.map(scopeToProto),
+    subject: e.subject,
+    summary: changeSummary(e),
+    rollbackTo: BigInt(e.rollbackTo ?? 0),
+    withKeys: e.withKeys ?? false,
+    actor: e.actor,
+    replica: e.replica,
+  };
+}
+
 /** A node is connected while some replica holds its stream and refreshed it recently. */
 export const CONNECTED_WITHIN_MS = 15_000;
 
-export function nodeToProto(rec: NodeRecord, nowMs: number): MessageInitShape<typeof NodeSchema> {
+/** When a node was last heard of: its subscription's refresh or its last report, the later. */
+export function nodeLastSeenMs(rec: NodeRecord): number {
+  return Math.max(rec.subscription?.lastSeenMs ?? 0, rec.report?.lastSeenMs ?? 0);
+}
+
+/**
+ * A node record as the API's Node. `expiryMs` (--node-expiry; 0: never)
+ * gives a node that is not connected its `expires_at`.
+ */
+export function nodeToProto(
+  rec: NodeRecord,
+  nowMs: number,
+  expiryMs = 0,
+): MessageInitShape<typeof NodeSchema> {
   const sub = rec.subscription;
   const rep = rec.report;
   // The report says what the node applied, unless the node re-subscribed since (a restart).
   const reportCurrent = rep !== undefined && (sub === undefined || rep.lastSeenMs >= sub.sinceMs);
   const who = reportCurrent ? rep : (sub ?? rep)!;
-  const lastSeenMs = Math.max(sub?.lastSeenMs ?? 0, rep?.lastSeenMs ?? 0);
+  const lastSeenMs = nodeLastSeenMs(rec);
+  const connected = sub?.open === true && nowMs - sub.lastSeenMs < CONNECTED_WITHIN_MS;
   return {
     id: rec.nodeId,
     group: who.group,
     role: who.role,
     hostname: who.hostname,
     appliedVersion: BigInt(who.appliedVersion),
-    connected: sub?.open === true && nowMs - sub.lastSeenMs < CONNECTED_WITHIN_MS,
+    connected,
     lastSeen: timestampFromMs(lastSeenMs),
+    ...(connected || expiryMs <= 0 ? {} : { expiresAt: timestampFromMs(lastSeenMs + expiryMs) }),
     ...(rep === undefined
       ? {}
       : {

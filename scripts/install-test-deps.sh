@@ -5,6 +5,9 @@
 #   * carbon-c-relay: the performance yardstick and a second routing reference
 #   * netcat-openbsd: `nc`, handy for poking at line receivers by hand
 #   * zsh, fish: polymurctl's completion scripts are run by each shell
+#   * prometheus: its promtool checks the alert rules in deploy/prometheus
+#   * chromium: the headless browser the web console's test drives
+#     (playwright-core, an npm dev dependency, downloads no browser of its own)
 #   * Consul 1.8.7 (not in Debian 12): extracted from the previous Debian
 #     release's package into .cache/bin/consul, through a private apt
 #     configuration that leaves the system's apt state untouched.
@@ -18,7 +21,7 @@
 set -euo pipefail
 
 repo_root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-packages=(graphite-carbon python3-whisper carbon-c-relay netcat-openbsd zsh fish)
+packages=(graphite-carbon python3-whisper carbon-c-relay netcat-openbsd zsh fish chromium prometheus)
 consul_bin="$repo_root/.cache/bin/consul"
 
 log() { printf 'install-test-deps: %s\n' "$*" >&2; }
@@ -116,9 +119,9 @@ fi
 
 # --- No system daemons --------------------------------------------------------
 # Tests start their own carbon processes on free ports; a system-wide one would
-# hold 2003/2004/7002 and write to /var/lib/graphite. Stop and disable them if a
+# hold 2003/2004/7002 and write to /var/lib/graphite (prometheus: 9090). Stop and disable them if a
 # package (or an earlier run without policy-rc.d) started one.
-for svc in carbon-cache carbon-c-relay; do
+for svc in carbon-cache carbon-c-relay prometheus; do
   if [ -d /run/systemd/system ] && command -v systemctl >/dev/null; then
     if systemctl is-active --quiet "$svc" 2>/dev/null; then
       log "stopping system $svc service"

@@ -29,11 +29,12 @@ export async function runControl(argv: string[]): Promise<void> {
 
   const store: ControlStore =
     o.store.kind === "file"
-      ? new FileStore(o.store.dir)
+      ? new FileStore(o.store.dir, { historyVersions: o.historyVersions })
       : new ConsulStore({
           addresses: o.store.addresses,
           prefix: o.store.prefix,
           waitSec: o.consulWaitSec,
+          historyVersions: o.historyVersions,
           log,
           ...(process.env["CONSUL_HTTP_TOKEN"] ? { token: process.env["CONSUL_HTTP_TOKEN"] } : {}),
         });
@@ -57,6 +58,7 @@ export async function runControl(argv: string[]): Promise<void> {
       ...(o.tls === undefined ? {} : { tls: o.tls }),
       replica: o.replicaId === "" ? defaultReplicaId() : o.replicaId,
       log,
+      nodeExpiryMs: o.nodeExpiryMs,
     });
   } catch (err) {
     await store.close();

@@ -1,7 +1,8 @@
 /**
  * `polymurctl`: the operator's command-line tool. Each subcommand lives in its own module
  * under commands/ and is loaded on demand, so a command that talks to the control
- * plane (dest, route, rules, key, nodes, status) never slows down one that does not (hash).
+ * plane (dest, route, rules, key, history, diff, rollback, nodes, status) never slows down
+ * one that does not (hash).
  */
 import { closestName } from "../../common/option-suggest.ts";
 import { versionLine } from "../../common/version.ts";
@@ -10,7 +11,8 @@ import type { CommandEntry, CommandIO } from "./command.ts";
 /** The commands, by name: what `main` dispatches, `usage` lists and `completion` completes. */
 export const commands: Readonly<Record<string, CommandEntry>> = {
   hash: {
-    summary: "show where metric names (stdin) are routed by carbon/carbon-c-relay hashing",
+    summary:
+      "show where metric names (stdin) are routed by carbon/carbon-c-relay hashing, and which move when the ring changes",
     load: async () => (await import("./commands/hash.ts")).hashCommand,
   },
   dest: {
@@ -28,6 +30,18 @@ export const commands: Readonly<Record<string, CommandEntry>> = {
   key: {
     summary: "create, list, rotate and remove API keys (the secret is shown once)",
     load: async () => (await import("./commands/key.ts")).keyCommand,
+  },
+  history: {
+    summary: "list the state versions kept (when, what, who), or show one",
+    load: async () => (await import("./commands/history.ts")).historyCommand,
+  },
+  diff: {
+    summary: "show what changed between two state versions (a unified diff)",
+    load: async () => (await import("./commands/diff.ts")).diffCommand,
+  },
+  rollback: {
+    summary: "make a new state version with the destinations, routing and rules of an earlier one",
+    load: async () => (await import("./commands/rollback.ts")).rollbackCommand,
   },
   nodes: {
     summary: "list data-plane nodes: connected, applied version, counters",

@@ -69,8 +69,8 @@ async function bashComplete(...words: string[]): Promise<string[]> {
 
 describe("bash completion of polymurctl", () => {
   it("completes commands, subcommands and options", async () => {
-    expect(await bashComplete("polymurctl", "ro")).toEqual(["route"]);
-    expect(await bashComplete("polymurctl", "r")).toEqual(["route", "rules"]);
+    expect(await bashComplete("polymurctl", "rou")).toEqual(["route"]);
+    expect(await bashComplete("polymurctl", "r")).toEqual(["route", "rules", "rollback"]);
     expect(await bashComplete("polymurctl", "-")).toEqual(["--help", "--version"]);
     expect(await bashComplete("polymurctl", "rules", "s")).toEqual(["set", "show"]);
     expect(await bashComplete("polymurctl", "dest", "")).toEqual(["add", "rm", "ls"]);
@@ -79,7 +79,11 @@ describe("bash completion of polymurctl", () => {
     expect(await bashComplete("polymurctl", "route", "set", "--hash-")).toEqual([
       "--hash-normalize",
     ]);
-    expect(await bashComplete("polymurctl", "hash", "--json")).toEqual([]); // not hash's
+    expect(await bashComplete("polymurctl", "hash", "--group")).toEqual([]); // not hash's
+    expect(await bashComplete("polymurctl", "hash", "m")).toEqual(["moves"]);
+    expect(await bashComplete("polymurctl", "hash", "moves", "--replication-")).toEqual([
+      "--replication-to",
+    ]);
   });
 
   it("skips options and their values to find the subcommand", async () => {
@@ -122,7 +126,7 @@ describe("bash completion of polymurctl", () => {
       "bash",
       [
         "-c",
-        `source <("$1" "$2" completion bash); complete -p polymurctl; COMP_WORDS=(polymurctl ro); COMP_CWORD=1; _polymurctl; printf "%s\\n" "\${COMPREPLY[@]}"`,
+        `source <("$1" "$2" completion bash); complete -p polymurctl; COMP_WORDS=(polymurctl rou); COMP_CWORD=1; _polymurctl; printf "%s\\n" "\${COMPREPLY[@]}"`,
         "_",
         process.execPath,
         CTL_BIN,
@@ -149,7 +153,7 @@ describe.skipIf(skipUnlessAvailable("fish", has("fish")))(
     }
 
     it("completes commands, subcommands, options, values and files", async () => {
-      expect(await fishComplete("polymurctl ro")).toEqual(["route"]);
+      expect(await fishComplete("polymurctl rou")).toEqual(["route"]);
       expect(await fishComplete("polymurctl rules s")).toEqual(["set", "show"]);
       expect(await fishComplete("polymurctl dest --group web ")).toEqual(["add", "ls", "rm"]);
       expect(await fishComplete("polymurctl rules set --gr")).toEqual(["--group"]);
@@ -192,6 +196,9 @@ describe.skipIf(skipUnlessAvailable("zsh", has("zsh")))(
         "route",
         "rules",
         "key",
+        "history",
+        "diff",
+        "rollback",
         "nodes",
         "status",
         "completion",

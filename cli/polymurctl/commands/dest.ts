@@ -8,17 +8,22 @@ import {
   EXIT,
   expectedVersion,
   fail,
+  finishChange,
+  normalizeWait,
   printJson,
   runWithConnection,
   scopeArg,
   scopeJson,
   scopeText,
   table,
+  WAIT_HELP,
+  WAIT_OPTION,
+  waitTimeoutMs,
 } from "../client/index.ts";
 import type { Command, CommandIO } from "../command.ts";
 
-const usage = `usage: polymurctl dest add DEST... (--all | --group NAME) [--expected-version N]
-       polymurctl dest rm DEST [--all | --group NAME] [--expected-version N]
+const usage = `usage: polymurctl dest add DEST... (--all | --group NAME) [--expected-version N] [--wait [TIMEOUT]]
+       polymurctl dest rm DEST [--all | --group NAME] [--expected-version N] [--wait [TIMEOUT]]
        polymurctl dest ls [--all | --group NAME]
 
 Destinations of the fleet (--all: every node) or of one group of nodes. DEST is
@@ -26,25 +31,36 @@ host:port, host:port:instance or host:port=instance. Nodes apply a change within
 second. --expected-version N makes the change only if the state is still at version N
 (several DESTs: the first at N, the next at N+1, …).
 
+options:
+  --expected-version N     change only if the state is at version N
+${WAIT_HELP}
+
 ${COMMON_HELP}`;
 
 const OPTIONS = {
   all: { type: "boolean" },
   group: { type: "string" },
   "expected-version": { type: "string" },
+  ...WAIT_OPTION,
 } as const;
 
 export const destCommand: Command = {
   usage,
   options: { ...COMMON_OPTIONS, ...OPTIONS },
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
-    const parsed = commandArgs("dest", usage, argv, OPTIONS, io);
+    const parsed = commandArgs("dest", usage, normalizeWait(argv), OPTIONS, io);
     if (typeof parsed === "number") return parsed;
     const { values, positionals } = parsed;
     const [sub, ...args] = positionals;
     const name = `dest ${sub ?? ""}`.trim();
     return runWithConnection(name, values, io, async (conn) => {
       const json = conn.settings.json;
+      const waitMs = waitTimeoutMs(values.wait);
+      if (waitMs !== undefined && sub !== "add" && sub !== "rm") {
+        throw new UsageError(`--wait is for changes (dest add, dest rm), not dest ${sub ?? ""}`);
+      }
+      const groupOf = (s: { case: string; value: unknown }): string | undefined =>
+        s.case === "group" ? String(s.value) : undefined;
       switch (sub) {
         case "add": {
           const scope = scopeArg(values, true)!;
@@ -66,8 +82,17 @@ export const destCommand: Command = {
               );
             }
           }
-          if (json) printJson(io, { version, added: args, scope: scopeJson({ target: scope }) });
-          return EXIT.ok;
+          return finishChange(
+            name,
+            io,
+            conn,
+            {
+              version,
+              group: groupOf(scope),
+              json: { version, added: args, scope: scopeJson({ target: scope }) },
+            },
+            waitMs,
+          );
         }
         case "rm": {
           if (args.length !== 1) throw new UsageError("dest rm takes one destination");
@@ -102,18 +127,22 @@ export const destCommand: Command = {
             destination: { spec, scope: { target: scope } },
             ...optionalExpected(values["expected-version"]),
           });
-          if (json)
-            printJson(io, {
-              version: r.version,
-              removed: spec,
-              scope: scopeJson({ target: scope }),
-            });
-          else {
+          if (!json) {
             io.stdout.write(
               `removed ${spec} from ${scope.case === "all" ? "all nodes" : `group ${scope.value}`} (state version ${r.version})\n`,
             );
           }
-          return EXIT.ok;
+          return finishChange(
+            name,
+            io,
+            conn,
+            {
+              version: r.version,
+              group: groupOf(scope),
+              json: { version: r.version, removed: spec, scope: scopeJson({ target: scope }) },
+            },
+            waitMs,
+          );
         }
         case "ls":
         case "list": {

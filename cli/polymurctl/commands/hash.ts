@@ -6,20 +6,18 @@ import {
 } from "../../../dataplane/forward/destination-spec.ts";
 import {
   createHashRouter,
-  HASH_ALGOS,
-  HASH_COMPATS,
-  HASH_ROUTER_KINDS,
-  type HashAlgo,
-  type HashCompat,
-  type HashKeyNormalize,
   type HashRouter,
-  type HashRouterKind,
   type HashRouterOptions,
 } from "../../../dataplane/route/hash/hash-router.ts";
 import { checkArgv } from "../client/args.ts";
 import type { Command, CommandIO } from "../command.ts";
+import { hashMovesCommand, MOVES_OPTIONS } from "./hash-moves.ts";
+import { RING_ALIASES, RING_CHOICES, RING_OPTIONS, ringOptions } from "./hash-ring-options.ts";
 
 const usage = `usage: polymurctl hash [options] DEST...
+       polymurctl hash moves [options] DEST... [--add DEST]... [--remove DEST]...
+                 [--replication-to N]
+       polymurctl hash moves [options] --from DEST,... --to DEST,... [--replication-to N]
 
 Reads metric names on stdin, one per line (UTF-8; a line is cut at its first space, so
 whole Graphite lines work too; blank lines are skipped), and prints one line per name:
@@ -49,36 +47,27 @@ The options are named as \`polymur relay\` names them; --algo and --normalize, t
 old names here, still work (with a note on stderr).
 
 Exits 2 on bad usage and 1 on a configuration the chosen reference rejects, with a
-one-line reason on stderr.`;
+one-line reason on stderr.
+
+"moves" reads names (stdin, or --names FILE) and tells how many change destinations when
+the ring changes (destinations added or removed, replication changed), per destination
+the names lost and gained, and with --json which names move: see
+\`polymurctl hash moves --help\`.`;
 
 /** The options, as `polymur relay` and `polymurctl route set` name them. */
 const OPTIONS = {
-  compat: { type: "string" },
-  hash: { type: "string" },
-  replication: { type: "string" },
-  "diverse-replicas": { type: "string" },
-  router: { type: "string" },
-  "hash-normalize": { type: "string" },
+  ...RING_OPTIONS,
   help: { type: "boolean", short: "h" },
-} as const;
-
-const EXTRAS = {
-  // Before polymur's names were one vocabulary: polymurctl hash said --algo and --normalize.
-  aliases: { algo: "hash", normalize: "hash-normalize" },
-  choices: {
-    compat: HASH_COMPATS,
-    hash: HASH_ALGOS,
-    router: HASH_ROUTER_KINDS,
-    "hash-normalize": ["none", "sorted-tags", "cleanse"],
-    "diverse-replicas": ["true", "false"],
-  },
 } as const;
 
 function parseOptions(
   argv: readonly string[],
   notes: string[],
 ): { options: HashRouterOptions; dests: string[] } | "help" {
-  const checked = checkArgv("polymurctl hash", argv, OPTIONS, EXTRAS);
+  const checked = checkArgv("polymurctl hash", argv, OPTIONS, {
+    aliases: RING_ALIASES,
+    choices: RING_CHOICES,
+  });
   notes.push(...checked.notes);
   const { values, positionals } = parseArgs({
     args: checked.argv,
@@ -88,20 +77,7 @@ function parseOptions(
   });
   if (values.help === true) return "help";
   // checkArgv has checked each value against its choices.
-  const options: HashRouterOptions = {};
-  if (values.compat !== undefined) options.compat = values.compat as HashCompat;
-  if (values.hash !== undefined) options.algo = values.hash as HashAlgo;
-  if (values.router !== undefined) options.router = values.router as HashRouterKind;
-  const normalize = values["hash-normalize"];
-  if (normalize !== undefined) options.normalize = normalize as HashKeyNormalize;
-  if (values.replication !== undefined) {
-    if (!/^[0-9]+$/.test(values.replication)) {
-      throw new UsageError(`--replication must be a whole number; got "${values.replication}"`);
-    }
-    options.replication = Number(values.replication);
-  }
-  const diverse = values["diverse-replicas"];
-  if (diverse !== undefined) options.diverseReplicas = diverse === "true";
+  const options = ringOptions(values);
   if (positionals.length === 0) throw new UsageError("no destinations given (see --help)");
   return { options, dests: positionals };
 }
@@ -269,9 +245,12 @@ async function hashStream(
 
 export const hashCommand: Command = {
   usage,
-  options: OPTIONS,
-  choices: EXTRAS.choices,
+  // What run takes, its subcommand's options included (completion offers them).
+  options: { ...OPTIONS, ...MOVES_OPTIONS },
+  choices: RING_CHOICES,
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
+    // "moves" cannot be a destination (it has no port).
+    if (argv[0] === "moves") return hashMovesCommand.run(argv.slice(1), io);
     let router: HashRouter;
     let dests: string[];
     try {

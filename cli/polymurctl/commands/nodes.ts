@@ -15,7 +15,9 @@ import type { Command, CommandIO } from "../command.ts";
 const usage = `usage: polymurctl nodes ls [--group NAME]
 
 Data-plane nodes known to the control plane (through any of its replicas): whether
-each is subscribed now, the state version it applied, and its counters. When a
+each is subscribed now, the state version it applied, and its counters. A node not
+connected is stale: its record is kept until it expires (the control plane's
+--node-expiry, default 24h, after it was last seen), then removed. When a
 node's destinations hold datapoints in their disk queues (--queue-dir), DISK
 shows how many (and their bytes) and OLDEST the age of the oldest datapoint
 waiting, and a second table lists those destinations.
@@ -93,6 +95,13 @@ function diskText(datapoints: number, bytes: number): string {
   return `${datapoints} (${sizeText(bytes)})`;
 }
 
+/** The CONNECTED cell: `yes`, or `no (stale, expires in 23h)` (`no (stale)` when records never expire). */
+export function connectedText(n: Node, nowMs: number): string {
+  if (n.connected) return "yes";
+  if (n.expiresAt === undefined) return "no (stale)";
+  return `no (stale, expires in ${ageText(Number(n.expiresAt.seconds) - nowMs / 1000)})`;
+}
+
 export function nodeJson(n: Node, version: bigint) {
   return {
     id: n.id,
@@ -102,6 +111,8 @@ export function nodeJson(n: Node, version: bigint) {
     appliedVersion: n.appliedVersion,
     current: n.appliedVersion === version,
     connected: n.connected,
+    stale: !n.connected,
+    ...(n.expiresAt === undefined ? {} : { expiresAt: isoTime(n.expiresAt) }),
     lastSeen: isoTime(n.lastSeen),
     counters: {
       received: n.counters?.received ?? 0n,
@@ -181,7 +192,7 @@ export const nodesCommand: Command = {
             n.appliedVersion === r.version
               ? String(n.appliedVersion)
               : `${n.appliedVersion} (behind)`,
-            n.connected ? "yes" : "no",
+            connectedText(n, now),
             ago(n.lastSeen, now),
             String(n.counters?.received ?? 0n),
             String(n.counters?.forwarded ?? 0n),

@@ -12,21 +12,26 @@ import {
   commandArgs,
   EXIT,
   expectedVersion,
+  finishChange,
+  normalizeWait,
   printJson,
   runWithConnection,
   scopeArg,
   scopeJson,
   scopeText,
   table,
+  WAIT_HELP,
+  WAIT_OPTION,
+  waitTimeoutMs,
 } from "../client/index.ts";
 import type { Command, CommandIO } from "../command.ts";
 import { routeTest } from "./route-test.ts";
 
-const usage = `usage: polymurctl route set (--all | --group NAME) broadcast
+const usage = `usage: polymurctl route set (--all | --group NAME) broadcast [--wait [TIMEOUT]]
        polymurctl route set (--all | --group NAME) hash-route [--hash ALGO] [--compat C]
                  [--replication N] [--diverse-replicas true|false] [--router R]
-                 [--hash-normalize N]
-       polymurctl route set --group NAME inherit
+                 [--hash-normalize N] [--wait [TIMEOUT]]
+       polymurctl route set --group NAME inherit [--wait [TIMEOUT]]
        polymurctl route show [--group NAME]
        polymurctl route test --rules relay.conf [--json]
 
@@ -54,6 +59,9 @@ hash-route options (as \`polymur relay\` and \`polymurctl hash\`):
   --hash-normalize none|sorted-tags|cleanse         default none (--normalize: its old name)
   --expected-version N                              change only if the state is at version N
 
+set options:
+${WAIT_HELP}
+
 ${COMMON_HELP}`;
 
 const OPTIONS = {
@@ -67,6 +75,7 @@ const OPTIONS = {
   "hash-normalize": { type: "string" },
   "expected-version": { type: "string" },
   rules: { type: "string" },
+  ...WAIT_OPTION,
 } as const;
 
 const EXTRAS = {
@@ -138,13 +147,17 @@ export const routeCommand: Command = {
   options: { ...COMMON_OPTIONS, ...OPTIONS },
   choices: EXTRAS.choices,
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
-    const parsed = commandArgs("route", usage, argv, OPTIONS, io, EXTRAS);
+    const parsed = commandArgs("route", usage, normalizeWait(argv), OPTIONS, io, EXTRAS);
     if (typeof parsed === "number") return parsed;
     const { values, positionals } = parsed;
     const [sub, ...args] = positionals;
     if (sub === "test") return routeTest(args, values.rules, values.json === true, io);
     return runWithConnection(`route ${sub ?? ""}`.trim(), values, io, async (conn) => {
       const json = conn.settings.json;
+      const waitMs = waitTimeoutMs(values.wait);
+      if (waitMs !== undefined && sub !== "set") {
+        throw new UsageError(`--wait is for changes (route set), not route ${sub ?? ""}`);
+      }
       if (sub === "set") {
         const scope = scopeArg(values, true)!;
         const [mode, extra] = args;
@@ -199,16 +212,24 @@ export const routeCommand: Command = {
           ...(e === undefined ? {} : { expectedVersion: e }),
         });
         const where = scope.case === "all" ? "all nodes" : `group ${scope.value}`;
-        if (json)
-          printJson(io, { version: r.version, scope: scopeJson({ target: scope }), routing: mode });
-        else {
+        if (!json) {
           io.stdout.write(
             mode === "inherit"
               ? `${where} now follows the fleet-wide routing (state version ${r.version})\n`
               : `${where}: ${mode} (state version ${r.version})\n`,
           );
         }
-        return EXIT.ok;
+        return finishChange(
+          "route set",
+          io,
+          conn,
+          {
+            version: r.version,
+            group: scope.case === "group" ? scope.value : undefined,
+            json: { version: r.version, scope: scopeJson({ target: scope }), routing: mode },
+          },
+          waitMs,
+        );
       }
       if (sub === "show" || sub === "ls") {
         if (args.length > 0) throw new UsageError(`unexpected argument "${args[0]}"`);

@@ -12,17 +12,22 @@ import {
   commandArgs,
   EXIT,
   expectedVersion,
+  finishChange,
+  normalizeWait,
   printJson,
   runWithConnection,
   type ScopeArg,
   scopeArg,
   scopeJson,
+  WAIT_HELP,
+  WAIT_OPTION,
+  waitTimeoutMs,
 } from "../client/index.ts";
 import { unifiedDiff } from "../client/unified-diff.ts";
 import type { Command, CommandIO } from "../command.ts";
 
-const usage = `usage: polymurctl rules set (--all | --group NAME) -f FILE [--expected-version N]
-       polymurctl rules unset (--all | --group NAME) [--expected-version N]
+const usage = `usage: polymurctl rules set (--all | --group NAME) -f FILE [--expected-version N] [--wait [TIMEOUT]]
+       polymurctl rules unset (--all | --group NAME) [--expected-version N] [--wait [TIMEOUT]]
        polymurctl rules show [--group NAME]
        polymurctl rules diff [--all | --group NAME] -f FILE
 
@@ -50,6 +55,7 @@ be reached.
 options:
   -f, --file FILE          the relay.conf to set or compare
   --expected-version N     change only if the state is at version N
+${WAIT_HELP}
 
 ${COMMON_HELP}`;
 
@@ -58,6 +64,7 @@ const OPTIONS = {
   group: { type: "string" },
   file: { type: "string", short: "f" },
   "expected-version": { type: "string" },
+  ...WAIT_OPTION,
 } as const;
 
 /** Whose rules are in effect for a scope. */
@@ -123,13 +130,21 @@ async function set(io: CommandIO, conn: Conn, values: Values, scope: ScopeArg): 
     rules: { content: file.bytes, fileName: file.path },
     ...(e === undefined ? {} : { expectedVersion: e }),
   });
-  if (conn.settings.json) {
-    printJson(io, { version: r.version, scope: scopeJson({ target: scope }), file: file.path });
-  } else {
+  if (!conn.settings.json) {
     const where = scope.case === "all" ? "all nodes" : `group ${scope.value}`;
     io.stdout.write(`rules ${file.path} set for ${where} (state version ${r.version})\n`);
   }
-  return EXIT.ok;
+  return finishChange(
+    "rules set",
+    io,
+    conn,
+    {
+      version: r.version,
+      group: scope.case === "group" ? scope.value : undefined,
+      json: { version: r.version, scope: scopeJson({ target: scope }), file: file.path },
+    },
+    waitTimeoutMs(values.wait),
+  );
 }
 
 async function unset(io: CommandIO, conn: Conn, values: Values, scope: ScopeArg): Promise<number> {
@@ -138,16 +153,24 @@ async function unset(io: CommandIO, conn: Conn, values: Values, scope: ScopeArg)
     scope: { target: scope },
     ...(e === undefined ? {} : { expectedVersion: e }),
   });
-  if (conn.settings.json) {
-    printJson(io, { version: r.version, scope: scopeJson({ target: scope }), unset: true });
-  } else {
+  if (!conn.settings.json) {
     io.stdout.write(
       scope.case === "all"
         ? `the fleet has no rules now: groups without their own route by destinations and routing policy (state version ${r.version})\n`
         : `group ${scope.value} now follows the fleet's rules, if any (state version ${r.version})\n`,
     );
   }
-  return EXIT.ok;
+  return finishChange(
+    "rules unset",
+    io,
+    conn,
+    {
+      version: r.version,
+      group: scope.case === "group" ? scope.value : undefined,
+      json: { version: r.version, scope: scopeJson({ target: scope }), unset: true },
+    },
+    waitTimeoutMs(values.wait),
+  );
 }
 
 async function show(io: CommandIO, conn: Conn, group: string | undefined): Promise<number> {
@@ -207,13 +230,13 @@ async function diff(io: CommandIO, conn: Conn, values: Values, group: string | u
 }
 
 type Conn = CtlConnection;
-type Values = { file?: string; "expected-version"?: string };
+type Values = { file?: string; "expected-version"?: string; wait?: string };
 
 export const rulesCommand: Command = {
   usage,
   options: { ...COMMON_OPTIONS, ...OPTIONS },
   async run(argv: readonly string[], io: CommandIO): Promise<number> {
-    const parsed = commandArgs("rules", usage, argv, OPTIONS, io);
+    const parsed = commandArgs("rules", usage, normalizeWait(argv), OPTIONS, io);
     if (typeof parsed === "number") return parsed;
     const { values, positionals } = parsed;
     const [sub, ...args] = positionals;
@@ -222,6 +245,12 @@ export const rulesCommand: Command = {
     let answered = false;
     const status = await runWithConnection(name, values, io, async (conn) => {
       noArgs(args);
+      // Checked before any change is made.
+      if (waitTimeoutMs(values.wait) !== undefined && sub !== "set" && sub !== "unset") {
+        throw new UsageError(
+          `--wait is for changes (rules set, rules unset), not rules ${sub ?? ""}`,
+        );
+      }
       switch (sub) {
         case "set":
           return set(io, conn, values, scopeArg(values, true)!);

@@ -1,9 +1,9 @@
 import http from "node:http";
 import http2 from "node:http2";
-import net from "node:net";
-import { Duplex } from "node:stream";
+import type net from "node:net";
 import type { connectNodeAdapter } from "@connectrpc/connect-node";
 import { drainWhenAnswered } from "../../../common/drain-when-answered.ts";
+import { createSniffingServer } from "../../../common/h2c-sniff.ts";
 import { MAX_CONCURRENT_STREAMS } from "../../../common/http2-limits.ts";
 
 /** A request handler for both http and http2 (what connectNodeAdapter returns). */
@@ -23,12 +23,6 @@ export interface GatewayListenerOptions {
   sniffTimeoutMs?: number;
 }
 
-/** The magic that opens every HTTP/2 connection (RFC 9113 §3.4). */
-const PREFACE = Buffer.from("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
-
-/** How long a new cleartext connection may take to send its first bytes (sniffTimeoutMs). */
-const SNIFF_TIMEOUT_MS = 10_000;
-
 /** Every connection's peer, including connections wrapped for cleartext HTTP/2. */
 const peers = new WeakMap<object, string>();
 
@@ -38,14 +32,8 @@ const peers = new WeakMap<object, string>();
  *
  * - TLS: `http2.createSecureServer({ allowHTTP1: true })`; ALPN picks h2 or
  *   http/1.1.
- * - Cleartext (TLS terminated by a load balancer in front): Node's cleartext
- *   http2 server only speaks prior-knowledge h2 (`allowHTTP1` is TLS-only),
- *   so the first bytes of each connection are read here: the HTTP/2 preface
- *   goes to an http2 server, anything else to an http/1.1 server. The bytes
- *   read cannot be pushed back for http2 (nghttp2 reads the socket handle
- *   directly, so `socket.unshift()` is lost: verified, GOAWAY PROTOCOL_ERROR),
- *   so an h2c connection is handed over as a Duplex that replays them; an
- *   HTTP/1.1 one gets them back through `unshift`, which its parser does read.
+ * - Cleartext (TLS terminated by a load balancer in front): the first bytes
+ *   of each connection say which (createSniffingServer, common/h2c-sniff.ts).
  */
 export class GatewayListener {
   readonly #o: GatewayListenerOptions;
@@ -109,13 +97,14 @@ export class GatewayListener {
       h2.on("session", onSession);
       const h1 = http.createServer(handler);
       h1.keepAliveTimeout = 30_000;
-      // Node tracks an http.Server's connections (closeIdleConnections, and
-      // the headersTimeout / requestTimeout checks on slow senders) from its
-      // 'listening' event. This one never listens: the sniffer hands it its
-      // connections. So it is told it does.
-      h1.emit("listening");
       this.#h1 = h1;
-      server = net.createServer({ noDelay: true }, (socket) => this.#sniff(socket, h2, h1));
+      server = createSniffingServer({
+        h2,
+        h1,
+        ...(o.sniffTimeoutMs === undefined ? {} : { sniffTimeoutMs: o.sniffTimeoutMs }),
+        onConnection: (socket) => this.#track(socket),
+        onH2Session: (session, peer) => peers.set(session, peer),
+      });
     }
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
@@ -132,39 +121,6 @@ export class GatewayListener {
   #track(s: net.Socket): void {
     this.#sockets.add(s);
     s.once("close", () => this.#sockets.delete(s));
-  }
-
-  #sniff(socket: net.Socket, h2: http2.Http2Server, h1: http.Server): void {
-    this.#track(socket);
-    socket.on("error", () => {});
-    // A connection that never says anything must not hold a socket forever.
-    socket.setTimeout(this.#o.sniffTimeoutMs ?? SNIFF_TIMEOUT_MS, () => socket.destroy());
-    let head: Buffer = Buffer.alloc(0);
-    const onData = (chunk: Buffer): void => {
-      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
-      const n = Math.min(head.length, PREFACE.length);
-      const isH2 = head.subarray(0, n).equals(PREFACE.subarray(0, n));
-      if (isH2 && head.length < PREFACE.length) return; // wait for the whole preface
-      socket.off("data", onData);
-      socket.setTimeout(0);
-      socket.pause();
-      if (!isH2) {
-        socket.unshift(head);
-        h1.emit("connection", socket);
-        socket.resume();
-        return;
-      }
-      const duplex = replayDuplex(socket, head);
-      // 'session' fires synchronously inside emit('connection'): name its peer now.
-      const addr = socket.remoteAddress ?? "unknown";
-      const onSession = (session: http2.ServerHttp2Session): void => {
-        peers.set(session, addr);
-      };
-      h2.once("session", onSession);
-      h2.emit("connection", duplex);
-      h2.off("session", onSession);
-    };
-    socket.on("data", onData);
   }
 
   /**
@@ -202,32 +158,4 @@ export function answerUnservable(handler: RequestHandler): RequestHandler {
       res.end();
     }
   };
-}
-
-/** A Duplex over `socket` whose readable side starts with `head`. */
-function replayDuplex(socket: net.Socket, head: Buffer): Duplex {
-  const d = new Duplex({
-    read() {
-      socket.resume();
-    },
-    write(chunk: Buffer, _enc, cb) {
-      socket.write(chunk, cb);
-    },
-    final(cb) {
-      socket.end();
-      cb();
-    },
-    destroy(err, cb) {
-      socket.destroy(err ?? undefined);
-      cb(err);
-    },
-  });
-  d.push(head);
-  socket.on("data", (c: Buffer) => {
-    if (!d.push(c)) socket.pause();
-  });
-  socket.on("end", () => d.push(null));
-  socket.on("close", () => d.destroy());
-  socket.setNoDelay(true);
-  return d;
 }

@@ -56,9 +56,30 @@ describe("FileStore", () => {
     chmodSync(dir, 0o755);
     const s = await open(dir);
     await updateState(s, (st) => addKey(st, key("a")));
-    expect(statSync(dir).mode & 0o777).toBe(0o700);
-    for (const f of readdirSync(dir)) expect(statSync(join(dir, f)).mode & 0o777, f).toBe(0o600);
-    expect(readdirSync(dir)).toEqual(expect.arrayContaining(["state.json", "control.lock"]));
+    await s.compareAndSet(
+      await s.read(),
+      { ...addKey(s.current()!.state, key("b")), version: 2 },
+      {
+        kind: "key create",
+        scopes: [{ all: true }],
+        subject: "b",
+        actor: "",
+        replica: "r1",
+        atMs: 1,
+      },
+    );
+    // The history's folder is private too, and so is every version kept in it.
+    for (const d of [dir, join(dir, "history")]) {
+      expect(statSync(d).mode & 0o777, d).toBe(0o700);
+      for (const f of readdirSync(d)) {
+        const mode = statSync(join(d, f)).mode;
+        expect(mode & 0o777, f).toBe(statSync(join(d, f)).isDirectory() ? 0o700 : 0o600);
+      }
+    }
+    expect(readdirSync(dir)).toEqual(
+      expect.arrayContaining(["state.json", "control.lock", "history"]),
+    );
+    expect(readdirSync(join(dir, "history"))).toEqual(["00000000000000000002.json"]);
   });
 
   it("compare-and-set: a write based on a stale read is refused; updateState re-reads", async () => {

@@ -24,7 +24,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file polymur/control/v1/control.proto.
  */
 export const file_polymur_control_v1_control: GenFile = /*@__PURE__*/
-  fileDesc("CiBwb2x5bXVyL2NvbnRyb2wvdjEvY29udHJvbC5wcm90bxIScG9seW11ci5jb250cm9sLnYxIjEKBVNjb3BlEg0KA2FsbBgBIAEoCEgAEg8KBWdyb3VwGAIgASgJSABCCAoGdGFyZ2V0IkUKC0Rlc3RpbmF0aW9uEgwKBHNwZWMYASABKAkSKAoFc2NvcGUYAiABKAsyGS5wb2x5bXVyLmNvbnRyb2wudjEuU2NvcGUisQEKB1JvdXRpbmcSNgoMZGlzdHJpYnV0aW9uGAEgASgOMiAucG9seW11ci5jb250cm9sLnYxLkRpc3RyaWJ1dGlvbhIMCgRoYXNoGAIgASgJEg4KBmNvbXBhdBgDIAEoCRITCgtyZXBsaWNhdGlvbhgEIAEoDRIYChBkaXZlcnNlX3JlcGxpY2FzGAUgASgIEg4KBnJvdXRlchgGIAEoCRIRCglub3JtYWxpemUYByABKAkiZgoMR3JvdXBSb3V0aW5nEigKBXNjb3BlGAEgASgLMhkucG9seW11ci5jb250cm9sLnYxLlNjb3BlEiwKB3JvdXRpbmcYAiABKAsyGy5wb2x5bXVyLmNvbnRyb2wudjEuUm91dGluZyIrCgVSdWxlcxIPCgdjb250ZW50GAEgASgMEhEKCWZpbGVfbmFtZRgCIAEoCSJgCgpHcm91cFJ1bGVzEigKBXNjb3BlGAEgASgLMhkucG9seW11ci5jb250cm9sLnYxLlNjb3BlEigKBXJ1bGVzGAIgASgLMhkucG9seW11ci5jb250cm9sLnYxLlJ1bGVzIoYBCgZBcGlLZXkSDAoEbmFtZRgBIAEoCRIOCgZkaWdlc3QYAiABKAkSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcm90YXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAigQEKFUFkZERlc3RpbmF0aW9uUmVxdWVzdBI0CgtkZXN0aW5hdGlvbhgBIAEoCzIfLnBvbHltdXIuY29udHJvbC52MS5EZXN0aW5hdGlvbhIdChBleHBlY3RlZF92ZXJzaW9uGAIgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iKQoWQWRkRGVzdGluYXRpb25SZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEIoQBChhSZW1vdmVEZXN0aW5hdGlvblJlcXVlc3QSNAoLZGVzdGluYXRpb24YASABKAsyHy5wb2x5bXVyLmNvbnRyb2wudjEuRGVzdGluYXRpb24SHQoQZXhwZWN0ZWRfdmVyc2lvbhgCIAEoBEgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uIiwKGVJlbW92ZURlc3RpbmF0aW9uUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCIZChdMaXN0RGVzdGluYXRpb25zUmVxdWVzdCJiChhMaXN0RGVzdGluYXRpb25zUmVzcG9uc2USNQoMZGVzdGluYXRpb25zGAEgAygLMh8ucG9seW11ci5jb250cm9sLnYxLkRlc3RpbmF0aW9uEg8KB3ZlcnNpb24YAiABKAQinwEKEVNldFJvdXRpbmdSZXF1ZXN0EigKBXNjb3BlGAEgASgLMhkucG9seW11ci5jb250cm9sLnYxLlNjb3BlEiwKB3JvdXRpbmcYAiABKAsyGy5wb2x5bXVyLmNvbnRyb2wudjEuUm91dGluZxIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iJQoSU2V0Um91dGluZ1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAQiEwoRR2V0Um91dGluZ1JlcXVlc3QiWAoSR2V0Um91dGluZ1Jlc3BvbnNlEjEKB3JvdXRpbmcYASADKAsyIC5wb2x5bXVyLmNvbnRyb2wudjEuR3JvdXBSb3V0aW5nEg8KB3ZlcnNpb24YAiABKAQimQEKD1NldFJ1bGVzUmVxdWVzdBIoCgVzY29wZRgBIAEoCzIZLnBvbHltdXIuY29udHJvbC52MS5TY29wZRIoCgVydWxlcxgCIAEoCzIZLnBvbHltdXIuY29udHJvbC52MS5SdWxlcxIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iIwoQU2V0UnVsZXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEInEKEVVuc2V0UnVsZXNSZXF1ZXN0EigKBXNjb3BlGAEgASgLMhkucG9seW11ci5jb250cm9sLnYxLlNjb3BlEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKARIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiIlChJVbnNldFJ1bGVzUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCIRCg9HZXRSdWxlc1JlcXVlc3QiUgoQR2V0UnVsZXNSZXNwb25zZRItCgVydWxlcxgBIAMoCzIeLnBvbHltdXIuY29udHJvbC52MS5Hcm91cFJ1bGVzEg8KB3ZlcnNpb24YAiABKAQiVAoQQ3JlYXRlS2V5UmVxdWVzdBIMCgRuYW1lGAEgASgJEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKARIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiJdChFDcmVhdGVLZXlSZXNwb25zZRInCgNrZXkYASABKAsyGi5wb2x5bXVyLmNvbnRyb2wudjEuQXBpS2V5Eg4KBnNlY3JldBgCIAEoCRIPCgd2ZXJzaW9uGAMgASgEIhEKD0xpc3RLZXlzUmVxdWVzdCJNChBMaXN0S2V5c1Jlc3BvbnNlEigKBGtleXMYASADKAsyGi5wb2x5bXVyLmNvbnRyb2wudjEuQXBpS2V5Eg8KB3ZlcnNpb24YAiABKAQiVAoQUm90YXRlS2V5UmVxdWVzdBIMCgRuYW1lGAEgASgJEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKARIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiJdChFSb3RhdGVLZXlSZXNwb25zZRInCgNrZXkYASABKAsyGi5wb2x5bXVyLmNvbnRyb2wudjEuQXBpS2V5Eg4KBnNlY3JldBgCIAEoCRIPCgd2ZXJzaW9uGAMgASgEIlQKEERlbGV0ZUtleVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIdChBleHBlY3RlZF92ZXJzaW9uGAIgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iJAoRRGVsZXRlS2V5UmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCLWAQoRRGVzdGluYXRpb25TdGF0dXMSDAoEc3BlYxgBIAEoCRINCgVzdGF0ZRgCIAEoCRIRCglmb3J3YXJkZWQYAyABKAQSDwoHZHJvcHBlZBgEIAEoBBIOCgZxdWV1ZWQYBSABKAQSFAoMcXVldWVkX2J5dGVzGAYgASgEEg4KBnJlc2VudBgHIAEoBBIXCg9kaXNrX2RhdGFwb2ludHMYCCABKAQSEgoKZGlza19ieXRlcxgJIAEoBBIdChVvbGRlc3RfcXVldWVkX3NlY29uZHMYCiABKAEiawoMTm9kZUNvdW50ZXJzEhAKCHJlY2VpdmVkGAEgASgEEhEKCWZvcndhcmRlZBgCIAEoBBIPCgdkcm9wcGVkGAMgASgEEhAKCHJlamVjdGVkGAQgASgEEhMKC2Nvbm5lY3Rpb25zGAUgASgEIo0CCgROb2RlEgoKAmlkGAEgASgJEg0KBWdyb3VwGAIgASgJEgwKBHJvbGUYAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSFwoPYXBwbGllZF92ZXJzaW9uGAUgASgEEhEKCWNvbm5lY3RlZBgGIAEoCBItCglsYXN0X3NlZW4YByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKCGNvdW50ZXJzGAggASgLMiAucG9seW11ci5jb250cm9sLnYxLk5vZGVDb3VudGVycxI7CgxkZXN0aW5hdGlvbnMYCSADKAsyJS5wb2x5bXVyLmNvbnRyb2wudjEuRGVzdGluYXRpb25TdGF0dXMiEgoQTGlzdE5vZGVzUmVxdWVzdCJNChFMaXN0Tm9kZXNSZXNwb25zZRInCgVub2RlcxgBIAMoCzIYLnBvbHltdXIuY29udHJvbC52MS5Ob2RlEg8KB3ZlcnNpb24YAiABKAQixAEKCk5vZGVDb25maWcSDwoHdmVyc2lvbhgBIAEoBBINCgVncm91cBgCIAEoCRIUCgxkZXN0aW5hdGlvbnMYAyADKAkSLAoHcm91dGluZxgEIAEoCzIbLnBvbHltdXIuY29udHJvbC52MS5Sb3V0aW5nEigKBGtleXMYBSADKAsyGi5wb2x5bXVyLmNvbnRyb2wudjEuQXBpS2V5EigKBXJ1bGVzGAYgASgLMhkucG9seW11ci5jb250cm9sLnYxLlJ1bGVzImsKEFN1YnNjcmliZVJlcXVlc3QSDwoHbm9kZV9pZBgBIAEoCRINCgVncm91cBgCIAEoCRIMCgRyb2xlGAMgASgJEhAKCGhvc3RuYW1lGAQgASgJEhcKD2FwcGxpZWRfdmVyc2lvbhgFIAEoBCJDChFTdWJzY3JpYmVSZXNwb25zZRIuCgZjb25maWcYASABKAsyHi5wb2x5bXVyLmNvbnRyb2wudjEuTm9kZUNvbmZpZyLfAQoTUmVwb3J0U3RhdHVzUmVxdWVzdBIPCgdub2RlX2lkGAEgASgJEg0KBWdyb3VwGAIgASgJEgwKBHJvbGUYAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSFwoPYXBwbGllZF92ZXJzaW9uGAUgASgEEjIKCGNvdW50ZXJzGAYgASgLMiAucG9seW11ci5jb250cm9sLnYxLk5vZGVDb3VudGVycxI7CgxkZXN0aW5hdGlvbnMYByADKAsyJS5wb2x5bXVyLmNvbnRyb2wudjEuRGVzdGluYXRpb25TdGF0dXMiFgoUUmVwb3J0U3RhdHVzUmVzcG9uc2UqZQoMRGlzdHJpYnV0aW9uEhwKGERJU1RSSUJVVElPTl9VTlNQRUNJRklFRBAAEhoKFkRJU1RSSUJVVElPTl9CUk9BRENBU1QQARIbChdESVNUUklCVVRJT05fSEFTSF9ST1VURRACMt4JCg5Db250cm9sU2VydmljZRJnCg5BZGREZXN0aW5hdGlvbhIpLnBvbHltdXIuY29udHJvbC52MS5BZGREZXN0aW5hdGlvblJlcXVlc3QaKi5wb2x5bXVyLmNvbnRyb2wudjEuQWRkRGVzdGluYXRpb25SZXNwb25zZRJwChFSZW1vdmVEZXN0aW5hdGlvbhIsLnBvbHltdXIuY29udHJvbC52MS5SZW1vdmVEZXN0aW5hdGlvblJlcXVlc3QaLS5wb2x5bXVyLmNvbnRyb2wudjEuUmVtb3ZlRGVzdGluYXRpb25SZXNwb25zZRJtChBMaXN0RGVzdGluYXRpb25zEisucG9seW11ci5jb250cm9sLnYxLkxpc3REZXN0aW5hdGlvbnNSZXF1ZXN0GiwucG9seW11ci5jb250cm9sLnYxLkxpc3REZXN0aW5hdGlvbnNSZXNwb25zZRJbCgpTZXRSb3V0aW5nEiUucG9seW11ci5jb250cm9sLnYxLlNldFJvdXRpbmdSZXF1ZXN0GiYucG9seW11ci5jb250cm9sLnYxLlNldFJvdXRpbmdSZXNwb25zZRJbCgpHZXRSb3V0aW5nEiUucG9seW11ci5jb250cm9sLnYxLkdldFJvdXRpbmdSZXF1ZXN0GiYucG9seW11ci5jb250cm9sLnYxLkdldFJvdXRpbmdSZXNwb25zZRJVCghTZXRSdWxlcxIjLnBvbHltdXIuY29udHJvbC52MS5TZXRSdWxlc1JlcXVlc3QaJC5wb2x5bXVyLmNvbnRyb2wudjEuU2V0UnVsZXNSZXNwb25zZRJbCgpVbnNldFJ1bGVzEiUucG9seW11ci5jb250cm9sLnYxLlVuc2V0UnVsZXNSZXF1ZXN0GiYucG9seW11ci5jb250cm9sLnYxLlVuc2V0UnVsZXNSZXNwb25zZRJVCghHZXRSdWxlcxIjLnBvbHltdXIuY29udHJvbC52MS5HZXRSdWxlc1JlcXVlc3QaJC5wb2x5bXVyLmNvbnRyb2wudjEuR2V0UnVsZXNSZXNwb25zZRJYCglDcmVhdGVLZXkSJC5wb2x5bXVyLmNvbnRyb2wudjEuQ3JlYXRlS2V5UmVxdWVzdBolLnBvbHltdXIuY29udHJvbC52MS5DcmVhdGVLZXlSZXNwb25zZRJVCghMaXN0S2V5cxIjLnBvbHltdXIuY29udHJvbC52MS5MaXN0S2V5c1JlcXVlc3QaJC5wb2x5bXVyLmNvbnRyb2wudjEuTGlzdEtleXNSZXNwb25zZRJYCglSb3RhdGVLZXkSJC5wb2x5bXVyLmNvbnRyb2wudjEuUm90YXRlS2V5UmVxdWVzdBolLnBvbHltdXIuY29udHJvbC52MS5Sb3RhdGVLZXlSZXNwb25zZRJYCglEZWxldGVLZXkSJC5wb2x5bXVyLmNvbnRyb2wudjEuRGVsZXRlS2V5UmVxdWVzdBolLnBvbHltdXIuY29udHJvbC52MS5EZWxldGVLZXlSZXNwb25zZRJYCglMaXN0Tm9kZXMSJC5wb2x5bXVyLmNvbnRyb2wudjEuTGlzdE5vZGVzUmVxdWVzdBolLnBvbHltdXIuY29udHJvbC52MS5MaXN0Tm9kZXNSZXNwb25zZTLMAQoLTm9kZVNlcnZpY2USWgoJU3Vic2NyaWJlEiQucG9seW11ci5jb250cm9sLnYxLlN1YnNjcmliZVJlcXVlc3QaJS5wb2x5bXVyLmNvbnRyb2wudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJhCgxSZXBvcnRTdGF0dXMSJy5wb2x5bXVyLmNvbnRyb2wudjEuUmVwb3J0U3RhdHVzUmVxdWVzdBooLnBvbHltdXIuY29udHJvbC52MS5SZXBvcnRTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
+  fileDesc("CiBwb2x5bXVyL2NvbnRyb2wvdjEvY29udHJvbC5wcm90bxIScG9seW11ci5jb250cm9sLnYxIjEKBVNjb3BlEg0KA2FsbBgBIAEoCEgAEg8KBWdyb3VwGAIgASgJSABCCAoGdGFyZ2V0IkUKC0Rlc3RpbmF0aW9uEgwKBHNwZWMYASABKAkSKAoFc2NvcGUYAiABKAsyGS5wb2x5bXVyLmNvbnRyb2wudjEuU2NvcGUisQEKB1JvdXRpbmcSNgoMZGlzdHJpYnV0aW9uGAEgASgOMiAucG9seW11ci5jb250cm9sLnYxLkRpc3RyaWJ1dGlvbhIMCgRoYXNoGAIgASgJEg4KBmNvbXBhdBgDIAEoCRITCgtyZXBsaWNhdGlvbhgEIAEoDRIYChBkaXZlcnNlX3JlcGxpY2FzGAUgASgIEg4KBnJvdXRlchgGIAEoCRIRCglub3JtYWxpemUYByABKAkiZgoMR3JvdXBSb3V0aW5nEigKBXNjb3BlGAEgASgLMhkucG9seW11ci5jb250cm9sLnYxLlNjb3BlEiwKB3JvdXRpbmcYAiABKAsyGy5wb2x5bXVyLmNvbnRyb2wudjEuUm91dGluZyIrCgVSdWxlcxIPCgdjb250ZW50GAEgASgMEhEKCWZpbGVfbmFtZRgCIAEoCSJgCgpHcm91cFJ1bGVzEigKBXNjb3BlGAEgASgLMhkucG9seW11ci5jb250cm9sLnYxLlNjb3BlEigKBXJ1bGVzGAIgASgLMhkucG9seW11ci5jb250cm9sLnYxLlJ1bGVzIoYBCgZBcGlLZXkSDAoEbmFtZRgBIAEoCRIOCgZkaWdlc3QYAiABKAkSLgoKY3JlYXRlZF9hdBgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLgoKcm90YXRlZF9hdBgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAigQEKFUFkZERlc3RpbmF0aW9uUmVxdWVzdBI0CgtkZXN0aW5hdGlvbhgBIAEoCzIfLnBvbHltdXIuY29udHJvbC52MS5EZXN0aW5hdGlvbhIdChBleHBlY3RlZF92ZXJzaW9uGAIgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iKQoWQWRkRGVzdGluYXRpb25SZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEIoQBChhSZW1vdmVEZXN0aW5hdGlvblJlcXVlc3QSNAoLZGVzdGluYXRpb24YASABKAsyHy5wb2x5bXVyLmNvbnRyb2wudjEuRGVzdGluYXRpb24SHQoQZXhwZWN0ZWRfdmVyc2lvbhgCIAEoBEgAiAEBQhMKEV9leHBlY3RlZF92ZXJzaW9uIiwKGVJlbW92ZURlc3RpbmF0aW9uUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCIZChdMaXN0RGVzdGluYXRpb25zUmVxdWVzdCJiChhMaXN0RGVzdGluYXRpb25zUmVzcG9uc2USNQoMZGVzdGluYXRpb25zGAEgAygLMh8ucG9seW11ci5jb250cm9sLnYxLkRlc3RpbmF0aW9uEg8KB3ZlcnNpb24YAiABKAQinwEKEVNldFJvdXRpbmdSZXF1ZXN0EigKBXNjb3BlGAEgASgLMhkucG9seW11ci5jb250cm9sLnYxLlNjb3BlEiwKB3JvdXRpbmcYAiABKAsyGy5wb2x5bXVyLmNvbnRyb2wudjEuUm91dGluZxIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iJQoSU2V0Um91dGluZ1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAQiEwoRR2V0Um91dGluZ1JlcXVlc3QiWAoSR2V0Um91dGluZ1Jlc3BvbnNlEjEKB3JvdXRpbmcYASADKAsyIC5wb2x5bXVyLmNvbnRyb2wudjEuR3JvdXBSb3V0aW5nEg8KB3ZlcnNpb24YAiABKAQimQEKD1NldFJ1bGVzUmVxdWVzdBIoCgVzY29wZRgBIAEoCzIZLnBvbHltdXIuY29udHJvbC52MS5TY29wZRIoCgVydWxlcxgCIAEoCzIZLnBvbHltdXIuY29udHJvbC52MS5SdWxlcxIdChBleHBlY3RlZF92ZXJzaW9uGAMgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iIwoQU2V0UnVsZXNSZXNwb25zZRIPCgd2ZXJzaW9uGAEgASgEInEKEVVuc2V0UnVsZXNSZXF1ZXN0EigKBXNjb3BlGAEgASgLMhkucG9seW11ci5jb250cm9sLnYxLlNjb3BlEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKARIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiIlChJVbnNldFJ1bGVzUmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCIRCg9HZXRSdWxlc1JlcXVlc3QiUgoQR2V0UnVsZXNSZXNwb25zZRItCgVydWxlcxgBIAMoCzIeLnBvbHltdXIuY29udHJvbC52MS5Hcm91cFJ1bGVzEg8KB3ZlcnNpb24YAiABKAQiVAoQQ3JlYXRlS2V5UmVxdWVzdBIMCgRuYW1lGAEgASgJEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKARIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiJdChFDcmVhdGVLZXlSZXNwb25zZRInCgNrZXkYASABKAsyGi5wb2x5bXVyLmNvbnRyb2wudjEuQXBpS2V5Eg4KBnNlY3JldBgCIAEoCRIPCgd2ZXJzaW9uGAMgASgEIhEKD0xpc3RLZXlzUmVxdWVzdCJNChBMaXN0S2V5c1Jlc3BvbnNlEigKBGtleXMYASADKAsyGi5wb2x5bXVyLmNvbnRyb2wudjEuQXBpS2V5Eg8KB3ZlcnNpb24YAiABKAQiVAoQUm90YXRlS2V5UmVxdWVzdBIMCgRuYW1lGAEgASgJEh0KEGV4cGVjdGVkX3ZlcnNpb24YAiABKARIAIgBAUITChFfZXhwZWN0ZWRfdmVyc2lvbiJdChFSb3RhdGVLZXlSZXNwb25zZRInCgNrZXkYASABKAsyGi5wb2x5bXVyLmNvbnRyb2wudjEuQXBpS2V5Eg4KBnNlY3JldBgCIAEoCRIPCgd2ZXJzaW9uGAMgASgEIlQKEERlbGV0ZUtleVJlcXVlc3QSDAoEbmFtZRgBIAEoCRIdChBleHBlY3RlZF92ZXJzaW9uGAIgASgESACIAQFCEwoRX2V4cGVjdGVkX3ZlcnNpb24iJAoRRGVsZXRlS2V5UmVzcG9uc2USDwoHdmVyc2lvbhgBIAEoBCLWAQoRRGVzdGluYXRpb25TdGF0dXMSDAoEc3BlYxgBIAEoCRINCgVzdGF0ZRgCIAEoCRIRCglmb3J3YXJkZWQYAyABKAQSDwoHZHJvcHBlZBgEIAEoBBIOCgZxdWV1ZWQYBSABKAQSFAoMcXVldWVkX2J5dGVzGAYgASgEEg4KBnJlc2VudBgHIAEoBBIXCg9kaXNrX2RhdGFwb2ludHMYCCABKAQSEgoKZGlza19ieXRlcxgJIAEoBBIdChVvbGRlc3RfcXVldWVkX3NlY29uZHMYCiABKAEiawoMTm9kZUNvdW50ZXJzEhAKCHJlY2VpdmVkGAEgASgEEhEKCWZvcndhcmRlZBgCIAEoBBIPCgdkcm9wcGVkGAMgASgEEhAKCHJlamVjdGVkGAQgASgEEhMKC2Nvbm5lY3Rpb25zGAUgASgEIr0CCgROb2RlEgoKAmlkGAEgASgJEg0KBWdyb3VwGAIgASgJEgwKBHJvbGUYAyABKAkSEAoIaG9zdG5hbWUYBCABKAkSFwoPYXBwbGllZF92ZXJzaW9uGAUgASgEEhEKCWNvbm5lY3RlZBgGIAEoCBItCglsYXN0X3NlZW4YByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjIKCGNvdW50ZXJzGAggASgLMiAucG9seW11ci5jb250cm9sLnYxLk5vZGVDb3VudGVycxI7CgxkZXN0aW5hdGlvbnMYCSADKAsyJS5wb2x5bXVyLmNvbnRyb2wudjEuRGVzdGluYXRpb25TdGF0dXMSLgoKZXhwaXJlc19hdBgKIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAiEgoQTGlzdE5vZGVzUmVxdWVzdCJNChFMaXN0Tm9kZXNSZXNwb25zZRInCgVub2RlcxgBIAMoCzIYLnBvbHltdXIuY29udHJvbC52MS5Ob2RlEg8KB3ZlcnNpb24YAiABKAQijAIKDEhpc3RvcnlFbnRyeRIPCgd2ZXJzaW9uGAEgASgEEigKBHRpbWUYAiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiwKBGtpbmQYAyABKA4yHi5wb2x5bXVyLmNvbnRyb2wudjEuQ2hhbmdlS2luZBIpCgZzY29wZXMYBCADKAsyGS5wb2x5bXVyLmNvbnRyb2wudjEuU2NvcGUSDwoHc3ViamVjdBgFIAEoCRIPCgdzdW1tYXJ5GAYgASgJEhMKC3JvbGxiYWNrX3RvGAcgASgEEhEKCXdpdGhfa2V5cxgIIAEoCBINCgVhY3RvchgJIAEoCRIPCgdyZXBsaWNhGAogASgJIuEBCgtGbGVldENvbmZpZxIPCgd2ZXJzaW9uGAEgASgEEjUKDGRlc3RpbmF0aW9ucxgCIAMoCzIfLnBvbHltdXIuY29udHJvbC52MS5EZXN0aW5hdGlvbhIxCgdyb3V0aW5nGAMgAygLMiAucG9seW11ci5jb250cm9sLnYxLkdyb3VwUm91dGluZxItCgVydWxlcxgEIAMoCzIeLnBvbHltdXIuY29udHJvbC52MS5Hcm91cFJ1bGVzEigKBGtleXMYBSADKAsyGi5wb2x5bXVyLmNvbnRyb2wudjEuQXBpS2V5IiMKEkxpc3RIaXN0b3J5UmVxdWVzdBINCgVncm91cBgBIAEoCSJwChNMaXN0SGlzdG9yeVJlc3BvbnNlEjEKB2VudHJpZXMYASADKAsyIC5wb2x5bXVyLmNvbnRyb2wudjEuSGlzdG9yeUVudHJ5Eg8KB3ZlcnNpb24YAiABKAQSFQoNa2VwdF92ZXJzaW9ucxgDIAEoDSIkChFHZXRWZXJzaW9uUmVxdWVzdBIPCgd2ZXJzaW9uGAEgASgEIo8BChJHZXRWZXJzaW9uUmVzcG9uc2USLwoFZW50cnkYASABKAsyIC5wb2x5bXVyLmNvbnRyb2wudjEuSGlzdG9yeUVudHJ5Ei8KBmNvbmZpZxgCIAEoCzIfLnBvbHltdXIuY29udHJvbC52MS5GbGVldENvbmZpZxIXCg9jdXJyZW50X3ZlcnNpb24YAyABKAQiaQoPUm9sbGJhY2tSZXF1ZXN0Eg8KB3ZlcnNpb24YASABKAQSHQoQZXhwZWN0ZWRfdmVyc2lvbhgCIAEoBEgAiAEBEhEKCXdpdGhfa2V5cxgDIAEoCEITChFfZXhwZWN0ZWRfdmVyc2lvbiJgChBSb2xsYmFja1Jlc3BvbnNlEg8KB3ZlcnNpb24YASABKAQSEAoIcmVzdG9yZWQYAiABKAQSFgoOa2V5c19kaWZmZXJpbmcYAyADKAkSEQoJd2l0aF9rZXlzGAQgASgIIsQBCgpOb2RlQ29uZmlnEg8KB3ZlcnNpb24YASABKAQSDQoFZ3JvdXAYAiABKAkSFAoMZGVzdGluYXRpb25zGAMgAygJEiwKB3JvdXRpbmcYBCABKAsyGy5wb2x5bXVyLmNvbnRyb2wudjEuUm91dGluZxIoCgRrZXlzGAUgAygLMhoucG9seW11ci5jb250cm9sLnYxLkFwaUtleRIoCgVydWxlcxgGIAEoCzIZLnBvbHltdXIuY29udHJvbC52MS5SdWxlcyJrChBTdWJzY3JpYmVSZXF1ZXN0Eg8KB25vZGVfaWQYASABKAkSDQoFZ3JvdXAYAiABKAkSDAoEcm9sZRgDIAEoCRIQCghob3N0bmFtZRgEIAEoCRIXCg9hcHBsaWVkX3ZlcnNpb24YBSABKAQiQwoRU3Vic2NyaWJlUmVzcG9uc2USLgoGY29uZmlnGAEgASgLMh4ucG9seW11ci5jb250cm9sLnYxLk5vZGVDb25maWci3wEKE1JlcG9ydFN0YXR1c1JlcXVlc3QSDwoHbm9kZV9pZBgBIAEoCRINCgVncm91cBgCIAEoCRIMCgRyb2xlGAMgASgJEhAKCGhvc3RuYW1lGAQgASgJEhcKD2FwcGxpZWRfdmVyc2lvbhgFIAEoBBIyCghjb3VudGVycxgGIAEoCzIgLnBvbHltdXIuY29udHJvbC52MS5Ob2RlQ291bnRlcnMSOwoMZGVzdGluYXRpb25zGAcgAygLMiUucG9seW11ci5jb250cm9sLnYxLkRlc3RpbmF0aW9uU3RhdHVzIhYKFFJlcG9ydFN0YXR1c1Jlc3BvbnNlKmUKDERpc3RyaWJ1dGlvbhIcChhESVNUUklCVVRJT05fVU5TUEVDSUZJRUQQABIaChZESVNUUklCVVRJT05fQlJPQURDQVNUEAESGwoXRElTVFJJQlVUSU9OX0hBU0hfUk9VVEUQAireAgoKQ2hhbmdlS2luZBIbChdDSEFOR0VfS0lORF9VTlNQRUNJRklFRBAAEhgKFENIQU5HRV9LSU5EX0RFU1RfQUREEAESGwoXQ0hBTkdFX0tJTkRfREVTVF9SRU1PVkUQAhIbChdDSEFOR0VfS0lORF9ST1VUSU5HX1NFVBADEh8KG0NIQU5HRV9LSU5EX1JPVVRJTkdfSU5IRVJJVBAEEhkKFUNIQU5HRV9LSU5EX1JVTEVTX1NFVBAFEhsKF0NIQU5HRV9LSU5EX1JVTEVTX1VOU0VUEAYSGgoWQ0hBTkdFX0tJTkRfS0VZX0NSRUFURRAHEhoKFkNIQU5HRV9LSU5EX0tFWV9ST1RBVEUQCBIaChZDSEFOR0VfS0lORF9LRVlfREVMRVRFEAkSGAoUQ0hBTkdFX0tJTkRfUk9MTEJBQ0sQChIYChRDSEFOR0VfS0lORF9CQVNFTElORRALMvILCg5Db250cm9sU2VydmljZRJnCg5BZGREZXN0aW5hdGlvbhIpLnBvbHltdXIuY29udHJvbC52MS5BZGREZXN0aW5hdGlvblJlcXVlc3QaKi5wb2x5bXVyLmNvbnRyb2wudjEuQWRkRGVzdGluYXRpb25SZXNwb25zZRJwChFSZW1vdmVEZXN0aW5hdGlvbhIsLnBvbHltdXIuY29udHJvbC52MS5SZW1vdmVEZXN0aW5hdGlvblJlcXVlc3QaLS5wb2x5bXVyLmNvbnRyb2wudjEuUmVtb3ZlRGVzdGluYXRpb25SZXNwb25zZRJtChBMaXN0RGVzdGluYXRpb25zEisucG9seW11ci5jb250cm9sLnYxLkxpc3REZXN0aW5hdGlvbnNSZXF1ZXN0GiwucG9seW11ci5jb250cm9sLnYxLkxpc3REZXN0aW5hdGlvbnNSZXNwb25zZRJbCgpTZXRSb3V0aW5nEiUucG9seW11ci5jb250cm9sLnYxLlNldFJvdXRpbmdSZXF1ZXN0GiYucG9seW11ci5jb250cm9sLnYxLlNldFJvdXRpbmdSZXNwb25zZRJbCgpHZXRSb3V0aW5nEiUucG9seW11ci5jb250cm9sLnYxLkdldFJvdXRpbmdSZXF1ZXN0GiYucG9seW11ci5jb250cm9sLnYxLkdldFJvdXRpbmdSZXNwb25zZRJVCghTZXRSdWxlcxIjLnBvbHltdXIuY29udHJvbC52MS5TZXRSdWxlc1JlcXVlc3QaJC5wb2x5bXVyLmNvbnRyb2wudjEuU2V0UnVsZXNSZXNwb25zZRJbCgpVbnNldFJ1bGVzEiUucG9seW11ci5jb250cm9sLnYxLlVuc2V0UnVsZXNSZXF1ZXN0GiYucG9seW11ci5jb250cm9sLnYxLlVuc2V0UnVsZXNSZXNwb25zZRJVCghHZXRSdWxlcxIjLnBvbHltdXIuY29udHJvbC52MS5HZXRSdWxlc1JlcXVlc3QaJC5wb2x5bXVyLmNvbnRyb2wudjEuR2V0UnVsZXNSZXNwb25zZRJYCglDcmVhdGVLZXkSJC5wb2x5bXVyLmNvbnRyb2wudjEuQ3JlYXRlS2V5UmVxdWVzdBolLnBvbHltdXIuY29udHJvbC52MS5DcmVhdGVLZXlSZXNwb25zZRJVCghMaXN0S2V5cxIjLnBvbHltdXIuY29udHJvbC52MS5MaXN0S2V5c1JlcXVlc3QaJC5wb2x5bXVyLmNvbnRyb2wudjEuTGlzdEtleXNSZXNwb25zZRJYCglSb3RhdGVLZXkSJC5wb2x5bXVyLmNvbnRyb2wudjEuUm90YXRlS2V5UmVxdWVzdBolLnBvbHltdXIuY29udHJvbC52MS5Sb3RhdGVLZXlSZXNwb25zZRJYCglEZWxldGVLZXkSJC5wb2x5bXVyLmNvbnRyb2wudjEuRGVsZXRlS2V5UmVxdWVzdBolLnBvbHltdXIuY29udHJvbC52MS5EZWxldGVLZXlSZXNwb25zZRJYCglMaXN0Tm9kZXMSJC5wb2x5bXVyLmNvbnRyb2wudjEuTGlzdE5vZGVzUmVxdWVzdBolLnBvbHltdXIuY29udHJvbC52MS5MaXN0Tm9kZXNSZXNwb25zZRJeCgtMaXN0SGlzdG9yeRImLnBvbHltdXIuY29udHJvbC52MS5MaXN0SGlzdG9yeVJlcXVlc3QaJy5wb2x5bXVyLmNvbnRyb2wudjEuTGlzdEhpc3RvcnlSZXNwb25zZRJbCgpHZXRWZXJzaW9uEiUucG9seW11ci5jb250cm9sLnYxLkdldFZlcnNpb25SZXF1ZXN0GiYucG9seW11ci5jb250cm9sLnYxLkdldFZlcnNpb25SZXNwb25zZRJVCghSb2xsYmFjaxIjLnBvbHltdXIuY29udHJvbC52MS5Sb2xsYmFja1JlcXVlc3QaJC5wb2x5bXVyLmNvbnRyb2wudjEuUm9sbGJhY2tSZXNwb25zZTLMAQoLTm9kZVNlcnZpY2USWgoJU3Vic2NyaWJlEiQucG9seW11ci5jb250cm9sLnYxLlN1YnNjcmliZVJlcXVlc3QaJS5wb2x5bXVyLmNvbnRyb2wudjEuU3Vic2NyaWJlUmVzcG9uc2UwARJhCgxSZXBvcnRTdGF0dXMSJy5wb2x5bXVyLmNvbnRyb2wudjEuUmVwb3J0U3RhdHVzUmVxdWVzdBooLnBvbHltdXIuY29udHJvbC52MS5SZXBvcnRTdGF0dXNSZXNwb25zZWIGcHJvdG8z", [file_google_protobuf_timestamp]);
 
 /**
  * Where a setting applies: every node of the fleet, or one group of nodes.
@@ -906,6 +906,15 @@ export type Node = Message<"polymur.control.v1.Node"> & {
    * @generated from field: repeated polymur.control.v1.DestinationStatus destinations = 9;
    */
   destinations: DestinationStatus[];
+
+  /**
+   * Set while the node is not connected: when its record will be removed
+   * (last_seen plus the control plane's --node-expiry). Unset while connected,
+   * or when records never expire (--node-expiry 0).
+   *
+   * @generated from field: google.protobuf.Timestamp expires_at = 10;
+   */
+  expiresAt?: Timestamp | undefined;
 };
 
 /**
@@ -949,6 +958,300 @@ export type ListNodesResponse = Message<"polymur.control.v1.ListNodesResponse"> 
  */
 export const ListNodesResponseSchema: GenMessage<ListNodesResponse> = /*@__PURE__*/
   messageDesc(file_polymur_control_v1_control, 35);
+
+/**
+ * One version of the state in the history: who made it, when, and what kind
+ * of change it was. The control plane keeps the last --history-versions
+ * versions (default 100) in its store, each with the whole state.
+ *
+ * @generated from message polymur.control.v1.HistoryEntry
+ */
+export type HistoryEntry = Message<"polymur.control.v1.HistoryEntry"> & {
+  /**
+   * @generated from field: uint64 version = 1;
+   */
+  version: bigint;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 2;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * @generated from field: polymur.control.v1.ChangeKind kind = 3;
+   */
+  kind: ChangeKind;
+
+  /**
+   * The scopes whose settings the change touched; API keys (which every node
+   * gets) count as fleet-wide. A rollback lists every scope it changed.
+   *
+   * @generated from field: repeated polymur.control.v1.Scope scopes = 4;
+   */
+  scopes: Scope[];
+
+  /**
+   * What the change named: the destination, the rules file, the key name,
+   * the routing distribution; empty for a rollback or a baseline.
+   *
+   * @generated from field: string subject = 5;
+   */
+  subject: string;
+
+  /**
+   * The change in one line for people, in polymurctl's words:
+   * "dest add 10.0.5.30:2003 --all", "rollback to version 3 (API keys kept)".
+   *
+   * @generated from field: string summary = 6;
+   */
+  summary: string;
+
+  /**
+   * CHANGE_KIND_ROLLBACK: the version whose content was restored.
+   *
+   * @generated from field: uint64 rollback_to = 7;
+   */
+  rollbackTo: bigint;
+
+  /**
+   * CHANGE_KIND_ROLLBACK: whether API keys were restored too.
+   *
+   * @generated from field: bool with_keys = 8;
+   */
+  withKeys: boolean;
+
+  /**
+   * Who asked, as the caller said (polymurctl sends user@host in the
+   * polymur-actor header). Not verified: every admin shares one credential.
+   *
+   * @generated from field: string actor = 9;
+   */
+  actor: string;
+
+  /**
+   * The control-plane replica that wrote the version.
+   *
+   * @generated from field: string replica = 10;
+   */
+  replica: string;
+};
+
+/**
+ * Describes the message polymur.control.v1.HistoryEntry.
+ * Use `create(HistoryEntrySchema)` to create a new message.
+ */
+export const HistoryEntrySchema: GenMessage<HistoryEntry> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 36);
+
+/**
+ * The whole configuration of the fleet at one version, as the List* and
+ * Get* calls return its parts.
+ *
+ * @generated from message polymur.control.v1.FleetConfig
+ */
+export type FleetConfig = Message<"polymur.control.v1.FleetConfig"> & {
+  /**
+   * @generated from field: uint64 version = 1;
+   */
+  version: bigint;
+
+  /**
+   * @generated from field: repeated polymur.control.v1.Destination destinations = 2;
+   */
+  destinations: Destination[];
+
+  /**
+   * @generated from field: repeated polymur.control.v1.GroupRouting routing = 3;
+   */
+  routing: GroupRouting[];
+
+  /**
+   * @generated from field: repeated polymur.control.v1.GroupRules rules = 4;
+   */
+  rules: GroupRules[];
+
+  /**
+   * @generated from field: repeated polymur.control.v1.ApiKey keys = 5;
+   */
+  keys: ApiKey[];
+};
+
+/**
+ * Describes the message polymur.control.v1.FleetConfig.
+ * Use `create(FleetConfigSchema)` to create a new message.
+ */
+export const FleetConfigSchema: GenMessage<FleetConfig> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 37);
+
+/**
+ * @generated from message polymur.control.v1.ListHistoryRequest
+ */
+export type ListHistoryRequest = Message<"polymur.control.v1.ListHistoryRequest"> & {
+  /**
+   * Only changes that touched this group's nodes (its own settings, or
+   * fleet-wide ones); empty: every change.
+   *
+   * @generated from field: string group = 1;
+   */
+  group: string;
+};
+
+/**
+ * Describes the message polymur.control.v1.ListHistoryRequest.
+ * Use `create(ListHistoryRequestSchema)` to create a new message.
+ */
+export const ListHistoryRequestSchema: GenMessage<ListHistoryRequest> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 38);
+
+/**
+ * @generated from message polymur.control.v1.ListHistoryResponse
+ */
+export type ListHistoryResponse = Message<"polymur.control.v1.ListHistoryResponse"> & {
+  /**
+   * Newest first.
+   *
+   * @generated from field: repeated polymur.control.v1.HistoryEntry entries = 1;
+   */
+  entries: HistoryEntry[];
+
+  /**
+   * The current state version.
+   *
+   * @generated from field: uint64 version = 2;
+   */
+  version: bigint;
+
+  /**
+   * How many versions the control plane keeps (--history-versions).
+   *
+   * @generated from field: uint32 kept_versions = 3;
+   */
+  keptVersions: number;
+};
+
+/**
+ * Describes the message polymur.control.v1.ListHistoryResponse.
+ * Use `create(ListHistoryResponseSchema)` to create a new message.
+ */
+export const ListHistoryResponseSchema: GenMessage<ListHistoryResponse> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 39);
+
+/**
+ * @generated from message polymur.control.v1.GetVersionRequest
+ */
+export type GetVersionRequest = Message<"polymur.control.v1.GetVersionRequest"> & {
+  /**
+   * @generated from field: uint64 version = 1;
+   */
+  version: bigint;
+};
+
+/**
+ * Describes the message polymur.control.v1.GetVersionRequest.
+ * Use `create(GetVersionRequestSchema)` to create a new message.
+ */
+export const GetVersionRequestSchema: GenMessage<GetVersionRequest> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 40);
+
+/**
+ * @generated from message polymur.control.v1.GetVersionResponse
+ */
+export type GetVersionResponse = Message<"polymur.control.v1.GetVersionResponse"> & {
+  /**
+   * @generated from field: polymur.control.v1.HistoryEntry entry = 1;
+   */
+  entry?: HistoryEntry | undefined;
+
+  /**
+   * @generated from field: polymur.control.v1.FleetConfig config = 2;
+   */
+  config?: FleetConfig | undefined;
+
+  /**
+   * The current state version.
+   *
+   * @generated from field: uint64 current_version = 3;
+   */
+  currentVersion: bigint;
+};
+
+/**
+ * Describes the message polymur.control.v1.GetVersionResponse.
+ * Use `create(GetVersionResponseSchema)` to create a new message.
+ */
+export const GetVersionResponseSchema: GenMessage<GetVersionResponse> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 41);
+
+/**
+ * @generated from message polymur.control.v1.RollbackRequest
+ */
+export type RollbackRequest = Message<"polymur.control.v1.RollbackRequest"> & {
+  /**
+   * The version whose destinations, routing and rules to restore; it must be
+   * in the history (ListHistory). NOT_FOUND otherwise.
+   *
+   * @generated from field: uint64 version = 1;
+   */
+  version: bigint;
+
+  /**
+   * @generated from field: optional uint64 expected_version = 2;
+   */
+  expectedVersion?: bigint | undefined;
+
+  /**
+   * Restore API keys too. Off by default: the store keeps each key's digest,
+   * so restoring an older key set would make a deleted or rotated (perhaps
+   * leaked) secret work again, and revoke keys created since.
+   *
+   * @generated from field: bool with_keys = 3;
+   */
+  withKeys: boolean;
+};
+
+/**
+ * Describes the message polymur.control.v1.RollbackRequest.
+ * Use `create(RollbackRequestSchema)` to create a new message.
+ */
+export const RollbackRequestSchema: GenMessage<RollbackRequest> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 42);
+
+/**
+ * @generated from message polymur.control.v1.RollbackResponse
+ */
+export type RollbackResponse = Message<"polymur.control.v1.RollbackResponse"> & {
+  /**
+   * The new version (its content is that of `restored`).
+   *
+   * @generated from field: uint64 version = 1;
+   */
+  version: bigint;
+
+  /**
+   * @generated from field: uint64 restored = 2;
+   */
+  restored: bigint;
+
+  /**
+   * Keys whose entries differ between the restored version and the state
+   * rolled back from: left as they were (with_keys false), or restored.
+   *
+   * @generated from field: repeated string keys_differing = 3;
+   */
+  keysDiffering: string[];
+
+  /**
+   * @generated from field: bool with_keys = 4;
+   */
+  withKeys: boolean;
+};
+
+/**
+ * Describes the message polymur.control.v1.RollbackResponse.
+ * Use `create(RollbackResponseSchema)` to create a new message.
+ */
+export const RollbackResponseSchema: GenMessage<RollbackResponse> = /*@__PURE__*/
+  messageDesc(file_polymur_control_v1_control, 43);
 
 /**
  * What one node must apply: a full snapshot, never a delta.
@@ -1001,7 +1304,7 @@ export type NodeConfig = Message<"polymur.control.v1.NodeConfig"> & {
  * Use `create(NodeConfigSchema)` to create a new message.
  */
 export const NodeConfigSchema: GenMessage<NodeConfig> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 36);
+  messageDesc(file_polymur_control_v1_control, 44);
 
 /**
  * @generated from message polymur.control.v1.SubscribeRequest
@@ -1040,7 +1343,7 @@ export type SubscribeRequest = Message<"polymur.control.v1.SubscribeRequest"> & 
  * Use `create(SubscribeRequestSchema)` to create a new message.
  */
 export const SubscribeRequestSchema: GenMessage<SubscribeRequest> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 37);
+  messageDesc(file_polymur_control_v1_control, 45);
 
 /**
  * @generated from message polymur.control.v1.SubscribeResponse
@@ -1057,7 +1360,7 @@ export type SubscribeResponse = Message<"polymur.control.v1.SubscribeResponse"> 
  * Use `create(SubscribeResponseSchema)` to create a new message.
  */
 export const SubscribeResponseSchema: GenMessage<SubscribeResponse> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 38);
+  messageDesc(file_polymur_control_v1_control, 46);
 
 /**
  * @generated from message polymur.control.v1.ReportStatusRequest
@@ -1104,7 +1407,7 @@ export type ReportStatusRequest = Message<"polymur.control.v1.ReportStatusReques
  * Use `create(ReportStatusRequestSchema)` to create a new message.
  */
 export const ReportStatusRequestSchema: GenMessage<ReportStatusRequest> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 39);
+  messageDesc(file_polymur_control_v1_control, 47);
 
 /**
  * @generated from message polymur.control.v1.ReportStatusResponse
@@ -1117,7 +1420,7 @@ export type ReportStatusResponse = Message<"polymur.control.v1.ReportStatusRespo
  * Use `create(ReportStatusResponseSchema)` to create a new message.
  */
 export const ReportStatusResponseSchema: GenMessage<ReportStatusResponse> = /*@__PURE__*/
-  messageDesc(file_polymur_control_v1_control, 40);
+  messageDesc(file_polymur_control_v1_control, 48);
 
 /**
  * @generated from enum polymur.control.v1.Distribution
@@ -1144,6 +1447,86 @@ export enum Distribution {
  */
 export const DistributionSchema: GenEnum<Distribution> = /*@__PURE__*/
   enumDesc(file_polymur_control_v1_control, 0);
+
+/**
+ * What a change did, as the history records it.
+ *
+ * @generated from enum polymur.control.v1.ChangeKind
+ */
+export enum ChangeKind {
+  /**
+   * @generated from enum value: CHANGE_KIND_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * @generated from enum value: CHANGE_KIND_DEST_ADD = 1;
+   */
+  DEST_ADD = 1,
+
+  /**
+   * @generated from enum value: CHANGE_KIND_DEST_REMOVE = 2;
+   */
+  DEST_REMOVE = 2,
+
+  /**
+   * @generated from enum value: CHANGE_KIND_ROUTING_SET = 3;
+   */
+  ROUTING_SET = 3,
+
+  /**
+   * A group's own routing policy dropped: it follows the fleet's again.
+   *
+   * @generated from enum value: CHANGE_KIND_ROUTING_INHERIT = 4;
+   */
+  ROUTING_INHERIT = 4,
+
+  /**
+   * @generated from enum value: CHANGE_KIND_RULES_SET = 5;
+   */
+  RULES_SET = 5,
+
+  /**
+   * @generated from enum value: CHANGE_KIND_RULES_UNSET = 6;
+   */
+  RULES_UNSET = 6,
+
+  /**
+   * @generated from enum value: CHANGE_KIND_KEY_CREATE = 7;
+   */
+  KEY_CREATE = 7,
+
+  /**
+   * @generated from enum value: CHANGE_KIND_KEY_ROTATE = 8;
+   */
+  KEY_ROTATE = 8,
+
+  /**
+   * @generated from enum value: CHANGE_KIND_KEY_DELETE = 9;
+   */
+  KEY_DELETE = 9,
+
+  /**
+   * Rollback: a new version whose content is an earlier one's.
+   *
+   * @generated from enum value: CHANGE_KIND_ROLLBACK = 10;
+   */
+  ROLLBACK = 10,
+
+  /**
+   * The state as this control plane found it when it began keeping history
+   * (written by an older control plane, or by hand): what changed is unknown.
+   *
+   * @generated from enum value: CHANGE_KIND_BASELINE = 11;
+   */
+  BASELINE = 11,
+}
+
+/**
+ * Describes the enum polymur.control.v1.ChangeKind.
+ */
+export const ChangeKindSchema: GenEnum<ChangeKind> = /*@__PURE__*/
+  enumDesc(file_polymur_control_v1_control, 1);
 
 /**
  * @generated from service polymur.control.v1.ControlService
@@ -1252,6 +1635,37 @@ export const ControlService: GenService<{
     methodKind: "unary";
     input: typeof ListNodesRequestSchema;
     output: typeof ListNodesResponseSchema;
+  },
+  /**
+   * The versions kept, newest first: when, who, what kind of change.
+   *
+   * @generated from rpc polymur.control.v1.ControlService.ListHistory
+   */
+  listHistory: {
+    methodKind: "unary";
+    input: typeof ListHistoryRequestSchema;
+    output: typeof ListHistoryResponseSchema;
+  },
+  /**
+   * One kept version's whole configuration.
+   *
+   * @generated from rpc polymur.control.v1.ControlService.GetVersion
+   */
+  getVersion: {
+    methodKind: "unary";
+    input: typeof GetVersionRequestSchema;
+    output: typeof GetVersionResponseSchema;
+  },
+  /**
+   * A new version whose destinations, routing and rules (and with with_keys,
+   * API keys) are those of an earlier one; compare-and-set like every change.
+   *
+   * @generated from rpc polymur.control.v1.ControlService.Rollback
+   */
+  rollback: {
+    methodKind: "unary";
+    input: typeof RollbackRequestSchema;
+    output: typeof RollbackResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_polymur_control_v1_control, 0);

@@ -14,8 +14,8 @@ function nodeFailure(code: string, message: string, connectCode = Code.Unavailab
 }
 
 describe("polymurctl failures", () => {
-  it("the exit statuses: 0 ok, 1 refused, 2 usage, 3 unreachable", () => {
-    expect(EXIT).toEqual({ ok: 0, refused: 1, usage: 2, unreachable: 3 });
+  it("the exit statuses: 0 ok, 1 refused, 2 usage, 3 unreachable, 4 not applied (--wait)", () => {
+    expect(EXIT).toEqual({ ok: 0, refused: 1, usage: 2, unreachable: 3, notApplied: 4 });
   });
 
   it("usage and configuration errors exit 2 with their own message", () => {

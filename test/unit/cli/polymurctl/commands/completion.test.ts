@@ -42,11 +42,14 @@ describe("polymurctl completion: the scripts are made from the tables", () => {
   it("reads the subcommands from each command's usage lines", () => {
     const subs = Object.fromEntries(specs.map((s) => [s.name, s.subcommands]));
     expect(subs).toEqual({
-      hash: [],
+      hash: ["moves"],
       dest: ["add", "rm", "ls"],
       route: ["set", "show", "test"],
       rules: ["set", "unset", "show", "diff"],
       key: ["create", "rotate", "rm", "ls"],
+      history: ["show"],
+      diff: [],
+      rollback: [],
       nodes: ["ls"],
       status: [],
       completion: ["bash", "zsh", "fish"],
@@ -61,7 +64,7 @@ describe("polymurctl completion: the scripts are made from the tables", () => {
     const files = Object.fromEntries(specs.map((s) => [s.name, [...s.fileOptions].sort()]));
     expect(files["rules"]).toEqual(["ca", "file"]);
     expect(files["route"]).toEqual(["ca", "rules"]);
-    expect(files["hash"]).toEqual([]);
+    expect(files["hash"]).toEqual(["names"]);
     for (const s of specs) {
       for (const o of s.fileOptions) expect(s.options[o]?.type).toBe("string");
     }

@@ -82,7 +82,7 @@ describe("polymurctl nodes ls", () => {
       /^NODE +GROUP +ROLE +HOST +APPLIED +CONNECTED +LAST SEEN +RECEIVED +FORWARDED +DROPPED$/,
     );
     expect(lines[1]).toMatch(
-      /^plain-1 +plain +relay +plain-1\.example +0 +no +\d+s ago +30 +20 +1$/,
+      /^plain-1 +plain +relay +plain-1\.example +0 +no \(stale, expires in 24h\) +\d+s ago +30 +20 +1$/,
     );
     expect(lines).toHaveLength(5);
     expect(lines.slice(3)).toEqual(["(state version 0)", ""]);
