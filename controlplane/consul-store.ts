@@ -35,12 +35,19 @@ export const CONSUL_STORE_DEFAULTS = {
 } as const satisfies Partial<ConsulStoreOptions>;
 
 /**
- * The largest transaction body Consul takes (`txn_max_req_len`, 512 KiB by
- * default), less room for the request's framing. A write whose history
- * record would not fit beside the state in one transaction is written in two
- * (the state, then the record).
+ * The largest transaction Consul takes by default (`txn_max_req_len`,
+ * 512 KiB): the request body, the JSON of its operations with every value in
+ * base64. Consul 1.8 takes a body of exactly this many bytes and answers 413
+ * to one byte more. The state document is written in one transaction, so it
+ * can be some 383 KiB of JSON at most (base64 makes 4 bytes of 3); a change
+ * that would make it larger is refused before anything is written (see
+ * stateTooLarge). A write whose history record would not fit beside the state
+ * in one transaction is written in two (the state, then the record).
  */
-const TXN_MAX_BYTES = 512 * 1024 - 2048;
+export const CONSUL_TXN_MAX_BYTES = 512 * 1024;
+
+/** The size of a transaction as Consul counts it: its request body, in bytes. */
+const txnBytes = (ops: readonly TxnOp[]): number => Buffer.byteLength(JSON.stringify(ops));
 
 /** Consul takes at most 64 operations in one transaction. */
 const TXN_MAX_OPS = 64;
@@ -306,6 +313,15 @@ export class ConsulStore implements ControlStore {
         },
       },
     ];
+    // Measured, not left to Consul's 413: the refusal then says what is large and what to do.
+    const size = txnBytes(ops);
+    if (size > CONSUL_TXN_MAX_BYTES) {
+      throw stateTooLarge(
+        this.description,
+        next,
+        `written to Consul it is one transaction of ${size} bytes (the state's JSON in base64), more than the ${CONSUL_TXN_MAX_BYTES} bytes (512 KiB) Consul takes in one (txn_max_req_len, its default)`,
+      );
+    }
     let history: TxnOp[] = [];
     if (change !== undefined) {
       history = this.#historyOps({ ...change, version: next.version }, next);
@@ -316,7 +332,7 @@ export class ConsulStore implements ControlStore {
         }
       }
       // One transaction when it fits (the usual case: a kept version exactly when written).
-      if (JSON.stringify([...ops, ...history]).length <= TXN_MAX_BYTES) {
+      if (txnBytes([...ops, ...history]) <= CONSUL_TXN_MAX_BYTES) {
         ops.push(...history);
         history = [];
       }
@@ -327,6 +343,14 @@ export class ConsulStore implements ControlStore {
     } catch (err) {
       // A failed CAS inside a transaction is HTTP 409: someone else wrote first.
       if (err instanceof PolymurError && err.code === ErrorCode.VersionConflict) return null;
+      // A Consul set up to take less than its default (txn_max_req_len, kv_max_value_size).
+      if (tooLargeForConsul(err)) {
+        throw stateTooLarge(
+          this.description,
+          next,
+          `Consul refused its transaction of ${size} bytes (${err.message})`,
+        );
+      }
       throw err;
     }
     const kv = (result as { Results?: Array<{ KV?: { ModifyIndex?: number } }> }).Results?.[0]?.KV;
@@ -553,6 +577,9 @@ export class ConsulStore implements ControlStore {
           if (e.statusCode === 409) {
             throw new PolymurError(ErrorCode.VersionConflict, "CAS conflict", { cause: e });
           }
+          if (e.statusCode === 413) {
+            throw new PolymurError(ErrorCode.Config, describeError(e).message, { cause: e });
+          }
           throw storeUnavailable(this, new Error(`Consul refused the ${what}: ${e.message}`));
         }
         lastErr = err;
@@ -648,6 +675,47 @@ export class ConsulStore implements ControlStore {
     });
   }
 }
+
+/**
+ * Whether Consul refused a write as too large (HTTP 413: a transaction over
+ * txn_max_req_len, a value over kv_max_value_size): not a store that is
+ * unreachable, and trying again would not help (see #call).
+ */
+function tooLargeForConsul(err: unknown): err is PolymurError {
+  return err instanceof PolymurError && (err.cause as PapiError | undefined)?.statusCode === 413;
+}
+
+/**
+ * The refusal of a change that would make the state larger than the Consul
+ * store can write (POLYMUR_ERR_CONFIG, as an over-large rules file is):
+ * nothing is written. It names the sizes and what makes the state large (its
+ * rules files, largest first), and what to do.
+ */
+function stateTooLarge(store: string, next: ControlState, why: string): PolymurError {
+  const json = Buffer.byteLength(JSON.stringify(next));
+  const rules = next.rules
+    .map((r) => ({
+      whose: "all" in r.scope ? "the fleet's" : `group ${r.scope.group}'s`,
+      fileName: r.rules.fileName,
+      bytes: Buffer.byteLength(JSON.stringify(r.rules.text)),
+    }))
+    .sort((a, b) => b.bytes - a.bytes);
+  const largest = rules
+    .slice(0, 3)
+    .map((r) => `${r.whose} ${r.fileName}, ${kib(r.bytes)}`)
+    .join("; ");
+  const advice =
+    rules.length === 0
+      ? "remove destinations, routing policies or API keys that are no longer used"
+      : `its rules files make most of it (${largest}${rules.length > 3 ? "; …" : ""}): set smaller ones (polymurctl rules set), or unset a group's own (polymurctl rules unset --group NAME) where the fleet's will do`;
+  return new PolymurError(
+    ErrorCode.Config,
+    `the state would be too large for the state store ${store}: version ${next.version} is ${json} bytes of JSON, and ${why}; nothing was changed. To make it smaller: ${advice}`,
+  );
+}
+
+/** `12.3 KiB`, as the refusal names sizes (as stored: JSON). */
+const kib = (bytes: number): string => `${(bytes / 1024).toFixed(1)} KiB`;
 
 /** A socket error (ECONNREFUSED …), a timeout or Consul's answer, in one line. */
 function describeError(err: unknown): Error {

@@ -27,7 +27,7 @@ export const CONTROL_OPTIONS: readonly OptionSpec[] = [
     name: "listen-addr",
     type: "string",
     default: "127.0.0.1:7000",
-    help: "Address serving Connect, gRPC and gRPC-Web over HTTP/2 (port 0 picks a free one)",
+    help: "Address serving the API (Connect, gRPC, gRPC-Web) and the web console, HTTP/2 and HTTP/1.1 on one port (port 0 picks a free one)",
   },
   {
     name: "state-dir",
@@ -45,7 +45,7 @@ export const CONTROL_OPTIONS: readonly OptionSpec[] = [
     name: "tls-cert",
     type: "string",
     default: "",
-    help: "PEM certificate chain: serve TLS (ALPN h2) instead of cleartext HTTP/2",
+    help: "PEM certificate chain: serve TLS (ALPN h2 and http/1.1) instead of cleartext HTTP/2 and HTTP/1.1",
   },
   { name: "tls-key", type: "string", default: "", help: "PEM private key for --tls-cert" },
   {

@@ -45,7 +45,17 @@ export interface DestinationReport {
   readonly diskDatapoints?: number;
   readonly diskBytes?: number;
   readonly oldestQueuedSeconds?: number;
+  /** Of dropped, per reason; absent from a report recorded by an older control plane. */
+  readonly droppedBy?: ReasonCounts;
+  /** The destination's last error since it last connected (at most 200 characters); absent when none. */
+  readonly lastError?: string;
 }
+
+/**
+ * Counts per reason (`field_count`, `queue_full`, …), as a node reported
+ * them: only reasons with a count, a few at most (see REPORT_LIMITS).
+ */
+export type ReasonCounts = Readonly<Record<string, number>>;
 
 export interface NodeCountersReport {
   readonly received: number;
@@ -53,7 +63,26 @@ export interface NodeCountersReport {
   readonly dropped: number;
   readonly rejected: number;
   readonly connections: number;
+  /**
+   * Of rejected, per reason; valid lines sent nowhere, per reason; of
+   * dropped, per reason. Absent from a report recorded by an older control
+   * plane.
+   */
+  readonly rejectedBy?: ReasonCounts;
+  readonly unroutedBy?: ReasonCounts;
+  readonly droppedBy?: ReasonCounts;
 }
+
+/**
+ * What the control plane keeps of a report's free-form parts, so that a
+ * node record stays small (one Consul value each): reasons per map, the
+ * length of a reason's name, and of a destination's last error.
+ */
+export const REPORT_LIMITS = {
+  reasons: 32,
+  reasonChars: 64,
+  lastErrorChars: 200,
+} as const;
 
 /** The last ReportStatus of a node. */
 export interface NodeReport {

@@ -3,7 +3,12 @@ import type { HandlerContext, ServiceImpl } from "@connectrpc/connect";
 import { ChangeSignal } from "../common/change-signal.ts";
 import type { Logger } from "../common/logger.ts";
 import type { NodeService, SubscribeRequest } from "../gen/polymur/control/v1/control_pb.ts";
-import type { ControlStore, NodeSubscription } from "./control-store.ts";
+import {
+  type ControlStore,
+  type NodeSubscription,
+  REPORT_LIMITS,
+  type ReasonCounts,
+} from "./control-store.ts";
 import { toConnectError } from "./rpc-errors.ts";
 import { nodeConfigFor } from "./state-proto.ts";
 import { checkGroupName, checkNodeId } from "./validation.ts";
@@ -109,6 +114,9 @@ export function createNodeService(options: NodeServiceOptions): ServiceImpl<type
             dropped: Number(c?.dropped ?? 0n),
             rejected: Number(c?.rejected ?? 0n),
             connections: Number(c?.connections ?? 0n),
+            rejectedBy: reasonCounts(c?.rejectedBy),
+            unroutedBy: reasonCounts(c?.unroutedBy),
+            droppedBy: reasonCounts(c?.droppedBy),
           },
           destinations: req.destinations.map((d) => ({
             spec: d.spec,
@@ -123,6 +131,10 @@ export function createNodeService(options: NodeServiceOptions): ServiceImpl<type
             oldestQueuedSeconds: Number.isFinite(d.oldestQueuedSeconds)
               ? Math.max(0, d.oldestQueuedSeconds)
               : 0,
+            droppedBy: reasonCounts(d.droppedBy),
+            ...(d.lastError === ""
+              ? {}
+              : { lastError: d.lastError.slice(0, REPORT_LIMITS.lastErrorChars) }),
           })),
           lastSeenMs: now(),
         });
@@ -132,4 +144,21 @@ export function createNodeService(options: NodeServiceOptions): ServiceImpl<type
       return {};
     },
   };
+}
+
+/**
+ * A report's per-reason map as kept: reasons with a count only, names cut
+ * and the number of reasons bounded (REPORT_LIMITS), so that a node sending
+ * more than polymur's own reasons cannot grow its record without end.
+ */
+export function reasonCounts(by: { [reason: string]: bigint } | undefined): ReasonCounts {
+  const out: Record<string, number> = {};
+  let n = 0;
+  for (const [reason, count] of Object.entries(by ?? {})) {
+    // "__proto__" would not be kept as a key of a plain object.
+    if (count <= 0n || reason === "" || reason === "__proto__") continue;
+    if (n++ >= REPORT_LIMITS.reasons) break;
+    out[reason.slice(0, REPORT_LIMITS.reasonChars)] = Number(count);
+  }
+  return out;
 }

@@ -15,8 +15,15 @@ import type { RulesFile } from "./control-state.ts";
 
 /**
  * The largest rules file the control plane takes. The whole state is one
- * document, and Consul keeps a value of at most 512 KiB by default
- * (`kv_max_value_size`): a file of this size leaves room for the rest.
+ * document, which the Consul store writes in one transaction of at most
+ * 512 KiB, base64 included (Consul's `txn_max_req_len`; CONSUL_TXN_MAX_BYTES
+ * in consul-store.ts): some 383 KiB of the state's JSON. A file of this size
+ * of plain text is some 260 KiB of it (JSON escapes its newlines), which
+ * leaves room for the rest of the state. What no per-file limit can promise
+ * (two such files, or bytes JSON must escape: non-ASCII bytes take two, other
+ * control characters six), the Consul store checks before it writes: a
+ * change that would make the state larger than one transaction is refused
+ * (POLYMUR_ERR_CONFIG, naming the sizes), and nothing is written.
  */
 export const RULES_MAX_BYTES = 256 * 1024;
 

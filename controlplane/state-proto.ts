@@ -24,7 +24,7 @@ import {
   type RulesFile,
   type Scope,
 } from "./control-state.ts";
-import type { NodeRecord } from "./control-store.ts";
+import type { NodeRecord, ReasonCounts } from "./control-store.ts";
 import { type ChangeKind, changeSummary, type HistoryEntry } from "./state-history.ts";
 
 /** State values as API messages. */
@@ -177,6 +177,9 @@ export function nodeToProto(
             dropped: BigInt(rep.counters.dropped),
             rejected: BigInt(rep.counters.rejected),
             connections: BigInt(rep.counters.connections),
+            rejectedBy: reasonsToProto(rep.counters.rejectedBy),
+            unroutedBy: reasonsToProto(rep.counters.unroutedBy),
+            droppedBy: reasonsToProto(rep.counters.droppedBy),
           },
           destinations: rep.destinations.map((d) => ({
             spec: d.spec,
@@ -189,7 +192,23 @@ export function nodeToProto(
             diskDatapoints: BigInt(d.diskDatapoints ?? 0),
             diskBytes: BigInt(d.diskBytes ?? 0),
             oldestQueuedSeconds: d.oldestQueuedSeconds ?? 0,
+            droppedBy: reasonsToProto(d.droppedBy),
+            lastError: typeof d.lastError === "string" ? d.lastError : "",
           })),
         }),
   };
+}
+
+/**
+ * Counts per reason as the API's map. A record written by an older control
+ * plane has none; a count that is not a whole number (a record edited by
+ * hand in Consul) is left out rather than failing the whole list.
+ */
+function reasonsToProto(by: ReasonCounts | undefined): { [reason: string]: bigint } {
+  const out: { [reason: string]: bigint } = {};
+  if (typeof by !== "object" || by === null) return out;
+  for (const [reason, n] of Object.entries(by)) {
+    if (Number.isSafeInteger(n) && n > 0) out[reason] = BigInt(n);
+  }
+  return out;
 }

@@ -45,7 +45,7 @@ export async function runControl(argv: string[]): Promise<void> {
   if (o.tls === undefined && !isLoopbackHost(o.listen.host)) {
     log.warn(
       { host: o.listen.host },
-      "serving cleartext HTTP/2 beyond loopback: credentials cross the network unencrypted; set --tls-cert and --tls-key",
+      "serving cleartext HTTP/2 and HTTP/1.1 beyond loopback: credentials (polymurctl's, the nodes', and the admin token a browser sends to the web console) cross the network unencrypted; set --tls-cert and --tls-key",
     );
   }
   let server: ControlServer;

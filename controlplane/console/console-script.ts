@@ -144,11 +144,12 @@ export const CONSOLE_SCRIPT = String.raw`"use strict";
 
   function differs(a, b) {
     for (const k of Object.keys(b)) if (a[k] !== b[k]) return true;
+    for (const k of Object.keys(a)) if (!(k in b)) return true;
     return false;
   }
 
   function wentBack(a, b) {
-    for (const k of Object.keys(b)) if (b[k] < a[k]) return true;
+    for (const k of Object.keys(a)) if ((b[k] || 0) < a[k]) return true;
     return false;
   }
 
@@ -188,7 +189,8 @@ export const CONSOLE_SCRIPT = String.raw`"use strict";
     while (j > 1 && cur.t - s[j].t < RATE_SPAN_MS) j--;
     const dt = (cur.t - s[j].t) / 1000;
     if (dt <= 0) return null;
-    return Math.max(0, (cur.c[k] - s[j].c[k]) / dt);
+    // A reason is reported once it has a count: absent, it was 0.
+    return Math.max(0, ((cur.c[k] || 0) - (s[j].c[k] || 0)) / dt);
   }
 
   function lastRate(s, k) {
@@ -322,6 +324,61 @@ export const CONSOLE_SCRIPT = String.raw`"use strict";
     return "state bad";
   }
 
+  /** The per-reason maps a node reports, each under the words the page shows. */
+  const NODE_REASONS = [
+    ["rejected", "rejectedBy", "rejected"],
+    ["unrouted", "unroutedBy", "sent nowhere"],
+    ["dropped", "droppedBy", "dropped"],
+  ];
+  const DEST_REASONS = [["dropped", "droppedBy", "dropped"]];
+
+  /** A report's non-zero reasons of each kind, largest first: [kind, words, [[reason, count]...]]. */
+  function reasonsOf(kinds, report) {
+    const out = [];
+    for (const [kind, field, words] of kinds) {
+      const entries = Object.entries(report[field] || {})
+        .map(([r, v]) => [r, num(v)])
+        .filter((e) => e[1] > 0)
+        .sort((a, b) => b[1] - a[1] || a[0].localeCompare(b[0]));
+      if (entries.length > 0) out.push([kind, words, entries]);
+    }
+    return out;
+  }
+
+  /** Counters by reason, for the rates: "rejected:field_count" and so on. */
+  function reasonCounters(kinds, report, into) {
+    for (const [kind, field] of kinds) {
+      for (const [r, v] of Object.entries(report[field] || {})) into[kind + ":" + r] = num(v);
+    }
+    return into;
+  }
+
+  /**
+   * "rejected: field_count 12 (0.4/s), bad_value 3 · dropped: queue_full 40 (2.0/s)":
+   * each non-zero reason with its total and, once there is one, its rate.
+   */
+  function reasonParts(kinds, report, s) {
+    const parts = [];
+    for (const [kind, words, entries] of reasonsOf(kinds, report)) {
+      if (parts.length > 0) parts.push(" · ");
+      const items = [];
+      for (const [r, v] of entries) {
+        const rate = lastRate(s, kind + ":" + r);
+        if (items.length > 0) items.push(", ");
+        items.push(
+          el(
+            "span",
+            { class: "reason", "data-reason": r, "data-count": v, "data-rate": rate ?? "" },
+            el("code", null, r),
+            " " + fmtCount(v) + (rate === null ? "" : " (" + fmtRate(rate) + "/s)"),
+          ),
+        );
+      }
+      parts.push(el("span", { class: "reasons", "data-kind": kind }, el("span", { class: "muted" }, words + ": "), items));
+    }
+    return parts;
+  }
+
   function renderNodes(now) {
     const body = byId("nodes-body");
     if (view.nodes.length === 0) {
@@ -403,6 +460,16 @@ export const CONSOLE_SCRIPT = String.raw`"use strict";
             ),
           ),
         );
+        const reasons = reasonParts(NODE_REASONS, c, s);
+        if (reasons.length > 0) {
+          rows.push(
+            el(
+              "tr",
+              { class: "reasons", "data-node": n.id },
+              el("td", { colspan: 13 }, el("span", { class: "muted" }, "by reason: "), reasons),
+            ),
+          );
+        }
         const dests = n.destinations || [];
         if (dests.length > 0) rows.push(el("tr", { class: "dest" }, el("td", { colspan: 13 }, destTable(n, dests, now))));
       }
@@ -422,12 +489,34 @@ export const CONSOLE_SCRIPT = String.raw`"use strict";
       ),
       el("th", null, el("span", { class: "legend" }, el("span", { class: "out" }, "out/s"), " / ", el("span", { class: "queue" }, "queued"))),
     );
-    const rows = dests.map((d) => {
+    const rows = dests.flatMap((d) => {
       const s = series.get("d:" + n.id + " " + d.spec) || [];
+      const reasons = reasonParts(DEST_REASONS, d, s);
+      const detail =
+        reasons.length === 0 && !d.lastError
+          ? null
+          : el(
+              "tr",
+              { class: "dest-detail", "data-dest": d.spec },
+              el(
+                "td",
+                { colspan: 11 },
+                reasons,
+                d.lastError
+                  ? el(
+                      "span",
+                      { class: "last-error", "data-field": "last-error" },
+                      reasons.length > 0 ? " · " : "",
+                      el("span", { class: "muted" }, "last error: "),
+                      d.lastError,
+                    )
+                  : null,
+              ),
+            );
       const outRate = lastRate(s, "out");
       const dropRate = lastRate(s, "dropped");
       const diskPoints = num(d.diskDatapoints);
-      return el(
+      const row = el(
         "tr",
         { class: "dest", "data-dest": d.spec, "data-samples": s.length },
         el("td", null, el("code", null, d.spec)),
@@ -453,6 +542,7 @@ export const CONSOLE_SCRIPT = String.raw`"use strict";
           ),
         ),
       );
+      return detail === null ? [row] : [row, detail];
     });
     return el("table", { class: "dests" }, el("thead", null, head), el("tbody", null, rows));
   }
@@ -771,7 +861,12 @@ export const CONSOLE_SCRIPT = String.raw`"use strict";
       track(
         "n:" + n.id,
         t,
-        { in: num(c.received), out: num(c.forwarded), dropped: num(c.dropped), rejected: num(c.rejected) },
+        reasonCounters(NODE_REASONS, c, {
+          in: num(c.received),
+          out: num(c.forwarded),
+          dropped: num(c.dropped),
+          rejected: num(c.rejected),
+        }),
         {},
         seen,
       );
@@ -779,7 +874,7 @@ export const CONSOLE_SCRIPT = String.raw`"use strict";
         track(
           "d:" + n.id + " " + d.spec,
           t,
-          { out: num(d.forwarded), dropped: num(d.dropped) },
+          reasonCounters(DEST_REASONS, d, { out: num(d.forwarded), dropped: num(d.dropped) }),
           { queued: num(d.queued) },
           seen,
         );

@@ -28,6 +28,11 @@ th { font-weight: 600; color: var(--muted); font-size: 0.8rem; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 tr.dest td { background: var(--bg); font-size: 0.85rem; }
 tr.dest td:first-child { padding-left: 1.6rem; }
+tr.reasons td, tr.dest-detail td { white-space: normal; font-size: 0.8rem; padding-top: 0; border-bottom-style: dashed; }
+tr.reasons td { padding-left: 1.6rem; }
+tr.dest-detail td:first-child { padding-left: 2.4rem; }
+.reason code { color: var(--fg); }
+.last-error { color: var(--bad); overflow-wrap: anywhere; }
 .state { font-weight: 600; }
 .state.ok { color: var(--ok); }
 .state.warn { color: var(--warn); }

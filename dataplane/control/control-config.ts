@@ -1,6 +1,6 @@
 import { Distribution, type NodeConfig } from "../../gen/polymur/control/v1/control_pb.ts";
 import { parseDestinationList } from "../forward/destination-spec.ts";
-import type { PipelineStats } from "../observe/pipeline-stats.ts";
+import { datapointTotals, type PipelineStats } from "../observe/pipeline-stats.ts";
 import type { HashAlgo, HashCompat } from "../route/hash/hash-router.ts";
 import type { RouterConfig } from "../route/router.ts";
 import { type RulesConfig, RulesError } from "../route/rules/rules-config.ts";
@@ -64,26 +64,28 @@ export function rulesFromSnapshot(snapshot: NodeConfig): RulesConfig | null {
   return rules;
 }
 
+/** The longest `last_error` a node reports (the rest is cut): node records stay small. */
+export const LAST_ERROR_MAX_CHARS = 200;
+
 /**
- * What a node reports to the control plane, from its pipeline counters. A
- * destination with a disk queue (--queue-dir) also reports what is on disk
- * and the age of its oldest datapoint waiting.
+ * What a node reports to the control plane, from its pipeline counters:
+ * totals, and drops, rejects and unrouted lines by reason (reasons at zero
+ * left out). A destination reports its drops by reason and its last error
+ * (cut to LAST_ERROR_MAX_CHARS); one with a disk queue (--queue-dir) also
+ * what is on disk and the age of its oldest datapoint waiting.
  */
 export function nodeStatusFromStats(s: PipelineStats, connections = s.connections): NodeStatus {
-  let forwarded = 0;
-  let dropped = 0;
-  for (const d of s.destinations) {
-    forwarded += d.forwarded;
-    dropped += d.dropped;
-  }
-  const rejected = Object.values(s.rejected).reduce((a, b) => a + b, 0);
+  const t = datapointTotals(s);
   return {
     counters: {
-      received: BigInt(s.received),
-      forwarded: BigInt(forwarded),
-      dropped: BigInt(dropped),
-      rejected: BigInt(rejected),
+      received: BigInt(t.received),
+      forwarded: BigInt(t.forwarded),
+      dropped: BigInt(t.dropped),
+      rejected: BigInt(t.rejected),
       connections: BigInt(connections),
+      rejectedBy: nonZero(t.rejectedBy),
+      unroutedBy: nonZero(t.unroutedBy),
+      droppedBy: nonZero(t.droppedBy),
     },
     destinations: s.destinations.map((d) => ({
       spec: d.spec,
@@ -93,6 +95,8 @@ export function nodeStatusFromStats(s: PipelineStats, connections = s.connection
       queued: BigInt(d.queuedLines),
       queuedBytes: BigInt(d.queuedBytes),
       resent: BigInt(d.resent),
+      droppedBy: nonZero(d.droppedBy),
+      ...(d.lastError ? { lastError: d.lastError.slice(0, LAST_ERROR_MAX_CHARS) } : {}),
       ...(d.disk === undefined
         ? {}
         : {
@@ -102,4 +106,11 @@ export function nodeStatusFromStats(s: PipelineStats, connections = s.connection
           }),
     })),
   };
+}
+
+/** A per-reason record as a report's map: only the reasons with a count. */
+function nonZero(by: Readonly<Record<string, number>>): Record<string, bigint> {
+  const out: Record<string, bigint> = {};
+  for (const [reason, n] of Object.entries(by)) if (n > 0) out[reason] = BigInt(n);
+  return out;
 }

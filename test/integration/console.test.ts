@@ -11,7 +11,7 @@ import {
   runCtl,
   waitFor,
 } from "../fixtures/control-plane.ts";
-import { LineSink } from "../fixtures/line-sink.ts";
+import { freePort, LineSink } from "../fixtures/line-sink.ts";
 import { PolymurProcess } from "../fixtures/polymur.ts";
 import { skipUnlessAvailable } from "../fixtures/requires.ts";
 
@@ -19,25 +19,31 @@ import { skipUnlessAvailable } from "../fixtures/requires.ts";
 // playwright-core), against a real control plane, a managed relay with its
 // default worker count and data flowing through it, and polymurctl: the page
 // loads over the control plane's cleartext port (HTTP/1.1), shows the relay's
-// live rates, reflects a `polymurctl dest add` within a few polls, and refuses
-// a missing or wrong admin token.
+// live rates, reflects a `polymurctl dest add` within a few polls, shows lines
+// the relay rejects by reason and a destination that is down with its last
+// error, and refuses a missing or wrong admin token.
 
 const CHROMIUM = process.env["POLYMUR_CHROMIUM_BIN"] ?? "/usr/bin/chromium";
 const withoutChromium = skipUnlessAvailable(`chromium (${CHROMIUM})`, existsSync(CHROMIUM));
 
-/** Sends lines to `port` every 50 ms over one connection until stopped: data flowing. */
+/** A line `Sender` writes: the i-th line, at Unix time t. */
+type LineMaker = (i: number, t: number) => string;
+
+const goodLine: LineMaker = (i, t) => `console.test.m${i % 20} ${i} ${t}\n`;
+
+/** Sends 20 lines to `port` every 50 ms over one connection until stopped: data flowing. */
 class Sender {
   readonly #socket: net.Socket;
   readonly #timer: NodeJS.Timeout;
   sent = 0;
 
-  constructor(port: number) {
+  constructor(port: number, line: LineMaker = goodLine, perTick = 20) {
     this.#socket = net.connect(port, "127.0.0.1");
     this.#socket.on("error", () => {});
     this.#timer = setInterval(() => {
       let batch = "";
       const t = Math.floor(Date.now() / 1000);
-      for (let i = 0; i < 20; i++) batch += `console.test.m${i} ${this.sent++} ${t}\n`;
+      for (let i = 0; i < perTick; i++) batch += line(this.sent++, t);
       this.#socket.write(batch);
     }, 50);
   }
@@ -243,6 +249,55 @@ describe.skipIf(withoutChromium)("the web console in a browser", () => {
       await page.locator("#refusal").waitFor({ state: "visible", timeout: 10_000 });
       expect(await page.locator("#main").isHidden()).toBe(true);
     } finally {
+      await page.close();
+    }
+  });
+
+  it("shows rejects by reason with their rate, and a destination that is down with its last error", async () => {
+    // A destination nothing listens on: the relay's connects are refused.
+    const deadPort = await freePort();
+    const dead = `127.0.0.1:${deadPort}`;
+    expect((await runCtl(base, ["dest", "add", dead, "--group", "web"])).code).toBe(0);
+    // Lines of two fields, which the relay rejects (field_count), one every 50 ms.
+    const bad = new Sender(relay.port, (i) => `bad line${i}\n`, 1);
+    const page = await openConsole();
+    try {
+      await page.fill("#token", ADMIN_TOKEN);
+      await page.click("#use-token");
+      const reasons = "table[data-group=web] tr.reasons";
+      const fieldCount = `${reasons} span.reasons[data-kind=rejected] span.reason[data-reason=field_count]`;
+      const seen = await waitFor(
+        "field_count rejects with a non-zero rate",
+        async () => {
+          const count = Number((await attr(page, fieldCount, "data-count")) ?? 0);
+          const rate = (await attr(page, fieldCount, "data-rate")) ?? "";
+          return count > 0 && rate !== "" && Number(rate) > 0
+            ? { count, rate: Number(rate) }
+            : undefined;
+        },
+        60_000,
+      );
+      expect(seen.count).toBeGreaterThan(0);
+      expect(await page.locator(fieldCount).textContent()).toMatch(
+        /^field_count [\d,]+ \([\d.,]+\/s\)$/,
+      );
+      // Only reasons with a count are shown: the relay rejected nothing else.
+      expect(await page.locator(`${reasons} span.reason[data-reason=bad_value]`).count()).toBe(0);
+      expect(
+        await page.locator(`${reasons} span.reasons[data-kind=rejected]`).textContent(),
+      ).toMatch(/^rejected: field_count [^,]*$/);
+
+      // The destination that is down: its last error, as the relay's /stats has it.
+      const lastError = page.locator(`tr.dest-detail[data-dest="${dead}"] [data-field=last-error]`);
+      await lastError.waitFor({ timeout: 20_000 });
+      expect(await lastError.textContent()).toBe(`last error: connect ECONNREFUSED ${dead}`);
+      expect(
+        await page.locator(`tr.dest[data-dest="${dead}"] td[data-field=state]`).textContent(),
+      ).toMatch(/^(connecting|backoff)$/);
+      // The destinations that are up have no error to show.
+      expect(await page.locator(`tr.dest-detail[data-dest="${sinkA.address}"]`).count()).toBe(0);
+    } finally {
+      bad.stop();
       await page.close();
     }
   });

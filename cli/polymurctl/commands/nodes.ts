@@ -120,6 +120,10 @@ export function nodeJson(n: Node, version: bigint) {
       dropped: n.counters?.dropped ?? 0n,
       rejected: n.counters?.rejected ?? 0n,
       connections: n.counters?.connections ?? 0n,
+      // Per reason, only reasons with a count: {"field_count": 3}.
+      rejectedBy: n.counters?.rejectedBy ?? {},
+      unroutedBy: n.counters?.unroutedBy ?? {},
+      droppedBy: n.counters?.droppedBy ?? {},
     },
     destinations: n.destinations.map((d) => ({
       spec: d.spec,
@@ -132,6 +136,9 @@ export function nodeJson(n: Node, version: bigint) {
       diskDatapoints: d.diskDatapoints,
       diskBytes: d.diskBytes,
       oldestQueuedSeconds: d.oldestQueuedSeconds,
+      droppedBy: d.droppedBy,
+      // Since it last connected; "" when none.
+      lastError: d.lastError,
     })),
   };
 }

@@ -414,6 +414,70 @@ describe("NodeService", () => {
     });
   });
 
+  it("records drops, rejects and unrouted lines by reason and each destination's last error, bounded", async () => {
+    const { admin, node } = clients;
+    // More reasons than polymur has, a long reason name, a long error: what a node
+    // sending anything at all could make of its record.
+    const many = Object.fromEntries(
+      Array.from({ length: 50 }, (_, i) => [`reason_${String(i).padStart(2, "0")}`, 1n]),
+    );
+    await node.reportStatus({
+      nodeId: "n1",
+      counters: {
+        rejected: 5n,
+        rejectedBy: { field_count: 3n, bad_value: 2n, nan_value: 0n },
+        unroutedBy: { no_match: 4n, [`x${"y".repeat(100)}`]: 1n },
+        droppedBy: many,
+      },
+      destinations: [
+        {
+          spec: "10.0.0.1:2003",
+          state: "backoff",
+          dropped: 7n,
+          droppedBy: { queue_full: 7n, closed: 0n },
+          lastError: `connect ECONNREFUSED 10.0.0.1:2003${" and more".repeat(50)}`,
+        },
+        { spec: "10.0.0.2:2003", state: "connected" },
+      ],
+    });
+    const [n1] = (await admin.listNodes({})).nodes;
+    // Reasons at zero are not kept.
+    expect(n1?.counters?.rejectedBy).toEqual({ field_count: 3n, bad_value: 2n });
+    expect(n1?.counters?.unroutedBy).toEqual({ no_match: 4n, [`x${"y".repeat(63)}`]: 1n });
+    expect(Object.keys(n1?.counters?.droppedBy ?? {})).toHaveLength(32);
+    expect(n1?.destinations.map((d) => [d.spec, d.droppedBy, d.lastError.length])).toEqual([
+      ["10.0.0.1:2003", { queue_full: 7n }, 200],
+      ["10.0.0.2:2003", {}, 0],
+    ]);
+    expect(n1?.destinations[0]?.lastError).toMatch(
+      /^connect ECONNREFUSED 10\.0\.0\.1:2003 and more/,
+    );
+    // A report recorded by an older control plane has none: empty.
+    await store.putReport({
+      nodeId: "n0",
+      group: "",
+      role: "relay",
+      hostname: "h0",
+      appliedVersion: 0,
+      counters: { received: 0, forwarded: 0, dropped: 0, rejected: 0, connections: 0 },
+      destinations: [
+        {
+          spec: "10.0.0.9:2003",
+          state: "connected",
+          forwarded: 1,
+          dropped: 0,
+          queued: 2,
+          queuedBytes: 3,
+          resent: 0,
+        },
+      ],
+      lastSeenMs: now,
+    });
+    const n0 = (await admin.listNodes({})).nodes.find((n) => n.id === "n0");
+    expect([n0?.counters?.rejectedBy, n0?.counters?.droppedBy]).toEqual([{}, {}]);
+    expect([n0?.destinations[0]?.droppedBy, n0?.destinations[0]?.lastError]).toEqual([{}, ""]);
+  });
+
   it("refuses a subscription without a node id", async () => {
     const e = await refusal(
       (async () => {

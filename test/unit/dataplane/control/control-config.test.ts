@@ -3,6 +3,7 @@ import { describe, expect, it } from "vitest";
 import { ErrorCode, PolymurError } from "../../../../common/errors.ts";
 import {
   configFromSnapshot,
+  LAST_ERROR_MAX_CHARS,
   nodeStatusFromStats,
 } from "../../../../dataplane/control/control-config.ts";
 import { parseDestinationList } from "../../../../dataplane/forward/destination-spec.ts";
@@ -232,27 +233,35 @@ function stats(over: Partial<PipelineStats> = {}): PipelineStats {
 }
 
 describe("nodeStatusFromStats", () => {
-  it("sums forwarded, dropped and rejected; received and connections as counted", () => {
+  it("sums forwarded, dropped and rejected, and each by reason; received and connections as counted", () => {
     const s = stats({
       received: 1_000,
       connections: 3,
       connectionsTotal: 40,
       rejected: rejected({ bad_value: 4, field_count: 2, line_too_long: 1 }),
+      unrouted: { no_destination: 0, ingest_paused: 0, no_match: 6, blackhole: 0, validate: 1 },
       destinations: [
         destinationStats("10.0.0.1:2003", { forwarded: 600, droppedBy: { queue_full: 5 } }),
-        destinationStats("10.0.0.2:2003:b", { forwarded: 390, droppedBy: { queue_full: 7 } }),
+        destinationStats("10.0.0.2:2003:b", {
+          forwarded: 390,
+          droppedBy: { queue_full: 7, worker_died: 2 },
+        }),
       ],
     });
     expect(nodeStatusFromStats(s).counters).toEqual({
       received: 1_000n,
       forwarded: 990n,
-      dropped: 12n,
+      dropped: 14n,
       rejected: 7n,
       connections: 3n,
+      // Only the reasons with a count.
+      rejectedBy: { bad_value: 4n, field_count: 2n, line_too_long: 1n },
+      unroutedBy: { no_match: 6n, validate: 1n },
+      droppedBy: { queue_full: 12n, worker_died: 2n },
     });
   });
 
-  it("reports each destination's spec, state and counters", () => {
+  it("reports each destination's spec, state, counters, drops by reason and last error", () => {
     const s = stats({
       destinations: [
         destinationStats("10.0.0.1:2003", {
@@ -283,6 +292,7 @@ describe("nodeStatusFromStats", () => {
         queued: 20n,
         queuedBytes: 640n,
         resent: 11n,
+        droppedBy: { queue_full: 5n },
       },
       {
         spec: "[::1]:2003=b",
@@ -292,8 +302,18 @@ describe("nodeStatusFromStats", () => {
         queued: 300n,
         queuedBytes: 9_600n,
         resent: 0n,
+        droppedBy: { queue_full: 9n },
+        lastError: "connect ECONNREFUSED",
       },
     ]);
+  });
+
+  it("cuts a long last error to LAST_ERROR_MAX_CHARS", () => {
+    const long = `write EPIPE ${"x".repeat(1_000)}`;
+    const s = stats({ destinations: [destinationStats("h:1", { lastError: long })] });
+    const reported = nodeStatusFromStats(s).destinations[0]?.lastError;
+    expect(reported).toBe(long.slice(0, LAST_ERROR_MAX_CHARS));
+    expect(reported).toHaveLength(200);
   });
 
   it("a destination with a disk queue also reports what is on disk and its oldest datapoint's age", () => {
@@ -323,6 +343,7 @@ describe("nodeStatusFromStats", () => {
         queued: 1_500n,
         queuedBytes: 640n,
         resent: 0n,
+        droppedBy: {},
         diskDatapoints: 1_200n,
         diskBytes: 65_536n,
         oldestQueuedSeconds: 42.5,
@@ -339,7 +360,16 @@ describe("nodeStatusFromStats", () => {
 
   it("is all zeros for an idle node without destinations", () => {
     expect(nodeStatusFromStats(stats())).toEqual({
-      counters: { received: 0n, forwarded: 0n, dropped: 0n, rejected: 0n, connections: 0n },
+      counters: {
+        received: 0n,
+        forwarded: 0n,
+        dropped: 0n,
+        rejected: 0n,
+        connections: 0n,
+        rejectedBy: {},
+        unroutedBy: {},
+        droppedBy: {},
+      },
       destinations: [],
     });
   });

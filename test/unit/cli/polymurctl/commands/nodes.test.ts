@@ -7,7 +7,12 @@ import {
   sizeText,
 } from "../../../../../cli/polymurctl/commands/nodes.ts";
 import type { DestinationReport } from "../../../../../controlplane/control-store.ts";
-import { NodeSchema } from "../../../../../gen/polymur/control/v1/control_pb.ts";
+import { createNodeService } from "../../../../../controlplane/node-service.ts";
+import {
+  NodeSchema,
+  type ReportStatusRequest,
+  ReportStatusRequestSchema,
+} from "../../../../../gen/polymur/control/v1/control_pb.ts";
 import { cliControlPlane } from "../control-plane.ts";
 import { captureIO } from "../io.ts";
 
@@ -127,6 +132,8 @@ describe("polymurctl nodes ls", () => {
         diskDatapoints: 1200,
         diskBytes: 65536,
         oldestQueuedSeconds: 42.4,
+        droppedBy: {},
+        lastError: "",
       },
       expect.objectContaining({ spec: "10.0.1.2:2003", diskDatapoints: 0, diskBytes: 4096 }),
       expect.objectContaining({ spec: "10.0.1.3:2003", diskDatapoints: 300 }),
@@ -139,6 +146,55 @@ describe("polymurctl nodes ls", () => {
     });
   });
 });
+
+describe("polymurctl nodes ls --json: drops and rejects by reason, last errors", () => {
+  it("carries what the node reported, as ReportStatus records it", async () => {
+    const service = createNodeService({ store: cp.store, replica: "r1" });
+    const handler = service.reportStatus as (r: ReportStatusRequest) => Promise<unknown>;
+    await handler(
+      create(ReportStatusRequestSchema, {
+        nodeId: "reasons-1",
+        group: "reasons",
+        role: "relay",
+        counters: {
+          received: 100n,
+          dropped: 4n,
+          rejected: 3n,
+          rejectedBy: { field_count: 2n, bad_value: 1n, line_too_long: 0n },
+          unroutedBy: { no_match: 7n },
+          droppedBy: { queue_full: 4n },
+        },
+        destinations: [
+          {
+            spec: "10.0.2.1:2003",
+            state: "backoff",
+            dropped: 4n,
+            droppedBy: { queue_full: 4n },
+            lastError: `connect ECONNREFUSED 10.0.2.1:2003 ${"x".repeat(500)}`,
+          },
+        ],
+      }),
+    );
+    const r = await nodes("--json", "--group", "reasons");
+    expect(r.code).toBe(0);
+    const [n] = (JSON.parse(r.out) as { nodes: NodeJson[] }).nodes;
+    // Reasons at zero are not kept.
+    expect(n?.counters).toMatchObject({
+      rejectedBy: { field_count: 2, bad_value: 1 },
+      unroutedBy: { no_match: 7 },
+      droppedBy: { queue_full: 4 },
+    });
+    expect(n?.destinations[0]?.droppedBy).toEqual({ queue_full: 4 });
+    // The last error is kept to its first 200 characters.
+    expect(n?.destinations[0]?.lastError).toMatch(/^connect ECONNREFUSED 10\.0\.2\.1:2003 x+$/);
+    expect(n?.destinations[0]?.lastError).toHaveLength(200);
+  });
+});
+
+interface NodeJson {
+  counters: Record<string, unknown>;
+  destinations: Array<{ droppedBy: Record<string, number>; lastError: string }>;
+}
 
 describe("diskQueueSummary", () => {
   const node = (id: string, disk: Array<[bigint, bigint, number]>) =>
