@@ -27,8 +27,9 @@ const usage = `usage: polymurctl dest add DEST... (--all | --group NAME) [--expe
        polymurctl dest ls [--all | --group NAME]
 
 Destinations of the fleet (--all: every node) or of one group of nodes. DEST is
-host:port, host:port:instance or host:port=instance. Nodes apply a change within a
-second. --expected-version N makes the change only if the state is still at version N
+host:port, host:port:instance or host:port=instance, optionally after tls://,
+pickle:// or pickle+tls:// (TLS and pickle destinations: the nodes' own
+--destination-tls-* options apply). Nodes apply a change within a second. --expected-version N makes the change only if the state is still at version N
 (several DESTs: the first at N, the next at N+1, …).
 
 options:
