@@ -18,6 +18,7 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { runDiskReplay } from "./disk/replay.ts";
 import { type DiskStatsRecord, diskStatsRecords, printDiskStats } from "./disk/spill-stats.ts";
+import { runWireIn } from "./wire/wire-in.ts";
 
 const REPO = path.resolve(import.meta.dirname, "..");
 const NODE = path.join(REPO, "node_modules/.bin/node");
@@ -37,6 +38,7 @@ const SCENARIOS = [
   "disk-spill",
   "disk-replay",
   "disk-idle",
+  "wire-in",
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 type RelayName = "polymur" | "carbon-c-relay";
@@ -74,6 +76,9 @@ scenarios (each runs polymur and carbon-c-relay):
                    destination that is down, then its sink starts: dp/s and CPU of the replay
   disk-idle        broadcast-max with every destination up: polymur --queue-dir beside polymur
                    memory only and carbon-c-relay (the cost of the option when nothing spills)
+  wire-in          the cost of the input protocol, broadcast to 1, 50 conns, own sender (bench/wire/):
+                   polymur plaintext, TLS, pickle, pickle over TLS; carbon-c-relay plaintext and
+                   ssl; as fast as possible (5M lines) and at 100000 dp/s (1M lines)
   all              all of the above, in this order
   micro            bench/micro.bench.ts (in-process hot paths; no relaybench)
 
@@ -330,7 +335,7 @@ function diskPlan(s: "disk-spill" | "disk-idle"): Plan {
   return { common, runs: [polymur(true), polymur(false), ccr], checkHash: false };
 }
 
-function plan(s: Exclude<Scenario, "disk-replay">): Plan {
+function plan(s: Exclude<Scenario, "disk-replay" | "wire-in">): Plan {
   if (s === "disk-spill" || s === "disk-idle") return diskPlan(s);
   const routing: Routing = s.startsWith("broadcast")
     ? "broadcast"
@@ -645,6 +650,44 @@ async function main(): Promise<number> {
         polymurArgs: splitWords(opts["polymur-args"]),
         label: `polymur -w${polymurWorkers} queue-dir replay${labelSuffix}`,
         diskDir,
+        json: tmp,
+        stopped: () => interrupted,
+      });
+      replaying = false;
+      if (fs.existsSync(tmp)) {
+        fs.appendFileSync(resultsFile, portablePaths(fs.readFileSync(tmp, "utf8")));
+        reportFiles.push(tmp);
+      }
+      console.error(`bench: ${s}: results appended to ${shownPath(resultsFile)}`);
+      if (interrupted) break;
+      continue;
+    }
+    if (s === "wire-in") {
+      const tmp = path.join(runDir, `${stamp}-${s}.jsonl`);
+      console.error(`\n=== ${s}`);
+      replaying = true; // its sender and sink got the SIGINT too; it stops its relay
+      failures += await runWireIn({
+        node: NODE,
+        repo: REPO,
+        gen: path.join(CACHE, "build/gen"),
+        sink: path.join(CACHE, "build/sink"),
+        python: PYTHON,
+        lines: lines ?? (quick ? 200_000 : 5_000_000),
+        rate: 100_000,
+        rateLines: quick ? 100_000 : 1_000_000,
+        reps: reps ?? (quick ? 1 : 3),
+        conns: 50,
+        names: 100_000,
+        warmup: warmup ?? (quick ? 20_000 : 200_000),
+        workers,
+        shownWorkers: polymurWorkers,
+        polymurArgs: splitWords(opts["polymur-args"]),
+        ccrWorkers: ccrWorkers ?? 2,
+        ccrArgs: splitWords(opts["ccr-args"]),
+        relays,
+        labelSuffix,
+        waitQuiet: waitQuiet ?? 0,
+        tmpDir: os.tmpdir(),
         json: tmp,
         stopped: () => interrupted,
       });

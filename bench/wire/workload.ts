@@ -111,7 +111,11 @@ function lineUnitEnds(buf: Buffer, perUnit: number): number[] {
 }
 
 /** Writes the workload to `dataFile` and its index (returned) to `indexFile`. */
-export function makeWorkload(spec: WorkloadSpec, dataFile: string, indexFile: string): WorkloadIndex {
+export function makeWorkload(
+  spec: WorkloadSpec,
+  dataFile: string,
+  indexFile: string,
+): WorkloadIndex {
   const pool = genPool(spec);
   const poolN = pool.offsets.length - 1;
   const fd = fs.openSync(dataFile, "w");
@@ -120,8 +124,7 @@ export function makeWorkload(spec: WorkloadSpec, dataFile: string, indexFile: st
   try {
     for (let i = 0; i < spec.conns; i++) {
       // gen.c: remaining = n / c (+1 for the first n % c), line = i * pool / c
-      const lines =
-        Math.floor(spec.lines / spec.conns) + (i < spec.lines % spec.conns ? 1 : 0);
+      const lines = Math.floor(spec.lines / spec.conns) + (i < spec.lines % spec.conns ? 1 : 0);
       const from = Number((BigInt(i) * BigInt(poolN)) / BigInt(spec.conns));
       const text = poolLines(pool, from, lines);
       let bytes: Buffer;
