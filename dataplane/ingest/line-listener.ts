@@ -50,8 +50,8 @@ export interface LineListenerOptions {
   /** Whether this listener opens the UDP socket (only one process of a group does). Default true. */
   udp?: boolean;
   /**
-   * Whether this listener opens the listeners only one process of a group
-   * opens: pickle (--pickle-addr) and the unix socket (--unix-socket). Default true.
+   * Whether this listener opens the listener only one process of a group
+   * opens: the unix socket (--unix-socket). Default true.
    */
   primary?: boolean;
   /** Least time between two log lines about refused connections. Default 10 s. */
@@ -144,9 +144,10 @@ export class LineListener {
     plain.address = `${host}:${bound}`;
     let picklePort: number | null = null;
     const p = this.#config.pickle ?? null;
-    if (p !== null && this.#primary) {
+    if (p !== null) {
+      // Shared by every process of the group, as the plaintext port is.
       const c = this.#counters("pickle", "pickle", transport);
-      this.#pickleServer = await this.#listenTcp(p.host, p.port, false, true, c);
+      this.#pickleServer = await this.#listenTcp(p.host, p.port, this.#reusePort, true, c);
       picklePort = (this.#pickleServer.address() as net.AddressInfo).port;
       c.address = `${p.host}:${picklePort}`;
     }

@@ -84,7 +84,7 @@ export class RelayNode {
     this.ports.tcp = port;
     this.ports.udp = udpPort;
     this.ports.pickle = picklePort;
-    await this.#pool?.start(port);
+    await this.#pool?.start(port, picklePort);
     const p = this.#proc;
     const api = p.apiAddr;
     if (api !== null) {

@@ -79,7 +79,7 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     name: "pickle-addr",
     type: "string",
     default: "",
-    help: "carbon's pickle protocol (TCP; carbon's usual port is 2004) listen address, as carbon-relay and carbon's clients send it; every datapoint is validated and routed as a plaintext line would be. Taken by the primary process; empty = off",
+    help: "carbon's pickle protocol (TCP; carbon's usual port is 2004) listen address, as carbon-relay and carbon's clients send it; every datapoint is validated and routed as a plaintext line would be. Shared by the worker processes, as the plaintext port is; empty = off",
   },
   ...LISTENER_TLS_OPTIONS,
   {

@@ -28,7 +28,12 @@ process.on("message", (m: ToWorker) => {
 async function handle(m: ToWorker): Promise<void> {
   switch (m.t) {
     case "start": {
-      relay = new RelayProcess({ ...m.config, listen: { ...m.config.listen, port: m.port } }, log, {
+      const pickle =
+        m.config.pickle === null || m.config.pickle === undefined || m.picklePort === null
+          ? null
+          : { ...m.config.pickle, port: m.picklePort };
+      const config = { ...m.config, listen: { ...m.config.listen, port: m.port }, pickle };
+      relay = new RelayProcess(config, log, {
         share: m.share,
         process: {
           index: Number(process.env["POLYMUR_WORKER_ID"]),

@@ -6,7 +6,8 @@ import type { RelayConfig } from "./relay-config.ts";
 
 /** Messages between the primary process and its relay workers (JSON over the IPC channel). */
 export type ToWorker =
-  | { t: "start"; config: RelayConfig; share: number; port: number }
+  /** `picklePort`: the primary's pickle listener, which every worker shares too; null without one. */
+  | { t: "start"; config: RelayConfig; share: number; port: number; picklePort: number | null }
   | { t: "apply"; config: RelayConfig }
   | { t: "shutdown"; deadlineMs: number };
 export type FromWorker =

@@ -153,6 +153,7 @@ export class WorkerPool {
   #config: RelayConfig;
   #share: number;
   #port = 0;
+  #picklePort: number | null = null;
   #stopping = false;
 
   readonly #onAggregate: (points: KeyedPoints) => void;
@@ -180,8 +181,9 @@ export class WorkerPool {
     this.#log = log;
   }
 
-  async start(port: number): Promise<void> {
+  async start(port: number, picklePort: number | null = null): Promise<void> {
     this.#port = port;
+    this.#picklePort = picklePort;
     await Promise.all(Array.from({ length: this.#count }, (_, i) => this.#spawn(i + 1)));
   }
 
@@ -249,6 +251,7 @@ export class WorkerPool {
         config: this.#config,
         share: this.#share,
         port: this.#port,
+        picklePort: this.#picklePort,
       };
       child.send(msg);
     });
