@@ -335,7 +335,11 @@ describe("TLS listeners: hostile handshakes, pickle, rotation", () => {
     await waitFor("every pickled datapoint", () =>
       out.lines.length >= lines.length ? true : undefined,
     );
-    const s = await p.stats();
+    // Every process takes pickle connections; the workers report once a second.
+    const s = await waitForStats(
+      p,
+      (x) => x.listeners.find((l) => l.name === "pickle")?.accepted === lines.length,
+    );
     const row = s.listeners.find((l) => l.name === "pickle")!;
     expect(row).toMatchObject({
       protocol: "pickle",
