@@ -252,7 +252,13 @@ describe("a managed relay's tls:// destination from polymurctl dest add", () => 
     );
     expect([...sink.lines].sort()).toEqual([...lines].sort());
     expect(new Set(sink.clients)).toEqual(new Set(["polymur test client"]));
-    const stats = await relay.stats();
+    // The worker processes report their counters once a second.
+    const stats = await waitForStats(
+      relay,
+      (x) => x.destinations.find((y) => y.spec === dest)?.forwarded === lines.length,
+    ).catch((err: Error) => {
+      throw new Error(`${err.message}\nrelay log: ${relay.stdout.slice(-3000)}`);
+    });
     const d = stats.destinations.find((x) => x.spec === dest);
     expect(d).toMatchObject({ forwarded: lines.length, failures: 0, dropped: 0 });
   });
