@@ -22,7 +22,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import fs from "node:fs";
 import net from "node:net";
 import path from "node:path";
-import { createInterface } from "node:readline";
+import { jsonLines } from "./json-lines.ts";
 import { machineCpu, processTree, treeCpu, treeRssKib } from "./proc-tree.ts";
 import type { Stats } from "./settle-stats.ts";
 
@@ -71,40 +71,15 @@ function freePort(): Promise<number> {
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Reads a child's stdout JSON lines one at a time, with a timeout. */
-function jsonLines(child: ChildProcess): (timeoutMs: number) => Promise<Record<string, unknown>> {
-  const queue: string[] = [];
-  const waiting: ((line: string | null) => void)[] = [];
-  let ended = false;
-  const rl = createInterface({ input: child.stdout! });
-  rl.on("line", (line) => {
-    const w = waiting.shift();
-    if (w) w(line);
-    else queue.push(line);
-  });
-  rl.on("close", () => {
-    ended = true;
-    for (const w of waiting.splice(0)) w(null);
-  });
+/** A child's stdout JSON lines one at a time, with a timeout; none coming is an error here. */
+function jsonLinesOrFail(
+  child: ChildProcess,
+): (timeoutMs: number) => Promise<Record<string, unknown>> {
+  const next = jsonLines(child);
   return async (timeoutMs) => {
-    const line =
-      queue.shift() ??
-      (ended
-        ? null
-        : await new Promise<string | null>((resolve) => {
-            const t = setTimeout(() => {
-              const i = waiting.indexOf(done);
-              if (i >= 0) waiting.splice(i, 1);
-              resolve(null);
-            }, timeoutMs);
-            const done = (l: string | null) => {
-              clearTimeout(t);
-              resolve(l);
-            };
-            waiting.push(done);
-          }));
+    const line = await next(timeoutMs);
     if (line === null) throw new Error("no output (timed out or exited)");
-    return JSON.parse(line) as Record<string, unknown>;
+    return line;
   };
 }
 
@@ -225,7 +200,7 @@ async function oneRep(o: ReplayOptions, rep: number): Promise<Record<string, unk
       ]),
       { stdio: ["ignore", "pipe", "inherit"] },
     );
-    const genOut = jsonLines(gen);
+    const genOut = jsonLinesOrFail(gen);
     const genRes = await genOut(600_000 + n / 10);
     await exited(gen);
     gen = null;
@@ -268,7 +243,7 @@ async function oneRep(o: ReplayOptions, rep: number): Promise<Record<string, unk
       ]),
       { stdio: ["ignore", "pipe", "inherit"] },
     );
-    const sinkOut = jsonLines(sink);
+    const sinkOut = jsonLinesOrFail(sink);
     const ready = await sinkOut(10_000);
     if (ready["ready"] !== true) throw new Error(`sink did not start: ${JSON.stringify(ready)}`);
     const sinkExited = exited(sink);
