@@ -137,6 +137,11 @@ export class Destination extends EventEmitter<DestinationEvents> {
    * Changes queue bound and policy in place (a reload that keeps this
    * destination), and tells the transport (a file is reopened).
    */
+  /** How full its memory queue is: queued bytes over the bound (above 1 after the bound shrank). */
+  get fill(): number {
+    return this.#queue.bytes / this.#queue.queueBytes;
+  }
+
   reconfigure(options: DestinationOptions): void {
     if (options.backoffMinMs !== undefined) this.#backoffMin = options.backoffMinMs;
     if (options.backoffMaxMs !== undefined) this.#backoffMax = options.backoffMaxMs;

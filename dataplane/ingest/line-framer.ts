@@ -53,6 +53,17 @@ export class LineFramer {
     return this.#carry === null ? 0 : this.#carry.length;
   }
 
+  /**
+   * What this framer holds, as bytes that recreate its state when pushed
+   * into a new framer (null: nothing held), or false when its state cannot
+   * move (inside an over-long line being dropped). For a connection moved to
+   * another process (connection-handoff.ts).
+   */
+  carryOver(): Buffer | null | false {
+    if (this.#discarding) return false;
+    return this.#carry;
+  }
+
   push(chunk: Buffer): void {
     let start = 0;
     const len = chunk.length;

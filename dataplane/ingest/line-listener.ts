@@ -5,6 +5,7 @@ import type tls from "node:tls";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import { ThrottledWarning } from "../../common/log-throttle.ts";
 import type { Logger } from "../../common/logger.ts";
+import { type Handoff, movable, stopReading } from "./connection-handoff.ts";
 import { IngestCounters, type IngestStats } from "./ingest-counters.ts";
 import { countLines, LineFramer } from "./line-framer.ts";
 import type { LineSink } from "./line-sink.ts";
@@ -12,7 +13,7 @@ import { ListenerCounters } from "./listener-counters.ts";
 import { ListenerTls } from "./listener-tls.ts";
 import type { ListenerTlsSettings } from "./listener-tls-settings.ts";
 import { PickleFramer } from "./pickle-framer.ts";
-import { ReadPacer } from "./read-pacer.ts";
+import { oneByteBuffer, ReadPacer } from "./read-pacer.ts";
 import type { RejectSample } from "./reject-log.ts";
 
 /** Where and how a listener takes lines from senders. */
@@ -56,6 +57,29 @@ export interface LineListenerOptions {
   primary?: boolean;
   /** Least time between two log lines about refused connections. Default 10 s. */
   refusalLogIntervalMs?: number;
+  /**
+   * The primary of a relay whose processes are dealt their connections
+   * (worker-pool.ts): every TCP connection is accepted unread and offered to
+   * `deal` first, which returns true when it sent it to another process.
+   */
+  deal?: (socket: net.Socket, listener: string) => boolean;
+  /**
+   * false: bind no TCP port; connections arrive through adopt() (a worker
+   * of a relay that deals them). Default true.
+   */
+  bind?: boolean;
+}
+
+/** An open sender connection. */
+interface Conn {
+  /** The idle timeout it was accepted with. */
+  idleMs: number;
+  framer: LineFramer | PickleFramer;
+  listener: ListenerCounters;
+  /** When it came to this process (ms, performance.now()). */
+  since: number;
+  /** Handed to another process: its socket's events are no longer ours. */
+  moved: boolean;
 }
 
 /** accept() errors that mean the process is out of descriptors: the sender is refused. */
@@ -92,8 +116,12 @@ export class LineListener {
   #pacer: ReadPacer | null = null;
   /** Each open listener's own counters (listener-counters.ts). */
   readonly #listeners: ListenerCounters[] = [];
-  /** Open sender connections, and the idle timeout each was accepted with. */
-  #sockets = new Map<net.Socket, number>();
+  /** Open sender connections. */
+  #sockets = new Map<net.Socket, Conn>();
+  /** The TLS server of each TLS listener, by listener name: dealt connections are handed to it. */
+  readonly #tlsServers = new Map<string, tls.Server>();
+  readonly #deal: ((socket: net.Socket, listener: string) => boolean) | null;
+  readonly #bind: boolean;
   /** Refusals at the cap, and for want of descriptors: logged at most once per interval. */
   readonly #atCap: ThrottledWarning;
   readonly #noDescriptors: ThrottledWarning;
@@ -112,6 +140,8 @@ export class LineListener {
     this.#reusePort = options.reusePort ?? false;
     this.#withUdp = options.udp ?? true;
     this.#primary = options.primary ?? true;
+    this.#deal = options.deal ?? null;
+    this.#bind = options.bind ?? true;
     const every = options.refusalLogIntervalMs ?? 10_000;
     this.#atCap = new ThrottledWarning(
       log,
@@ -140,7 +170,7 @@ export class LineListener {
     const plain = this.#counters("plaintext", "plaintext", transport);
     const server = await this.#listenTcp(host, port, this.#reusePort, false, plain);
     this.#server = server;
-    const bound = (server.address() as net.AddressInfo).port;
+    const bound = server === null ? port : (server.address() as net.AddressInfo).port;
     plain.address = `${host}:${bound}`;
     let picklePort: number | null = null;
     const p = this.#config.pickle ?? null;
@@ -148,7 +178,10 @@ export class LineListener {
       // Shared by every process of the group, as the plaintext port is.
       const c = this.#counters("pickle", "pickle", transport);
       this.#pickleServer = await this.#listenTcp(p.host, p.port, this.#reusePort, true, c);
-      picklePort = (this.#pickleServer.address() as net.AddressInfo).port;
+      picklePort =
+        this.#pickleServer === null
+          ? p.port
+          : (this.#pickleServer.address() as net.AddressInfo).port;
       c.address = `${p.host}:${picklePort}`;
     }
     const unix = this.#config.unix ?? null;
@@ -190,7 +223,13 @@ export class LineListener {
 
   /**
    * A TCP listener for plaintext (or carbon's pickle protocol), over TLS
-   * with --tls-cert, sharing the connection cap's accounting.
+   * with --tls-cert, sharing the connection cap's accounting. Null when this
+   * process binds no port (`bind: false`): its connections come through
+   * adopt().
+   *
+   * When connections are dealt (`deal`), the port's server accepts each one
+   * unread and offers it to `deal`; one this process keeps is taken here,
+   * by its TLS server (which does not listen itself) under --tls-cert.
    */
   async #listenTcp(
     host: string,
@@ -198,18 +237,26 @@ export class LineListener {
     reusePort: boolean,
     pickle: boolean,
     counters: ListenerCounters,
-  ): Promise<net.Server> {
+  ): Promise<net.Server | null> {
     const accept = (socket: net.Socket | tls.TLSSocket): void =>
-      this.#accept(socket, pickle, counters);
+      this.#accept(socket, pickle, counters, null, true);
+    const tlsServer = this.#tls?.createServer(counters, accept) ?? null;
+    if (tlsServer !== null) this.#tlsServers.set(counters.name, tlsServer);
+    if (!this.#bind) return null;
+    const deal = this.#deal;
     const server =
-      this.#tls === null
-        ? net.createServer(
+      deal !== null
+        ? net.createServer({ noDelay: true, pauseOnConnect: true }, (socket: net.Socket) => {
+            if (this.#closing) socket.destroy();
+            else if (!deal(socket, counters.name)) this.#take(socket, pickle, counters, null, true);
+          })
+        : (tlsServer ??
+          net.createServer(
             // A paused connection reads once more into a one-byte buffer,
             // then stops: see read-pacer.ts.
             { noDelay: true, highWaterMark: this.#pacer === null ? undefined : 1 },
             accept,
-          )
-        : this.#tls.createServer(counters, accept);
+          ));
     const cap = this.#config.maxConnections;
     if (cap > 0) server.maxConnections = cap;
     // Node accepts a connection over the cap and closes it at once.
@@ -270,7 +317,7 @@ export class LineListener {
     }
     const server = net.createServer(
       { highWaterMark: this.#pacer === null ? undefined : 1 },
-      (socket) => this.#accept(socket, false, counters),
+      (socket) => this.#accept(socket, false, counters, null, true),
     );
     const cap = this.#config.maxConnections;
     if (cap > 0) server.maxConnections = cap;
@@ -289,22 +336,53 @@ export class LineListener {
     return server;
   }
 
-  #accept(socket: net.Socket, pickle: boolean, listener: ListenerCounters): void {
+  /**
+   * A connection this process serves: under TLS its listener's TLS server
+   * takes it first (a dealt connection arrives as the raw TCP socket).
+   */
+  #take(
+    socket: net.Socket,
+    pickle: boolean,
+    listener: ListenerCounters,
+    carry: Buffer | null,
+    fresh: boolean,
+  ): void {
+    const tlsServer = this.#tlsServers.get(listener.name);
+    if (tlsServer !== undefined) tlsServer.emit("connection", socket);
+    else this.#accept(socket, pickle, listener, carry, fresh);
+  }
+
+  /**
+   * `carry`: what the framer of a connection moved from another process
+   * held (connection-handoff.ts). `fresh`: a new connection (counted in the
+   * totals); false: one moved here while open.
+   */
+  #accept(
+    socket: net.Socket,
+    pickle: boolean,
+    listener: ListenerCounters,
+    carry: Buffer | null,
+    fresh: boolean,
+  ): void {
     if (this.#closing) {
       socket.destroy();
       return;
     }
     const counters = this.counters;
-    counters.connectionsTotal++;
-    listener.connectionsTotal++;
+    if (fresh) {
+      counters.connectionsTotal++;
+      listener.connectionsTotal++;
+    }
     listener.connections++;
     const idleMs = this.#config.idleTimeoutMs;
-    this.#sockets.set(socket, idleMs);
     const source =
       socket.remoteAddress === undefined ? "unix" : `${socket.remoteAddress}:${socket.remotePort}`;
     const options = { maxLineLength: this.#config.maxLineLength };
     const handler = counters.handler(this.#sink, pickle ? `pickle:${source}` : source, listener);
     const framer = pickle ? new PickleFramer(handler, options) : new LineFramer(handler, options);
+    if (carry !== null) framer.push(carry);
+    const conn: Conn = { idleMs, framer, listener, since: performance.now(), moved: false };
+    this.#sockets.set(socket, conn);
     // Armed only while reading (see pause()): a paused sender is not idle.
     if (!this.#paused) socket.setTimeout(idleMs);
     socket.on("timeout", () => {
@@ -319,6 +397,8 @@ export class LineListener {
     // TLS reads its own way: paced only in cleartext.
     const pacer = listener.transport === "tls" ? null : this.#pacer;
     pacer?.track(socket);
+    // Dealt or moved here, it was made with the default buffer (see read-pacer.ts).
+    if (pacer !== null) oneByteBuffer(socket);
     socket.on("data", (chunk: Buffer) => {
       counters.bytesIn += chunk.length;
       listener.bytesIn += chunk.length;
@@ -332,10 +412,71 @@ export class LineListener {
     });
     socket.on("error", noop);
     socket.on("close", () => {
+      if (conn.moved) return;
       this.#sockets.delete(socket);
       listener.connections--;
     });
+    // A dealt connection was accepted paused (pauseOnConnect).
     if (this.#paused) socket.pause();
+    else socket.resume();
+  }
+
+  /**
+   * A connection another process sent here (connection-handoff.ts), on the
+   * listener named `listener`. Refused (closed, counted) at
+   * --max-connections, as an accepted one is.
+   */
+  adopt(socket: net.Socket, listener: string, carry: Buffer | null, fresh: boolean): void {
+    const counters = this.#listeners.find((c) => c.name === listener);
+    const cap = this.#config.maxConnections;
+    if (counters === undefined || this.#closing) {
+      socket.destroy();
+      return;
+    }
+    if (fresh && cap > 0 && this.#sockets.size >= cap) {
+      this.counters.connectionsRefused++;
+      this.#atCap.note({ remote: socket.remoteAddress, maxConnections: cap });
+      socket.destroy();
+      return;
+    }
+    this.#take(socket, counters.protocol === "pickle", counters, carry, fresh);
+  }
+
+  /**
+   * Gives up about `share` of this process's cleartext TCP connections (1:
+   * all of them), the fastest senders spread evenly over what is kept and
+   * what goes, so that the load moves with them: each stops being read here,
+   * with everything already read framed here, and is returned with what its
+   * framer holds, for the caller to send to another process. TLS connections
+   * (their session cannot move) and unix ones stay.
+   */
+  release(share: number): Handoff[] {
+    if (share <= 0) return [];
+    const now = performance.now();
+    const rate = (s: net.Socket, c: Conn): number => s.bytesRead / Math.max(1, now - c.since);
+    const candidates = [...this.#sockets]
+      .filter(([s, c]) => c.listener.transport === "tcp" && movable(s))
+      .sort((a, b) => rate(b[0], b[1]) - rate(a[0], a[1]));
+    const every = Math.max(1, Math.round(1 / share));
+    const out: Handoff[] = [];
+    candidates.forEach(([socket, conn], i) => {
+      if (i % every !== every - 1) return;
+      const { framer, listener } = conn;
+      // What the stream holds goes through the "data" listener, as any read.
+      stopReading(socket);
+      const carry = framer.carryOver();
+      if (carry === false) {
+        // Inside a line or message being skipped: it stays, read again.
+        if (!this.#paused) socket.resume();
+        return;
+      }
+      conn.moved = true;
+      this.#sockets.delete(socket);
+      this.#pacer?.untrack(socket);
+      listener.connections--;
+      out.push({ socket, listener: listener.name, carry, fresh: false });
+    });
+    return out;
   }
 
   #datagram(msg: Buffer, rinfo: dgram.RemoteInfo, listener: ListenerCounters): void {
@@ -370,7 +511,7 @@ export class LineListener {
     this.#paused = paused;
     // Every connection is paused, or resumed, below: parked ones too.
     this.#pacer?.hold(!paused);
-    for (const [s, idleMs] of this.#sockets) {
+    for (const [s, { idleMs }] of this.#sockets) {
       if (paused) {
         s.pause();
         s.setTimeout(0);
@@ -379,6 +520,11 @@ export class LineListener {
         s.setTimeout(idleMs);
       }
     }
+  }
+
+  /** Open sender connections. */
+  get connectionCount(): number {
+    return this.#sockets.size;
   }
 
   get paused(): boolean {
@@ -413,6 +559,7 @@ export class LineListener {
     this.#udp?.close();
     this.#udp = null;
     this.#tls?.close();
+    for (const t of this.#tlsServers.values()) t.close();
     // What parked senders sent is still read until they close.
     this.#pacer?.hold(false);
     if (!this.#paused) for (const s of this.#sockets.keys()) s.resume();

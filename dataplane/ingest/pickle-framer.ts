@@ -59,6 +59,22 @@ export class PickleFramer {
     return this.#headerHave + this.#have;
   }
 
+  /**
+   * What this framer holds, as bytes that recreate its state when pushed
+   * into a new framer (null: nothing held), or false when its state cannot
+   * move (skipping an oversized message). For a connection moved to another
+   * process (connection-handoff.ts).
+   */
+  carryOver(): Buffer | null | false {
+    if (this.#skip > 0) return false;
+    if (this.#length < 0) {
+      return this.#headerHave === 0
+        ? null
+        : Buffer.from(this.#header.subarray(0, this.#headerHave));
+    }
+    return Buffer.concat([this.#header, ...this.#parts]);
+  }
+
   push(chunk: Buffer): void {
     let at = 0;
     while (at < chunk.length) {

@@ -1,64 +1,77 @@
-import { createContextKey, createContextValues, type HandlerContext } from "@connectrpc/connect";
-import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { HealthRegistry } from "../../common/health-registry.ts";
+import { DestinationStateLog } from "../../common/destination-state-log.ts";
 import type { Logger } from "../../common/logger.ts";
 import { isLoopbackHost } from "../../common/loopback.ts";
-import { IngestService } from "../../gen/polymur/ingest/v1/ingest_pb.ts";
-import { IngestCounters } from "../ingest/ingest-counters.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
-import { ApiKeyRing } from "../link/gateway/api-keys.ts";
-import { BatchIntake } from "../link/gateway/batch-intake.ts";
+import type { ApiKeyRing } from "../link/gateway/api-keys.ts";
+import { ClaimBoard, localClaims } from "../link/gateway/claim-board.ts";
 import { DedupTable } from "../link/gateway/dedup-table.ts";
 import { GatewayCounters } from "../link/gateway/gateway-counters.ts";
-import { GatewayListener, type ServerRequest } from "../link/gateway/gateway-listener.ts";
 import { KeysFileReloader } from "../link/gateway/keys-file-reloader.ts";
-import { createLegacyHandler } from "../link/gateway/legacy-handler.ts";
-import { createLinkService } from "../link/gateway/link-service.ts";
-import { type PipelineStats, pipelineStats } from "../observe/pipeline-stats.ts";
-import { Router, type RouterConfig } from "../route/router.ts";
+import { mergeStats, type PipelineStats } from "../observe/pipeline-stats.ts";
+import type { RouterConfig } from "../route/router.ts";
 import type { GatewayOptions } from "./gateway-options.ts";
+import { GatewayPool } from "./gateway-pool.ts";
+import { GatewayProcess } from "./gateway-process.ts";
 import { NodeRuntime } from "./node-runtime.ts";
 import { statisticsSettings } from "./statistics-settings.ts";
-
-const kClient = createContextKey<string>("unknown", { description: "client address" });
-const kAlive = createContextKey<(timeoutMs: number) => Promise<boolean>>(
-  () => Promise.resolve(true),
-  { description: "whether the connection under a request answers a PING" },
-);
 
 /**
  * A gateway: proxy streams (and Go polymur-proxy requests) in, authenticated
  * by API key, their lines framed and validated as a relay's listener does,
  * then routed to destinations like a relay's (queues, overflow policies).
- * One process: the de-duplication memory is per process, so run several
- * gateways (behind a load balancer, or listed on the proxies) for more cores.
+ *
+ * --workers processes share the listen port (SO_REUSEPORT): this one, the
+ * primary, and `workers - 1` worker processes (GatewayPool), each a
+ * GatewayProcess with its share of the queue bounds and its own disk queue
+ * directories. The primary owns what must be one for the whole gateway:
+ * the API keys (read here from --keys-file or taken from the control plane,
+ * and pushed to every worker on each change, as names and digests), the
+ * de-duplication memory and which stream holds each proxy id (ClaimBoard,
+ * claimed at each Hello, see claim-board.ts), the stats endpoint (the sum
+ * over the processes), self-metrics and the shutdown summary.
  */
 export class GatewayNode {
   readonly #o: GatewayOptions;
   readonly #log: Logger;
-  readonly #router: Router;
-  /** Lines of proxies' batches are framed, validated and counted as a relay's listener does. */
-  readonly #ingest = new IngestCounters();
   readonly #runtime: NodeRuntime;
-  readonly #intake: BatchIntake;
-  readonly keys = new ApiKeyRing();
-  readonly #dedup: DedupTable;
+  readonly #primary: GatewayProcess;
+  readonly #board: ClaimBoard;
+  readonly #pool: GatewayPool | null;
+  /** The keys every process accepts: this process's ring, pushed to the workers on each change. */
+  readonly keys: ApiKeyRing;
   /** --keys-file, read at start, again when it changes and on SIGHUP (null: keys from the control plane). */
   readonly #keysFile: KeysFileReloader | null;
-  readonly #counters = new GatewayCounters();
-  readonly #listener: GatewayListener;
-  readonly #shutdown = new AbortController();
-  /** gRPC health checking on the proxy listener: "" and the link service (IngestService on the wire). */
-  readonly #health = new HealthRegistry([IngestService.typeName]);
   ports = { listen: 0, stats: null as number | null };
 
   constructor(options: GatewayOptions, log: Logger) {
     this.#o = options;
     this.#log = log;
-    this.#router = new Router(options.routing, log, {
-      onProduced: (lines) => this.#ingest.countGenerated(lines),
+    const workers = Math.max(1, options.workers);
+    // Destination state changes of every process, logged once for the gateway.
+    const states = new DestinationStateLog(log);
+    this.#board = new ClaimBoard(new DedupTable(options.dedupProxies));
+    this.#primary = new GatewayProcess(options, log, {
+      process: { index: 0, count: workers },
+      trustedProxies: options.trustedProxies,
+      claims: localClaims(this.#board, 0),
+      dedup: this.#board.table,
+      onDestinationState: (report) => states.report(0, report),
     });
-    this.#dedup = new DedupTable(options.dedupProxies);
+    this.keys = this.#primary.keys;
+    this.#pool =
+      workers === 1
+        ? null
+        : new GatewayPool({
+            count: workers - 1,
+            options,
+            log,
+            board: this.#board,
+            keys: () => this.keys.list(),
+            onAggregate: (points) => this.#primary.router.aggregate(points),
+            states,
+          });
+    // Every process refuses a revoked key at once: the workers get the new ring now.
+    this.keys.on("changed", () => this.#pool?.keys(this.keys.list()));
     this.#keysFile =
       options.keysFile === null
         ? null
@@ -66,83 +79,40 @@ export class GatewayNode {
             file: options.keysFile,
             ring: this.keys,
             log,
-            counters: this.#counters,
+            counters: this.#primary.counters,
           });
     this.#runtime = new NodeRuntime({
       log,
       statAddr: options.statAddr,
       stats: () => this.stats(),
       rejects: () => this.rejects(),
-      extra: () => ({
-        prometheus: this.#counters.prometheus(),
-        json: { gateway: { ...this.#counters.json(), dedupProxies: this.#dedup.size } },
-      }),
+      extra: () => {
+        const counters = this.#counters();
+        return {
+          prometheus: counters.prometheus(),
+          json: {
+            gateway: {
+              ...counters.json(),
+              dedupProxies: this.#board.table.size,
+              workers,
+            },
+          },
+        };
+      },
       selfMetrics: {
         ...statisticsSettings(options.routing, options.metricsFlushSec, options.metricsPrefix),
-        inject: (text) =>
-          this.#ingest.generate(
-            {
-              write: (buf, start, end, lines) =>
-                this.#router.writeStatistics(buf, start, end, lines),
-            },
-            text,
-          ),
+        inject: (text) => this.#primary.inject(text),
       },
     });
-    this.#intake = new BatchIntake({
-      router: this.#router,
-      ingestCounters: this.#ingest,
-      maxLineLength: options.maxLineLength,
-      dedup: this.#dedup,
-      counters: this.#counters,
-      log,
-      keyPrefix: options.keyPrefix,
-      maxBatchBytes: options.maxBatchBytes,
-    });
-    const trusted = options.trustedProxies;
-    const service = createLinkService({
-      intake: this.#intake,
-      keys: this.keys,
-      dedup: this.#dedup,
-      counters: this.#counters,
-      log,
-      shutdown: this.#shutdown.signal,
-      clientOf: (ctx: HandlerContext) => ctx.values.get(kClient),
-      alive: (ctx: HandlerContext, timeoutMs: number) => ctx.values.get(kAlive)(timeoutMs),
-    });
-    const legacy = createLegacyHandler({
-      intake: this.#intake,
-      keys: this.keys,
-      counters: this.#counters,
-      log,
-      maxBatchBytes: options.maxBatchBytes,
-      shutdown: this.#shutdown.signal,
-      clientOf: (req) =>
-        trusted.client(GatewayListener.peer(req), header(req.headers["x-forwarded-for"])),
-    });
-    const handler = connectNodeAdapter({
-      routes: (r) => {
-        r.service(IngestService, service);
-        this.#health.register(r);
-      },
-      fallback: legacy,
-      // A batch up to twice the limit still gets a clean Reject; beyond that
-      // the stream itself fails (ResourceExhausted).
-      readMaxBytes: options.maxBatchBytes * 2 + 64 * 1024,
-      contextValues: (req) =>
-        createContextValues()
-          .set(
-            kClient,
-            trusted.client(GatewayListener.peer(req), header(req.headers["x-forwarded-for"])),
-          )
-          .set(kAlive, pinger(req)),
-    });
-    this.#listener = new GatewayListener({
-      host: options.listen.host,
-      port: options.listen.port,
-      tls: options.tls,
-      handler,
-    });
+  }
+
+  /** The gateway counters summed over the processes. */
+  #counters(): GatewayCounters {
+    if (this.#pool === null) return this.#primary.counters;
+    return GatewayCounters.sum([
+      this.#primary.counters.snapshot(),
+      ...this.#pool.gatewayCounters(),
+    ]);
   }
 
   async start(): Promise<void> {
@@ -150,11 +120,12 @@ export class GatewayNode {
     // deleted key cuts its streams within a couple of seconds.
     this.#keysFile?.load();
     this.#keysFile?.watch();
-    this.ports.listen = await this.#listener.listen();
+    this.ports.listen = await this.#primary.listen();
+    await this.#pool?.start(this.ports.listen);
     await this.#runtime.start();
     this.ports.stats = this.#runtime.statsPort;
     this.#runtime.ready();
-    const c = this.#router.config;
+    const c = this.#primary.router.config;
     this.#log.info(
       {
         listener: this.#o.tls === null ? "h2c+http/1.1" : "https (h2, http/1.1)",
@@ -162,6 +133,7 @@ export class GatewayNode {
         port: this.ports.listen,
         statsPort: this.ports.stats,
         keys: this.keys.names(),
+        workers: this.#pool === null ? 1 : this.#o.workers,
         keyPrefix: this.#o.keyPrefix,
         destinations: c.destinations.map((d) => d.spec),
       },
@@ -193,22 +165,29 @@ export class GatewayNode {
    * Applies a new routing configuration (destinations, hash; throws, changing
    * nothing, if invalid) and, from a reloaded config file, the line limit.
    */
-  apply(config: RouterConfig, maxLineLength = this.#intake.maxLineLength): void {
-    this.#router.apply(config);
-    this.#intake.maxLineLength = maxLineLength;
+  apply(config: RouterConfig, maxLineLength = this.#primary.intake.maxLineLength): void {
+    this.#primary.apply(config, maxLineLength);
+    this.#pool?.apply(config, maxLineLength);
   }
 
+  /** The pipeline counters, summed over the processes. */
   stats(): PipelineStats {
-    return pipelineStats(this.#ingest.stats(0, this.#router.blocking), this.#router.stats());
+    return mergeStats([this.#primary.stats(), ...(this.#pool?.stats() ?? [])]);
   }
 
   rejects(): RejectSample[] {
-    return this.#ingest.recentRejects();
+    const all = [...this.#primary.rejects(), ...(this.#pool?.rejects() ?? [])];
+    return all.sort((a, b) => b.at - a.at).slice(0, 64);
   }
 
-  /** Proxy streams open now. */
+  /** Proxy streams open now, in every process. */
   streams(): number {
-    return this.#counters.openStreams();
+    return this.#counters().openStreams();
+  }
+
+  /** The worker processes' ids (none with --workers 1). */
+  workerPids(): number[] {
+    return this.#pool?.pids() ?? [];
   }
 
   /**
@@ -218,50 +197,20 @@ export class GatewayNode {
    * shutdown timeout.
    */
   async shutdown(): Promise<Record<string, number>> {
-    // Load balancers and proxies probing health stop sending here first.
-    this.#health.shutdown();
     this.#runtime.stop();
     this.#keysFile?.stop();
     const deadlineMs = this.#o.shutdownTimeoutSec * 1000;
     this.#log.info({ deadlineMs }, "shutting down: ending proxy streams, draining queues");
-    this.#shutdown.abort();
-    this.#listener.close();
-    // Give the handlers a moment to send their final status.
-    await new Promise((r) => setTimeout(r, 100));
-    this.#listener.destroy();
-    const undelivered = await this.#router.drain(deadlineMs);
+    const [local, workers] = await Promise.all([
+      this.#primary.shutdown(deadlineMs),
+      this.#pool?.shutdown(deadlineMs) ?? Promise.resolve([]),
+    ]);
+    const undelivered: Record<string, number> = {};
+    for (const r of [local, ...workers]) {
+      for (const [k, v] of Object.entries(r)) undelivered[k] = (undelivered[k] ?? 0) + v;
+    }
     this.#runtime.logUndelivered(undelivered);
     this.#runtime.close();
     return undelivered;
   }
-}
-
-/**
- * Pings the HTTP/2 connection under a request: resolves false if no answer
- * comes within `timeoutMs` (or the connection is gone). HTTP/1.1 has no
- * PING, and carries no proxy streams: always true.
- */
-function pinger(req: ServerRequest): (timeoutMs: number) => Promise<boolean> {
-  if (!("stream" in req)) return () => Promise.resolve(true);
-  const stream = req.stream;
-  return (timeoutMs) =>
-    new Promise((resolve) => {
-      const session = stream.session;
-      if (session === undefined || session.destroyed || session.closed) return resolve(false);
-      const timer = setTimeout(() => resolve(false), timeoutMs);
-      const answered = (err: Error | null): void => {
-        clearTimeout(timer);
-        resolve(err === null);
-      };
-      try {
-        // false: not sent (too many PINGs unanswered already).
-        if (!session.ping(answered)) answered(new Error("PING not sent"));
-      } catch (err) {
-        answered(err as Error);
-      }
-    });
-}
-
-function header(v: string | string[] | undefined): string | undefined {
-  return Array.isArray(v) ? v.join(",") : v;
 }

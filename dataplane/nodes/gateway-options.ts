@@ -1,4 +1,4 @@
-import { hostname } from "node:os";
+import { availableParallelism, hostname } from "node:os";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import {
   copyOptions,
@@ -19,7 +19,7 @@ import type { RouterConfig } from "../route/router.ts";
 import { RulesError } from "../route/rules/rules-config.ts";
 import { buildRelayConfig, RELAY_GO_FLAGS, RELAY_OPTIONS } from "./relay-options.ts";
 
-/** Relay options a gateway does not have: it has no plaintext listener, line API or workers. */
+/** Relay options a gateway does not have: it has no plaintext listener or line API. */
 const NOT_FOR_GATEWAY = new Set([
   "listen-addr",
   "udp-addr",
@@ -35,7 +35,6 @@ const NOT_FOR_GATEWAY = new Set([
   "api-addr",
   "api-token",
   "console-out",
-  "workers",
 ]);
 
 /** `polymur gateway`: the relay's routing and queue options plus the proxy-facing listener. */
@@ -149,7 +148,14 @@ export interface GatewayOptions {
   keyPrefix: boolean;
   maxBatchBytes: number;
   trustedProxies: TrustedProxies;
+  /** --trusted-proxies as given (a worker process builds its own TrustedProxies from it). */
+  trustedProxiesSpec: string;
   dedupProxies: number;
+  /**
+   * Processes sharing the listen port (--workers; 0 given: one per available
+   * core): the primary and `workers - 1` worker processes (gateway-pool.ts).
+   */
+  workers: number;
   statAddr: { host: string; port: number } | null;
   metricsFlushSec: number;
   metricsPrefix: string;
@@ -222,6 +228,7 @@ export function buildGatewayOptions(o: RawOptions): GatewayOptions {
   if (maxBatchBytes < 64 * 1024) {
     throw new PolymurError(ErrorCode.Config, "--max-batch-bytes must be at least 64KiB");
   }
+  const workers = getInt(o, "workers");
   const relay = buildRelayConfig(full);
   const listenBlock = relay.rules?.listen[0];
   if (listenBlock !== undefined) {
@@ -240,7 +247,9 @@ export function buildGatewayOptions(o: RawOptions): GatewayOptions {
     keyPrefix: getBool(o, "key-prefix"),
     maxBatchBytes,
     trustedProxies: new TrustedProxies(getString(o, "trusted-proxies")),
+    trustedProxiesSpec: getString(o, "trusted-proxies"),
     dedupProxies: getInt(o, "dedup-proxies"),
+    workers: workers > 0 ? workers : availableParallelism(),
     statAddr: getAddress(o, "stat-addr"),
     metricsFlushSec: getSeconds(o, "metrics-flush"),
     metricsPrefix: getString(o, "metrics-prefix") || `polymur.${hostname().split(".")[0]}`,

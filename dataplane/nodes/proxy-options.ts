@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import {
   bytesText,
@@ -35,12 +36,15 @@ const SHARED = [
   "stat-addr",
   "shutdown-timeout",
   "log-level",
+  "workers",
 ];
 
 /**
  * The Go polymur-proxy's flags that polymur has no option of that name for
  * (its -cert is an alias of --ca; -api-key, -gateway, -listen-addr and
- * -stat-addr are polymur's options of the same name).
+ * -stat-addr are polymur's options of the same name; its -workers, the
+ * number of its senders to the gateway, is taken as polymur's --workers,
+ * processes that each have a stream to the gateway).
  */
 export const PROXY_GO_FLAGS: readonly LegacyFlag[] = [
   {
@@ -49,12 +53,6 @@ export const PROXY_GO_FLAGS: readonly LegacyFlag[] = [
     action: "ignore",
     advice:
       "polymur proxy bounds what it holds in bytes: --buffer-size in memory, --spool-size on disk",
-  },
-  {
-    name: "workers",
-    takesValue: true,
-    action: "ignore",
-    advice: "one HTTP/2 connection to the gateway carries every batch",
   },
   {
     name: "metrics-flush",
@@ -76,7 +74,12 @@ export const PROXY_OPTIONS: readonly OptionSpec[] = [
   ...RELAY_OPTIONS.filter((s) => SHARED.includes(s.name)).map(({ reloadable: _, ...s }) =>
     s.name === "config"
       ? { ...s, help: "Config file of `name = value` lines (same names as the flags)" }
-      : s,
+      : s.name === "workers"
+        ? {
+            ...s,
+            help: "Processes sharing the listen ports (SO_REUSEPORT), each with its own stream to the gateway, its share of --buffer-size and --spool-size, and its own spool under --spool-dir; 0 = one per available core",
+          }
+        : s,
   ),
   {
     name: "gateway",
@@ -163,6 +166,11 @@ export const PROXY_OPTIONS: readonly OptionSpec[] = [
 export interface ProxyOptions {
   /** Where the proxy takes lines from senders (the relay's listen options). */
   listener: ListenerConfig;
+  /**
+   * Processes (--workers; 0 = one per available core), each a whole proxy
+   * pipeline with its own stream to the gateway, sharing the listen ports.
+   */
+  workers: number;
   gateways: string[];
   apiKey: string;
   ca: string | undefined;
@@ -230,8 +238,10 @@ export function buildProxyOptions(o: RawOptions): ProxyOptions {
   full.set("destinations", "");
   full.set("distribution", "broadcast");
   const spoolDir = getString(o, "spool-dir");
+  const workers = getInt(o, "workers");
   return {
     listener: buildRelayConfig(full),
+    workers: workers > 0 ? workers : availableParallelism(),
     gateways,
     apiKey,
     ca,

@@ -15,6 +15,7 @@ import type { RelayNodeOptions } from "./relay-options.ts";
 import { RelayProcess } from "./relay-process.ts";
 import { statisticsSettings } from "./statistics-settings.ts";
 import { WorkerPool } from "./worker-pool.ts";
+import { WORKER_SCALING_DEFAULTS } from "./worker-scaling.ts";
 
 /**
  * A relay node: the primary process's pipeline plus its worker processes,
@@ -49,21 +50,39 @@ export class RelayNode {
     const workers = proc.consoleOut ? 1 : proc.workers;
     // Destination state changes of every process, logged once for the group.
     const states = new DestinationStateLog(log);
+    // Each running process holds its share of the queue bounds: at first the
+    // --workers-min processes run (worker-pool.ts gives new shares as more
+    // start or retire).
+    const running = Math.max(1, Math.min(workers, proc.workersMin));
     this.#primary = new RelayProcess(config, log, {
-      share: 1 / workers,
+      share: 1 / running,
       process: { index: 0, count: workers },
       onDestinationState: (report) => states.report(0, report),
-      reusePort: workers > 1,
+      // Only the primary binds the ports; it deals each connection to a process.
+      ...(workers > 1
+        ? { deal: (socket, listener) => this.#pool?.deal(socket, listener) ?? false }
+        : {}),
       ...(proc.consoleOut ? { console: process.stdout } : {}),
     });
     if (workers > 1) {
       this.#pool = new WorkerPool(
         workers - 1,
         config,
-        1 / workers,
+        1 / running,
         log,
         (points) => this.#primary.router.aggregate(points),
         states,
+        {
+          primary: this.#primary,
+          min: proc.workersMin,
+          retireDeadlineMs: proc.shutdownTimeoutSec * 1000,
+          scaling: {
+            downTicks: Math.max(
+              1,
+              Math.round((proc.workersIdleSec * 1000) / WORKER_SCALING_DEFAULTS.tickMs),
+            ),
+          },
+        },
       );
     }
     this.#runtime = new NodeRuntime({
@@ -116,6 +135,7 @@ export class RelayNode {
         apiPort: this.ports.api,
         statsPort: this.ports.stats,
         workers: this.#pool === null ? 1 : this.#proc.workers,
+        workersMin: this.#pool === null ? 1 : this.#proc.workersMin,
       },
       "listening",
     );

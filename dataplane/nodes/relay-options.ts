@@ -286,7 +286,19 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     name: "workers",
     type: "int",
     default: "0",
-    help: "Processes sharing the listen port (SO_REUSEPORT); 0 = one per available core",
+    help: "Most processes the relay runs; 0 = one per available core. Above --workers-min they start while the load needs them and retire when it falls",
+  },
+  {
+    name: "workers-min",
+    type: "int",
+    default: "1",
+    help: "Processes that run even when idle (1 to --workers; --workers-min = --workers runs them all from the start)",
+  },
+  {
+    name: "workers-idle",
+    type: "seconds",
+    default: "60",
+    help: "How long the load must stay low enough for one fewer process before the newest worker retires",
   },
   {
     name: "control-plane",
@@ -367,7 +379,12 @@ export interface RelayNodeOptions {
   metricsFlushSec: number;
   metricsPrefix: string;
   consoleOut: boolean;
+  /** Most processes (--workers). */
   workers: number;
+  /** Processes that run even when idle (--workers-min, at most `workers`). */
+  workersMin: number;
+  /** Low load, in seconds, before the newest worker retires (--workers-idle). */
+  workersIdleSec: number;
   shutdownTimeoutSec: number;
   logLevel: string;
   configPath: string;
@@ -450,6 +467,11 @@ export function buildNodeOptions(o: RawOptions): RelayNodeOptions {
     );
   }
   const workers = getInt(o, "workers");
+  const max = workers > 0 ? workers : availableParallelism();
+  const min = getInt(o, "workers-min");
+  if (min < 1) {
+    throw new PolymurError(ErrorCode.Config, `--workers-min must be at least 1; got ${min}`);
+  }
   const controlPlane = getString(o, "control-plane");
   if (controlPlane !== "") {
     if (!/^https?:\/\//.test(controlPlane)) {
@@ -478,7 +500,9 @@ export function buildNodeOptions(o: RawOptions): RelayNodeOptions {
     metricsFlushSec: getSeconds(o, "metrics-flush"),
     metricsPrefix: getString(o, "metrics-prefix") || `polymur.${hostname().split(".")[0]}`,
     consoleOut: getBool(o, "console-out"),
-    workers: workers > 0 ? workers : availableParallelism(),
+    workers: max,
+    workersMin: Math.min(min, max),
+    workersIdleSec: getSeconds(o, "workers-idle"),
     shutdownTimeoutSec: getSeconds(o, "shutdown-timeout"),
     logLevel: getString(o, "log-level"),
     configPath: getString(o, "config"),

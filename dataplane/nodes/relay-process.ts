@@ -1,3 +1,4 @@
+import type net from "node:net";
 import type { DestinationStateReport } from "../../common/destination-state-log.ts";
 import type { Logger } from "../../common/logger.ts";
 import { LineListener } from "../ingest/line-listener.ts";
@@ -19,6 +20,10 @@ export interface RelayProcessOptions {
   udp?: boolean;
   /** Whether this process opens the pickle and unix-socket listeners (only one process does). Default true. */
   primary?: boolean;
+  /** The primary of a relay that deals connections to its workers: see LineListenerOptions.deal. */
+  deal?: (socket: net.Socket, listener: string) => boolean;
+  /** false: bind no TCP port (a worker dealt its connections). Default true. */
+  bind?: boolean;
   /** --console-out: every line routed is also written here. Default none. */
   console?: NodeJS.WritableStream;
   /** A worker: the points its aggregate rules take go here (to the primary). Default: aggregated here. */
@@ -63,6 +68,8 @@ export class RelayProcess {
       reusePort: options.reusePort ?? false,
       udp: options.udp ?? true,
       primary: options.primary ?? true,
+      ...(options.deal === undefined ? {} : { deal: options.deal }),
+      bind: options.bind ?? true,
     });
     this.router.on("blocked", () => this.listener.pause(true));
     this.router.on("unblocked", () => this.listener.pause(false));
@@ -84,6 +91,11 @@ export class RelayProcess {
   /** Routes polymur's own lines (self-metrics), counted as received and generated. */
   inject(text: string): void {
     this.listener.counters.generate(this.#statistics, text);
+  }
+
+  /** A new share of the queue bounds: the relay runs more or fewer processes (Router.setShare). */
+  setShare(share: number): void {
+    this.router.setShare(share);
   }
 
   stats(): PipelineStats {

@@ -1,5 +1,9 @@
 // Entry point of a relay worker process (see worker-pool.ts): one RelayProcess.
+
+import type net from "node:net";
+import { performance } from "node:perf_hooks";
 import { createLogger } from "../../common/logger.ts";
+import { handoffMessage, receivedCarry } from "../ingest/connection-handoff.ts";
 import { RelayProcess } from "./relay-process.ts";
 import type { FromWorker, ToWorker } from "./worker-messages.ts";
 
@@ -19,7 +23,13 @@ process.on("SIGTERM", () => {});
 process.on("SIGHUP", () => {});
 process.on("disconnect", () => process.exit(1));
 
-process.on("message", (m: ToWorker) => {
+process.on("message", (m: ToWorker, socket?: net.Socket) => {
+  if (m.t === "conn") {
+    if (socket === undefined) return;
+    if (relay === null) socket.destroy();
+    else relay.listener.adopt(socket, m.listener, receivedCarry(m), m.fresh);
+    return;
+  }
   void handle(m).catch((err: unknown) => {
     send({ t: "error", message: (err as Error).message });
   });
@@ -39,16 +49,21 @@ async function handle(m: ToWorker): Promise<void> {
           index: Number(process.env["POLYMUR_WORKER_ID"]),
           count: Math.round(1 / m.share),
         },
-        reusePort: true,
+        reusePort: m.bind,
+        bind: m.bind,
         udp: false,
         primary: false,
         remoteAggregates: (points) => send({ t: "aggregate", points }),
         onDestinationState: (report) => send({ t: "destination", report }),
       });
       await relay.listen();
+      let elu = performance.eventLoopUtilization();
       timer = setInterval(() => {
+        const now = performance.eventLoopUtilization();
+        const load = performance.eventLoopUtilization(now, elu).utilization;
+        elu = now;
         if (relay !== null)
-          send({ t: "stats", stats: relay.stats(), rejects: relay.recentRejects() });
+          send({ t: "stats", stats: relay.stats(), rejects: relay.recentRejects(), load });
       }, 1_000);
       send({ t: "ready" });
       return;
@@ -56,10 +71,21 @@ async function handle(m: ToWorker): Promise<void> {
     case "apply":
       relay?.apply(m.config);
       return;
+    case "share":
+      relay?.setShare(m.share);
+      return;
     case "shutdown": {
       if (timer !== null) clearInterval(timer);
+      // A retired worker's senders go on, in the primary.
+      if (m.handBack && relay !== null) {
+        for (const h of relay.listener.release(1)) {
+          process.send?.(handoffMessage(h), h.socket, { keepOpen: false }, (err: Error | null) => {
+            if (err !== null) log.error({ err }, "a sender connection could not be handed back");
+          });
+        }
+      }
       const undelivered = relay === null ? {} : await relay.shutdown(m.deadlineMs);
-      if (relay !== null) send({ t: "stats", stats: relay.stats(), rejects: [] });
+      if (relay !== null) send({ t: "stats", stats: relay.stats(), rejects: [], load: 0 });
       process.send?.({ t: "done", undelivered } satisfies FromWorker, () => process.exit(0));
     }
   }

@@ -1,19 +1,41 @@
 import type { DestinationStateReport } from "../../common/destination-state-log.ts";
+import type { HandoffMessage } from "../ingest/connection-handoff.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
 import type { PipelineStats } from "../observe/pipeline-stats.ts";
 import type { KeyedPoints } from "../route/aggregation.ts";
 import type { RelayConfig } from "./relay-config.ts";
 
-/** Messages between the primary process and its relay workers (JSON over the IPC channel). */
+/**
+ * Messages between the primary process and its relay workers (the IPC
+ * channel, structured clone). A "conn" message carries a sender connection's
+ * socket with it, either way (connection-handoff.ts).
+ */
 export type ToWorker =
-  /** `picklePort`: the primary's pickle listener, which every worker shares too; null without one. */
-  | { t: "start"; config: RelayConfig; share: number; port: number; picklePort: number | null }
+  /**
+   * `port`, `picklePort`: the primary's listeners. With `bind`, the worker
+   * listens on them too (SO_REUSEPORT); without, the primary deals it its
+   * connections.
+   */
+  | {
+      t: "start";
+      config: RelayConfig;
+      share: number;
+      port: number;
+      picklePort: number | null;
+      bind: boolean;
+    }
   | { t: "apply"; config: RelayConfig }
-  | { t: "shutdown"; deadlineMs: number };
+  /** The relay runs more or fewer processes: this one's new share of the queue bounds. */
+  | { t: "share"; share: number }
+  | HandoffMessage
+  /** `handBack`: first send every connection that can move back to the primary (a retired worker). */
+  | { t: "shutdown"; deadlineMs: number; handBack: boolean };
 export type FromWorker =
   | { t: "ready" }
   | { t: "error"; message: string }
-  | { t: "stats"; stats: PipelineStats; rejects: RejectSample[] }
+  /** Every second; `load`: the event-loop utilization over that second (0-1). */
+  | { t: "stats"; stats: PipelineStats; rejects: RejectSample[]; load: number }
+  | HandoffMessage
   /** Points the worker's aggregate rules took: the primary aggregates them. */
   | { t: "aggregate"; points: KeyedPoints }
   /** A destination changed state in the worker: the primary logs it once for the group. */

@@ -1,14 +1,19 @@
 import { type ChildProcess, fork } from "node:child_process";
+import type net from "node:net";
 import { extname } from "node:path";
+import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import type { DestinationStateLog } from "../../common/destination-state-log.ts";
 import type { Logger } from "../../common/logger.ts";
 import type { DestinationStats } from "../forward/destination-stats.ts";
+import { type Handoff, handoffMessage, receivedCarry } from "../ingest/connection-handoff.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
 import type { PipelineStats } from "../observe/pipeline-stats.ts";
 import type { KeyedPoints } from "../route/aggregation.ts";
 import type { RelayConfig } from "./relay-config.ts";
+import type { RelayProcess } from "./relay-process.ts";
 import type { FromWorker, ToWorker } from "./worker-messages.ts";
+import { WorkerScaling, type WorkerScalingSettings } from "./worker-scaling.ts";
 
 // Same extension as this module: .ts when run from source (tests), .js when compiled.
 const WORKER_ENTRY = fileURLToPath(
@@ -27,6 +32,28 @@ interface Worker {
    * (see inheritDisk).
    */
   inherited: Map<string, number>;
+  /** Event-loop utilization over its last second, as it reported it. */
+  load: number;
+  /** Its "ready" came: it takes connections. */
+  ready: boolean;
+  /** Being retired: it takes no connections and its exit is no death. */
+  retiring: boolean;
+  /** Connections dealt to it since its last report (which counts them). */
+  dealt: number;
+}
+
+/**
+ * A relay whose primary deals the connections (RelayNode): the primary's
+ * pipeline, which keeps what it is dealt and takes back what retired workers
+ * hand back; at least `min` processes in all (the primary counts) run at
+ * any time, more while the load needs them (worker-scaling.ts).
+ */
+export interface DealtPool {
+  primary: RelayProcess;
+  min: number;
+  /** How long a retired worker has to deliver what it holds (--shutdown-timeout). */
+  retireDeadlineMs: number;
+  scaling?: Partial<WorkerScalingSettings>;
 }
 
 /**
@@ -155,6 +182,15 @@ export class WorkerPool {
   #port = 0;
   #picklePort: number | null = null;
   #stopping = false;
+  /** Dealt mode (see DealtPool), or null: every worker listens on the port itself and all run from the start. */
+  readonly #dealt: DealtPool | null;
+  readonly #scaling: WorkerScaling | null;
+  #tick: NodeJS.Timeout | null = null;
+  #elu = performance.eventLoopUtilization();
+  /** Where the next tie in deal() starts. */
+  #turn = 0;
+  /** A worker being started or retired: the scaling waits for it. */
+  #changing = false;
 
   readonly #onAggregate: (points: KeyedPoints) => void;
   readonly #states: DestinationStateLog | null;
@@ -172,7 +208,10 @@ export class WorkerPool {
     log: Logger,
     onAggregate: (points: KeyedPoints) => void = () => {},
     states: DestinationStateLog | null = null,
+    dealt: DealtPool | null = null,
   ) {
+    this.#dealt = dealt;
+    this.#scaling = dealt === null ? null : new WorkerScaling(dealt.min, count + 1, dealt.scaling);
     this.#onAggregate = onAggregate;
     this.#states = states;
     this.#count = count;
@@ -181,10 +220,167 @@ export class WorkerPool {
     this.#log = log;
   }
 
+  /**
+   * Starts the workers: all of them, or in dealt mode the `min` processes'
+   * worth, and then the scaling that starts and retires the others.
+   */
   async start(port: number, picklePort: number | null = null): Promise<void> {
     this.#port = port;
     this.#picklePort = picklePort;
-    await Promise.all(Array.from({ length: this.#count }, (_, i) => this.#spawn(i + 1)));
+    const n = this.#scaling === null ? this.#count : this.#scaling.min - 1;
+    await Promise.all(Array.from({ length: n }, (_, i) => this.#spawn(i + 1)));
+    if (this.#scaling !== null) {
+      this.#elu = performance.eventLoopUtilization();
+      this.#tick = setInterval(() => this.#scale(), this.#scaling.tickMs);
+      this.#tick.unref();
+    }
+  }
+
+  /** How many processes run now, the primary included. */
+  get running(): number {
+    return 1 + this.#workers.filter((w) => !w.retiring).length;
+  }
+
+  /**
+   * Dealt mode: where a new connection goes. The process with the fewest
+   * connections takes it (the primary first on a tie); false: the primary
+   * keeps it; true: it was sent to a worker.
+   */
+  deal(socket: net.Socket, listener: string): boolean {
+    const primary = this.#dealt?.primary;
+    if (primary === undefined) return false;
+    // Ties go round: connections that open and close one after another
+    // would otherwise all stay with the first process.
+    const live = this.#workers.filter((w) => w.ready && !w.retiring);
+    this.#turn = (this.#turn + 1) % (live.length + 1);
+    let best: Worker | null = null;
+    let fewest = Number.POSITIVE_INFINITY;
+    for (let i = 0; i <= live.length; i++) {
+      const k = (this.#turn + i) % (live.length + 1);
+      const w = k === live.length ? null : live[k]!;
+      const n =
+        w === null ? primary.listener.connectionCount : (w.stats?.connections ?? 0) + w.dealt;
+      if (n < fewest) {
+        fewest = n;
+        best = w;
+      }
+    }
+    if (best === null) return false;
+    this.#send(best, { socket, listener, carry: null, fresh: true });
+    return true;
+  }
+
+  #send(w: Worker, h: Handoff): void {
+    w.dealt++;
+    w.child.send(handoffMessage(h), h.socket, { keepOpen: false }, (err: Error | null) => {
+      // The socket is closed here either way: its sender reconnects.
+      if (err !== null)
+        this.#log.error(
+          { err, worker: w.id },
+          "a sender connection could not be handed to a worker",
+        );
+    });
+  }
+
+  /**
+   * Gives every running process its share of the queue bounds: 1 / the
+   * processes running. A worker starts with it (its start message).
+   */
+  #reshare(primary: RelayProcess): void {
+    this.#share = 1 / this.running;
+    this.#primaryShare(primary);
+    for (const w of this.#workers) {
+      if (!w.retiring) w.child.send({ t: "share", share: this.#share } satisfies ToWorker, noop);
+    }
+  }
+
+  /**
+   * The primary takes the group's share once its queues fit in it: a
+   * smaller bound must not drop (or spill) what the primary already holds,
+   * so while it holds more (a backlog when a worker started), it keeps its
+   * larger share and the relay holds more than its bound until the primary's
+   * queues drain to the new one (each tick looks again).
+   */
+  #primaryShare(primary: RelayProcess): void {
+    const now = primary.router.share;
+    if (now === this.#share) return;
+    if (this.#share > now || primary.router.fullest <= this.#share / now)
+      primary.setShare(this.#share);
+  }
+
+  /** One look at the load: start a worker, retire one, or neither. */
+  #scale(): void {
+    const scaling = this.#scaling;
+    const primary = this.#dealt?.primary;
+    if (scaling === null || primary === undefined || this.#stopping) return;
+    const now = performance.eventLoopUtilization();
+    const own = performance.eventLoopUtilization(now, this.#elu).utilization;
+    this.#elu = now;
+    if (this.#changing) return;
+    const live = this.#workers.filter((w) => w.ready && !w.retiring);
+    const step = scaling.decide([own, ...live.map((w) => w.load)]);
+    this.#primaryShare(primary);
+    if (step > 0) void this.#grow(primary);
+    else if (step < 0) this.#shrink(live);
+  }
+
+  /**
+   * Starts the lowest free worker id, then moves its share of the
+   * primary's connections to it (the fastest senders spread evenly).
+   */
+  async #grow(primary: RelayProcess): Promise<void> {
+    const used = new Set(this.#workers.map((w) => w.id));
+    let id = 1;
+    while (used.has(id)) id++;
+    if (id > this.#count) return;
+    this.#changing = true;
+    try {
+      await this.#spawn(id);
+      const w = this.#workers.find((x) => x.id === id);
+      if (w === undefined || this.#stopping) return;
+      this.#reshare(primary);
+      const moved = primary.listener.release(1 / this.running);
+      for (const h of moved) this.#send(w, h);
+      this.#log.info(
+        { worker: id, processes: this.running, moved: moved.length },
+        `load: relay worker ${id} started, ${moved.length} sender connections moved to it`,
+      );
+    } catch (err) {
+      this.#log.error({ err, worker: id }, "relay worker could not be started");
+    } finally {
+      this.#changing = false;
+      this.#scaling?.reset();
+    }
+  }
+
+  /**
+   * Retires the newest worker if it can go without loss: nothing queued
+   * (its last report) and no TLS connection (a TLS session cannot move).
+   * It hands its connections back to the primary, drains and exits.
+   */
+  #shrink(live: Worker[]): void {
+    const primary = this.#dealt?.primary;
+    const w = live.reduce<Worker | null>((a, b) => (a === null || b.id > a.id ? b : a), null);
+    const s = w?.stats;
+    if (w === null || w === undefined || s === null || s === undefined) return;
+    const queued = s.destinations.some((d) => d.queuedLines > 0);
+    const tls = (s.listeners ?? []).some((l) => l.transport === "tls" && l.connections > 0);
+    if (queued || tls) return;
+    this.#changing = true;
+    w.retiring = true;
+    void this.#stop(w, this.#dealt?.retireDeadlineMs ?? 0, true).then((undelivered) => {
+      this.#workers = this.#workers.filter((x) => x !== w);
+      this.#states?.forget(w.id);
+      if (w.stats !== null) this.#retired.push(w.stats);
+      if (primary !== undefined) this.#reshare(primary);
+      const n = total(undelivered);
+      this.#log.info(
+        { worker: w.id, processes: this.running, undelivered },
+        `load: relay worker ${w.id} retired, its senders moved to the primary${n === 0 ? "" : `; ${n} datapoints it could not deliver by the deadline are counted as undelivered`}`,
+      );
+      this.#changing = false;
+      this.#scaling?.reset();
+    });
   }
 
   #spawn(id: number): Promise<void> {
@@ -193,12 +389,30 @@ export class WorkerPool {
       stdio: ["ignore", "inherit", "inherit", "ipc"],
       serialization: "advanced",
     });
-    const w: Worker = { id, child, stats: null, rejects: [], inherited: new Map() };
+    const w: Worker = {
+      id,
+      child,
+      stats: null,
+      rejects: [],
+      inherited: new Map(),
+      load: 0,
+      ready: false,
+      retiring: false,
+      dealt: 0,
+    };
     this.#workers.push(w);
     return new Promise<void>((resolve, reject) => {
-      child.on("message", (m: FromWorker) => {
-        if (m.t === "ready") resolve();
-        else if (m.t === "error") reject(new Error(`worker ${id}: ${m.message}`));
+      child.on("message", (m: FromWorker, socket?: net.Socket) => {
+        if (m.t === "conn") {
+          // A retiring worker's sender: the primary goes on with it.
+          if (socket === undefined) return;
+          const primary = this.#dealt?.primary;
+          if (primary === undefined) socket.destroy();
+          else primary.listener.adopt(socket, m.listener, receivedCarry(m), m.fresh);
+        } else if (m.t === "ready") {
+          w.ready = true;
+          resolve();
+        } else if (m.t === "error") reject(new Error(`worker ${id}: ${m.message}`));
         else if (m.t === "aggregate") this.#onAggregate(m.points);
         else if (m.t === "destination") this.#states?.report(id, m.report);
         else if (m.t === "stats") {
@@ -207,11 +421,14 @@ export class WorkerPool {
           if (left?.size === 0) this.#leftOnDisk.delete(id);
           w.stats = m.stats;
           w.rejects = m.rejects;
+          w.load = m.load;
+          w.dealt = 0;
         }
       });
       child.once("exit", (code, signal) => {
-        // During a shutdown, shutdown() accounts for every worker.
-        if (this.#stopping) return;
+        // During a shutdown, shutdown() accounts for every worker; a
+        // retired one, #shrink.
+        if (this.#stopping || w.retiring) return;
         this.#workers = this.#workers.filter((x) => x !== w);
         this.#states?.forget(id);
         const lost = w.stats === null ? {} : retireStats(w.stats, "worker_died");
@@ -252,6 +469,7 @@ export class WorkerPool {
         share: this.#share,
         port: this.#port,
         picklePort: this.#picklePort,
+        bind: this.#dealt === null,
       };
       child.send(msg);
     });
@@ -279,10 +497,11 @@ export class WorkerPool {
    */
   async shutdown(deadlineMs: number): Promise<Array<Record<string, number>>> {
     this.#stopping = true;
+    if (this.#tick !== null) clearInterval(this.#tick);
     return Promise.all(this.#workers.map((w) => this.#stop(w, deadlineMs)));
   }
 
-  #stop(w: Worker, deadlineMs: number): Promise<Record<string, number>> {
+  #stop(w: Worker, deadlineMs: number, handBack = false): Promise<Record<string, number>> {
     return new Promise((resolve) => {
       let result: Record<string, number> | null = null;
       let kill: NodeJS.Timeout | undefined;
@@ -310,7 +529,7 @@ export class WorkerPool {
       kill = setTimeout(() => w.child.kill("SIGKILL"), deadlineMs + 5_000);
       kill.unref();
       // A closed channel (the worker is exiting) is no error: "exit" accounts for it.
-      w.child.send({ t: "shutdown", deadlineMs } satisfies ToWorker, noop);
+      w.child.send({ t: "shutdown", deadlineMs, handBack } satisfies ToWorker, noop);
     });
   }
 }

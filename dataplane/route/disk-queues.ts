@@ -14,8 +14,10 @@ export class DiskQueues {
   readonly settings: DiskQueueSettings;
   readonly #budget: DiskBudget;
   readonly #process: { index: number; count: number };
-  readonly #share: number;
+  #share: number;
   readonly #log: Logger;
+  /** The queues opened, for setShare (a closed one keeps no disk space, so a new bound does no harm). */
+  readonly #opened = new Set<WeakRef<DiskQueue>>();
 
   /** `process`: this process's number in its group and the group's size; `share`: its share of the bounds. */
   constructor(
@@ -48,7 +50,30 @@ export class DiskQueues {
       fsyncIntervalMs: s.fsyncIntervalMs,
       log: this.#log,
     };
-    return (refuse) => DiskQueue.open(options, refuse);
+    return (refuse) => {
+      const opened = DiskQueue.open(
+        { ...options, maxBytes: Math.floor(s.maxBytes * this.#share) },
+        refuse,
+      );
+      this.#opened.add(new WeakRef(opened.queue));
+      return opened;
+    };
+  }
+
+  /**
+   * A new share of the bounds (the relay runs more or fewer processes): the
+   * process's total and every open queue's bound follow it. A queue above its
+   * new bound takes nothing more until it is back under it.
+   */
+  setShare(share: number): void {
+    this.#share = share;
+    this.#budget.limit = Math.floor(this.settings.totalBytes * share);
+    const bytes = Math.floor(this.settings.maxBytes * share);
+    for (const ref of this.#opened) {
+      const q = ref.deref();
+      if (q === undefined) this.#opened.delete(ref);
+      else q.setMaxBytes(bytes);
+    }
   }
 
   /**

@@ -57,7 +57,7 @@ const UNROUTED_LOG_MS = 5_000;
  */
 export class Router extends EventEmitter<RouterEvents> implements LineSink {
   readonly #log: Logger;
-  readonly #share: number;
+  #share: number;
   #config: RouterConfig;
   #destinations = new Map<string, Destination>();
   #table: RouteTable | RulesTable;
@@ -265,6 +265,31 @@ export class Router extends EventEmitter<RouterEvents> implements LineSink {
     const table = this.#table;
     a.setRules(table instanceof RulesTable ? table.program.aggregates : []);
     a.start((aggregate, name, rest) => this.#routeProduced(aggregate, name, rest));
+  }
+
+  /**
+   * A new share of the queue bounds (the relay runs more or fewer
+   * processes): every destination's memory bound, and the disk queues',
+   * follow it.
+   */
+  setShare(share: number): void {
+    if (share === this.#share) return;
+    this.#share = share;
+    this.#disks?.setShare(share);
+    for (const d of this.#destinations.values())
+      d.reconfigure(this.#destOptions(this.#config, d.spec.id));
+  }
+
+  /** How full the fullest destination's memory queue is (0 to 1; more after setShare shrank it). */
+  get fullest(): number {
+    let most = 0;
+    for (const d of this.#destinations.values()) most = Math.max(most, d.fill);
+    return most;
+  }
+
+  /** This process's share of the queue bounds. */
+  get share(): number {
+    return this.#share;
   }
 
   #destOptions(config: RouterConfig, id: string): DestinationOptions {

@@ -84,6 +84,11 @@ export interface SpoolOpenOptions {
   log: Logger;
   /** Whether the directory keeps a proxy id (the proxy's spool). Default true. */
   proxyId?: boolean;
+  /**
+   * The proxy id to save in a directory that has none yet. Default: a new
+   * one (the host name and a uuid).
+   */
+  newProxyId?: () => string;
   /** What to tell an operator whose directory another process holds. Default: the proxy's --spool-dir. */
   inUse?: string;
 }
@@ -124,7 +129,7 @@ export class SegmentSpool {
     const files = SpoolDir.open(dir, options.log, options.inUse);
     const spool = new SegmentSpool(files, options.segmentBytes ?? 8 * 1024 * 1024, options.log);
     try {
-      const proxyId = options.proxyId === false ? "" : files.proxyId();
+      const proxyId = options.proxyId === false ? "" : files.proxyId(options.newProxyId);
       const { recovered, nextSeq, losses } = spool.#recover();
       // Saved now, while there is room: later saves overwrite it in place.
       spool.saveState();

@@ -72,14 +72,17 @@ export class SpoolDir {
     return new SpoolDir(dir);
   }
 
-  /** This proxy's stable id: read from the directory, or made (host name and a uuid) and saved. */
-  proxyId(): string {
+  /**
+   * This proxy's stable id: read from the directory, or made (by `make`;
+   * default: the host name and a uuid) and saved.
+   */
+  proxyId(make: () => string = freshProxyId): string {
     const file = path.join(this.path, ID_FILE);
     try {
       const id = fs.readFileSync(file, "utf8").trim();
       if (id !== "") return id;
     } catch {}
-    const id = `${hostname().split(".")[0]}-${randomUUID()}`;
+    const id = make();
     writePrivateFile(file, id);
     return id;
   }
@@ -197,6 +200,11 @@ function lock(dir: string, inUse: string): void {
       ? `spool directory ${dir} is in use by process ${refused.pid}; ${inUse}`
       : `cannot lock spool directory ${dir}: ${refused.err.message}`,
   );
+}
+
+/** A new proxy id: the host name and a uuid. */
+export function freshProxyId(): string {
+  return `${hostname().split(".")[0]}-${randomUUID()}`;
 }
 
 /** Whether the spool directory `dir` holds a segment (false when it cannot be read). */

@@ -103,10 +103,18 @@ describe("every datapoint accounted for (default worker count)", () => {
   it("kill -9 of a worker under load: its queue is counted dropped (worker_died), counters never go back", async () => {
     // A destination that is down: every process holds its whole share queued.
     const port = await freePort();
-    const r = await relay(["--destinations", `127.0.0.1:${port}`, "--backoff-max", "0.2"]);
+    // Every process from the start (--workers-min): the subject is a worker.
+    const r = await relay([
+      "--destinations",
+      `127.0.0.1:${port}`,
+      "--backoff-max",
+      "0.2",
+      "--workers-min",
+      "99",
+    ]);
     const workers = workerPids(r);
     expect(workers.length).toBeGreaterThan(0);
-    // Over 16 connections, which the kernel spreads over the processes.
+    // Over 16 connections, which the primary deals over the processes.
     await send(r.port, lines("kill", 400_000), 16);
     const before = await waitForStats(
       r,
@@ -212,7 +220,15 @@ describe("every datapoint accounted for (default worker count)", () => {
   it("SIGTERM with a hung worker: its last known queue is counted undelivered and the log says so", async () => {
     // A destination that is down: every process holds its whole share queued.
     const down = `127.0.0.1:${await freePort()}`;
-    const r = await relay(["--destinations", down, "--shutdown-timeout", "1"]);
+    // Every process from the start (--workers-min): the subject is a worker.
+    const r = await relay([
+      "--destinations",
+      down,
+      "--shutdown-timeout",
+      "1",
+      "--workers-min",
+      "99",
+    ]);
     const workers = workerPids(r);
     await send(r.port, lines("hung", 300_000), 16);
     await waitForStats(r, (x) => x.datapoints.received === 300_000);

@@ -495,6 +495,7 @@ describe("disk queue: damage, a full disk, re-routing and adoption", () => {
     bId: string,
     sent: string[],
     connections = 20,
+    more: string[] = [],
   ): Promise<number> {
     const p = await relay([
       "--destinations",
@@ -503,6 +504,7 @@ describe("disk queue: damage, a full disk, re-routing and adoption", () => {
       distribution,
       "--queue-dir",
       queueDir,
+      ...more,
     ]);
     await send(p.port, sent, connections);
     const s = await waitForStats(
@@ -523,13 +525,18 @@ describe("disk queue: damage, a full disk, re-routing and adoption", () => {
    * leaveOnA in broadcast: a new queue dir, A a free port nothing listens on
    * (`aPort`), B a new sink, `n` datapoints named after `name`.
    */
-  async function leaveOnAInBroadcast(name: string, n: number, connections?: number) {
+  async function leaveOnAInBroadcast(
+    name: string,
+    n: number,
+    connections?: number,
+    more: string[] = [],
+  ) {
     const queueDir = temp.make();
     const aPort = await freePort();
     const aId = `127.0.0.1:${aPort}`;
     const b = await sink();
     const sent = datapoints(name, n);
-    const onA = await leaveOnA("broadcast", queueDir, aId, b, b.address, sent, connections);
+    const onA = await leaveOnA("broadcast", queueDir, aId, b, b.address, sent, connections, more);
     return { queueDir, aPort, aId, b, sent, onA };
   }
 
@@ -609,11 +616,13 @@ describe("disk queue: damage, a full disk, re-routing and adoption", () => {
 
   it("removes the directory of a destination no longer configured also where a process's queue for it was empty", async () => {
     // One connection: one process has every datapoint for A; the queue
-    // directories the other processes opened for A hold no segment.
+    // directories the other processes opened for A hold no segment. Every
+    // process runs from the start (--workers-min): the subject is the others.
     const { queueDir, aPort, aId, b, sent, onA } = await leaveOnAInBroadcast(
       "adopt-one",
       10_000,
       1,
+      ["--workers-min", "99"],
     );
     expect(onA).toBe(sent.length);
     const aDir = destinationDir(queueDir, aId);

@@ -587,7 +587,15 @@ describe("disk queues: kill -9 under load", () => {
   it("with --queue-fsync write, what was on disk at the kill arrives after the restart; only the last moments can be lost", async () => {
     const port = await freePort(); // the destination is down until after the restart
     const dir = queueDir();
-    const args = diskQueueArgs(`127.0.0.1:${port}`, dir, "--queue-fsync", "write");
+    // Every process from the start (--workers-min): the kill takes them all.
+    const args = diskQueueArgs(
+      `127.0.0.1:${port}`,
+      dir,
+      "--queue-fsync",
+      "write",
+      "--workers-min",
+      "99",
+    );
     const p = await relay(args);
     const pids = [p.child.pid!, ...childPids(p.child.pid!)];
     const processes = availableParallelism(); // the default: one per core
@@ -711,7 +719,10 @@ describe("disk queues: a worker process killed", () => {
   it("its replacement reopens its disk queue, and what it held arrives", async () => {
     const dir = queueDir();
     const port = await freePort();
-    const p = await relay(diskQueueArgs(`127.0.0.1:${port}`, dir, "--workers", "2"));
+    // Both processes from the start (--workers-min): the subject is a worker.
+    const p = await relay(
+      diskQueueArgs(`127.0.0.1:${port}`, dir, "--workers", "2", "--workers-min", "2"),
+    );
     const worker = childPids(p.child.pid!)[0]!;
     expect(worker).toBeGreaterThan(0);
     // Many connections, so that the kernel gives the worker some of them.

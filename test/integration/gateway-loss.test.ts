@@ -64,7 +64,17 @@ interface ProxyJson {
     proxyId: string;
     pendingLines: number;
     pendingBatches: number;
-    link: { state: string; connects: number; failures: number; lastError?: string };
+    link: {
+      state: string;
+      connects: number;
+      failures: number;
+      linesAcked: number;
+      lastError?: string;
+    };
+    /** Streams open, one per process when all are up. */
+    linksOpen: number;
+    /** One row per process (--workers; default one per core). */
+    processes: Array<{ index: number; alive: boolean }>;
   };
 }
 
@@ -74,7 +84,7 @@ interface GatewayJson {
     streamsRefused: { proxy_id_in_use: number };
     proxyInstances: { new: number; returning: number };
     keysReloads: { applied: number; failed: Record<string, number> };
-    keys: Record<string, { streams: number; duplicates: number }>;
+    keys: Record<string, { streams: number; lines: number; duplicates: number }>;
   };
 }
 
@@ -83,7 +93,12 @@ async function json<T>(p: PolymurProcess): Promise<T> {
   return (await res.json()) as T;
 }
 
-/** Polls a process's /stats until `pred` holds; fails with the last value seen. */
+/**
+ * Polls a process's /stats until `pred` holds; fails with the last value
+ * seen. Proxies and gateways run one process per core by default, whose
+ * workers report their counters to /stats once a second: counts that may
+ * come from a worker are polled for, then checked exactly.
+ */
 async function statsUntil<T>(p: PolymurProcess, pred: (s: T) => boolean, ms = 30_000): Promise<T> {
   let last: T | undefined;
   try {
@@ -119,6 +134,15 @@ async function logged(
   );
 }
 
+/** Waits until every process of proxy `p` has its stream open; resolves with how many there are. */
+async function allLinksOpen(p: PolymurProcess): Promise<number> {
+  const s = await statsUntil<ProxyJson>(p, (s) => {
+    const live = s.proxy.processes.filter((r) => r.alive).length;
+    return live > 0 && s.proxy.linksOpen === live;
+  });
+  return s.proxy.processes.length;
+}
+
 const notApplied =
   (reason: string) =>
   (l: LogLine): boolean =>
@@ -133,8 +157,8 @@ describe("keys file caught half-written by the reload poll", () => {
     const url = `http://127.0.0.1:${gw.port}`;
     const a = track(await startProxy(url, SECRET));
     const b = track(await startProxy(url, OTHER_SECRET));
-    await a.waitForLog((l) => l.msg.startsWith("connected to gateway"));
-    await b.waitForLog((l) => l.msg.startsWith("connected to gateway"));
+    await allLinksOpen(a);
+    await allLinksOpen(b);
     const fa = await Feeder.start(a.port, "rewrite.a", 100, 10);
     const fb = await Feeder.start(b.port, "rewrite.b", 100, 10);
 
@@ -159,12 +183,26 @@ describe("keys file caught half-written by the reload poll", () => {
     const nb = await fb.stop();
     expect((await waitForDistinct(out, "rewrite.a", na)).missing).toEqual([]);
     expect((await waitForDistinct(out, "rewrite.b", nb)).missing).toEqual([]);
-    // Neither stream was ever cut: one connection each, no failure.
-    for (const p of [a, b]) {
-      const s = (await json<ProxyJson>(p)).proxy;
-      expect(s.link).toMatchObject({ state: "open", connects: 1, failures: 0 });
+    // No stream was ever cut: one connection per proxy process, no failure
+    // (read once every process has reported its acknowledgements).
+    for (const [p, n] of [
+      [a, na],
+      [b, nb],
+    ] as const) {
+      const s = (await statsUntil<ProxyJson>(p, (s) => s.proxy.link.linesAcked >= n)).proxy;
+      expect(s.link).toMatchObject({
+        state: "open",
+        connects: s.processes.length,
+        failures: 0,
+        linesAcked: n,
+      });
     }
-    const g = (await json<GatewayJson>(gw)).gateway;
+    const g = (
+      await statsUntil<GatewayJson>(
+        gw,
+        (s) => (s.gateway.keys[KEY]?.lines ?? 0) >= na && (s.gateway.keys[OTHER]?.lines ?? 0) >= nb,
+      )
+    ).gateway;
     expect(g.streamsCut.key_revoked).toBe(0);
     expect(g.keysReloads.failed["empty"]).toBeGreaterThanOrEqual(1);
     expect(g.keysReloads.failed["incomplete"]).toBeGreaterThanOrEqual(2);
@@ -183,7 +221,8 @@ describe("keys file caught half-written by the reload poll", () => {
     const gw = track(await startGateway(["--keys-file", keys, "--destinations", out.address]));
     const url = `http://127.0.0.1:${gw.port}`;
     const a = track(await startProxy(url, SECRET));
-    await a.waitForLog((l) => l.msg.startsWith("connected to gateway"));
+    // One stream per proxy process: each is cut when the key goes.
+    const streams = await allLinksOpen(a);
     await new Promise<void>((resolve, reject) =>
       execFile("sh", ["-c", ': > "$0"', keys], (err) => (err ? reject(err) : resolve())),
     );
@@ -194,9 +233,14 @@ describe("keys file caught half-written by the reload poll", () => {
     await sendLines(a.port, numbered("kept", 500));
     await waitForDistinct(out, "kept", 500);
     const late = track(await startProxy(url, SECRET));
+    const lateStreams = await allLinksOpen(late);
     await sendLines(late.port, numbered("late", 500));
     await waitForDistinct(out, "late", 500);
-    expect((await json<GatewayJson>(gw)).gateway.streamsCut.key_revoked).toBe(0);
+    const kept = await statsUntil<GatewayJson>(
+      gw,
+      (s) => (s.gateway.keys[KEY]?.lines ?? 0) >= 1000,
+    );
+    expect(kept.gateway.streamsCut.key_revoked).toBe(0);
     // Meant: every key goes, and every stream with it.
     writeFileSync(keys, "# polymur: no keys\n");
     expect(await a.exited()).toBe(2);
@@ -204,8 +248,13 @@ describe("keys file caught half-written by the reload poll", () => {
     // (Whether the revocation or the reconnect that follows it is what the
     // proxy reads first, it stops: the key is gone.)
     expect(a.stderr).toMatch(/API key revoked|unknown API key/);
-    const g = (await json<GatewayJson>(gw)).gateway;
-    expect(g.streamsCut.key_revoked).toBe(2);
+    const g = (
+      await statsUntil<GatewayJson>(
+        gw,
+        (s) => s.gateway.streamsCut.key_revoked >= streams + lateStreams,
+      )
+    ).gateway;
+    expect(g.streamsCut.key_revoked).toBe(streams + lateStreams);
   });
 });
 
@@ -218,17 +267,22 @@ describe("two proxies with one proxy id (a copied spool directory)", () => {
     const url = `http://127.0.0.1:${gw.port}`;
 
     // A runs a while with its spool, stops; its spool is copied for B.
+    // One process per proxy (--workers 1): the test is about two proxy
+    // processes with one proxy id, and freezes A with SIGSTOP to its one pid
+    // (a proxy of several processes streams under one id per process, and a
+    // worker left running would keep holding its id).
     const spoolA = t.path("spool-a");
     const spoolB = t.path("spool-b");
-    let a = track(await startProxy(url, SECRET, ["--spool-dir", spoolA]));
+    const one = ["--workers", "1"];
+    let a = track(await startProxy(url, SECRET, ["--spool-dir", spoolA, ...one]));
     await sendLines(a.port, numbered("first", 1000));
     await waitForDistinct(out, "first", 1000);
     await a.stop();
     cpSync(spoolA, spoolB, { recursive: true });
 
-    a = track(await startProxy(url, SECRET, ["--spool-dir", spoolA]));
+    a = track(await startProxy(url, SECRET, ["--spool-dir", spoolA, ...one]));
     await a.waitForLog((l) => l.msg.startsWith("connected to gateway"));
-    const b = track(await startProxy(url, SECRET, ["--spool-dir", spoolB]));
+    const b = track(await startProxy(url, SECRET, ["--spool-dir", spoolB, ...one]));
     const id = (await json<ProxyJson>(a)).proxy.proxyId;
     expect((await json<ProxyJson>(b)).proxy.proxyId).toBe(id);
 
@@ -243,7 +297,7 @@ describe("two proxies with one proxy id (a copied spool directory)", () => {
     await statsUntil<ProxyJson>(a, (s) => s.proxy.pendingLines === 0);
     await statsUntil<ProxyJson>(b, (s) => s.proxy.pendingLines === 2000);
     expect(out.lines.some((l) => l.startsWith("b1."))).toBe(false);
-    expect((await json<GatewayJson>(gw)).gateway.streamsRefused.proxy_id_in_use).toBeGreaterThan(0);
+    await statsUntil<GatewayJson>(gw, (s) => s.gateway.streamsRefused.proxy_id_in_use > 0);
 
     // A freezes without closing its connection: when B is next refused, A's
     // connection is asked for a PING, does not answer, and its stream is cut;
@@ -268,7 +322,13 @@ describe("two proxies with one proxy id (a copied spool directory)", () => {
     expect(turns).toMatchObject({ level: "warn", proxyId: id });
     await statsUntil<ProxyJson>(a, (s) => s.proxy.pendingLines === 0);
 
-    const g = (await json<GatewayJson>(gw)).gateway;
+    // (The gateway's processes report their counts once a second.)
+    const g = (
+      await statsUntil<GatewayJson>(
+        gw,
+        (s) => s.gateway.streamsCut.unresponsive >= 1 && s.gateway.proxyInstances.returning >= 1,
+      )
+    ).gateway;
     expect(g.streamsCut.unresponsive).toBe(1);
     expect(g.proxyInstances.returning).toBe(1);
     expect(g.proxyInstances.new).toBeGreaterThanOrEqual(2);

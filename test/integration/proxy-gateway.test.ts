@@ -111,12 +111,17 @@ function numbered(tag: string, n: number): string {
 
 const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
 
-/** /stats of a proxy or a gateway (the part each has). */
+/**
+ * /stats of a proxy or a gateway (the part each has). Both run one process
+ * per core by default: their worker processes report counters to the
+ * primary once a second, so a test polls (`until`) for counts that may come
+ * from a worker, then checks them exactly.
+ */
 interface NodeStats {
   received: number;
   proxy: ProxyStats;
   gateway: {
-    keys: Record<string, { lines: number; duplicates: number }>;
+    keys: Record<string, { streams: number; lines: number; duplicates: number }>;
     rejectedBatches: Record<string, number>;
     authFailures: { stream: number; legacy: number };
     streamsCut: { key_revoked: number; shutdown: number };
@@ -139,6 +144,12 @@ async function until<T>(f: () => Promise<T>, pred: (v: T) => boolean, ms = 20_00
       throw new Error(`condition not met in ${ms} ms: ${JSON.stringify(v).slice(0, 2000)}`);
     await sleep(50);
   }
+}
+
+/** Every live process of a proxy has its stream to a gateway open (and has reported so). */
+function allLinksOpen(s: NodeStats): boolean {
+  const live = s["proxy"].processes.filter((p) => p.alive).length;
+  return live > 0 && s["proxy"].linksOpen === live;
 }
 
 // ---------------------------------------------------------------------------
@@ -194,11 +205,14 @@ describe("proxy → gateway over cleartext HTTP/2", () => {
     expect(out.lines.every((l) => l.startsWith(`${KEY}.basic.m`))).toBe(true);
     const s = await until(
       () => stats(px),
-      (s) => s["proxy"].pendingBatches === 0,
+      (s) => s["proxy"].pendingBatches === 0 && s["proxy"].link.linesAcked >= n,
     );
     expect(s["proxy"].link.linesAcked).toBe(n);
     expect(s["proxy"].payloadBytes).toBeLessThan(s["proxy"].rawBytes / 2);
-    const g = await stats(gw);
+    const g = await until(
+      () => stats(gw),
+      (g) => (g["gateway"].keys[KEY]?.lines ?? 0) >= n,
+    );
     expect(g["gateway"].keys[KEY]?.lines).toBe(n);
   });
 
@@ -221,11 +235,14 @@ describe("proxy → gateway over cleartext HTTP/2", () => {
     const r = await waitForDistinct(out, "cut", n);
     const s = await until(
       () => stats(px),
-      (s) => s["proxy"].pendingBatches === 0,
+      (s) => s["proxy"].pendingBatches === 0 && s["proxy"].link.linesAcked >= n,
     );
     expect(s["proxy"].link.failures).toBeGreaterThanOrEqual(2);
     // Duplicates only for batches queued whose Ack the cut swallowed.
-    const g = await stats(gw);
+    const g = await until(
+      () => stats(gw),
+      (g) => (g["gateway"].keys[KEY]?.lines ?? 0) >= n,
+    );
     expect(r.duplicates).toBe(0); // the gateway recognised every resend
     expect(s["proxy"].link.batchesResent).toBeGreaterThanOrEqual(
       g["gateway"].keys[KEY]?.duplicates ?? 0,
@@ -290,7 +307,10 @@ describe("proxy → gateway over cleartext HTTP/2", () => {
     // Ack its shutdown swallowed are queued again. At most the batches resent,
     // never a gap.
     expect(r.duplicates).toBeLessThanOrEqual(s["proxy"].link.batchesResent * 10_000);
-    expect((await stats(other))["gateway"].keys[KEY]?.lines).toBeGreaterThan(0);
+    await until(
+      () => stats(other),
+      (g) => (g["gateway"].keys[KEY]?.lines ?? 0) > 0,
+    );
   });
 
   it("loses nothing when the gateway restarts mid-stream", async () => {
@@ -317,7 +337,10 @@ describe("proxy → gateway over cleartext HTTP/2", () => {
     const r = await waitForDistinct(out, "gwrestart", n);
     // A batch queued by the old gateway whose Ack was lost in the shutdown is
     // resent to the new one, which cannot know it: the only duplicates.
-    const s = await stats(px);
+    const s = await until(
+      () => stats(px),
+      (s) => s["proxy"].pendingBatches === 0 && s["proxy"].link.linesAcked >= n,
+    );
     expect(r.duplicates).toBeLessThanOrEqual(s["proxy"].link.batchesResent * 10_000);
     console.info(
       `[gateway restart] ${n} datapoints, ${r.duplicates} duplicates, ${s["proxy"].link.batchesResent} batches resent`,
@@ -408,8 +431,10 @@ describe("API keys", () => {
       /^polymur proxy: POLYMUR_ERR_AUTH: gateway .* does not accept the API key .*unknown API key/,
     );
     expect(px.stdout).not.toContain("not-a-known-key");
-    const g = await stats(gw);
-    expect(g["gateway"].authFailures.stream).toBeGreaterThanOrEqual(1);
+    await until(
+      () => stats(gw),
+      (g) => g["gateway"].authFailures.stream >= 1,
+    );
   });
 
   it("a deleted key cuts its streams within seconds; other keys carry on", async () => {
@@ -420,7 +445,8 @@ describe("API keys", () => {
     const gw = await gateway(["--keys-file", file, "--destinations", out.address]);
     const a = await proxy(`http://127.0.0.1:${gw.port}`);
     const b = await proxy(`http://127.0.0.1:${gw.port}`, [], other);
-    await a.waitForLog((l) => String(l.msg).startsWith("connected to gateway"));
+    // Every process of the proxy streams on its own: one stream each to cut.
+    const { processes } = (await until(() => stats(a), allLinksOpen))["proxy"];
     await b.waitForLog((l) => String(l.msg).startsWith("connected to gateway"));
     const t0 = Date.now();
     writeFileSync(file, `team-B ${other}\n`);
@@ -429,7 +455,11 @@ describe("API keys", () => {
     expect(a.stderr).toMatch(/API key revoked/);
     await sendLines(b.port, numbered("teamb", 1000));
     await waitForDistinct(out, "teamb", 1000);
-    expect((await stats(gw))["gateway"].streamsCut.key_revoked).toBe(1);
+    const g = await until(
+      () => stats(gw),
+      (g) => g["gateway"].streamsCut.key_revoked >= processes.length,
+    );
+    expect(g["gateway"].streamsCut.key_revoked).toBe(processes.length);
   });
 
   it("a rotated key cuts streams using the old secret; the new secret connects", async () => {
@@ -558,8 +588,10 @@ describe("malformed batches", () => {
       "64KiB",
     ]);
     const url = `http://127.0.0.1:${gw.port}`;
-    // A well-behaved proxy on the same gateway all along.
-    const px = await proxy(url);
+    // A well-behaved proxy on the same gateway all along, its batches within
+    // the gateway's --max-batch-bytes even when its lines come in bursts (a
+    // batch holds up to --batch-size, 256KiB by default, or 200 ms of lines).
+    const px = await proxy(url, ["--batch-size", "32KiB"]);
     const f = await Feeder.start(px.port, "bystander", 100);
     const s = new RawStream(url, SECRET);
     s.send({ msg: { case: "hello", value: { proxyId: "raw-1" } } });
@@ -607,7 +639,12 @@ describe("malformed batches", () => {
     expect(await s.ended).toBeNull();
     const r = await waitForDistinct(out, "raw", 20);
     expect(r.duplicates).toBe(0);
-    const g = await stats(gw);
+    const g = await until(
+      () => stats(gw),
+      (g) =>
+        Object.values(g["gateway"].rejectedBatches).reduce((a, b) => a + b, 0) >= 8 &&
+        (g["gateway"].keys[KEY]?.duplicates ?? 0) >= 1,
+    );
     expect(g["gateway"].rejectedBatches).toEqual({
       too_large: 2,
       corrupt: 1,
@@ -743,7 +780,12 @@ describe("the Go polymur-proxy protocol on the same listener", () => {
       (await post1(url, "/ingest", gzipSync(Buffer.alloc(1 << 20, 0x0a)), key, agent)).status,
     ).toBe(413);
     expect((await post1(url, "/ingest", Buffer.alloc(100 * 1024), key, agent)).status).toBe(413);
-    const g = await stats(gw);
+    const g = await until(
+      () => stats(gw),
+      (g) =>
+        (g["gateway"].clients["203.0.113.9"]?.lines ?? 0) >= 500 &&
+        (g["gateway"].legacyRequests["413"] ?? 0) >= 2,
+    );
     expect(Object.keys(g["gateway"].clients)).toContain("203.0.113.9");
     expect(g["gateway"].clients["203.0.113.9"]?.lines).toBe(500);
     expect(g["gateway"].legacyRequests).toMatchObject({ "200": 5, "400": 1, "401": 1, "413": 2 });

@@ -135,12 +135,14 @@ describe("proxy on a damaged spool", () => {
       spool_unreadable: 0,
       exit_without_spool: 0,
       exit_spool_append_failed: 0,
+      worker_died: 0,
     });
     expect(s.lostUncounted).toEqual({
       spool_corrupt: 0,
       spool_unreadable: 1,
       exit_without_spool: 0,
       exit_spool_append_failed: 0,
+      worker_died: 0,
     });
     expect(s.link.linesAcked).toBe(expected.size);
 

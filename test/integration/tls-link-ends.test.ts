@@ -111,9 +111,21 @@ describe("TLS at a proxy's listener and at a gateway's destinations", () => {
     );
     expect([...out.lines].sort()).toEqual([...lines].sort());
     expect(out.connections()).toBeGreaterThan(0);
-    const ps = (await (await fetch(`http://127.0.0.1:${px.statsPort}/stats`)).json()) as {
-      listeners: Array<{ name: string; transport: string; accepted: number }>;
-    };
+    // The proxy runs one process per core; a connection lands on any of them,
+    // and workers report their counters to /stats once a second.
+    type Listeners = { listeners: Array<{ name: string; transport: string; accepted: number }> };
+    const accepted = (s: Listeners, name: string): number =>
+      s.listeners.find((l) => l.name === name)?.accepted ?? 0;
+    const ps = await waitFor(
+      "the proxy's /stats to count every datapoint accepted",
+      async () => {
+        const res = await fetch(`http://127.0.0.1:${px.statsPort}/stats`);
+        const s = (await res.json()) as Listeners;
+        return accepted(s, "plaintext") >= 4_000 && accepted(s, "pickle") >= 1_000 ? s : undefined;
+      },
+      10_000,
+      50,
+    );
     expect(ps.listeners.find((l) => l.name === "plaintext")).toMatchObject({
       transport: "tls",
       accepted: 4_000,

@@ -135,9 +135,12 @@ describe.skipIf(skipUnlessAvailable("carbon-c-relay", ccrBinary !== undefined))(
         failures: 0,
         queuedLines: 0,
       });
-      // Every process (the primary and its workers: one per core by default)
-      // connected with the settings it was sent, none failed.
-      expect(stats.destinations[0]!.connects).toBe(availableParallelism());
+      // Every process that ran (the primary, and the workers the load
+      // started: at this rate, most likely none) connected with the settings
+      // it was sent, none failed.
+      const connects = stats.destinations[0]!.connects;
+      expect(connects).toBeGreaterThanOrEqual(1);
+      expect(connects).toBeLessThanOrEqual(availableParallelism());
     });
 
     it("refuses carbon-c-relay's certificate when the CA did not sign it: nothing sent, the reason in /stats", async () => {

@@ -154,6 +154,14 @@ export class ApiKeyRing extends EventEmitter<ApiKeyRingEvents> {
     return this.#keys.length;
   }
 
+  /**
+   * The keys as the ring holds them: names and digests, never a secret (the
+   * primary pushes them to its worker processes).
+   */
+  list(): readonly ApiKey[] {
+    return this.#keys;
+  }
+
   names(): string[] {
     return [...new Set(this.#keys.map((k) => k.name))].sort();
   }

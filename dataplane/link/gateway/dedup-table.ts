@@ -63,6 +63,13 @@ export class DedupTable {
   // A Map iterates in insertion order: re-inserting on use makes it an LRU.
   readonly #proxies = new Map<string, ProxyMemory>();
   evicted = 0;
+  /**
+   * Told of every `record`, with the instance it was recorded for: a gateway
+   * worker process reports it to the primary's table (dedup-client.ts), in
+   * order, before the batch is acknowledged. Default: nobody.
+   */
+  onRecord: ((keyName: string, proxyId: string, instance: string, seq: number) => void) | null =
+    null;
 
   constructor(
     maxProxies: number = DEDUP_TABLE_DEFAULTS.maxProxies,
@@ -80,19 +87,22 @@ export class DedupTable {
   /**
    * A stream of `instance` opened for this proxy: from now on its batches are
    * the ones de-duplicated, against what this instance itself queued.
+   * `known`: what this instance is known to have queued already (a worker
+   * process's table takes the primary's word at each claim); the higher of
+   * it and what this table remembers counts.
    */
-  claim(keyName: string, proxyId: string, instance: string): InstanceClaim {
+  claim(keyName: string, proxyId: string, instance: string, known = 0): InstanceClaim {
     const id = `${keyName}\0${proxyId}`;
     const m = this.#proxies.get(id);
     if (m === undefined) {
-      this.#insert(id, { owner: instance, seqs: new Map([[instance, 0]]) });
+      this.#insert(id, { owner: instance, seqs: new Map([[instance, known]]) });
       return { change: "first", previous: "" };
     }
     this.#touch(id, m);
     const change: InstanceChange =
       m.owner === instance ? "same" : m.seqs.has(instance) ? "returning" : "new";
     const previous = m.owner;
-    const seq = m.seqs.get(instance) ?? 0;
+    const seq = Math.max(m.seqs.get(instance) ?? 0, known);
     m.seqs.delete(instance);
     m.seqs.set(instance, seq);
     m.owner = instance;
@@ -114,19 +124,26 @@ export class DedupTable {
 
   /**
    * Records that `seq` is queued (or rejected) for this proxy, by the
-   * instance streaming now. A proxy forgotten meanwhile is remembered again
-   * under an unknown instance (""): its next stream starts from nothing.
+   * instance streaming now, or by `instance` if given and still remembered
+   * (the primary's table records what a worker reports for the instance it
+   * claimed for; one forgotten meanwhile is not recorded). A proxy forgotten
+   * meanwhile is remembered again under `instance`, or an unknown one ("")
+   * whose next stream starts from nothing.
    */
-  record(keyName: string, proxyId: string, seq: number): void {
+  record(keyName: string, proxyId: string, seq: number, instance?: string): void {
     const id = `${keyName}\0${proxyId}`;
     let m = this.#proxies.get(id);
     if (m === undefined) {
-      m = { owner: "", seqs: new Map() };
+      m = { owner: instance ?? "", seqs: new Map() };
       this.#insert(id, m);
     } else {
       this.#touch(id, m);
     }
-    m.seqs.set(m.owner, Math.max(m.seqs.get(m.owner) ?? 0, seq));
+    const who = instance ?? m.owner;
+    // An instance forgotten meanwhile: nothing to record (at worst it gets duplicates).
+    if (who !== m.owner && !m.seqs.has(who)) return;
+    m.seqs.set(who, Math.max(m.seqs.get(who) ?? 0, seq));
+    this.onRecord?.(keyName, proxyId, who, seq);
   }
 
   #touch(id: string, m: ProxyMemory): void {

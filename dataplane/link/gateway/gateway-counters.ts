@@ -28,7 +28,8 @@ export const KEYS_RELOAD_FAILURES = [
 ] as const;
 export type KeysReloadFailure = (typeof KEYS_RELOAD_FAILURES)[number];
 
-interface KeyCounters {
+/** One key's counters. */
+export interface KeyCounters {
   streams: number;
   batches: number;
   lines: number;
@@ -49,6 +50,33 @@ export interface ClientCounters {
 
 const MAX_CLIENTS = 1024;
 
+/** GatewayCounters as plain data (structured-clone safe): a worker process's report. */
+export interface GatewayCountersSnapshot {
+  keys: Array<[string, KeyCounters]>;
+  clients: Array<[string, ClientCounters]>;
+  rejected: Record<BatchRejectReason, number>;
+  authFailures: { stream: number; legacy: number };
+  streamsCut: { key_revoked: number; shutdown: number; unresponsive: number; moved: number };
+  streamsRefused: { proxy_id_in_use: number };
+  proxyInstances: { new: number; returning: number };
+  keysReloads: { applied: number; failed: Record<KeysReloadFailure, number> };
+  legacyRequests: Array<[number, number]>;
+}
+
+/**
+ * A dead process's last counters: what it counted stays in the totals
+ * (they never go back), but its streams are closed.
+ */
+export function retireGatewayCounters(s: GatewayCountersSnapshot): void {
+  for (const [, k] of s.keys) k.streams = 0;
+}
+
+function addInto<T extends Record<string, number>>(to: T, from: T): void {
+  for (const k of Object.keys(from) as Array<keyof T>) {
+    to[k] = ((to[k] ?? 0) + (from[k] ?? 0)) as T[keyof T];
+  }
+}
+
 /** A gateway's own counters: per key, per client address, per reject reason. */
 export class GatewayCounters {
   readonly #keys = new Map<string, KeyCounters>();
@@ -64,11 +92,12 @@ export class GatewayCounters {
   };
   authFailures = { stream: 0, legacy: 0 };
   /**
-   * Streams ended by the gateway: a key revoked, shutting down, or (when
+   * Streams ended by the gateway: a key revoked, shutting down, (when
    * another instance of its proxy id was waiting) a connection that did not
-   * answer a PING.
+   * answer a PING, or (moved) its proxy reconnected to another process of
+   * the gateway (--workers) while the old stream was still open.
    */
-  streamsCut = { key_revoked: 0, shutdown: 0, unresponsive: 0 };
+  streamsCut = { key_revoked: 0, shutdown: 0, unresponsive: 0, moved: 0 };
   /** Streams refused after authentication: another instance of the (key, proxy id) is connected. */
   streamsRefused = { proxy_id_in_use: 0 };
   /**
@@ -174,6 +203,66 @@ export class GatewayCounters {
 
   legacy(status: number): void {
     this.legacyRequests.set(status, (this.legacyRequests.get(status) ?? 0) + 1);
+  }
+
+  /** Every counter as plain data, for the primary to sum (a worker's report). */
+  snapshot(): GatewayCountersSnapshot {
+    return {
+      keys: [...this.#keys].map(([n, k]) => [n, { ...k }]),
+      clients: [...this.#clients].map(([a, c]) => [a, { ...c }]),
+      rejected: { ...this.rejected },
+      authFailures: { ...this.authFailures },
+      streamsCut: { ...this.streamsCut },
+      streamsRefused: { ...this.streamsRefused },
+      proxyInstances: { ...this.proxyInstances },
+      keysReloads: { applied: this.keysReloads.applied, failed: { ...this.keysReloads.failed } },
+      legacyRequests: [...this.legacyRequests],
+    };
+  }
+
+  /**
+   * Adds another process's counters to these (the primary's sum over its
+   * processes): counts add up, a client seen by several processes is one
+   * row, last seen at the latest.
+   */
+  add(s: GatewayCountersSnapshot): void {
+    for (const [name, k] of s.keys) {
+      const mine = this.#key(name);
+      for (const f of Object.keys(k) as Array<keyof KeyCounters>) mine[f] += k[f];
+    }
+    for (const [addr, c] of s.clients) {
+      const mine = this.#clients.get(addr);
+      if (mine === undefined) {
+        if (this.#clients.size >= MAX_CLIENTS) continue;
+        this.#clients.set(addr, { ...c });
+        continue;
+      }
+      mine.batches += c.batches;
+      mine.lines += c.lines;
+      mine.payloadBytes += c.payloadBytes;
+      mine.rejectedBatches += c.rejectedBatches;
+      if (c.lastSeen > mine.lastSeen) {
+        mine.lastSeen = c.lastSeen;
+        mine.key = c.key;
+      }
+    }
+    addInto(this.rejected, s.rejected);
+    addInto(this.authFailures, s.authFailures);
+    addInto(this.streamsCut, s.streamsCut);
+    addInto(this.streamsRefused, s.streamsRefused);
+    addInto(this.proxyInstances, s.proxyInstances);
+    this.keysReloads.applied += s.keysReloads.applied;
+    addInto(this.keysReloads.failed, s.keysReloads.failed);
+    for (const [status, n] of s.legacyRequests) {
+      this.legacyRequests.set(status, (this.legacyRequests.get(status) ?? 0) + n);
+    }
+  }
+
+  /** The sum of processes' counters (GatewayCounters.add), the first one's clients first. */
+  static sum(all: readonly GatewayCountersSnapshot[]): GatewayCounters {
+    const out = new GatewayCounters();
+    for (const s of all) out.add(s);
+    return out;
   }
 
   json(): Record<string, unknown> {

@@ -21,6 +21,8 @@ export interface GatewayListenerOptions {
   windowBytes?: number;
   /** How long a new cleartext connection may take to send its first bytes. Default 10 s. */
   sniffTimeoutMs?: number;
+  /** Listen with SO_REUSEPORT, so that several gateway processes share the port. Default false. */
+  reusePort?: boolean;
 }
 
 /** Every connection's peer, including connections wrapped for cleartext HTTP/2. */
@@ -109,10 +111,13 @@ export class GatewayListener {
     this.#server = server;
     await new Promise<void>((resolve, reject) => {
       server.once("error", reject);
-      server.listen({ host: o.host, port: o.port, backlog: 1024 }, () => {
-        server.off("error", reject);
-        resolve();
-      });
+      server.listen(
+        { host: o.host, port: o.port, backlog: 1024, reusePort: o.reusePort ?? false },
+        () => {
+          server.off("error", reject);
+          resolve();
+        },
+      );
     });
     this.port = (server.address() as net.AddressInfo).port;
     return this.port;

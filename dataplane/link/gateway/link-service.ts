@@ -3,6 +3,7 @@ import type { Logger } from "../../../common/logger.ts";
 import type { IngestService, StreamRequest } from "../../../gen/polymur/ingest/v1/ingest_pb.ts";
 import { type ApiKey, type ApiKeyRing, keyId } from "./api-keys.ts";
 import type { BatchIntake, StreamResponseInit } from "./batch-intake.ts";
+import { ClaimBoard, localClaims, type ProxyClaims } from "./claim-board.ts";
 import type { DedupTable } from "./dedup-table.ts";
 import type { GatewayCounters } from "./gateway-counters.ts";
 
@@ -19,7 +20,14 @@ export const LINK_SERVICE_DEFAULTS = {
 export interface LinkServiceOptions {
   intake: BatchIntake;
   keys: ApiKeyRing;
+  /** The DedupTable the intake checks and records into (this process's). */
   dedup: DedupTable;
+  /**
+   * Who holds each proxy id, across the gateway's processes: a worker's
+   * DedupClient, or the primary's ClaimBoard (localClaims). Default: this
+   * process alone, a ClaimBoard over `dedup`.
+   */
+  claims?: ProxyClaims;
   counters: GatewayCounters;
   log: Logger;
   /** Aborted when the gateway shuts down: every stream ends with Unavailable. */
@@ -39,17 +47,19 @@ export interface LinkServiceOptions {
 }
 
 /** Why the gateway ended a stream itself. */
-type CutReason = "key_revoked" | "unresponsive";
+type CutReason = "key_revoked" | "unresponsive" | "moved";
 
 /** A stream in progress, so that revoking its key can cut it, and its proxy id be held. */
 interface ActiveStream {
+  /** Its number in this process (the claims' stream number). */
+  id: number;
   key: ApiKey;
   cut: AbortController;
   cutReason: CutReason | null;
   ctx: HandlerContext;
   client: string;
-  /** `key name \0 proxy id` once its Hello is taken (null before, or when refused). */
-  proxy: string | null;
+  /** Whether its claim was taken: it holds its proxy id until it ends (ProxyClaims.end). */
+  held: boolean;
   instance: string;
   since: string;
   probing: boolean;
@@ -78,11 +88,18 @@ const MAX_INSTANCE_ID = 256;
  * de-duplicated per instance (DedupTable.claim), so two processes sharing an
  * id (a copied spool) never have one's batches acknowledged by the other's
  * seqs, whichever is ahead; when they take turns, that is logged and counted.
+ *
+ * With several gateway processes (--workers), these rules hold across them:
+ * the primary decides (ClaimBoard, claim-board.ts) and every process claims
+ * there at Hello. A proxy that reconnects to another process of the gateway
+ * has its stream in the first process cut ("moved") before the new one is
+ * welcomed, so one proxy's batches are queued by one process at a time, in
+ * order, and none acknowledged by one is queued again by another.
  */
 export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof IngestService> {
-  const active = new Set<ActiveStream>();
-  /** Streams by `key name \0 proxy id`: all of one instance (others are refused). */
-  const byProxy = new Map<string, Set<ActiveStream>>();
+  const active = new Map<number, ActiveStream>();
+  let streams = 0;
+  const claims = o.claims ?? localClaims(new ClaimBoard(o.dedup));
   const cut = (s: ActiveStream, reason: CutReason, err: ConnectError): void => {
     if (s.cut.signal.aborted) return;
     s.cutReason = reason;
@@ -90,7 +107,7 @@ export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof Ing
     s.cut.abort(err);
   };
   o.keys.on("changed", (removed) => {
-    for (const s of active) {
+    for (const s of active.values()) {
       if (!removed.has(keyId(s.key))) continue;
       cut(s, "key_revoked", new ConnectError("API key revoked", Code.Unauthenticated));
     }
@@ -103,7 +120,7 @@ export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof Ing
     o.alive(s.ctx, timeoutMs).then(
       (alive) => {
         s.probing = false;
-        if (alive || !active.has(s)) return;
+        if (alive || !active.has(s.id)) return;
         cut(
           s,
           "unresponsive",
@@ -118,23 +135,26 @@ export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof Ing
       },
     );
   };
-  const hold = (s: ActiveStream, proxy: string): void => {
-    s.proxy = proxy;
-    const set = byProxy.get(proxy) ?? new Set<ActiveStream>();
-    set.add(s);
-    byProxy.set(proxy, set);
-  };
-  const release = (s: ActiveStream): void => {
-    if (s.proxy === null) return;
-    const set = byProxy.get(s.proxy);
-    set?.delete(s);
-    if (set?.size === 0) byProxy.delete(s.proxy);
-  };
-  /** A connected stream of another instance holding this proxy id, if any. */
-  const holder = (proxy: string, instance: string): ActiveStream | undefined => {
-    for (const s of byProxy.get(proxy) ?? []) if (s.instance !== instance) return s;
-    return undefined;
-  };
+  claims.attach({
+    probe: (id) => {
+      const s = active.get(id);
+      // Over already (its end may still be on its way): say so again.
+      if (s === undefined) claims.end(id);
+      else probe(s);
+    },
+    cut: (id) => {
+      const s = active.get(id);
+      if (s === undefined) return;
+      cut(
+        s,
+        "moved",
+        new ConnectError(
+          "the proxy reconnected to another process of this gateway",
+          Code.Unavailable,
+        ),
+      );
+    },
+  });
 
   return {
     async *stream(requests: AsyncIterable<StreamRequest>, ctx: HandlerContext) {
@@ -146,17 +166,18 @@ export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof Ing
         throw new ConnectError("unknown API key", Code.Unauthenticated);
       }
       const s: ActiveStream = {
+        id: ++streams,
         key,
         cut: new AbortController(),
         cutReason: null,
         ctx,
         client,
-        proxy: null,
+        held: false,
         instance: "",
         since: "",
         probing: false,
       };
-      active.add(s);
+      active.set(s.id, s);
       o.counters.streamOpened(key.name);
       const signal = AbortSignal.any([ctx.signal, s.cut.signal, o.shutdown]);
       const it = requests[Symbol.asyncIterator]();
@@ -182,9 +203,17 @@ export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof Ing
           );
         }
         s.instance = instance;
-        const proxy = `${key.name}\0${proxyId}`;
-        const other = holder(proxy, instance);
-        if (other !== undefined) {
+        const answer = await claims
+          .claim({ stream: s.id, keyName: key.name, proxyId, instance, client })
+          .catch(() => {
+            throw new ConnectError("gateway process ending", Code.Unavailable);
+          });
+        if (answer.ok) s.held = true;
+        // Cut (a key revoked, its proxy already elsewhere) or gone while it waited.
+        if (s.cut.signal.aborted) throw s.cut.signal.reason;
+        if (signal.aborted) return;
+        if (!answer.ok) {
+          const other = answer.holder;
           o.counters.streamsRefused.proxy_id_in_use++;
           o.log.warn(
             {
@@ -196,15 +225,13 @@ export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof Ing
             },
             "proxy stream refused: its proxy id is in use by another connected proxy instance (two proxies with one proxy id: a copied spool directory?); it keeps its batches and retries",
           );
-          probe(other);
           throw new ConnectError(
             `proxy id "${proxyId}" is in use by another connected proxy (instance ${other.instance || "(none)"} from ${other.client}, since ${other.since}): two proxies share one proxy id (a copied --spool-dir?); refused while the other is connected, keep the batches and retry`,
             Code.AlreadyExists,
           );
         }
-        hold(s, proxy);
         s.since = new Date().toISOString();
-        const { change, previous } = o.dedup.claim(key.name, proxyId, instance);
+        const { change, previous, acked } = answer;
         if (change === "new") {
           o.counters.proxyInstances.new++;
           o.log.info(
@@ -218,7 +245,6 @@ export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof Ing
             "two live proxy instances take turns with one proxy id (a copied spool directory?): each one's batches are de-duplicated apart, none is acknowledged for the other; give each proxy its own spool",
           );
         }
-        const acked = o.dedup.highest(key.name, proxyId);
         o.log.info(
           { client, key: key.name, proxyId, instance, ackedSeq: acked },
           "proxy connected",
@@ -233,6 +259,8 @@ export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof Ing
           if (req.msg.case !== "batch") {
             throw new ConnectError("expected a Batch after Hello", Code.InvalidArgument);
           }
+          // Cut meanwhile (its proxy moved to another process): not one more batch.
+          if (s.cut.signal.aborted) break;
           yield o.intake.batch(key, proxyId, client, req.msg.value);
         }
         if (s.cut.signal.aborted) throw s.cut.signal.reason;
@@ -241,8 +269,9 @@ export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof Ing
           throw new ConnectError("gateway shutting down", Code.Unavailable);
         }
       } finally {
-        active.delete(s);
-        release(s);
+        active.delete(s.id);
+        // After its last batch: with a worker's claims, after its last record.
+        if (s.held) claims.end(s.id);
         o.counters.streamClosed(key.name);
         const instance = s.instance;
         if (s.cutReason === "key_revoked") {
@@ -252,7 +281,12 @@ export function createLinkService(o: LinkServiceOptions): ServiceImpl<typeof Ing
             { client, key: key.name, proxyId, instance },
             "proxy stream cut: its connection did not answer a PING while another instance of its proxy id waited",
           );
-        } else if (s.proxy !== null) {
+        } else if (s.cutReason === "moved") {
+          o.log.info(
+            { client, key: key.name, proxyId, instance },
+            "proxy stream ended: the proxy reconnected to another process of this gateway",
+          );
+        } else if (s.held) {
           o.log.info({ client, key: key.name, proxyId, instance }, "proxy disconnected");
         }
       }

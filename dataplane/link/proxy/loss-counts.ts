@@ -6,15 +6,22 @@ import type { SpoolLossReason } from "../../spool/spool-record.ts";
  * - spool_unreadable: a spool segment, or part of one, cannot be read (I/O error);
  * - exit_without_spool: not acknowledged when the proxy exited, and no --spool-dir;
  * - exit_spool_append_failed: not acknowledged when the proxy exited, and held in
- *   memory only because writing it to the spool had failed (disk full, EACCES...).
+ *   memory only because writing it to the spool had failed (disk full, EACCES...);
+ * - worker_died: held in memory only (no spool, or its append failed) by one
+ *   of the proxy's processes when it died (see proxy-pool.ts).
  */
-export type LossReason = SpoolLossReason | "exit_without_spool" | "exit_spool_append_failed";
+export type LossReason =
+  | SpoolLossReason
+  | "exit_without_spool"
+  | "exit_spool_append_failed"
+  | "worker_died";
 
 export const LOSS_REASONS: readonly LossReason[] = [
   "spool_corrupt",
   "spool_unreadable",
   "exit_without_spool",
   "exit_spool_append_failed",
+  "worker_died",
 ];
 
 /**

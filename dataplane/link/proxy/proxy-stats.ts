@@ -1,10 +1,22 @@
 import { PrometheusText } from "../../observe/prometheus-text.ts";
-import type { LinkStats } from "./gateway-link.ts";
+import type { LinkState, LinkStats } from "./gateway-link.ts";
 import { LOSS_REASONS, type LossReason } from "./loss-counts.ts";
 
-/** A proxy's own counters: its batches, its buffer and its link to the gateway. */
+/**
+ * A proxy's own counters: its batches, its buffer and its link to the
+ * gateway. A proxy of several processes shows their sum (mergeProxyStats),
+ * and each process's part in `processes`.
+ */
 export interface ProxyStats {
+  /**
+   * The link's counters (summed over the processes, and over the links that
+   * drain spools taken over from processes that are no more); `state` and
+   * `gateway` are those of the first process whose link is not open, or of
+   * process 0 when every one is.
+   */
   link: LinkStats;
+  /** Links open to a gateway (one per process, when all are up). */
+  linksOpen: number;
   batches: number;
   rawBytes: number;
   payloadBytes: number;
@@ -22,6 +34,76 @@ export interface ProxyStats {
   spoolAppendFailures: number;
   /** Pending datapoints held in memory only because their spool append failed. */
   unspooledLines: number;
+  /** Each process's part, by process number (0: the primary). */
+  processes: ProxyProcessRow[];
+}
+
+/** One process of a proxy, as the proxy's /stats shows it. */
+export interface ProxyProcessRow {
+  /** Its number: 0 for the primary, 1… for the worker processes. */
+  index: number;
+  /** Its process id. */
+  pid: number;
+  /** The proxy id it streams with (process k > 0: derived from process 0's). */
+  proxyId: string;
+  /** Its link's state. */
+  link: LinkState;
+  pendingBatches: number;
+  pendingLines: number;
+  batches: number;
+  linesAcked: number;
+  held: boolean;
+  /** The proxy ids of the spools it drains, taken over from process numbers beyond today's count. */
+  draining: string[];
+  /** False once it died (its last counters stay in the sums; a new process takes its number). */
+  alive: boolean;
+}
+
+/**
+ * The counters of a proxy's processes summed: counters and gauges added,
+ * `held` when any process holds its senders, `proxyId` the first process's
+ * (process 0's), every process's row kept. At least one is needed.
+ */
+export function mergeProxyStats(all: readonly ProxyStats[]): ProxyStats {
+  const first = all[0];
+  if (first === undefined) throw new Error("mergeProxyStats needs at least one process");
+  const lost = { ...first.lost };
+  const lostUncounted = { ...first.lostUncounted };
+  const link: LinkStats = { ...first.link };
+  const out: ProxyStats = { ...first, link, lost, lostUncounted, processes: [...first.processes] };
+  for (const s of all.slice(1)) {
+    link.connects += s.link.connects;
+    link.failures += s.link.failures;
+    link.batchesSent += s.link.batchesSent;
+    link.batchesResent += s.link.batchesResent;
+    link.batchesAcked += s.link.batchesAcked;
+    link.linesAcked += s.link.linesAcked;
+    link.batchesRejected += s.link.batchesRejected;
+    link.linesRejected += s.link.linesRejected;
+    link.lastError ??= s.link.lastError;
+    if (link.state === "open" && s.link.state !== "open" && s.processes.some((p) => p.alive)) {
+      link.state = s.link.state;
+      link.gateway = s.link.gateway;
+    }
+    out.linksOpen += s.linksOpen;
+    out.batches += s.batches;
+    out.rawBytes += s.rawBytes;
+    out.payloadBytes += s.payloadBytes;
+    out.pendingBatches += s.pendingBatches;
+    out.pendingLines += s.pendingLines;
+    out.memoryBytes += s.memoryBytes;
+    out.spoolBytes += s.spoolBytes;
+    out.held ||= s.held;
+    out.spoolAppendFailures += s.spoolAppendFailures;
+    out.unspooledLines += s.unspooledLines;
+    for (const r of LOSS_REASONS) {
+      lost[r] += s.lost[r];
+      lostUncounted[r] += s.lostUncounted[r];
+    }
+    out.processes.push(...s.processes);
+  }
+  out.processes.sort((a, b) => a.index - b.index || Number(b.alive) - Number(a.alive));
+  return out;
 }
 
 /** The proxy's counters in Prometheus text, appended to its /metrics. */
@@ -93,7 +175,7 @@ export function proxyPrometheus(s: ProxyStats): string {
     .metric(
       "polymur_proxy_lost_datapoints_total",
       "counter",
-      "Datapoints lost, by reason: spool_corrupt, spool_unreadable (spool records that cannot be read back), exit_without_spool, exit_spool_append_failed (unacknowledged and in memory only at exit).",
+      "Datapoints lost, by reason: spool_corrupt, spool_unreadable (spool records that cannot be read back), exit_without_spool, exit_spool_append_failed (unacknowledged and in memory only at exit), worker_died (in memory only in a process that died).",
       byReason(s.lost),
     )
     .metric(
@@ -127,8 +209,20 @@ export function proxyPrometheus(s: ProxyStats): string {
     .metric(
       "polymur_proxy_link_up",
       "gauge",
-      "1 while a stream to a gateway is open.",
+      "1 while every process of the proxy has a stream to a gateway open.",
       one(l.state === "open" ? 1 : 0),
+    )
+    .metric(
+      "polymur_proxy_links_open",
+      "gauge",
+      "Streams open to gateways (one per process when all are up).",
+      one(s.linksOpen),
+    )
+    .metric(
+      "polymur_proxy_processes",
+      "gauge",
+      "Processes of the proxy that are running (--workers).",
+      one(s.processes.filter((p) => p.alive).length),
     )
     .metric(
       "polymur_proxy_link_connects_total",

@@ -70,6 +70,9 @@ function proxy(gateway: string, args: string[]): { node: ProxyNode; logs: Captur
     "0.01",
     "--backoff-max",
     "0.05",
+    // One process: these tests read the pipeline's counters as they change.
+    "--workers",
+    "1",
     ...args,
   ];
   const { flags } = parseArgv(PROXY_OPTIONS, argv);
@@ -135,6 +138,7 @@ describe("ProxyNode", () => {
       spool_unreadable: 0,
       exit_without_spool: 0,
       exit_spool_append_failed: 0,
+      worker_died: 0,
     });
     const last = logs.at(-1)!;
     expect(last.msg).toBe(

@@ -1,3 +1,4 @@
+import { availableParallelism } from "node:os";
 import { describe, expect, it } from "vitest";
 import { parseArgv, resolveOptions } from "../../../../common/options.ts";
 import { GATEWAY_LINK_DEFAULTS } from "../../../../dataplane/link/proxy/gateway-link.ts";
@@ -20,5 +21,21 @@ describe("proxy options", () => {
       backoffMinMs: GATEWAY_LINK_DEFAULTS.backoffMinMs,
       backoffMaxMs: GATEWAY_LINK_DEFAULTS.backoffMaxMs,
     });
+  });
+
+  it("--workers: processes, one per available core by default or at 0, as the relay's", () => {
+    const base = ["--gateway", "https://gw.example:8443", "--api-key", "k"];
+    expect(options(base).workers).toBe(availableParallelism());
+    expect(options([...base, "--workers", "0"]).workers).toBe(availableParallelism());
+    expect(options([...base, "--workers", "3"]).workers).toBe(3);
+    const { flags } = parseArgv(PROXY_OPTIONS, base);
+    const env = buildProxyOptions(
+      resolveOptions(PROXY_OPTIONS, flags, { POLYMUR_WORKERS: "5" }, new Map()),
+    );
+    expect(env.workers).toBe(5);
+    const file = buildProxyOptions(
+      resolveOptions(PROXY_OPTIONS, flags, {}, new Map([["workers", "4"]])),
+    );
+    expect(file.workers).toBe(4);
   });
 });

@@ -116,13 +116,17 @@ describe("the Go polymur's flags", () => {
     expect(() => buildGatewayOptions(raw)).toThrow("POLYMUR_REPLICATION must be at least 1");
   });
 
-  it("the proxy's -cert is --ca; -queue-cap and -workers are ignored with a note", () => {
+  it("the proxy's -cert is --ca, -workers is --workers (a stream each); -queue-cap is ignored with a note", () => {
     const { flags, notes } = parseArgv(
       PROXY_OPTIONS,
       ["-cert", "/ca.pem", "-queue-cap=32768", "-workers=3", "-gateway=https://gw:443"],
       { command: "polymur proxy", legacy: PROXY_GO_FLAGS },
     );
-    expect(Object.fromEntries(flags)).toEqual({ ca: "/ca.pem", gateway: "https://gw:443" });
-    expect(notes.map((n) => n.split(" ")[0])).toEqual(["-cert", "-queue-cap", "-workers"]);
+    expect(Object.fromEntries(flags)).toEqual({
+      ca: "/ca.pem",
+      gateway: "https://gw:443",
+      workers: "3",
+    });
+    expect(notes.map((n) => n.split(" ")[0])).toEqual(["-cert", "-queue-cap"]);
   });
 });

@@ -109,3 +109,31 @@ describe("DedupTable: instances of one proxy id", () => {
     );
   });
 });
+
+describe("DedupTable: a worker process's table (claims and records across processes)", () => {
+  it("a claim takes what the instance is known to have queued elsewhere, never less than it remembers", () => {
+    const t = new DedupTable();
+    t.claim("k", "p", "i1", 9);
+    expect(t.highest("k", "p")).toBe(9);
+    t.record("k", "p", 12);
+    t.claim("k", "p", "i1", 10); // the primary lags: what this table saw stays
+    expect(t.highest("k", "p")).toBe(12);
+  });
+
+  it("tells onRecord every record with the instance it is for; a record for a forgotten instance is dropped", () => {
+    const t = new DedupTable(10, 1);
+    const seen: unknown[] = [];
+    t.onRecord = (...a) => seen.push(a);
+    t.claim("k", "p", "A");
+    t.record("k", "p", 3);
+    t.claim("k", "p", "B"); // A is forgotten (one instance per proxy)
+    t.record("k", "p", 5, "A");
+    expect(t.highest("k", "p")).toBe(0);
+    t.record("k", "p", 4, "B");
+    expect(t.highest("k", "p")).toBe(4);
+    expect(seen).toEqual([
+      ["k", "p", "A", 3],
+      ["k", "p", "B", 4],
+    ]);
+  });
+});

@@ -4,6 +4,7 @@ import {
   type ClientCounters,
   GatewayCounters,
   KEYS_RELOAD_FAILURES,
+  retireGatewayCounters,
 } from "../../../../../dataplane/link/gateway/gateway-counters.ts";
 import { parseExposition } from "../../../../fixtures/prometheus-exposition.ts";
 
@@ -110,7 +111,7 @@ describe("GatewayCounters", () => {
     ]);
     expect(Object.keys(clients(c))).toEqual(["10.0.0.1", "10.0.0.3", "10.0.0.2"]);
     expect(j["authFailures"]).toEqual({ stream: 2, legacy: 0 });
-    expect(j["streamsCut"]).toEqual({ key_revoked: 1, shutdown: 0, unresponsive: 0 });
+    expect(j["streamsCut"]).toEqual({ key_revoked: 1, shutdown: 0, unresponsive: 0, moved: 0 });
     expect(j["rejectedBatches"]).toEqual(c.rejected);
     // JSON-serialisable as /stats does.
     expect(JSON.parse(JSON.stringify(j))).toEqual(j);
@@ -187,6 +188,7 @@ describe("GatewayCounters.prometheus", () => {
       { labels: { reason: "key_revoked" }, value: 0 },
       { labels: { reason: "shutdown" }, value: 0 },
       { labels: { reason: "unresponsive" }, value: 0 },
+      { labels: { reason: "moved" }, value: 0 },
     ]);
     expect(f.get("polymur_gateway_streams_refused_total")?.samples).toEqual([
       { labels: { reason: "proxy_id_in_use" }, value: 0 },
@@ -261,6 +263,7 @@ describe("GatewayCounters.prometheus", () => {
       ["key_revoked", 0],
       ["shutdown", 2],
       ["unresponsive", 1],
+      ["moved", 0],
     ]);
     expect(v("polymur_gateway_streams_refused_total")).toEqual([["proxy_id_in_use", 3]]);
     expect(v("polymur_gateway_proxy_instance_changes_total")).toEqual([
@@ -287,5 +290,48 @@ describe("GatewayCounters.prometheus", () => {
     expect(f.get("polymur_gateway_datapoints_total")?.samples).toEqual([
       { labels: { key: name }, value: 7 },
     ]);
+  });
+});
+
+describe("GatewayCounters.sum (the primary's view of its processes)", () => {
+  it("adds every counter; a client seen by two processes is one row, last seen at the latest", () => {
+    const a = new GatewayCounters();
+    const b = new GatewayCounters();
+    a.streamOpened("k");
+    b.streamOpened("k");
+    b.streamOpened("k");
+    a.queued("k", "10.0.0.1", 10, 1, 100, 400);
+    b.queued("k", "10.0.0.1", 5, 0, 50, 200);
+    b.queued("j", "10.0.0.2", 3, 0, 30, 90);
+    a.duplicate("k");
+    b.reject("k", "10.0.0.1", "corrupt");
+    a.streamsCut.moved++;
+    b.streamsCut.key_revoked += 2;
+    a.legacy(200);
+    b.legacy(200);
+    b.legacy(401);
+    // A snapshot is plain data (what crosses the IPC channel) and survives a structured clone.
+    const s = GatewayCounters.sum([structuredClone(a.snapshot()), structuredClone(b.snapshot())]);
+    expect(s.openStreams()).toBe(3);
+    expect(keys(s)["k"]).toMatchObject({ streams: 3, batches: 2, lines: 15, duplicates: 1 });
+    expect(keys(s)["j"]).toMatchObject({ streams: 0, batches: 1, lines: 3 });
+    expect(clients(s)["10.0.0.1"]).toMatchObject({ batches: 2, lines: 15, rejectedBatches: 1 });
+    expect(s.rejected.corrupt).toBe(1);
+    expect(s.streamsCut).toEqual({ key_revoked: 2, shutdown: 0, unresponsive: 0, moved: 1 });
+    expect(s.json()["legacyRequests"]).toEqual({ 200: 2, 401: 1 });
+    // The parts are unchanged.
+    expect(a.openStreams()).toBe(1);
+    expect(keys(a)["k"]!["lines"]).toBe(10);
+  });
+
+  it("a retired (dead) process's counters stay in the sum, its streams closed", () => {
+    const a = new GatewayCounters();
+    a.streamOpened("k");
+    a.queued("k", "10.0.0.1", 10, 0, 100, 400);
+    const snap = a.snapshot();
+    retireGatewayCounters(snap);
+    const s = GatewayCounters.sum([snap]);
+    expect(s.openStreams()).toBe(0);
+    expect(keys(s)["k"]!["lines"]).toBe(10);
   });
 });

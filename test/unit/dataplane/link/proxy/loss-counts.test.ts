@@ -9,6 +9,7 @@ describe("LossCounts", () => {
       spool_unreadable: 0,
       exit_without_spool: 0,
       exit_spool_append_failed: 0,
+      worker_died: 0,
     };
     expect([c.lost(), c.lostUncounted()]).toEqual([zero, zero]);
     c.add("spool_corrupt", 12);
@@ -29,6 +30,7 @@ describe("LossCounts", () => {
       "spool_unreadable",
       "exit_without_spool",
       "exit_spool_append_failed",
+      "worker_died",
     ]);
   });
 });

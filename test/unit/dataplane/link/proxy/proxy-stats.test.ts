@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import {
+  mergeProxyStats,
   type ProxyStats,
   proxyPrometheus,
 } from "../../../../../dataplane/link/proxy/proxy-stats.ts";
@@ -34,15 +35,33 @@ function stats(over: Partial<ProxyStats> = {}): ProxyStats {
       spool_unreadable: 7,
       exit_without_spool: 0,
       exit_spool_append_failed: 3,
+      worker_died: 0,
     },
     lostUncounted: {
       spool_corrupt: 2,
       spool_unreadable: 1,
       exit_without_spool: 0,
       exit_spool_append_failed: 0,
+      worker_died: 0,
     },
     spoolAppendFailures: 4,
     unspooledLines: 900,
+    linksOpen: 1,
+    processes: [
+      {
+        index: 0,
+        pid: 1234,
+        proxyId: "site-a-1",
+        link: "open",
+        pendingBatches: 2,
+        pendingLines: 200,
+        batches: 41,
+        linesAcked: 3800,
+        held: false,
+        draining: [],
+        alive: true,
+      },
+    ],
     ...over,
   };
 }
@@ -93,12 +112,14 @@ describe("proxyPrometheus", () => {
       spool_unreadable: 7,
       exit_without_spool: 0,
       exit_spool_append_failed: 3,
+      worker_died: 0,
     });
     expect(byReason(text, "polymur_proxy_lost_uncounted_total")).toEqual({
       spool_corrupt: 2,
       spool_unreadable: 1,
       exit_without_spool: 0,
       exit_spool_append_failed: 0,
+      worker_died: 0,
     });
   });
 
@@ -109,5 +130,92 @@ describe("proxyPrometheus", () => {
     down.link.state = "backoff";
     expect(value(proxyPrometheus(down), "polymur_proxy_link_up")).toBe(0);
     expect(value(proxyPrometheus(down), "polymur_proxy_ingest_held")).toBe(1);
+  });
+});
+
+describe("mergeProxyStats", () => {
+  /** Process `index` of a proxy, its counters all `k` (k differs per process, so sums tell them apart). */
+  function process(index: number, k: number, state: "open" | "backoff" = "open"): ProxyStats {
+    const s = stats({
+      batches: k,
+      rawBytes: k,
+      payloadBytes: k,
+      pendingBatches: k,
+      pendingLines: k,
+      memoryBytes: k,
+      spoolBytes: k,
+      spoolAppendFailures: k,
+      unspooledLines: k,
+      proxyId: index === 0 ? "site-a-1" : `site-a-1.w${index}`,
+      linksOpen: state === "open" ? 1 : 0,
+      lost: {
+        spool_corrupt: k,
+        spool_unreadable: k,
+        exit_without_spool: k,
+        exit_spool_append_failed: k,
+        worker_died: k,
+      },
+      lostUncounted: {
+        spool_corrupt: k,
+        spool_unreadable: 0,
+        exit_without_spool: 0,
+        exit_spool_append_failed: 0,
+        worker_died: 0,
+      },
+    });
+    s.link = { ...s.link, state, gateway: `gw${index}`, connects: k, linesAcked: k * 10 };
+    s.processes = [{ ...s.processes[0]!, index, proxyId: s.proxyId, link: state }];
+    return s;
+  }
+
+  it("sums every counter and gauge over the processes, and keeps each one's row", () => {
+    const m = mergeProxyStats([process(0, 1), process(1, 2), process(2, 4)]);
+    for (const f of [
+      "batches",
+      "rawBytes",
+      "payloadBytes",
+      "pendingBatches",
+      "pendingLines",
+      "memoryBytes",
+      "spoolBytes",
+      "spoolAppendFailures",
+      "unspooledLines",
+    ] as const) {
+      expect(m[f], f).toBe(7);
+    }
+    expect(m.linksOpen).toBe(3);
+    expect(m.lost).toEqual({
+      spool_corrupt: 7,
+      spool_unreadable: 7,
+      exit_without_spool: 7,
+      exit_spool_append_failed: 7,
+      worker_died: 7,
+    });
+    expect(m.lostUncounted.spool_corrupt).toBe(7);
+    expect(m.link).toMatchObject({ state: "open", gateway: "gw0", connects: 7, linesAcked: 70 });
+    expect(m.proxyId).toBe("site-a-1");
+    expect(m.processes.map((p) => p.proxyId)).toEqual(["site-a-1", "site-a-1.w1", "site-a-1.w2"]);
+    const text = proxyPrometheus(m);
+    expect(value(text, "polymur_proxy_links_open")).toBe(3);
+    expect(value(text, "polymur_proxy_processes")).toBe(3);
+    expect(value(text, "polymur_proxy_lines_acked_total")).toBe(70);
+  });
+
+  it("shows the link down while any live process's link is down, not a dead one's", () => {
+    const down = mergeProxyStats([process(0, 1), process(1, 1, "backoff")]);
+    expect(down.link).toMatchObject({ state: "backoff", gateway: "gw1" });
+    expect(value(proxyPrometheus(down), "polymur_proxy_link_up")).toBe(0);
+    const dead = process(1, 1, "backoff");
+    dead.processes[0]!.alive = false;
+    const m = mergeProxyStats([process(0, 1), dead]);
+    expect(m.link.state).toBe("open");
+    expect(value(proxyPrometheus(m), "polymur_proxy_processes")).toBe(1);
+  });
+
+  it("leaves its inputs as they were", () => {
+    const a = process(0, 1);
+    const before = JSON.stringify(a);
+    mergeProxyStats([a, process(1, 2)]);
+    expect(JSON.stringify(a)).toBe(before);
   });
 });
