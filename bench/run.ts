@@ -18,6 +18,12 @@ import path from "node:path";
 import { parseArgs } from "node:util";
 import { runDiskReplay } from "./disk/replay.ts";
 import { type DiskStatsRecord, diskStatsRecords, printDiskStats } from "./disk/spill-stats.ts";
+import {
+  CORES_RUNS,
+  FIXED_RATE,
+  type FixedRateScenario,
+  fixedRateArgs,
+} from "./rate/fixed-rate.ts";
 import { runWireIn } from "./wire/wire-in.ts";
 
 const REPO = path.resolve(import.meta.dirname, "..");
@@ -39,6 +45,10 @@ const SCENARIOS = [
   "disk-replay",
   "disk-idle",
   "wire-in",
+  "rate-15k",
+  "rate-10k",
+  "senders-2000",
+  "cores",
 ] as const;
 type Scenario = (typeof SCENARIOS)[number];
 type RelayName = "polymur" | "carbon-c-relay";
@@ -79,8 +89,15 @@ scenarios (each runs polymur and carbon-c-relay):
   wire-in          the cost of the input protocol, broadcast to 1, 50 conns, own sender (bench/wire/):
                    polymur plaintext, TLS, pickle, pickle over TLS; carbon-c-relay plaintext and
                    ssl; as fast as possible (5M lines) and at 100000 dp/s (1M lines)
+  rate-15k         ${FIXED_RATE["rate-15k"].what}, 30 s
+  rate-10k         ${FIXED_RATE["rate-10k"].what}, 30 s
+  senders-2000     ${FIXED_RATE["senders-2000"].what}, 30 s
+  cores            broadcast-max with the relay pinned to 1 core (gen and sinks on the other),
+                   then on both cores (shared with gen and sinks)
   all              all of the above, in this order
   micro            bench/micro.bench.ts (in-process hot paths; no relaybench)
+  link             bench/gateway.bench.ts: proxy → gateway → sink, one acknowledged stream
+                   beside the Go polymur's gzip POSTs (3 workers); no relaybench
 
 options:
   --quick                 small, fast runs (smoke test of the harness; results go to
@@ -187,6 +204,14 @@ const outDir = path.resolve(
 
 // ---------------------------------------------------------------------------
 // micro: in-process benchmarks, no relaybench
+
+if (scenarioArg === "link") {
+  const pass: string[] = quick ? ["--quick"] : ["--reps", String(reps ?? 3)];
+  if (opts.label) pass.push("--label", opts.label);
+  const link = path.join(import.meta.dirname, "gateway.bench.ts");
+  const r = spawnSync(process.execPath, [link, ...pass], { stdio: "inherit" });
+  process.exit(r.status ?? 1);
+}
 
 if (scenarioArg === "micro") {
   const pass: string[] = quick ? ["--quick"] : [];
@@ -335,8 +360,83 @@ function diskPlan(s: "disk-spill" | "disk-idle"): Plan {
   return { common, runs: [polymur(true), polymur(false), ccr], checkHash: false };
 }
 
+/** rate-15k, rate-10k, senders-2000: polymur with its defaults beside carbon-c-relay at a fixed rate. */
+function fixedRatePlan(s: FixedRateScenario): Plan {
+  const f = FIXED_RATE[s];
+  const common = fixedRateArgs(s, quick);
+  if (reps !== undefined || quick) common.push("--reps", String(reps ?? 1));
+  else common.push("--reps", "3");
+  if (waitQuiet !== undefined) common.push("--wait-quiet", String(waitQuiet));
+  if (opts["rb-args"]) common.push(...splitWords(opts["rb-args"]));
+  return {
+    common,
+    runs: [
+      {
+        relay: "polymur",
+        tag: "polymur",
+        args: [
+          `--relay-cmd=${polymurTemplate(f.mode)}`,
+          `--label=polymur -w${polymurWorkers}${labelSuffix}`,
+        ],
+        finalStats: null,
+      },
+      {
+        relay: "carbon-c-relay",
+        tag: "carbon-c-relay",
+        args: [
+          "--peer=carbon-c-relay",
+          `--workers=${ccrWorkers}`,
+          `--relay-args=${opts["ccr-args"]}`,
+          `--label=carbon-c-relay${labelSuffix}`,
+        ],
+        finalStats: null,
+      },
+    ],
+    checkHash: false,
+  };
+}
+
+/** cores: broadcast-max on 1 core and on 2, for each relay (CORES_RUNS). */
+function coresPlan(): Plan {
+  const common = ["--mode", "broadcast", "--dests", "2", "--conns", "50"];
+  common.push("--lines", String(lines ?? (quick ? 200_000 : 5_000_000)));
+  common.push("--reps", String(reps ?? (quick ? 1 : 3)));
+  if (waitQuiet !== undefined) common.push("--wait-quiet", String(waitQuiet));
+  if (opts["rb-args"]) common.push(...splitWords(opts["rb-args"]));
+  const runs: RunPlan[] = [];
+  for (const { cores, rb } of CORES_RUNS) {
+    runs.push({
+      relay: "polymur",
+      tag: `polymur-${cores}core`,
+      args: [
+        ...rb,
+        `--relay-cmd=${polymurTemplate("broadcast")}`,
+        `--label=polymur ${cores} core${cores > 1 ? "s" : ""}${labelSuffix}`,
+        "--warmup",
+        String(warmup ?? (quick ? 20_000 : 200_000)),
+      ],
+      finalStats: null,
+    });
+    runs.push({
+      relay: "carbon-c-relay",
+      tag: `carbon-c-relay-${cores}core`,
+      args: [
+        ...rb,
+        "--peer=carbon-c-relay",
+        `--workers=${ccrWorkers}`,
+        `--relay-args=${opts["ccr-args"]}`,
+        `--label=carbon-c-relay ${cores} core${cores > 1 ? "s" : ""}${labelSuffix}`,
+      ],
+      finalStats: null,
+    });
+  }
+  return { common, runs, checkHash: false };
+}
+
 function plan(s: Exclude<Scenario, "disk-replay" | "wire-in">): Plan {
   if (s === "disk-spill" || s === "disk-idle") return diskPlan(s);
+  if (s === "rate-15k" || s === "rate-10k" || s === "senders-2000") return fixedRatePlan(s);
+  if (s === "cores") return coresPlan();
   const routing: Routing = s.startsWith("broadcast")
     ? "broadcast"
     : s.startsWith("rules")
