@@ -1,11 +1,11 @@
 // Entry point of a relay worker process (see worker-pool.ts): one RelayProcess.
 
 import type net from "node:net";
-import { performance } from "node:perf_hooks";
 import { createLogger } from "../../common/logger.ts";
 import { handoffMessage, receivedCarry } from "../ingest/connection-handoff.ts";
 import { RelayProcess } from "./relay-process.ts";
 import type { FromWorker, ToWorker } from "./worker-messages.ts";
+import { CpuLoad } from "./worker-scaling.ts";
 
 const log = createLogger({
   bindings: { role: "relay", worker: Number(process.env["POLYMUR_WORKER_ID"]) },
@@ -57,11 +57,9 @@ async function handle(m: ToWorker): Promise<void> {
         onDestinationState: (report) => send({ t: "destination", report }),
       });
       await relay.listen();
-      let elu = performance.eventLoopUtilization();
+      const cpu = new CpuLoad();
       timer = setInterval(() => {
-        const now = performance.eventLoopUtilization();
-        const load = performance.eventLoopUtilization(now, elu).utilization;
-        elu = now;
+        const load = cpu.sample();
         if (relay !== null)
           send({ t: "stats", stats: relay.stats(), rejects: relay.recentRejects(), load });
       }, 1_000);

@@ -33,7 +33,7 @@ export type ToWorker =
 export type FromWorker =
   | { t: "ready" }
   | { t: "error"; message: string }
-  /** Every second; `load`: the event-loop utilization over that second (0-1). */
+  /** Every second; `load`: the share of a core it used over that second (CpuLoad). */
   | { t: "stats"; stats: PipelineStats; rejects: RejectSample[]; load: number }
   | HandoffMessage
   /** Points the worker's aggregate rules took: the primary aggregates them. */

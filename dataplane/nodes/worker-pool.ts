@@ -1,7 +1,6 @@
 import { type ChildProcess, fork } from "node:child_process";
 import type net from "node:net";
 import { extname } from "node:path";
-import { performance } from "node:perf_hooks";
 import { fileURLToPath } from "node:url";
 import type { DestinationStateLog } from "../../common/destination-state-log.ts";
 import type { Logger } from "../../common/logger.ts";
@@ -13,7 +12,7 @@ import type { KeyedPoints } from "../route/aggregation.ts";
 import type { RelayConfig } from "./relay-config.ts";
 import type { RelayProcess } from "./relay-process.ts";
 import type { FromWorker, ToWorker } from "./worker-messages.ts";
-import { WorkerScaling, type WorkerScalingSettings } from "./worker-scaling.ts";
+import { CpuLoad, WorkerScaling, type WorkerScalingSettings } from "./worker-scaling.ts";
 
 // Same extension as this module: .ts when run from source (tests), .js when compiled.
 const WORKER_ENTRY = fileURLToPath(
@@ -32,7 +31,7 @@ interface Worker {
    * (see inheritDisk).
    */
   inherited: Map<string, number>;
-  /** Event-loop utilization over its last second, as it reported it. */
+  /** The share of a core it used over its last second, as it reported it (CpuLoad). */
   load: number;
   /** Its "ready" came: it takes connections. */
   ready: boolean;
@@ -186,7 +185,7 @@ export class WorkerPool {
   readonly #dealt: DealtPool | null;
   readonly #scaling: WorkerScaling | null;
   #tick: NodeJS.Timeout | null = null;
-  #elu = performance.eventLoopUtilization();
+  #cpu = new CpuLoad();
   /** Where the next tie in deal() starts. */
   #turn = 0;
   /** A worker being started or retired: the scaling waits for it. */
@@ -230,7 +229,7 @@ export class WorkerPool {
     const n = this.#scaling === null ? this.#count : this.#scaling.min - 1;
     await Promise.all(Array.from({ length: n }, (_, i) => this.#spawn(i + 1)));
     if (this.#scaling !== null) {
-      this.#elu = performance.eventLoopUtilization();
+      this.#cpu = new CpuLoad();
       this.#tick = setInterval(() => this.#scale(), this.#scaling.tickMs);
       this.#tick.unref();
     }
@@ -313,9 +312,7 @@ export class WorkerPool {
     const scaling = this.#scaling;
     const primary = this.#dealt?.primary;
     if (scaling === null || primary === undefined || this.#stopping) return;
-    const now = performance.eventLoopUtilization();
-    const own = performance.eventLoopUtilization(now, this.#elu).utilization;
-    this.#elu = now;
+    const own = this.#cpu.sample();
     if (this.#changing) return;
     const live = this.#workers.filter((w) => w.ready && !w.retiring);
     const step = scaling.decide([own, ...live.map((w) => w.load)]);
