@@ -75,7 +75,6 @@ export class RelayNode {
         {
           primary: this.#primary,
           min: proc.workersMin,
-          retireDeadlineMs: proc.shutdownTimeoutSec * 1000,
           scaling: {
             downTicks: Math.max(
               1,

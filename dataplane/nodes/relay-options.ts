@@ -286,19 +286,19 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     name: "workers",
     type: "int",
     default: "0",
-    help: "Most processes the relay runs; 0 = one per available core. Above --workers-min they start while the load needs them and retire when it falls",
+    help: "Processes the relay runs; 0 = one per available core. Above --workers-min they stand by, and take connections while the load needs them",
   },
   {
     name: "workers-min",
     type: "int",
-    default: "1",
-    help: "Processes that run even when idle (1 to --workers; --workers-min = --workers runs them all from the start)",
+    default: "0",
+    help: "Processes dealt connections even when idle; 0 = --workers (all, from the start). 1 = the primary alone at low rates, the others while the load needs them",
   },
   {
     name: "workers-idle",
     type: "seconds",
     default: "60",
-    help: "How long the load must stay low enough for one fewer process before the newest worker retires",
+    help: "How long the load must stay low enough for one fewer process before the newest worker hands its connections back and stands by",
   },
   {
     name: "control-plane",
@@ -379,11 +379,11 @@ export interface RelayNodeOptions {
   metricsFlushSec: number;
   metricsPrefix: string;
   consoleOut: boolean;
-  /** Most processes (--workers). */
+  /** Processes (--workers). */
   workers: number;
-  /** Processes that run even when idle (--workers-min, at most `workers`). */
+  /** Processes dealt connections even when idle (--workers-min, at most `workers`). */
   workersMin: number;
-  /** Low load, in seconds, before the newest worker retires (--workers-idle). */
+  /** Low load, in seconds, before the newest worker stands by again (--workers-idle). */
   workersIdleSec: number;
   shutdownTimeoutSec: number;
   logLevel: string;
@@ -469,8 +469,8 @@ export function buildNodeOptions(o: RawOptions): RelayNodeOptions {
   const workers = getInt(o, "workers");
   const max = workers > 0 ? workers : availableParallelism();
   const min = getInt(o, "workers-min");
-  if (min < 1) {
-    throw new PolymurError(ErrorCode.Config, `--workers-min must be at least 1; got ${min}`);
+  if (min < 0) {
+    throw new PolymurError(ErrorCode.Config, `--workers-min must be 0 (all) or more; got ${min}`);
   }
   const controlPlane = getString(o, "control-plane");
   if (controlPlane !== "") {
@@ -501,7 +501,7 @@ export function buildNodeOptions(o: RawOptions): RelayNodeOptions {
     metricsPrefix: getString(o, "metrics-prefix") || `polymur.${hostname().split(".")[0]}`,
     consoleOut: getBool(o, "console-out"),
     workers: max,
-    workersMin: Math.min(min, max),
+    workersMin: min === 0 ? max : Math.min(min, max),
     workersIdleSec: getSeconds(o, "workers-idle"),
     shutdownTimeoutSec: getSeconds(o, "shutdown-timeout"),
     logLevel: getString(o, "log-level"),

@@ -72,16 +72,16 @@ async function handle(m: ToWorker): Promise<void> {
     case "share":
       relay?.setShare(m.share);
       return;
+    case "handBack":
+      // Standing by: its senders go on in the primary.
+      for (const h of relay?.listener.release(1) ?? []) {
+        process.send?.(handoffMessage(h), h.socket, { keepOpen: false }, (err: Error | null) => {
+          if (err !== null) log.error({ err }, "a sender connection could not be handed back");
+        });
+      }
+      return;
     case "shutdown": {
       if (timer !== null) clearInterval(timer);
-      // A retired worker's senders go on, in the primary.
-      if (m.handBack && relay !== null) {
-        for (const h of relay.listener.release(1)) {
-          process.send?.(handoffMessage(h), h.socket, { keepOpen: false }, (err: Error | null) => {
-            if (err !== null) log.error({ err }, "a sender connection could not be handed back");
-          });
-        }
-      }
       const undelivered = relay === null ? {} : await relay.shutdown(m.deadlineMs);
       if (relay !== null) send({ t: "stats", stats: relay.stats(), rejects: [], load: 0 });
       process.send?.({ t: "done", undelivered } satisfies FromWorker, () => process.exit(0));

@@ -28,8 +28,9 @@ export type ToWorker =
   /** The relay runs more or fewer processes: this one's new share of the queue bounds. */
   | { t: "share"; share: number }
   | HandoffMessage
-  /** `handBack`: first send every connection that can move back to the primary (a retired worker). */
-  | { t: "shutdown"; deadlineMs: number; handBack: boolean };
+  /** Stand by: send every connection that can move back to the primary. */
+  | { t: "handBack" }
+  | { t: "shutdown"; deadlineMs: number };
 export type FromWorker =
   | { t: "ready" }
   | { t: "error"; message: string }

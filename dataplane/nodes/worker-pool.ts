@@ -35,23 +35,25 @@ interface Worker {
   load: number;
   /** Its "ready" came: it takes connections. */
   ready: boolean;
-  /** Being retired: it takes no connections and its exit is no death. */
-  retiring: boolean;
+  /**
+   * It takes connections. In dealt mode a worker runs from the start but
+   * stands by, dealt nothing, until the load needs it (#grow).
+   */
+  active: boolean;
   /** Connections dealt to it since its last report (which counts them). */
   dealt: number;
 }
 
 /**
  * A relay whose primary deals the connections (RelayNode): the primary's
- * pipeline, which keeps what it is dealt and takes back what retired workers
- * hand back; at least `min` processes in all (the primary counts) run at
- * any time, more while the load needs them (worker-scaling.ts).
+ * pipeline, which keeps what it is dealt and takes back what workers that
+ * stand by again hand back; `min` processes in all (the primary counts)
+ * take connections at any time, more while the load needs them
+ * (worker-scaling.ts). Every worker runs from the start.
  */
 export interface DealtPool {
   primary: RelayProcess;
   min: number;
-  /** How long a retired worker has to deliver what it holds (--shutdown-timeout). */
-  retireDeadlineMs: number;
   scaling?: Partial<WorkerScalingSettings>;
 }
 
@@ -188,8 +190,6 @@ export class WorkerPool {
   #cpu = new CpuLoad();
   /** Where the next tie in deal() starts. */
   #turn = 0;
-  /** A worker being started or retired: the scaling waits for it. */
-  #changing = false;
 
   readonly #onAggregate: (points: KeyedPoints) => void;
   readonly #states: DestinationStateLog | null;
@@ -226,8 +226,11 @@ export class WorkerPool {
   async start(port: number, picklePort: number | null = null): Promise<void> {
     this.#port = port;
     this.#picklePort = picklePort;
-    const n = this.#scaling === null ? this.#count : this.#scaling.min - 1;
-    await Promise.all(Array.from({ length: n }, (_, i) => this.#spawn(i + 1)));
+    await Promise.all(Array.from({ length: this.#count }, (_, i) => this.#spawn(i + 1)));
+    // Dealt mode: --workers-min processes take connections from the start.
+    const min = this.#scaling?.min ?? this.#count + 1;
+    for (const w of this.#workers) if (w.id < min) w.active = true;
+    if (this.#dealt !== null) this.#reshare(this.#dealt.primary);
     if (this.#scaling !== null) {
       this.#cpu = new CpuLoad();
       this.#tick = setInterval(() => this.#scale(), this.#scaling.tickMs);
@@ -237,7 +240,7 @@ export class WorkerPool {
 
   /** How many processes run now, the primary included. */
   get running(): number {
-    return 1 + this.#workers.filter((w) => !w.retiring).length;
+    return 1 + this.#workers.filter((w) => w.active).length;
   }
 
   /**
@@ -250,7 +253,7 @@ export class WorkerPool {
     if (primary === undefined) return false;
     // Ties go round: connections that open and close one after another
     // would otherwise all stay with the first process.
-    const live = this.#workers.filter((w) => w.ready && !w.retiring);
+    const live = this.#workers.filter((w) => w.ready && w.active);
     this.#turn = (this.#turn + 1) % (live.length + 1);
     let best: Worker | null = null;
     let fewest = Number.POSITIVE_INFINITY;
@@ -289,7 +292,7 @@ export class WorkerPool {
     this.#share = 1 / this.running;
     this.#primaryShare(primary);
     for (const w of this.#workers) {
-      if (!w.retiring) w.child.send({ t: "share", share: this.#share } satisfies ToWorker, noop);
+      w.child.send({ t: "share", share: this.#share } satisfies ToWorker, noop);
     }
   }
 
@@ -313,71 +316,57 @@ export class WorkerPool {
     const primary = this.#dealt?.primary;
     if (scaling === null || primary === undefined || this.#stopping) return;
     const own = this.#cpu.sample();
-    if (this.#changing) return;
-    const live = this.#workers.filter((w) => w.ready && !w.retiring);
+    const live = this.#workers.filter((w) => w.ready && w.active);
     const step = scaling.decide([own, ...live.map((w) => w.load)]);
     this.#primaryShare(primary);
-    if (step > 0) void this.#grow(primary);
+    if (step > 0) this.#grow(primary);
     else if (step < 0) this.#shrink(live);
   }
 
   /**
-   * Starts the lowest free worker id, then moves its share of the
-   * primary's connections to it (the fastest senders spread evenly).
+   * Gives the lowest standby worker connections: its share of the
+   * primary's (the fastest senders spread evenly) and, from now on, its turn
+   * in deal(). It runs already, so it takes them at once.
    */
-  async #grow(primary: RelayProcess): Promise<void> {
-    const used = new Set(this.#workers.map((w) => w.id));
-    let id = 1;
-    while (used.has(id)) id++;
-    if (id > this.#count) return;
-    this.#changing = true;
-    try {
-      await this.#spawn(id);
-      const w = this.#workers.find((x) => x.id === id);
-      if (w === undefined || this.#stopping) return;
-      this.#reshare(primary);
-      const moved = primary.listener.release(1 / this.running);
-      for (const h of moved) this.#send(w, h);
-      this.#log.info(
-        { worker: id, processes: this.running, moved: moved.length },
-        `load: relay worker ${id} started, ${moved.length} sender connections moved to it`,
-      );
-    } catch (err) {
-      this.#log.error({ err, worker: id }, "relay worker could not be started");
-    } finally {
-      this.#changing = false;
-      this.#scaling?.reset();
-    }
+  #grow(primary: RelayProcess): void {
+    const w = this.#workers
+      .filter((x) => x.ready && !x.active)
+      .reduce<Worker | null>((a, b) => (a === null || b.id < a.id ? b : a), null);
+    if (w === null) return;
+    w.active = true;
+    this.#reshare(primary);
+    const moved = primary.listener.release(1 / this.running);
+    for (const h of moved) this.#send(w, h);
+    this.#scaling?.reset();
+    this.#log.info(
+      { worker: w.id, processes: this.running, moved: moved.length },
+      `load: relay worker ${w.id} takes sender connections, ${moved.length} moved to it`,
+    );
   }
 
   /**
-   * Retires the newest worker if it can go without loss: nothing queued
-   * (its last report) and no TLS connection (a TLS session cannot move).
-   * It hands its connections back to the primary, drains and exits.
+   * The newest active worker stands by again, if it can without loss: it
+   * holds nothing queued (its last report) and no TLS connection (a TLS
+   * session cannot move). It hands its connections back to the primary and
+   * is dealt nothing more; it keeps running, ready for the next rise.
    */
   #shrink(live: Worker[]): void {
     const primary = this.#dealt?.primary;
     const w = live.reduce<Worker | null>((a, b) => (a === null || b.id > a.id ? b : a), null);
     const s = w?.stats;
-    if (w === null || w === undefined || s === null || s === undefined) return;
+    if (primary === undefined || w === null || w === undefined || s === null || s === undefined)
+      return;
     const queued = s.destinations.some((d) => d.queuedLines > 0);
     const tls = (s.listeners ?? []).some((l) => l.transport === "tls" && l.connections > 0);
     if (queued || tls) return;
-    this.#changing = true;
-    w.retiring = true;
-    void this.#stop(w, this.#dealt?.retireDeadlineMs ?? 0, true).then((undelivered) => {
-      this.#workers = this.#workers.filter((x) => x !== w);
-      this.#states?.forget(w.id);
-      if (w.stats !== null) this.#retired.push(w.stats);
-      if (primary !== undefined) this.#reshare(primary);
-      const n = total(undelivered);
-      this.#log.info(
-        { worker: w.id, processes: this.running, undelivered },
-        `load: relay worker ${w.id} retired, its senders moved to the primary${n === 0 ? "" : `; ${n} datapoints it could not deliver by the deadline are counted as undelivered`}`,
-      );
-      this.#changing = false;
-      this.#scaling?.reset();
-    });
+    w.active = false;
+    w.child.send({ t: "handBack" } satisfies ToWorker, noop);
+    this.#reshare(primary);
+    this.#scaling?.reset();
+    this.#log.info(
+      { worker: w.id, processes: this.running },
+      `load: relay worker ${w.id} hands its sender connections back to the primary and stands by`,
+    );
   }
 
   #spawn(id: number): Promise<void> {
@@ -394,14 +383,14 @@ export class WorkerPool {
       inherited: new Map(),
       load: 0,
       ready: false,
-      retiring: false,
+      active: this.#dealt === null,
       dealt: 0,
     };
     this.#workers.push(w);
     return new Promise<void>((resolve, reject) => {
       child.on("message", (m: FromWorker, socket?: net.Socket) => {
         if (m.t === "conn") {
-          // A retiring worker's sender: the primary goes on with it.
+          // A sender of a worker that stands by again: the primary goes on with it.
           if (socket === undefined) return;
           const primary = this.#dealt?.primary;
           if (primary === undefined) socket.destroy();
@@ -423,9 +412,8 @@ export class WorkerPool {
         }
       });
       child.once("exit", (code, signal) => {
-        // During a shutdown, shutdown() accounts for every worker; a
-        // retired one, #shrink.
-        if (this.#stopping || w.retiring) return;
+        // During a shutdown, shutdown() accounts for every worker.
+        if (this.#stopping) return;
         this.#workers = this.#workers.filter((x) => x !== w);
         this.#states?.forget(id);
         const lost = w.stats === null ? {} : retireStats(w.stats, "worker_died");
@@ -498,7 +486,7 @@ export class WorkerPool {
     return Promise.all(this.#workers.map((w) => this.#stop(w, deadlineMs)));
   }
 
-  #stop(w: Worker, deadlineMs: number, handBack = false): Promise<Record<string, number>> {
+  #stop(w: Worker, deadlineMs: number): Promise<Record<string, number>> {
     return new Promise((resolve) => {
       let result: Record<string, number> | null = null;
       let kill: NodeJS.Timeout | undefined;
@@ -526,7 +514,7 @@ export class WorkerPool {
       kill = setTimeout(() => w.child.kill("SIGKILL"), deadlineMs + 5_000);
       kill.unref();
       // A closed channel (the worker is exiting) is no error: "exit" accounts for it.
-      w.child.send({ t: "shutdown", deadlineMs, handBack } satisfies ToWorker, noop);
+      w.child.send({ t: "shutdown", deadlineMs } satisfies ToWorker, noop);
     });
   }
 }

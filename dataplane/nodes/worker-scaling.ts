@@ -4,11 +4,11 @@ import { performance } from "node:perf_hooks";
 export const WORKER_SCALING_DEFAULTS = {
   /** How often the processes' loads are looked at (ms). */
   tickMs: 500,
-  /** Start one more process when the running ones use, on average, this share of a core (CpuLoad)... */
+  /** One more process takes connections when those that do use, on average, this share of a core (CpuLoad)... */
   upLoad: 0.5,
-  /** ...for this many ticks in a row (2 s: a burst of connections is no load). */
-  upTicks: 4,
-  /** Retire one when the others could carry all of the load at this share of a core each... */
+  /** ...for this many ticks in a row (1 s). */
+  upTicks: 2,
+  /** One stands by again when the others could carry all of the load at this share of a core each... */
   downLoad: 0.25,
   /** ...for this many ticks in a row (60 s; --workers-idle sets it). */
   downTicks: 120,
@@ -19,17 +19,17 @@ export type WorkerScalingSettings = {
 };
 
 /**
- * When a relay runs one more, or one fewer, process: from the event-loop
- * CPU each running process uses (CpuLoad: the share of a core), looked at
- * every tick. At low rates one
- * process does the work, so the relay pays for one event loop and one set of
- * destination connections (a second process costs about as much CPU again
- * at 15,000 datapoints/s, and 70 MiB); when the running processes are busy
- * on average (upLoad) for upTicks ticks, one more starts, up to `max`; when
- * the load would keep one fewer under downLoad for downTicks ticks (a
- * minute), the newest is retired, down to `min`. The two thresholds are far
- * apart so that a load near one of them does not start and stop processes
- * in turn.
+ * When one more of a relay's processes takes connections, or one fewer:
+ * from the CPU each process that takes them uses (CpuLoad: the share of a
+ * core), looked at every tick. At low rates one process does the work, so
+ * the relay pays for one busy event loop and one set of busy destination
+ * connections (a second process dealt half the senders cost about as much
+ * CPU again at 15,000 datapoints/s). When those processes are busy on
+ * average (upLoad) for upTicks ticks, one more takes connections, up to
+ * `max`; when the load would keep one fewer under downLoad for downTicks
+ * ticks (a minute), the newest stands by again, down to `min`. The two
+ * thresholds are far apart so that a load near one of them does not move
+ * connections back and forth.
  */
 export class WorkerScaling {
   readonly #min: number;

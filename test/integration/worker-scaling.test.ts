@@ -75,7 +75,7 @@ class Sender {
 }
 
 describe("worker processes follow the load", () => {
-  it("a worker starts under load and takes connections while they send; it retires when the load falls and its senders go on in the primary; every line arrives once", async () => {
+  it("a worker takes connections under load while they send; it stands by again when the load falls and its senders go on in the primary; every line arrives once", async () => {
     const sink = new CountingSink();
     const dest = await sink.start();
     cleanup.push(() => new Promise((r) => sink.server.close(r)));
@@ -85,6 +85,8 @@ describe("worker processes follow the load", () => {
       dest,
       "--workers",
       "2",
+      "--workers-min",
+      "1",
       "--workers-idle",
       "2",
       // The sink shares the machine with the sender: under drop-oldest a
@@ -102,10 +104,10 @@ describe("worker processes follow the load", () => {
     });
     await Promise.all(senders.map((s) => new Promise((r) => s.socket.once("connect", r))));
 
-    // As fast as the relay takes them, until a worker starts, and a second more.
+    // As fast as the relay takes them, until a worker takes some, and a while more.
     let started: Record<string, unknown> | null = null;
     void relay
-      .waitForLog((l) => /^load: relay worker 1 started/.test(l.msg), 60_000)
+      .waitForLog((l) => /^load: relay worker 1 takes sender connections/.test(l.msg), 60_000)
       .then((l) => {
         started = l;
       });
@@ -120,9 +122,9 @@ describe("worker processes follow the load", () => {
     const sentBefore = senders.reduce((a, s) => a + s.next, 0);
     await until("every line sent so far delivered", () => sink.total() >= sentBefore, 60_000);
 
-    // Quiet: the worker hands its connections back and retires.
+    // Quiet: the worker hands its connections back and stands by.
     const retired = await relay.waitForLog(
-      (l) => /^load: relay worker 1 retired/.test(l.msg),
+      (l) => /^load: relay worker 1 hands its sender connections back/.test(l.msg),
       30_000,
     );
     expect(retired["processes"]).toBe(1);
