@@ -281,7 +281,9 @@ describe("mutual TLS (--tls-client-ca) with real TLS clients", () => {
     const s = await waitForStats(
       p,
       (x) =>
-        plain(x).tlsRejectedBy!.client_cert_refused === 2 && plain(x).tlsRejectedBy!.not_tls === 1,
+        plain(x).tlsRejectedBy!.client_cert_refused === 2 &&
+        plain(x).tlsRejectedBy!.not_tls === 1 &&
+        plain(x).accepted === all.length,
     );
     await new Promise((r) => setTimeout(r, 300));
     expect(out.lines.sort()).toEqual([...all].sort());
