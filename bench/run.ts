@@ -688,6 +688,15 @@ function shownPath(file: string): string {
   return file.startsWith(REPO + path.sep) ? path.relative(REPO, file) : file;
 }
 
+/** A driver's own results file (disk-replay, wire-in): appended to the scenario's, and reported. */
+function keepResults(s: Scenario, tmp: string, resultsFile: string, reportFiles: string[]): void {
+  if (fs.existsSync(tmp)) {
+    fs.appendFileSync(resultsFile, portablePaths(fs.readFileSync(tmp, "utf8")));
+    reportFiles.push(tmp);
+  }
+  console.error(`bench: ${s}: results appended to ${shownPath(resultsFile)}`);
+}
+
 async function main(): Promise<number> {
   const rb = installRelaybench(locateRelaybench());
   requireTool(PYTHON, ["--version"], "relaybench is a Python 3 script");
@@ -754,11 +763,7 @@ async function main(): Promise<number> {
         stopped: () => interrupted,
       });
       replaying = false;
-      if (fs.existsSync(tmp)) {
-        fs.appendFileSync(resultsFile, portablePaths(fs.readFileSync(tmp, "utf8")));
-        reportFiles.push(tmp);
-      }
-      console.error(`bench: ${s}: results appended to ${shownPath(resultsFile)}`);
+      keepResults(s, tmp, resultsFile, reportFiles);
       if (interrupted) break;
       continue;
     }
@@ -792,11 +797,7 @@ async function main(): Promise<number> {
         stopped: () => interrupted,
       });
       replaying = false;
-      if (fs.existsSync(tmp)) {
-        fs.appendFileSync(resultsFile, portablePaths(fs.readFileSync(tmp, "utf8")));
-        reportFiles.push(tmp);
-      }
-      console.error(`bench: ${s}: results appended to ${shownPath(resultsFile)}`);
+      keepResults(s, tmp, resultsFile, reportFiles);
       if (interrupted) break;
       continue;
     }

@@ -522,11 +522,6 @@ export class LineListener {
     }
   }
 
-  /** Open sender connections. */
-  get connectionCount(): number {
-    return this.#sockets.size;
-  }
-
   get paused(): boolean {
     return this.#paused;
   }

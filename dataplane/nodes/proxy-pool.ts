@@ -9,6 +9,7 @@ import type { ProxyStats } from "../link/proxy/proxy-stats.ts";
 import type { PipelineStats } from "../observe/pipeline-stats.ts";
 import type { ProxyOptions } from "./proxy-options.ts";
 import type { FromProxyWorker, ToProxyWorker } from "./proxy-worker-messages.ts";
+import { stopWorker } from "./worker-stop.ts";
 
 // Same extension as this module: .ts when run from source (tests), .js when compiled.
 const WORKER_ENTRY = fileURLToPath(
@@ -212,18 +213,15 @@ export class ProxyPool {
   }
 
   #stop(w: Worker, graceful: boolean, deadline: number): Promise<ExitReport> {
-    return new Promise((resolve) => {
-      let result: ExitReport | null = null;
-      let kill: NodeJS.Timeout | undefined;
-      w.child.on("message", (m: FromProxyWorker) => {
-        if (m.t === "done") result = m.exit;
-      });
-      const exited = (): void => {
-        clearTimeout(kill);
-        if (result !== null) {
-          resolve(result);
-          return;
-        }
+    return stopWorker(
+      w.child,
+      { t: "shutdown", graceful, deadline } satisfies ToProxyWorker,
+      Math.max(0, deadline - Date.now()) + 5_000,
+      (m) => {
+        const p = m as FromProxyWorker;
+        return p.t === "done" ? p.exit : null;
+      },
+      () => {
         const spooled = this.#options.spoolDir !== null;
         const lost = w.report === null ? 0 : retireProxyStats(w.report, spooled);
         const kept = w.report?.proxy.pendingLines ?? 0;
@@ -231,22 +229,11 @@ export class ProxyPool {
           { worker: w.id, lost, reason: "worker_died", kept },
           `proxy worker ${w.id} exited without its shutdown report (killed, or hung past the deadline); ${lost} datapoints it last held in memory only are counted as lost (worker_died)`,
         );
-        resolve({
+        return {
           kept: { batches: w.report?.proxy.pendingBatches ?? 0, lines: kept },
           lost: { batches: 0, lines: lost, reason: "worker_died" },
-        });
-      };
-      if (w.child.exitCode !== null || w.child.signalCode !== null) {
-        exited();
-        return;
-      }
-      w.child.once("exit", exited);
-      kill = setTimeout(() => w.child.kill("SIGKILL"), Math.max(0, deadline - Date.now()) + 5_000);
-      kill.unref();
-      // A closed channel (the worker is exiting) is no error: "exit" accounts for it.
-      w.child.send({ t: "shutdown", graceful, deadline } satisfies ToProxyWorker, noop);
-    });
+        };
+      },
+    );
   }
 }
-
-function noop(): void {}

@@ -13,6 +13,7 @@ import type { RelayConfig } from "./relay-config.ts";
 import type { RelayProcess } from "./relay-process.ts";
 import type { FromWorker, ToWorker } from "./worker-messages.ts";
 import { CpuLoad, WorkerScaling, type WorkerScalingSettings } from "./worker-scaling.ts";
+import { stopWorker } from "./worker-stop.ts";
 
 // Same extension as this module: .ts when run from source (tests), .js when compiled.
 const WORKER_ENTRY = fileURLToPath(
@@ -472,35 +473,23 @@ export class WorkerPool {
   }
 
   #stop(w: Worker, deadlineMs: number): Promise<Record<string, number>> {
-    return new Promise((resolve) => {
-      let result: Record<string, number> | null = null;
-      let kill: NodeJS.Timeout | undefined;
-      w.child.on("message", (m: FromWorker) => {
-        if (m.t === "done") result = m.undelivered;
-      });
-      const exited = (): void => {
-        clearTimeout(kill);
-        if (result !== null) {
-          resolve(result);
-          return;
-        }
+    return stopWorker(
+      w.child,
+      { t: "shutdown", deadlineMs } satisfies ToWorker,
+      deadlineMs + 5_000,
+      (m) => {
+        const f = m as FromWorker;
+        return f.t === "done" ? f.undelivered : null;
+      },
+      () => {
         const lost = w.stats === null ? {} : retireStats(w.stats, "undelivered");
         this.#log.error(
           { worker: w.id, undelivered: lost },
           `relay worker ${w.id} exited without its shutdown report (killed, or hung past the deadline); its last known queue, ${total(lost)} datapoints, is counted as undelivered`,
         );
-        resolve(lost);
-      };
-      if (w.child.exitCode !== null || w.child.signalCode !== null) {
-        exited();
-        return;
-      }
-      w.child.once("exit", exited);
-      kill = setTimeout(() => w.child.kill("SIGKILL"), deadlineMs + 5_000);
-      kill.unref();
-      // A closed channel (the worker is exiting) is no error: "exit" accounts for it.
-      w.child.send({ t: "shutdown", deadlineMs } satisfies ToWorker, noop);
-    });
+        return lost;
+      },
+    );
   }
 }
 
