@@ -23,6 +23,8 @@ import {
   FIXED_RATE,
   type FixedRateScenario,
   fixedRateArgs,
+  SETTLE_SECONDS,
+  settleWarmup,
 } from "./rate/fixed-rate.ts";
 import { runWireIn } from "./wire/wire-in.ts";
 
@@ -73,7 +75,8 @@ scenarios (each runs polymur and carbon-c-relay):
   hash-max         as fast as possible, carbon_ch hash to 3, 5M lines
   hash-check       100000 lines at 10000/s, --check-hash: do polymur and carbon-c-relay
                    send every name to the same destination? (exit 1 if not)
-  idle             5000 idle connections, hash to 3: RSS per connection, idle CPU
+  idle             5000 idle connections, hash to 3: RSS per connection, idle CPU (polymur idle
+                   for ${SETTLE_SECONDS} s before they connect)
   rules-sweep      highest lossless rate, both relays running bench/rules/realistic.conf
                    (30 rules, 3 carbon_ch clusters over the 3 sinks, rewrites, an aggregation;
                    polymur hi 2M, carbon-c-relay hi 500k)
@@ -89,9 +92,9 @@ scenarios (each runs polymur and carbon-c-relay):
   wire-in          the cost of the input protocol, broadcast to 1, 50 conns, own sender (bench/wire/):
                    polymur plaintext, TLS, pickle, pickle over TLS; carbon-c-relay plaintext and
                    ssl; as fast as possible (5M lines) and at 100000 dp/s (1M lines)
-  rate-15k         ${FIXED_RATE["rate-15k"].what}, 30 s
-  rate-10k         ${FIXED_RATE["rate-10k"].what}, 30 s
-  senders-2000     ${FIXED_RATE["senders-2000"].what}, 30 s
+  rate-15k         ${FIXED_RATE["rate-15k"].what}, 30 s after polymur's ${SETTLE_SECONDS} s warm-up
+  rate-10k         ${FIXED_RATE["rate-10k"].what}, 30 s after the warm-up
+  senders-2000     ${FIXED_RATE["senders-2000"].what}, 30 s after the warm-up
   cores            broadcast-max with the relay pinned to 1 core (gen and sinks on the other),
                    then on both cores (shared with gen and sinks)
   all              all of the above, in this order
@@ -113,7 +116,8 @@ options:
   --polymur-args "..."    extra polymur relay flags (relaybench placeholders allowed)
   --ccr-workers N         carbon-c-relay -w (default 2)
   --ccr-args "..."        carbon-c-relay flags (default "-q 1000000")
-  --warmup N              polymur warm-up lines (default 200000 for *-max, 20000 per sweep probe)
+  --warmup N              polymur warm-up lines (default 200000 for *-max, 20000 per sweep probe,
+                          the rate × ${SETTLE_SECONDS} s at a fixed rate)
   --probe-seconds S       seconds of traffic per sweep probe (default 8)
   --wait-quiet S          before each run, wait up to S s for the machine to be quiet
   --rb-args "..."         more relaybench options, e.g. "--relay-cpus 1 --load-cpus 0"
@@ -377,6 +381,7 @@ function fixedRatePlan(s: FixedRateScenario): Plan {
         args: [
           `--relay-cmd=${polymurTemplate(f.mode)}`,
           `--label=polymur -w${polymurWorkers}${labelSuffix}`,
+          ...(warmup === undefined ? settleWarmup(s, quick) : ["--warmup", String(warmup)]),
         ],
         finalStats: null,
       },
@@ -495,6 +500,10 @@ function plan(s: Exclude<Scenario, "disk-replay" | "wire-in">): Plan {
     case "idle":
       common.push("--idle-conns", quick ? "300" : "5000", ...r(3));
       if (quick) common.push("--idle-hold", "1");
+      // The senders connect to a relay that has run idle for SETTLE_SECONDS,
+      // as they find one that runs for days: its workers the load does not
+      // need have retired (--workers-idle).
+      else polymur.push("--settle", String(SETTLE_SECONDS));
       break;
   }
   if (waitQuiet !== undefined) common.push("--wait-quiet", String(waitQuiet));

@@ -5,6 +5,19 @@
  * (every connection writes its share every 10 ms).
  */
 
+import { RELAY_OPTIONS } from "../../dataplane/nodes/relay-options.ts";
+
+/**
+ * Seconds of warm-up traffic, at the scenario's rate, before polymur's
+ * measured run: its --workers-idle default and 10 s more. Every relay
+ * process runs from the start, and the workers the load does not need
+ * retire after --workers-idle, so the measured run sees the process count a
+ * relay settles into at that rate, as it runs for days (carbon-c-relay's
+ * threads do not change with the load: it needs none).
+ */
+export const SETTLE_SECONDS =
+  Number(RELAY_OPTIONS.find((o) => o.name === "workers-idle")?.default ?? 60) + 10;
+
 /** A fixed-rate workload: topology, sender connections, datapoints/s, seconds of traffic. */
 export interface FixedRate {
   mode: "broadcast" | "hash";
@@ -48,6 +61,11 @@ export const FIXED_RATE = {
 } as const satisfies Record<string, FixedRate>;
 
 export type FixedRateScenario = keyof typeof FIXED_RATE;
+
+/** polymur's relaybench --warmup for a fixed-rate scenario: SETTLE_SECONDS at its rate (--quick: none). */
+export function settleWarmup(s: FixedRateScenario, quick: boolean): string[] {
+  return quick ? [] : ["--warmup", String(FIXED_RATE[s].rate * SETTLE_SECONDS)];
+}
 
 /** relaybench options of a fixed-rate scenario (--quick: 3 s of traffic). */
 export function fixedRateArgs(s: FixedRateScenario, quick: boolean): string[] {

@@ -8,6 +8,7 @@ import { DedupClient } from "../link/gateway/dedup-client.ts";
 import { DedupTable } from "../link/gateway/dedup-table.ts";
 import type { FromGatewayWorker, ToGatewayWorker, WireKey } from "./gateway-messages.ts";
 import { GatewayProcess } from "./gateway-process.ts";
+import { HeapTrim } from "./heap-trim.ts";
 
 const id = Number(process.env["POLYMUR_WORKER_ID"]);
 let log = createLogger({ bindings: { role: "gateway", worker: id } });
@@ -74,6 +75,8 @@ async function handle(m: ToGatewayWorker): Promise<void> {
           gateway: g.counters.snapshot(),
         });
       }, 1_000);
+      // Idle, it gives its unused heap back (heap-trim.ts); the timer does not hold it open.
+      new HeapTrim().start();
       send({ t: "ready" });
       return;
     }

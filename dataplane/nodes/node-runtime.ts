@@ -4,6 +4,7 @@ import type { RejectSample } from "../ingest/reject-log.ts";
 import { datapointTotals, type PipelineStats } from "../observe/pipeline-stats.ts";
 import { SelfMetrics } from "../observe/self-metrics.ts";
 import { startStatsEndpoint } from "../observe/stats-server.ts";
+import { HeapTrim } from "./heap-trim.ts";
 
 /** How often a node logs what it received. */
 export const HEARTBEAT_MS = 5_000;
@@ -45,6 +46,7 @@ export class NodeRuntime {
   #server: http.Server | null = null;
   #timers: NodeJS.Timeout[] = [];
   #ready = false;
+  #trim: HeapTrim | null = null;
   #lastReceived = 0;
   #lastLoggedAt = Number.NEGATIVE_INFINITY;
   /** The stats endpoint's bound port; null when off (or its default port was taken). */
@@ -71,9 +73,13 @@ export class NodeRuntime {
     this.statsPort = stats?.port ?? null;
   }
 
-  /** The node takes traffic: /readyz answers 200; the heartbeat and self-metrics start. */
+  /**
+   * The node takes traffic: /readyz answers 200; the heartbeat, self-metrics
+   * and the idle heap trim (heap-trim.ts) start.
+   */
   ready(): void {
     this.#ready = true;
+    this.#trim = new HeapTrim().start();
     this.every(HEARTBEAT_MS, () => this.#heartbeat());
     const m = this.#o.selfMetrics;
     if (m !== undefined && m.flushSec > 0) {
@@ -113,6 +119,7 @@ export class NodeRuntime {
   /** The node is draining: /readyz answers 503; timers stop. */
   stop(): void {
     this.#ready = false;
+    this.#trim?.stop();
     for (const t of this.#timers) clearInterval(t);
     this.#timers = [];
   }

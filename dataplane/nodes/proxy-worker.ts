@@ -1,6 +1,7 @@
 // Entry point of a proxy worker process (see proxy-pool.ts): one ProxyProcess.
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
 import { createLogger, type Logger } from "../../common/logger.ts";
+import { HeapTrim } from "./heap-trim.ts";
 import { ProxyProcess } from "./proxy-process.ts";
 import type { FromProxyWorker, ToProxyWorker } from "./proxy-worker-messages.ts";
 
@@ -77,6 +78,8 @@ async function handle(m: ToProxyWorker): Promise<void> {
       );
       timer = setInterval(report, 1_000);
       report();
+      // Idle, it gives its unused heap back (heap-trim.ts); the timer does not hold it open.
+      new HeapTrim().start();
       send({ t: "ready" });
       return;
     }

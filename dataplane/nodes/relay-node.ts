@@ -50,10 +50,10 @@ export class RelayNode {
     const workers = proc.consoleOut ? 1 : proc.workers;
     // Destination state changes of every process, logged once for the group.
     const states = new DestinationStateLog(log);
-    // Each running process holds its share of the queue bounds: at first the
-    // --workers-min processes run (worker-pool.ts gives new shares as more
-    // start or retire).
-    const running = Math.max(1, Math.min(workers, proc.workersMin));
+    // Each process taking connections holds its share of the queue bounds:
+    // at first every process does (worker-pool.ts gives new shares as
+    // workers retire or start again).
+    const running = workers;
     this.#primary = new RelayProcess(config, log, {
       share: 1 / running,
       process: { index: 0, count: workers },

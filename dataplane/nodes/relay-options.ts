@@ -286,19 +286,19 @@ export const RELAY_OPTIONS: readonly OptionSpec[] = [
     name: "workers",
     type: "int",
     default: "0",
-    help: "Processes the relay runs; 0 = one per available core. Above --workers-min they stand by, and take connections while the load needs them",
+    help: "Processes the relay runs at most; 0 = one per available core. All run from the start; above --workers-min they retire while the load is low and start again when it needs them",
   },
   {
     name: "workers-min",
     type: "int",
-    default: "0",
-    help: "Processes dealt connections even when idle; 0 = --workers (all, from the start). 1 = the primary alone at low rates, the others while the load needs them",
+    default: "1",
+    help: "Processes that run even when idle; 0 = --workers (all, always). 1 = the primary alone at low rates, the others while the load needs them",
   },
   {
     name: "workers-idle",
     type: "seconds",
     default: "60",
-    help: "How long the load must stay low enough for one fewer process before the newest worker hands its connections back and stands by",
+    help: "How long the load must stay low enough for one fewer process before the newest worker hands its connections back and retires",
   },
   {
     name: "control-plane",
@@ -381,9 +381,9 @@ export interface RelayNodeOptions {
   consoleOut: boolean;
   /** Processes (--workers). */
   workers: number;
-  /** Processes dealt connections even when idle (--workers-min, at most `workers`). */
+  /** Processes that run even when idle (--workers-min, at most `workers`). */
   workersMin: number;
-  /** Low load, in seconds, before the newest worker stands by again (--workers-idle). */
+  /** Low load, in seconds, before the newest worker retires (--workers-idle). */
   workersIdleSec: number;
   shutdownTimeoutSec: number;
   logLevel: string;

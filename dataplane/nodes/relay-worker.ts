@@ -1,8 +1,10 @@
 // Entry point of a relay worker process (see worker-pool.ts): one RelayProcess.
 
 import type net from "node:net";
+import { setTimeout as sleep } from "node:timers/promises";
 import { createLogger } from "../../common/logger.ts";
 import { handoffMessage, receivedCarry } from "../ingest/connection-handoff.ts";
+import { HeapTrim } from "./heap-trim.ts";
 import { RelayProcess } from "./relay-process.ts";
 import type { FromWorker, ToWorker } from "./worker-messages.ts";
 import { CpuLoad } from "./worker-scaling.ts";
@@ -63,6 +65,8 @@ async function handle(m: ToWorker): Promise<void> {
         if (relay !== null)
           send({ t: "stats", stats: relay.stats(), rejects: relay.recentRejects(), load });
       }, 1_000);
+      // Idle, it gives its unused heap back (heap-trim.ts); the timer does not hold it open.
+      new HeapTrim().start();
       send({ t: "ready" });
       return;
     }
@@ -72,19 +76,39 @@ async function handle(m: ToWorker): Promise<void> {
     case "share":
       relay?.setShare(m.share);
       return;
-    case "handBack":
-      // Standing by: its senders go on in the primary.
+    case "retire": {
+      // Its senders go on in the primary; it leaves once it holds nothing.
       for (const h of relay?.listener.release(1) ?? []) {
         process.send?.(handoffMessage(h), h.socket, { keepOpen: false }, (err: Error | null) => {
           if (err !== null) log.error({ err }, "a sender connection could not be handed back");
         });
       }
+      while (relay !== null && !stopping && holds(relay)) await sleep(RETIRE_POLL_MS);
+      if (!stopping) await stop(RETIRE_DEADLINE_MS);
       return;
-    case "shutdown": {
-      if (timer !== null) clearInterval(timer);
-      const undelivered = relay === null ? {} : await relay.shutdown(m.deadlineMs);
-      if (relay !== null) send({ t: "stats", stats: relay.stats(), rejects: [], load: 0 });
-      process.send?.({ t: "done", undelivered } satisfies FromWorker, () => process.exit(0));
     }
+    case "shutdown":
+      await stop(m.deadlineMs);
   }
+}
+
+/** How often a retiring worker looks whether its queues are empty. */
+const RETIRE_POLL_MS = 100;
+/** Its stop holds nothing to drain: the deadline only bounds closing its connections. */
+const RETIRE_DEADLINE_MS = 5_000;
+let stopping = false;
+
+/** Whether any destination still holds datapoints (memory or disk). */
+function holds(r: RelayProcess): boolean {
+  return r.stats().destinations.some((d) => d.queuedLines > 0);
+}
+
+/** Drains (up to `deadlineMs`), reports its last counters and "done", and exits. */
+async function stop(deadlineMs: number): Promise<void> {
+  if (stopping) return;
+  stopping = true;
+  if (timer !== null) clearInterval(timer);
+  const undelivered = relay === null ? {} : await relay.shutdown(deadlineMs);
+  if (relay !== null) send({ t: "stats", stats: relay.stats(), rejects: [], load: 0 });
+  process.send?.({ t: "done", undelivered } satisfies FromWorker, () => process.exit(0));
 }

@@ -28,8 +28,11 @@ export type ToWorker =
   /** The relay runs more or fewer processes: this one's new share of the queue bounds. */
   | { t: "share"; share: number }
   | HandoffMessage
-  /** Stand by: send every connection that can move back to the primary. */
-  | { t: "handBack" }
+  /**
+   * Retire: send every connection back to the primary, deliver what is
+   * queued, then stop as at "shutdown" (stats, "done", exit).
+   */
+  | { t: "retire" }
   | { t: "shutdown"; deadlineMs: number };
 export type FromWorker =
   | { t: "ready" }

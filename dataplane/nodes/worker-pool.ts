@@ -7,7 +7,7 @@ import type { Logger } from "../../common/logger.ts";
 import type { DestinationStats } from "../forward/destination-stats.ts";
 import { type Handoff, handoffMessage, receivedCarry } from "../ingest/connection-handoff.ts";
 import type { RejectSample } from "../ingest/reject-log.ts";
-import type { PipelineStats } from "../observe/pipeline-stats.ts";
+import { mergeStats, type PipelineStats } from "../observe/pipeline-stats.ts";
 import type { KeyedPoints } from "../route/aggregation.ts";
 import type { RelayConfig } from "./relay-config.ts";
 import type { RelayProcess } from "./relay-process.ts";
@@ -34,21 +34,25 @@ interface Worker {
   inherited: Map<string, number>;
   /** The share of a core it used over its last second, as it reported it (CpuLoad). */
   load: number;
-  /** Its "ready" came: it takes connections. */
+  /** Its "ready" came: it takes connections, unless it retires. */
   ready: boolean;
   /**
-   * It takes connections. In dealt mode a worker runs from the start but
-   * stands by, dealt nothing, until the load needs it (#grow).
+   * Dealt mode: the load no longer needs it (#shrink). It handed its
+   * connections back, is dealt nothing, and exits once what it holds is
+   * delivered.
    */
-  active: boolean;
+  retiring: boolean;
+  /** It reported its stop ("done"): its exit is no death. */
+  done: boolean;
 }
 
 /**
  * A relay whose primary deals the connections (RelayNode): the primary's
- * pipeline, which keeps what it is dealt and takes back what workers that
- * stand by again hand back; `min` processes in all (the primary counts)
- * take connections at any time, more while the load needs them
- * (worker-scaling.ts). Every worker runs from the start.
+ * pipeline, which keeps what it is dealt and takes back what retiring
+ * workers hand back. Every process runs, and takes connections, from the
+ * start; while the load is low, workers retire (exit) down to `min`
+ * processes in all (the primary counts), and start again while the load
+ * needs them (worker-scaling.ts).
  */
 export interface DealtPool {
   primary: RelayProcess;
@@ -189,6 +193,13 @@ export class WorkerPool {
   #cpu = new CpuLoad();
   /** Whose turn it is in deal() (live.length: the primary's). */
   #turn = 0;
+  /** A worker started for the load (#grow) is not ready yet. */
+  #growing = false;
+  /**
+   * The counters of the workers that retired, summed (one row set however
+   * often workers come and go): their datapoints stay in the node's totals.
+   */
+  #gone: PipelineStats | null = null;
 
   readonly #onAggregate: (points: KeyedPoints) => void;
   readonly #states: DestinationStateLog | null;
@@ -219,17 +230,14 @@ export class WorkerPool {
   }
 
   /**
-   * Starts every worker; in dealt mode the first `min` - 1 take
-   * connections at once, the others stand by, and the scaling looks at the
-   * load every tick.
+   * Starts every worker: each takes connections once ready, so a burst at
+   * start finds every process running. In dealt mode the scaling then looks
+   * at the load every tick.
    */
   async start(port: number, picklePort: number | null = null): Promise<void> {
     this.#port = port;
     this.#picklePort = picklePort;
     await Promise.all(Array.from({ length: this.#count }, (_, i) => this.#spawn(i + 1)));
-    // Dealt mode: --workers-min processes take connections from the start.
-    const min = this.#scaling?.min ?? this.#count + 1;
-    for (const w of this.#workers) if (w.id < min) w.active = true;
     if (this.#dealt !== null) this.#reshare(this.#dealt.primary);
     if (this.#scaling !== null) {
       this.#cpu = new CpuLoad();
@@ -238,9 +246,14 @@ export class WorkerPool {
     }
   }
 
-  /** How many processes run now, the primary included. */
+  /** How many processes take connections now, the primary included. */
   get running(): number {
-    return 1 + this.#workers.filter((w) => w.active).length;
+    return 1 + this.#taking().length;
+  }
+
+  /** The workers that take connections: ready, and not retiring. */
+  #taking(): Worker[] {
+    return this.#workers.filter((w) => w.ready && !w.retiring);
   }
 
   /**
@@ -253,7 +266,7 @@ export class WorkerPool {
    */
   deal(socket: net.Socket, listener: string): boolean {
     if (this.#dealt === null) return false;
-    const live = this.#workers.filter((w) => w.ready && w.active);
+    const live = this.#taking();
     this.#turn = (this.#turn + 1) % (live.length + 1);
     const w = live[this.#turn];
     if (w === undefined) return false;
@@ -304,7 +317,7 @@ export class WorkerPool {
     const primary = this.#dealt?.primary;
     if (scaling === null || primary === undefined || this.#stopping) return;
     const own = this.#cpu.sample();
-    const live = this.#workers.filter((w) => w.ready && w.active);
+    const live = this.#taking();
     const step = scaling.decide([own, ...live.map((w) => w.load)]);
     this.#primaryShare(primary);
     if (step > 0) this.#grow(primary);
@@ -312,31 +325,54 @@ export class WorkerPool {
   }
 
   /**
-   * Gives the lowest standby worker connections: its share of the
-   * primary's (the fastest senders spread evenly) and, from now on, its turn
-   * in deal(). It runs already, so it takes them at once.
+   * Starts a worker under the lowest free id (one that retired), if there is
+   * one and no other is starting. Once ready it takes its share of the
+   * primary's connections (the fastest senders spread evenly) and, from then
+   * on, its turn in deal(). Until then the primary goes on with them: a
+   * worker starts in about a third of a second (bench/RESULTS.md).
    */
   #grow(primary: RelayProcess): void {
-    const w = this.#workers
-      .filter((x) => x.ready && !x.active)
-      .reduce<Worker | null>((a, b) => (a === null || b.id < a.id ? b : a), null);
-    if (w === null) return;
-    w.active = true;
-    this.#reshare(primary);
-    const moved = primary.listener.release(1 / this.running);
-    for (const h of moved) this.#send(w, h);
-    this.#scaling?.reset();
-    this.#log.info(
-      { worker: w.id, processes: this.running, moved: moved.length },
-      `load: relay worker ${w.id} takes sender connections, ${moved.length} moved to it`,
+    if (this.#growing) return;
+    let id = 1;
+    while (this.#workers.some((w) => w.id === id)) id++;
+    if (id > this.#count) return;
+    this.#growing = true;
+    const t0 = performance.now();
+    this.#spawn(id).then(
+      () => {
+        this.#growing = false;
+        const w = this.#workers.find((x) => x.id === id);
+        if (this.#stopping || w === undefined || !w.ready) return;
+        this.#reshare(primary);
+        const moved = primary.listener.release(1 / this.running);
+        for (const h of moved) this.#send(w, h);
+        this.#scaling?.reset();
+        this.#log.info(
+          {
+            worker: id,
+            workerPid: w.child.pid,
+            processes: this.running,
+            moved: moved.length,
+            startMs: Math.round(performance.now() - t0),
+          },
+          `load: relay worker ${id} started in ${Math.round(performance.now() - t0)} ms and takes sender connections, ${moved.length} moved to it`,
+        );
+      },
+      (err: unknown) => {
+        this.#growing = false;
+        this.#log.error({ err, worker: id }, `relay worker ${id} did not start`);
+      },
     );
   }
 
   /**
-   * The newest active worker stands by again, if it can without loss: it
-   * holds nothing queued (its last report) and no TLS connection (a TLS
-   * session cannot move). It hands its connections back to the primary and
-   * is dealt nothing more; it keeps running, ready for the next rise.
+   * The newest worker retires, if it can without loss: it holds nothing
+   * queued (its last report) and no TLS connection (a TLS session cannot
+   * move). It hands its connections back to the primary, is dealt nothing
+   * more, and exits once what it still holds is delivered; its counters
+   * stay in the node's (#gone). A process that does not run costs no
+   * memory: the idle relay is the primary alone (with the default
+   * --workers-min).
    */
   #shrink(live: Worker[]): void {
     const primary = this.#dealt?.primary;
@@ -347,13 +383,28 @@ export class WorkerPool {
     const queued = s.destinations.some((d) => d.queuedLines > 0);
     const tls = (s.listeners ?? []).some((l) => l.transport === "tls" && l.connections > 0);
     if (queued || tls) return;
-    w.active = false;
-    w.child.send({ t: "handBack" } satisfies ToWorker, noop);
+    w.retiring = true;
+    w.child.send({ t: "retire" } satisfies ToWorker, noop);
     this.#reshare(primary);
     this.#scaling?.reset();
     this.#log.info(
+      { worker: w.id, workerPid: w.child.pid, processes: this.running },
+      `load: relay worker ${w.id} hands its sender connections back to the primary and retires`,
+    );
+  }
+
+  /** A retired worker exited after its report ("done"): its counters join #gone. */
+  #onRetired(w: Worker): void {
+    this.#workers = this.#workers.filter((x) => x !== w);
+    this.#states?.forget(w.id);
+    if (w.stats !== null) {
+      // Nothing queued is left (it exited once it held nothing): this only marks its rows gone.
+      retireStats(w.stats, "undelivered");
+      this.#gone = this.#gone === null ? w.stats : mergeStats([this.#gone, w.stats]);
+    }
+    this.#log.info(
       { worker: w.id, processes: this.running },
-      `load: relay worker ${w.id} hands its sender connections back to the primary and stands by`,
+      `relay worker ${w.id} retired: it delivered what it held and exited`,
     );
   }
 
@@ -371,13 +422,14 @@ export class WorkerPool {
       inherited: new Map(),
       load: 0,
       ready: false,
-      active: this.#dealt === null,
+      retiring: false,
+      done: false,
     };
     this.#workers.push(w);
     return new Promise<void>((resolve, reject) => {
       child.on("message", (m: FromWorker, socket?: net.Socket) => {
         if (m.t === "conn") {
-          // A sender of a worker that stands by again: the primary goes on with it.
+          // A sender of a retiring worker: the primary goes on with it.
           if (socket === undefined) return;
           const primary = this.#dealt?.primary;
           if (primary === undefined) socket.destroy();
@@ -385,7 +437,8 @@ export class WorkerPool {
         } else if (m.t === "ready") {
           w.ready = true;
           resolve();
-        } else if (m.t === "error") reject(new Error(`worker ${id}: ${m.message}`));
+        } else if (m.t === "done") w.done = true;
+        else if (m.t === "error") reject(new Error(`worker ${id}: ${m.message}`));
         else if (m.t === "aggregate") this.#onAggregate(m.points);
         else if (m.t === "destination") this.#states?.report(id, m.report);
         else if (m.t === "stats") {
@@ -400,6 +453,10 @@ export class WorkerPool {
       child.once("exit", (code, signal) => {
         // During a shutdown, shutdown() accounts for every worker.
         if (this.#stopping) return;
+        if (w.retiring && w.done) {
+          this.#onRetired(w);
+          return;
+        }
         this.#workers = this.#workers.filter((x) => x !== w);
         this.#states?.forget(id);
         const lost = w.stats === null ? {} : retireStats(w.stats, "worker_died");
@@ -451,9 +508,10 @@ export class WorkerPool {
     for (const w of this.#workers) w.child.send({ t: "apply", config } satisfies ToWorker);
   }
 
-  /** The counters of every worker, live, stopped or dead. */
+  /** The counters of every worker, live, stopped, retired or dead. */
   stats(): PipelineStats[] {
-    return [...this.#workers.flatMap((w) => (w.stats === null ? [] : [w.stats])), ...this.#retired];
+    const live = this.#workers.flatMap((w) => (w.stats === null ? [] : [w.stats]));
+    return [...live, ...this.#retired, ...(this.#gone === null ? [] : [this.#gone])];
   }
 
   rejects(): RejectSample[] {

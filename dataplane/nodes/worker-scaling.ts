@@ -1,5 +1,3 @@
-import { performance } from "node:perf_hooks";
-
 /** Every WorkerScaling default, in one place. */
 export const WORKER_SCALING_DEFAULTS = {
   /** How often the processes' loads are looked at (ms). */
@@ -8,7 +6,7 @@ export const WORKER_SCALING_DEFAULTS = {
   upLoad: 0.5,
   /** ...for this many ticks in a row (1 s). */
   upTicks: 2,
-  /** One stands by again when the others could carry all of the load at this share of a core each... */
+  /** One retires when the others could carry all of the load at this share of a core each... */
   downLoad: 0.25,
   /** ...for this many ticks in a row (60 s; --workers-idle sets it). */
   downTicks: 120,
@@ -27,7 +25,7 @@ export type WorkerScalingSettings = {
  * CPU again at 15,000 datapoints/s). When those processes are busy on
  * average (upLoad) for upTicks ticks, one more takes connections, up to
  * `max`; when the load would keep one fewer under downLoad for downTicks
- * ticks (a minute), the newest stands by again, down to `min`. The two
+ * ticks (a minute), the newest retires, down to `min`. The two
  * thresholds are far apart so that a load near one of them does not move
  * connections back and forth.
  */

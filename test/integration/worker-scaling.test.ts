@@ -74,8 +74,18 @@ class Sender {
   }
 }
 
+/** Whether the process `pid` (a log field) runs. */
+function alive(pid: unknown): boolean {
+  try {
+    process.kill(pid as number, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
 describe("worker processes follow the load", () => {
-  it("a worker takes connections under load while they send; it stands by again when the load falls and its senders go on in the primary; every line arrives once", async () => {
+  it("idle, the relay is the primary alone; under load a worker starts and takes connections while they send; when the load falls it hands them back and exits; every line arrives once", async () => {
     const sink = new CountingSink();
     const dest = await sink.start();
     cleanup.push(() => new Promise((r) => sink.server.close(r)));
@@ -85,8 +95,6 @@ describe("worker processes follow the load", () => {
       dest,
       "--workers",
       "2",
-      "--workers-min",
-      "1",
       "--workers-idle",
       "2",
       // The sink shares the machine with the sender: under drop-oldest a
@@ -97,7 +105,12 @@ describe("worker processes follow the load", () => {
     ]);
     cleanup.push(() => relay.stop());
     const listening = await relay.waitForLog((l) => l.msg === "listening");
+    // The default: the primary alone while idle.
     expect(listening["workersMin"]).toBe(1);
+    // Both processes run from the start; idle, the worker retires.
+    const first = await relay.waitForLog((l) => /^load: relay worker 1 hands/.test(l.msg), 30_000);
+    await relay.waitForLog((l) => /^relay worker 1 retired/.test(l.msg), 30_000);
+    await until("the retired worker's process is gone", () => !alive(first["workerPid"]), 10_000);
     const senders = Array.from({ length: 8 }, (_, k) => new Sender(relay.port, k));
     cleanup.push(async () => {
       for (const s of senders) s.socket.destroy();
@@ -107,7 +120,10 @@ describe("worker processes follow the load", () => {
     // As fast as the relay takes them, until a worker takes some, and a while more.
     let started: Record<string, unknown> | null = null;
     void relay
-      .waitForLog((l) => /^load: relay worker 1 takes sender connections/.test(l.msg), 60_000)
+      .waitForLog(
+        (l) => /^load: relay worker 1 started in \d+ ms and takes sender connections/.test(l.msg),
+        60_000,
+      )
       .then((l) => {
         started = l;
       });
@@ -122,12 +138,17 @@ describe("worker processes follow the load", () => {
     const sentBefore = senders.reduce((a, s) => a + s.next, 0);
     await until("every line sent so far delivered", () => sink.total() >= sentBefore, 60_000);
 
-    // Quiet: the worker hands its connections back and stands by.
+    expect(alive(started!["workerPid"])).toBe(true);
+
+    // Quiet: the worker hands its connections back and exits.
     const retired = await relay.waitForLog(
-      (l) => /^load: relay worker 1 hands its sender connections back/.test(l.msg),
+      (l) =>
+        /^load: relay worker 1 hands its sender connections back/.test(l.msg) &&
+        l["workerPid"] === started!["workerPid"],
       30_000,
     );
     expect(retired["processes"]).toBe(1);
+    await until("the worker's process is gone", () => !alive(started!["workerPid"]), 30_000);
     // The same connections, now all in the primary.
     await Promise.all(senders.map((s) => s.write(1_000)));
     for (const s of senders) s.socket.end();
