@@ -500,10 +500,15 @@ function plan(s: Exclude<Scenario, "disk-replay" | "wire-in">): Plan {
     case "idle":
       common.push("--idle-conns", quick ? "300" : "5000", ...r(3));
       if (quick) common.push("--idle-hold", "1");
-      // The senders connect to a relay that has run idle for SETTLE_SECONDS,
-      // as they find one that runs for days: its workers the load does not
-      // need have retired (--workers-idle).
-      else polymur.push("--settle", String(SETTLE_SECONDS));
+      else {
+        // The median of 30 s idle: a process gives its unused heap back
+        // after 10 s idle (HeapTrim), as it does once per idle spell.
+        common.push("--idle-hold", "30");
+        // The senders connect to a relay that has run idle for SETTLE_SECONDS,
+        // as they find one that runs for days: its workers the load does not
+        // need have retired (--workers-idle).
+        polymur.push("--settle", String(SETTLE_SECONDS));
+      }
       break;
   }
   if (waitQuiet !== undefined) common.push("--wait-quiet", String(waitQuiet));

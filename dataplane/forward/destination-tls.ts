@@ -1,7 +1,11 @@
 import { readFileSync, statSync } from "node:fs";
-import { createSecureContext, type SecureContext } from "node:tls";
+import type tls from "node:tls";
+import type { SecureContext } from "node:tls";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
+import { lazyBuiltin } from "../../common/lazy-builtin.ts";
 import { getString, type OptionSpec, optionLabel, type RawOptions } from "../../common/options.ts";
+
+const loadTls = lazyBuiltin<typeof tls>("node:tls");
 
 /**
  * How `tls://` and `pickle+tls://` destinations are reached: file paths, not
@@ -171,7 +175,7 @@ export class DestinationTlsFiles {
     const key = keyFile === null ? undefined : readPem(keyFile, "destination-tls-key", PRIVATE_KEY);
     let context: SecureContext;
     try {
-      context = createSecureContext({
+      context = loadTls().createSecureContext({
         minVersion: "TLSv1.2",
         ...(ca === undefined ? {} : { ca }),
         ...(clientCert === undefined ? {} : { cert: clientCert, key }),

@@ -1,6 +1,7 @@
 import { EventEmitter } from "node:events";
 import { isIP, type TcpNetConnectOpts } from "node:net";
-import tls from "node:tls";
+import type tls from "node:tls";
+import { lazyBuiltin } from "../../common/lazy-builtin.ts";
 import type { DestinationLink, DestinationTransport, WriteDone } from "./destination-link.ts";
 import type { DestinationSpec } from "./destination-spec.ts";
 import {
@@ -8,6 +9,8 @@ import {
   type DestinationTlsSettings,
   destinationTlsFiles,
 } from "./destination-tls.ts";
+
+const loadTls = lazyBuiltin<typeof tls>("node:tls");
 
 /**
  * TLS to `spec` (`tls://`, and under pickle frames `pickle+tls://`): TCP as
@@ -55,7 +58,7 @@ function connectOptions(spec: DestinationSpec, files: DestinationTlsFiles): TlsC
     // No SNI for an IP address (RFC 6066 forbids it; Node warns).
     ...(isIP(name) === 0 ? { servername: name } : {}),
     rejectUnauthorized: true,
-    checkServerIdentity: (_host, cert) => tls.checkServerIdentity(name, cert),
+    checkServerIdentity: (_host, cert) => loadTls().checkServerIdentity(name, cert),
     noDelay: true,
     keepAlive: true,
     keepAliveInitialDelay: 30_000,
@@ -76,7 +79,7 @@ class TlsLink extends EventEmitter implements DestinationLink {
     super();
     let socket: tls.TLSSocket;
     try {
-      socket = tls.connect(connectOptions(spec, files));
+      socket = loadTls().connect(connectOptions(spec, files));
     } catch (err) {
       this.#socket = null;
       process.nextTick(() => {

@@ -1,8 +1,13 @@
-import dgram from "node:dgram";
-import dns from "node:dns";
+import type dgram from "node:dgram";
+import type dns from "node:dns";
+import { lazyBuiltin } from "../../common/lazy-builtin.ts";
 import type { DestinationName, DestinationTransport } from "./destination-link.ts";
 import type { DestinationSpec } from "./destination-spec.ts";
 import { type PendingWrite, SerialLink } from "./serial-link.ts";
+
+const loadDns = lazyBuiltin<typeof dns>("node:dns");
+
+const loadDgram = lazyBuiltin<typeof dgram>("node:dgram");
 
 const NL = 0x0a;
 
@@ -76,7 +81,7 @@ class UdpLink extends SerialLink {
     this.#host = host;
     this.#port = port;
     this.#datagramBytes = datagramBytes;
-    dns.lookup(host, (err, address, family) => this.#resolved(err, address, family));
+    loadDns().lookup(host, (err, address, family) => this.#resolved(err, address, family));
   }
 
   #resolved(err: Error | null, address: string, family: number): void {
@@ -85,7 +90,7 @@ class UdpLink extends SerialLink {
       this.close(err);
       return;
     }
-    const socket = dgram.createSocket(family === 6 ? "udp6" : "udp4");
+    const socket = loadDgram().createSocket(family === 6 ? "udp6" : "udp4");
     this.#socket = socket;
     // Send errors come to each send's callback; this one brings what the
     // socket is told later, such as ECONNREFUSED (an ICMP port unreachable

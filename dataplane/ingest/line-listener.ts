@@ -1,8 +1,9 @@
-import dgram from "node:dgram";
+import type dgram from "node:dgram";
 import fs from "node:fs";
 import net from "node:net";
 import type tls from "node:tls";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
+import { lazyBuiltin } from "../../common/lazy-builtin.ts";
 import { ThrottledWarning } from "../../common/log-throttle.ts";
 import type { Logger } from "../../common/logger.ts";
 import { type Handoff, movable, stopReading } from "./connection-handoff.ts";
@@ -15,6 +16,8 @@ import type { ListenerTlsSettings } from "./listener-tls-settings.ts";
 import { PickleFramer } from "./pickle-framer.ts";
 import { oneByteBuffer, ReadPacer } from "./read-pacer.ts";
 import type { RejectSample } from "./reject-log.ts";
+
+const loadDgram = lazyBuiltin<typeof dgram>("node:dgram");
 
 /** Where and how a listener takes lines from senders. */
 export interface ListenerConfig {
@@ -194,7 +197,7 @@ export class LineListener {
     const u = this.#config.udp;
     if (u !== null && this.#withUdp) {
       const c = this.#counters("udp", "plaintext", "udp");
-      const sock = dgram.createSocket({ type: net.isIPv6(u.host) ? "udp6" : "udp4" });
+      const sock = loadDgram().createSocket({ type: net.isIPv6(u.host) ? "udp6" : "udp4" });
       sock.on("message", (msg, rinfo) => this.#datagram(msg, rinfo, c));
       sock.on("error", (err) => this.#log.error({ err }, "udp listener error"));
       await new Promise<void>((resolve, reject) => {

@@ -1,8 +1,9 @@
 import { X509Certificate } from "node:crypto";
 import fs from "node:fs";
 import type net from "node:net";
-import tls from "node:tls";
+import type tls from "node:tls";
 import { ErrorCode, PolymurError } from "../../common/errors.ts";
+import { lazyBuiltin } from "../../common/lazy-builtin.ts";
 import { ThrottledWarning } from "../../common/log-throttle.ts";
 import type { Logger } from "../../common/logger.ts";
 import {
@@ -11,6 +12,8 @@ import {
   type TlsRejectReason,
 } from "./listener-counters.ts";
 import type { ListenerTlsSettings } from "./listener-tls-settings.ts";
+
+const loadTls = lazyBuiltin<typeof tls>("node:tls");
 
 /** How often the certificate, key and client CA files are checked for a change. */
 const CHECK_INTERVAL_MS = 5_000;
@@ -154,7 +157,7 @@ export class ListenerTls {
       ca: s.clientCaFile === null ? undefined : read(s.clientCaFile, "--tls-client-ca"),
     };
     try {
-      tls.createSecureContext({ cert: m.cert, key: m.key, ca: m.ca });
+      loadTls().createSecureContext({ cert: m.cert, key: m.key, ca: m.ca });
     } catch (err) {
       throw new Error(
         `--tls-cert ${s.certFile} with --tls-key ${s.keyFile}${s.clientCaFile === null ? "" : ` and --tls-client-ca ${s.clientCaFile}`}: ${(err as Error).message}`,
@@ -169,7 +172,7 @@ export class ListenerTls {
    */
   createServer(counters: ListenerCounters, accept: (socket: tls.TLSSocket) => void): tls.Server {
     const m = this.#material;
-    const server = tls.createServer(
+    const server = loadTls().createServer(
       {
         cert: m.cert,
         key: m.key,

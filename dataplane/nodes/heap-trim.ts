@@ -1,6 +1,10 @@
-import v8 from "node:v8";
-import { runInNewContext } from "node:vm";
+import type v8 from "node:v8";
+import type vm from "node:vm";
+import { lazyBuiltin } from "../../common/lazy-builtin.ts";
 import { CpuLoad } from "./worker-scaling.ts";
+
+const loadV8 = lazyBuiltin<typeof v8>("node:v8");
+const loadVm = lazyBuiltin<typeof vm>("node:vm");
 
 /** Every HeapTrim default, in one place. */
 export const HEAP_TRIM_DEFAULTS = {
@@ -47,7 +51,12 @@ export class HeapTrim {
   }
 
   start(): this {
-    this.#timer = setInterval(() => this.observe(this.#cpu.sample()), this.#s.tickMs);
+    this.#timer = setInterval(() => {
+      // The collection's own CPU is not load: counted, it would re-arm the
+      // trim and collect again every idle spell's length (measured: 1% of a
+      // core, idle).
+      if (this.observe(this.#cpu.sample())) this.#cpu.sample();
+    }, this.#s.tickMs);
     this.#timer.unref();
     return this;
   }
@@ -57,19 +66,22 @@ export class HeapTrim {
     this.#timer = null;
   }
 
-  /** One tick's load (share of a core); trims when the process has been idle long enough. */
-  observe(load: number): void {
+  /**
+   * One tick's load (share of a core); trims when the process has been idle
+   * long enough. Returns whether it trimmed.
+   */
+  observe(load: number): boolean {
     if (load >= this.#s.idleLoad) {
       this.#quiet = 0;
       this.#armed = true;
-      return;
+      return false;
     }
     this.#quiet++;
-    if (this.#armed && this.#quiet >= this.#s.idleTicks) {
-      this.#armed = false;
-      this.trims++;
-      this.#collect();
-    }
+    if (!this.#armed || this.#quiet < this.#s.idleTicks) return false;
+    this.#armed = false;
+    this.trims++;
+    this.#collect();
+    return true;
   }
 }
 
@@ -79,9 +91,9 @@ let gc: Gc | null = null;
 /** A full collection that also shrinks the young generation (V8's CollectAllAvailableGarbage). */
 function reduceFootprint(): void {
   if (gc === null) {
-    v8.setFlagsFromString("--expose-gc");
-    gc = runInNewContext("gc") as Gc;
-    v8.setFlagsFromString("--no-expose-gc");
+    loadV8().setFlagsFromString("--expose-gc");
+    gc = loadVm().runInNewContext("gc") as Gc;
+    loadV8().setFlagsFromString("--no-expose-gc");
   }
   gc({ type: "major", execution: "sync", flavor: "last-resort" });
 }

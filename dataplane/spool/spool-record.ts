@@ -1,6 +1,9 @@
 import fs from "node:fs";
-import zlib from "node:zlib";
+import type zlib from "node:zlib";
+import { lazyBuiltin } from "../../common/lazy-builtin.ts";
 import { errText } from "./err-text.ts";
+
+const loadZlib = lazyBuiltin<typeof zlib>("node:zlib");
 
 /**
  * The spool's record format, and how the records of a segment file are found
@@ -99,8 +102,8 @@ export function encodeRecordHeader(
   h.writeUInt8(compression, 16);
   h.writeUInt32LE(lines, 17);
   h.writeUInt32LE(rawBytes, 21);
-  h.writeUInt32LE(zlib.crc32(h.subarray(0, FIELDS)), 25);
-  h.writeUInt32LE(zlib.crc32(payload), 29);
+  h.writeUInt32LE(loadZlib().crc32(h.subarray(0, FIELDS)), 25);
+  h.writeUInt32LE(loadZlib().crc32(payload), 29);
   return h;
 }
 
@@ -147,11 +150,12 @@ export function parseRecord(data: Buffer, off: number): ParsedRecord {
   const lines = data.readUInt32LE(off + 17);
   if (magic === MAGIC_V2) {
     if (off + HEADER_V2 > data.length) return NONE;
-    if (zlib.crc32(data.subarray(off, off + FIELDS)) !== data.readUInt32LE(off + 25)) return NONE;
+    if (loadZlib().crc32(data.subarray(off, off + FIELDS)) !== data.readUInt32LE(off + 25))
+      return NONE;
     const payloadStart = off + HEADER_V2;
     const end = payloadStart + size;
     if (end > data.length) return { kind: "torn", seq, lines };
-    if (zlib.crc32(data.subarray(payloadStart, end)) !== data.readUInt32LE(off + 29)) {
+    if (loadZlib().crc32(data.subarray(payloadStart, end)) !== data.readUInt32LE(off + 29)) {
       return { kind: "damaged-payload", seq, lines, size, end };
     }
     return whole(data, off, payloadStart, end);
@@ -160,9 +164,9 @@ export function parseRecord(data: Buffer, off: number): ParsedRecord {
     const payloadStart = off + HEADER_V1;
     const end = payloadStart + size;
     if (end > data.length) return NONE;
-    const crc = zlib.crc32(
+    const crc = loadZlib().crc32(
       data.subarray(payloadStart, end),
-      zlib.crc32(data.subarray(off, off + FIELDS)),
+      loadZlib().crc32(data.subarray(off, off + FIELDS)),
     );
     if (crc !== data.readUInt32LE(off + 25)) return NONE;
     return whole(data, off, payloadStart, end);
