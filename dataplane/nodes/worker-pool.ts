@@ -251,9 +251,13 @@ export class WorkerPool {
     return 1 + this.#taking().length;
   }
 
-  /** The workers that take connections: ready, and not retiring. */
+  /**
+   * The workers that take connections: ready, not retiring, and reachable
+   * (a worker that just died is until its exit is handled: a connection
+   * sent to it would be closed unread).
+   */
   #taking(): Worker[] {
-    return this.#workers.filter((w) => w.ready && !w.retiring);
+    return this.#workers.filter((w) => w.ready && !w.retiring && w.child.connected);
   }
 
   /**
@@ -329,7 +333,7 @@ export class WorkerPool {
    * one and no other is starting. Once ready it takes its share of the
    * primary's connections (the fastest senders spread evenly) and, from then
    * on, its turn in deal(). Until then the primary goes on with them: a
-   * worker starts in about a third of a second (bench/RESULTS.md).
+   * worker starts in about a quarter of a second (bench/RESULTS.md).
    */
   #grow(primary: RelayProcess): void {
     if (this.#growing) return;
