@@ -35,9 +35,10 @@ interface ProxyMemory {
 /**
  * A gateway's memory of what each proxy already queued: per (key name,
  * proxy id) and per instance of that proxy (Hello.instance_id, random per
- * proxy process), the highest batch seq that was queued (or rejected). A
- * batch at or below it is a resend of one the gateway already has: it is
- * acknowledged again but not queued twice.
+ * proxy process), the highest batch seq that was queued. A batch at or
+ * below it is a resend of one the gateway already has: it is acknowledged
+ * again but not queued twice. A rejected batch is not recorded: sent again,
+ * it is checked again (BatchIntake.batch).
  *
  * Per instance, because seqs only mean something within one process's line
  * of batches: two processes with one proxy id (a copied spool directory)
@@ -123,7 +124,7 @@ export class DedupTable {
   }
 
   /**
-   * Records that `seq` is queued (or rejected) for this proxy, by the
+   * Records that `seq` is queued for this proxy, by the
    * instance streaming now, or by `instance` if given and still remembered
    * (the primary's table records what a worker reports for the instance it
    * claimed for; one forgotten meanwhile is not recorded). A proxy forgotten
