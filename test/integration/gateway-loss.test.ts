@@ -326,7 +326,10 @@ describe("two proxies with one proxy id (a copied spool directory)", () => {
     const g = (
       await statsUntil<GatewayJson>(
         gw,
-        (s) => s.gateway.streamsCut.unresponsive >= 1 && s.gateway.proxyInstances.returning >= 1,
+        (s) =>
+          s.gateway.streamsCut.unresponsive >= 1 &&
+          s.gateway.proxyInstances.returning >= 1 &&
+          s.gateway.proxyInstances.new >= 2,
       )
     ).gateway;
     expect(g.streamsCut.unresponsive).toBe(1);
