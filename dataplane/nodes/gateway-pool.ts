@@ -22,7 +22,7 @@ import type {
 } from "./gateway-messages.ts";
 import type { GatewayOptions } from "./gateway-options.ts";
 import { inheritDisk, leftOnDisk, retireStats } from "./worker-pool.ts";
-import { stopWorker } from "./worker-stop.ts";
+import { drainWorker } from "./worker-stop.ts";
 
 // Same extension as this module: .ts when run from source (tests), .js when compiled.
 const EXT = extname(import.meta.url);
@@ -252,24 +252,15 @@ export class GatewayPool {
   }
 
   #stop(w: Worker, deadlineMs: number): Promise<Record<string, number>> {
-    return stopWorker(
-      w.child,
-      { t: "shutdown", deadlineMs } satisfies ToGatewayWorker,
-      deadlineMs + 5_000,
-      (m) => {
-        const g = m as FromGatewayWorker;
-        return g.t === "done" ? g.undelivered : null;
-      },
-      () => {
-        const lost = w.stats === null ? {} : retireStats(w.stats, "undelivered");
-        if (w.gateway !== null) retireGatewayCounters(w.gateway);
-        this.#o.log.error(
-          { worker: w.id, undelivered: lost },
-          `gateway worker ${w.id} exited without its shutdown report (killed, or hung past the deadline); its last known queue is counted as undelivered`,
-        );
-        return lost;
-      },
-    );
+    return drainWorker(w.child, deadlineMs, () => {
+      const lost = w.stats === null ? {} : retireStats(w.stats, "undelivered");
+      if (w.gateway !== null) retireGatewayCounters(w.gateway);
+      this.#o.log.error(
+        { worker: w.id, undelivered: lost },
+        `gateway worker ${w.id} exited without its shutdown report (killed, or hung past the deadline); its last known queue is counted as undelivered`,
+      );
+      return lost;
+    });
   }
 }
 

@@ -14,6 +14,13 @@ const log = createLogger({
 });
 let relay: RelayProcess | null = null;
 let timer: NodeJS.Timeout | null = null;
+/** It drains and exits (stop()): once. */
+let stopping = false;
+
+/** How often a retiring worker looks whether its queues are empty. */
+const RETIRE_POLL_MS = 100;
+/** Its stop holds nothing to drain: the deadline only bounds closing its connections. */
+const RETIRE_DEADLINE_MS = 5_000;
 
 const send = (m: FromWorker): void => {
   process.send?.(m);
@@ -91,12 +98,6 @@ async function handle(m: ToWorker): Promise<void> {
       await stop(m.deadlineMs);
   }
 }
-
-/** How often a retiring worker looks whether its queues are empty. */
-const RETIRE_POLL_MS = 100;
-/** Its stop holds nothing to drain: the deadline only bounds closing its connections. */
-const RETIRE_DEADLINE_MS = 5_000;
-let stopping = false;
 
 /** Whether any destination still holds datapoints (memory or disk). */
 function holds(r: RelayProcess): boolean {

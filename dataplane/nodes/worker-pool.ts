@@ -13,7 +13,7 @@ import type { RelayConfig } from "./relay-config.ts";
 import type { RelayProcess } from "./relay-process.ts";
 import type { FromWorker, ToWorker } from "./worker-messages.ts";
 import { CpuLoad, WorkerScaling, type WorkerScalingSettings } from "./worker-scaling.ts";
-import { stopWorker } from "./worker-stop.ts";
+import { drainWorker } from "./worker-stop.ts";
 
 // Same extension as this module: .ts when run from source (tests), .js when compiled.
 const WORKER_ENTRY = fileURLToPath(
@@ -351,15 +351,16 @@ export class WorkerPool {
         const moved = primary.listener.release(1 / this.running);
         for (const h of moved) this.#send(w, h);
         this.#scaling?.reset();
+        const startMs = Math.round(performance.now() - t0);
         this.#log.info(
           {
             worker: id,
             workerPid: w.child.pid,
             processes: this.running,
             moved: moved.length,
-            startMs: Math.round(performance.now() - t0),
+            startMs,
           },
-          `load: relay worker ${id} started in ${Math.round(performance.now() - t0)} ms and takes sender connections, ${moved.length} moved to it`,
+          `load: relay worker ${id} started in ${startMs} ms and takes sender connections, ${moved.length} moved to it`,
         );
       },
       (err: unknown) => {
@@ -535,23 +536,14 @@ export class WorkerPool {
   }
 
   #stop(w: Worker, deadlineMs: number): Promise<Record<string, number>> {
-    return stopWorker(
-      w.child,
-      { t: "shutdown", deadlineMs } satisfies ToWorker,
-      deadlineMs + 5_000,
-      (m) => {
-        const f = m as FromWorker;
-        return f.t === "done" ? f.undelivered : null;
-      },
-      () => {
-        const lost = w.stats === null ? {} : retireStats(w.stats, "undelivered");
-        this.#log.error(
-          { worker: w.id, undelivered: lost },
-          `relay worker ${w.id} exited without its shutdown report (killed, or hung past the deadline); its last known queue, ${total(lost)} datapoints, is counted as undelivered`,
-        );
-        return lost;
-      },
-    );
+    return drainWorker(w.child, deadlineMs, () => {
+      const lost = w.stats === null ? {} : retireStats(w.stats, "undelivered");
+      this.#log.error(
+        { worker: w.id, undelivered: lost },
+        `relay worker ${w.id} exited without its shutdown report (killed, or hung past the deadline); its last known queue, ${total(lost)} datapoints, is counted as undelivered`,
+      );
+      return lost;
+    });
   }
 }
 

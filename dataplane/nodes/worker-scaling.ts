@@ -95,10 +95,11 @@ export class CpuLoad {
 
   /** The share of a core used since the last call (or since this was made). */
   sample(): number {
-    const cpu = process.cpuUsage(this.#cpu);
+    const cpu = process.cpuUsage();
     const at = performance.now();
-    const load = (cpu.user + cpu.system) / 1000 / Math.max(1, at - this.#at);
-    this.#cpu = process.cpuUsage();
+    const usedMs = (cpu.user - this.#cpu.user + cpu.system - this.#cpu.system) / 1000;
+    this.#cpu = cpu;
+    const load = usedMs / Math.max(1, at - this.#at);
     this.#at = at;
     return load;
   }

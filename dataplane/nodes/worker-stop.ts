@@ -39,3 +39,28 @@ export function stopWorker<R>(
 }
 
 function noop(): void {}
+
+/**
+ * stopWorker for the relay's and the gateway's workers, which share the
+ * protocol: `{t: "shutdown", deadlineMs}` asks them to drain for up to
+ * `deadlineMs`, `{t: "done", undelivered}` is their report (datapoints
+ * per destination they could not deliver), and one that has not exited 5 s
+ * after the deadline is killed. `missing` accounts for one that exits
+ * without its report.
+ */
+export function drainWorker(
+  child: ChildProcess,
+  deadlineMs: number,
+  missing: () => Record<string, number>,
+): Promise<Record<string, number>> {
+  return stopWorker(
+    child,
+    { t: "shutdown", deadlineMs },
+    deadlineMs + 5_000,
+    (m) => {
+      const r = m as { t?: unknown; undelivered?: Record<string, number> };
+      return r.t === "done" && r.undelivered !== undefined ? r.undelivered : null;
+    },
+    missing,
+  );
+}
